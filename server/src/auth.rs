@@ -1,0 +1,229 @@
+//! Authentication: Basic (username:password) and Bearer (API token) on every `/api/` route.
+//!
+//! Passwords are argon2id-hashed. A busy client sending Basic credentials on every request
+//! must not pay a full argon2 verification each time: after one successful verification we
+//! cache a keyed SHA-256 digest of the credentials (keyed with a per-process random secret,
+//! so the cache holds nothing an attacker could reuse), bound to the user's
+//! `credentials_version` so that a password change invalidates it at once. Failed attempts are
+//! never cached and always cost a full verification (also for unknown users, so timing does
+//! not reveal which usernames exist). API tokens are random 256-bit secrets stored only as
+//! SHA-256 hashes, so a token check is one hash and one lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderValue, AUTHORIZATION};
+use actix_web::{web, FromRequest, HttpRequest};
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use futures_util::future::LocalBoxFuture;
+use imageapi_shared::domain::Password;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::repo::{SledRepo, UserRecord};
+use crate::state::AppState;
+
+/// Entries kept in the Basic-auth cache before it is cleared (bounded memory).
+const CACHE_CAPACITY: usize = 10_000;
+
+pub fn hash_password(password: &Password) -> anyhow::Result<String> {
+    let hash = Argon2::default()
+        .hash_password(password.expose().as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?;
+    Ok(hash.to_string())
+}
+
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A new secret (API token or link token): 256 random bits, URL-safe. Returned with its hash.
+pub fn new_secret(prefix: &str) -> (String, [u8; 32]) {
+    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+    let hash = sha256(secret.as_bytes());
+    (secret, hash)
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+struct CachedLogin {
+    user_id: imageapi_shared::domain::UserId,
+    credentials_version: u64,
+    digest: [u8; 32],
+}
+
+pub struct Authenticator {
+    repo: Arc<SledRepo>,
+    /// Key for the cache digests; new each process start.
+    secret: [u8; 32],
+    cache: Mutex<HashMap<String, CachedLogin>>,
+    /// Verified against when the username is unknown, to keep timing uniform.
+    dummy_hash: String,
+}
+
+impl Authenticator {
+    pub fn new(repo: Arc<SledRepo>) -> anyhow::Result<Self> {
+        let dummy = Password::parse("not-a-real-password").map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self { repo, secret: random_bytes(), cache: Mutex::new(HashMap::new()), dummy_hash: hash_password(&dummy)? })
+    }
+
+    fn digest(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update((username.len() as u64).to_be_bytes());
+        h.update(username.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn cached(&self, username: &str, digest: &[u8; 32], user: &UserRecord) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(username).is_some_and(|c| {
+            c.user_id == user.id && c.credentials_version == user.credentials_version && bool::from(c.digest.ct_eq(digest))
+        })
+    }
+
+    fn remember(&self, username: &str, digest: [u8; 32], user: &UserRecord) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(
+            username.to_owned(),
+            CachedLogin { user_id: user.id, credentials_version: user.credentials_version, digest },
+        );
+    }
+
+    /// Resolves an `Authorization` header to an active user, or `Unauthorized`.
+    pub async fn authenticate(self: Arc<Self>, header: Option<HeaderValue>) -> Result<UserRecord, ApiError> {
+        let header = header.ok_or(ApiError::Unauthorized)?;
+        let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
+        let (scheme, rest) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+        let user = if scheme.eq_ignore_ascii_case("bearer") {
+            self.bearer(rest.trim().to_owned()).await?
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            self.basic(rest.trim()).await?
+        } else {
+            return Err(ApiError::Unauthorized);
+        };
+        if !user.is_active {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(user)
+    }
+
+    async fn bearer(&self, token: String) -> Result<UserRecord, ApiError> {
+        let repo = self.repo.clone();
+        web::block(move || -> Result<Option<UserRecord>, crate::repo::RepoError> {
+            let Some(record) = repo.token_by_hash(&sha256(token.as_bytes()))? else {
+                return Ok(None);
+            };
+            match repo.user(record.user_id) {
+                Ok(user) => Ok(Some(user)),
+                Err(crate::repo::RepoError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await??
+        .ok_or(ApiError::Unauthorized)
+    }
+
+    async fn basic(self: &Self, encoded: &str) -> Result<UserRecord, ApiError> {
+        let decoded = STANDARD.decode(encoded).map_err(|_| ApiError::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
+        let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
+        let (username, password) = (username.to_owned(), password.to_owned());
+
+        let repo = self.repo.clone();
+        let name = username.clone();
+        let user = web::block(move || repo.user_by_name(&name)).await??;
+        let digest = self.digest(&username, &password);
+        if let Some(user) = &user {
+            if self.cached(&username, &digest, user) {
+                return Ok(user.clone());
+            }
+        }
+        let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
+        let verified = web::block(move || verify_password(&phc, &password)).await?;
+        match user {
+            Some(user) if verified => {
+                self.remember(&username, digest, &user);
+                Ok(user)
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// An authenticated, active user.
+pub struct AuthUser(pub UserRecord);
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req.headers().get(AUTHORIZATION).cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
+            state.auth.clone().authenticate(header).await.map(AuthUser)
+        })
+    }
+}
+
+/// An authenticated, active admin; 403 for other users.
+pub struct AdminUser(pub UserRecord);
+
+impl FromRequest for AdminUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = AuthUser::from_request(req, payload);
+        Box::pin(async move {
+            let AuthUser(user) = user.await?;
+            if user.is_admin {
+                Ok(AdminUser(user))
+            } else {
+                Err(ApiError::Forbidden("this endpoint is for admins".to_owned()))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let p = Password::parse("correct horse").expect("valid");
+        let phc = hash_password(&p).expect("hash");
+        assert!(verify_password(&phc, "correct horse"));
+        assert!(!verify_password(&phc, "correct horse!"));
+        assert!(!verify_password("not a phc string", "correct horse"));
+    }
+
+    #[test]
+    fn secrets_are_long_random_and_hashed() {
+        let (a, hash_a) = new_secret("iat_");
+        let (b, _) = new_secret("iat_");
+        assert_ne!(a, b);
+        assert!(a.starts_with("iat_") && a.len() >= 4 + 43, "256 bits of base64: {a}");
+        assert_eq!(hash_a, sha256(a.as_bytes()));
+    }
+}

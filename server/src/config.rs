@@ -1,0 +1,91 @@
+//! Configuration: `IMAGEAPI_*` environment variables or the matching flags. Every setting has a
+//! default, so the server runs with no configuration at all.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use imageapi_shared::pipeline::Limits;
+
+#[derive(Debug, Parser)]
+#[command(name = "imageapi-server", version, about = "The imageapi HTTP API (embedded mode runs everything in this one process)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Create an admin user (or make an existing user an admin and set their password).
+    /// The server must not be running on the same data dir.
+    Createsuperuser {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "IMAGEAPI_BIND", default_value = "127.0.0.1:8000", global = true)]
+    pub bind: String,
+    /// Folder for the sled database and, by default, the blob store.
+    #[arg(long, env = "IMAGEAPI_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Folder for originals and thumbnails (default: DATA_DIR/blobs).
+    #[arg(long, env = "IMAGEAPI_BLOB_DIR", global = true)]
+    pub blob_dir: Option<PathBuf>,
+    /// Base of every link the API returns (default: http:// + the bound address).
+    #[arg(long, env = "IMAGEAPI_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Redis for the scaled-out job queue (not supported by this release yet).
+    #[arg(long, env = "IMAGEAPI_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Make sure this admin exists at start (with IMAGEAPI_ADMIN_PASSWORD).
+    #[arg(long, env = "IMAGEAPI_ADMIN_USERNAME", global = true)]
+    pub admin_username: Option<String>,
+    #[arg(long, env = "IMAGEAPI_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    pub admin_password: Option<String>,
+    /// Thumbnail worker threads in this process (default: the number of cores; 0: make none).
+    #[arg(long, env = "IMAGEAPI_WORKERS", global = true)]
+    pub workers: Option<usize>,
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "IMAGEAPI_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024, global = true)]
+    pub max_upload_bytes: u64,
+    /// Largest accepted image in pixels (width × height).
+    #[arg(long, env = "IMAGEAPI_MAX_PIXELS", default_value_t = 100_000_000, global = true)]
+    pub max_pixels: u64,
+    /// Largest accepted width or height in pixels.
+    #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = 30_000, global = true)]
+    pub max_side: u32,
+    /// How long a GET on a pending thumbnail waits before answering 503.
+    #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
+    pub thumbnail_wait_secs: u64,
+    /// How long expired links are kept (answering 410) before they are purged (then 404).
+    #[arg(long, env = "IMAGEAPI_EXPIRED_LINK_RETENTION_HOURS", default_value_t = 168, global = true)]
+    pub expired_link_retention_hours: u64,
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits { max_bytes: self.max_upload_bytes, max_pixels: self.max_pixels, max_side: self.max_side }
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    pub fn db_dir(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+}

@@ -1,0 +1,20 @@
+//! The imageapi HTTP server.
+//!
+//! [`startup::Application`] wires everything: the sled metadata repository ([`repo`]), the
+//! blob store, authentication ([`auth`]), the thumbnail bookkeeping ([`thumbnails`]) with the
+//! embedded apalis queue and render pool from `imageapi-worker`, and the routes ([`routes`]).
+//! Errors become problem+json in one place ([`error`]).
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod repo;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod superuser;
+pub mod telemetry;
+pub mod thumbnails;
+pub mod views;

@@ -1,0 +1,23 @@
+//! `imageapi-server`: parse the configuration, then serve or run an admin command.
+
+use clap::Parser;
+use imageapi_server::config::{Cli, Command};
+use imageapi_server::{startup, superuser, telemetry};
+
+fn main() -> std::process::ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None | Some(Command::Serve) => startup::serve(cli.config),
+        Some(Command::Createsuperuser { username, password_stdin }) => {
+            superuser::run(&cli.config, &username, password_stdin)
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! Metadata in sled: users, API tokens, tiers, images, thumbnails, expiring links.
+//!
+//! One tree per logical map, keys laid out so that every hot query is a point lookup or a
+//! prefix/range scan: a user's images are `user ++ image` keys with time-ordered image ids,
+//! so "newest first after a cursor" is a reverse range scan, never a full scan. Writes that
+//! touch several trees run in one sled transaction; acknowledged writes are flushed by the
+//! caller ([`SledRepo::flush`]) before it answers.
+//!
+//! All methods are synchronous (sled is); async callers run them via `spawn_blocking`.
+
+mod records;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use imageapi_shared::domain::{Height, ImageId, LinkId, TierId, TokenId, UserId};
+use imageapi_shared::jobs::{ThumbnailOutcome, ThumbnailResult};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{IVec, Transactional, Tree};
+
+pub use records::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database at {path} is locked by another process (is an imageapi-server running on it?)")]
+    Locked { path: String },
+    #[error("database error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<RepoError>>;
+
+impl From<TransactionError<RepoError>> for RepoError {
+    fn from(e: TransactionError<RepoError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => RepoError::Storage(e),
+        }
+    }
+}
+
+fn abort<T>(e: RepoError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RepoError> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RepoError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+fn tx_encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    encode(value).map_err(ConflictableTransactionError::Abort)
+}
+
+fn tx_decode<T: DeserializeOwned>(bytes: &[u8]) -> TxResult<T> {
+    decode(bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + b.len());
+    key.extend_from_slice(a);
+    key.extend_from_slice(b);
+    key
+}
+
+fn thumb_key(image: ImageId, height: u32) -> Vec<u8> {
+    cat(&image.to_bytes(), &height.to_be_bytes())
+}
+
+fn tier_user_key(tier: &TierId, user: UserId) -> Vec<u8> {
+    let mut key = cat(tier.as_str().as_bytes(), &[0]);
+    key.extend_from_slice(&user.to_bytes());
+    key
+}
+
+fn tier_prefix(tier: &TierId) -> Vec<u8> {
+    cat(tier.as_str().as_bytes(), &[0])
+}
+
+fn id16(bytes: &[u8]) -> Option<[u8; 16]> {
+    bytes.try_into().ok()
+}
+
+fn add_count(current: Option<IVec>, delta: i64) -> [u8; 8] {
+    let n = current
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    n.saturating_add_signed(delta).to_be_bytes()
+}
+
+/// Everything a deleted image leaves behind that the caller must clean up outside sled.
+#[derive(Debug)]
+pub struct DeletedImage {
+    pub record: ImageRecord,
+}
+
+pub struct SledRepo {
+    db: sled::Db,
+    users: Tree,
+    usernames: Tree,
+    users_by_tier: Tree,
+    tokens: Tree,
+    user_tokens: Tree,
+    tiers: Tree,
+    images: Tree,
+    user_images: Tree,
+    image_counts: Tree,
+    thumbs: Tree,
+    pending: Tree,
+    links: Tree,
+    link_tokens: Tree,
+    user_links: Tree,
+    image_links: Tree,
+    reconcile: Tree,
+    /// Serialises admin writes to users and tiers, so that checks like "no user holds this
+    /// tier" cannot race with a user being moved onto it. These writes are rare.
+    admin_writes: Mutex<()>,
+}
+
+impl SledRepo {
+    pub fn open(path: &Path) -> Result<Self, RepoError> {
+        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                RepoError::Locked { path: path.display().to_string() }
+            }
+            other => RepoError::Storage(other),
+        })?;
+        let tree = |name: &str| db.open_tree(name);
+        Ok(Self {
+            users: tree("users")?,
+            usernames: tree("usernames")?,
+            users_by_tier: tree("users_by_tier")?,
+            tokens: tree("tokens")?,
+            user_tokens: tree("user_tokens")?,
+            tiers: tree("tiers")?,
+            images: tree("images")?,
+            user_images: tree("user_images")?,
+            image_counts: tree("image_counts")?,
+            thumbs: tree("thumbs")?,
+            pending: tree("pending")?,
+            links: tree("links")?,
+            link_tokens: tree("link_tokens")?,
+            user_links: tree("user_links")?,
+            image_links: tree("image_links")?,
+            reconcile: tree("reconcile")?,
+            admin_writes: Mutex::new(()),
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. Call before acknowledging a write.
+    pub async fn flush(&self) -> Result<(), RepoError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// [`Self::flush`] for synchronous callers (command-line tools).
+    pub fn flush_blocking(&self) -> Result<(), RepoError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn check(&self) -> Result<(), RepoError> {
+        self.tiers.get(TierId::BASIC)?;
+        Ok(())
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means another admin write panicked; the data is in sled.
+        self.admin_writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- tiers ---------------------------------------------------------------------------
+
+    /// Inserts the builtin tiers that are missing (first start); edited builtins are kept.
+    pub fn seed_builtin_tiers(&self) -> Result<(), RepoError> {
+        for tier in TierRecord::builtins() {
+            self.tiers.compare_and_swap(tier.id.as_str(), None::<&[u8]>, Some(encode(&tier)?))?.ok();
+        }
+        Ok(())
+    }
+
+    pub fn tier(&self, id: &TierId) -> Result<TierRecord, RepoError> {
+        self.tiers.get(id.as_str())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
+    }
+
+    pub fn tiers(&self) -> Result<Vec<TierRecord>, RepoError> {
+        self.tiers.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    pub fn tier_user_count(&self, id: &TierId) -> Result<usize, RepoError> {
+        let mut n = 0;
+        for entry in self.users_by_tier.scan_prefix(tier_prefix(id)).keys() {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn create_tier(&self, tier: &TierRecord) -> Result<(), RepoError> {
+        let _guard = self.lock_admin();
+        let swapped = self.tiers.compare_and_swap(tier.id.as_str(), None::<&[u8]>, Some(encode(tier)?))?;
+        swapped.map_err(|_| RepoError::Conflict(format!("a tier with id '{}' already exists", tier.id)))
+    }
+
+    /// Applies `edit` to a tier and queues a reconciliation of every user holding it, in one
+    /// transaction, so that an acknowledged edit always reaches existing images.
+    pub fn update_tier(&self, id: &TierId, edit: impl Fn(&mut TierRecord)) -> Result<TierRecord, RepoError> {
+        let _guard = self.lock_admin();
+        let holders = self.users_holding(id)?;
+        let tier = (&self.tiers, &self.reconcile).transaction(|(tiers, reconcile)| {
+            let Some(current) = tiers.get(id.as_str())? else {
+                return abort(RepoError::NotFound);
+            };
+            let mut tier: TierRecord = tx_decode(&current)?;
+            edit(&mut tier);
+            tiers.insert(id.as_str(), tx_encode(&tier)?)?;
+            for user in &holders {
+                reconcile.insert(&user.to_bytes(), &[])?;
+            }
+            Ok(tier)
+        })?;
+        Ok(tier)
+    }
+
+    pub fn delete_tier(&self, id: &TierId) -> Result<(), RepoError> {
+        let _guard = self.lock_admin();
+        let tier = self.tier(id)?;
+        if tier.builtin {
+            return Err(RepoError::Conflict(format!("'{id}' is a builtin tier; builtin tiers can be edited but not deleted")));
+        }
+        let holders = self.tier_user_count(id)?;
+        if holders > 0 {
+            return Err(RepoError::Conflict(format!("{holders} user(s) hold tier '{id}'; move them to another tier first")));
+        }
+        self.tiers.remove(id.as_str())?;
+        Ok(())
+    }
+
+    fn users_holding(&self, tier: &TierId) -> Result<Vec<UserId>, RepoError> {
+        let prefix = tier_prefix(tier);
+        let mut users = Vec::new();
+        for key in self.users_by_tier.scan_prefix(&prefix).keys() {
+            let key = key?;
+            if let Some(bytes) = id16(&key[prefix.len()..]) {
+                users.push(UserId::from_bytes(bytes));
+            }
+        }
+        Ok(users)
+    }
+
+    // ---- users and tokens -----------------------------------------------------------------
+
+    pub fn user(&self, id: UserId) -> Result<UserRecord, RepoError> {
+        self.users.get(id.to_bytes())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, RepoError> {
+        match self.usernames.get(name)? {
+            Some(id) => match id16(&id) {
+                Some(bytes) => Ok(Some(self.user(UserId::from_bytes(bytes))?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRecord>, RepoError> {
+        self.users.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    pub fn image_count(&self, user: UserId) -> Result<u64, RepoError> {
+        Ok(self
+            .image_counts
+            .get(user.to_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    pub fn create_user(&self, user: &UserRecord) -> Result<(), RepoError> {
+        let _guard = self.lock_admin();
+        self.tier(&user.tier)?;
+        (&self.users, &self.usernames, &self.users_by_tier).transaction(|(users, usernames, by_tier)| {
+            if usernames.get(user.username.as_str())?.is_some() {
+                return abort(RepoError::Conflict(format!("the username '{}' is taken", user.username)));
+            }
+            usernames.insert(user.username.as_str(), &user.id.to_bytes())?;
+            users.insert(&user.id.to_bytes(), tx_encode(user)?)?;
+            by_tier.insert(tier_user_key(&user.tier, user.id), &[])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Applies `edit` to a user. A tier change also queues a reconciliation of the user's
+    /// images (new heights to make), in the same transaction. The new tier must exist.
+    pub fn update_user(&self, id: UserId, edit: impl Fn(&mut UserRecord)) -> Result<UserRecord, RepoError> {
+        let _guard = self.lock_admin();
+        let mut preview = self.user(id)?;
+        edit(&mut preview);
+        self.tier(&preview.tier)?;
+        let user = (&self.users, &self.users_by_tier, &self.reconcile).transaction(|(users, by_tier, reconcile)| {
+            let Some(current) = users.get(id.to_bytes())? else {
+                return abort(RepoError::NotFound);
+            };
+            let before: UserRecord = tx_decode(&current)?;
+            let mut after = before.clone();
+            edit(&mut after);
+            if before.tier != after.tier {
+                by_tier.remove(tier_user_key(&before.tier, id))?;
+                by_tier.insert(tier_user_key(&after.tier, id), &[])?;
+                reconcile.insert(&id.to_bytes(), &[])?;
+            }
+            users.insert(&id.to_bytes(), tx_encode(&after)?)?;
+            Ok(after)
+        })?;
+        Ok(user)
+    }
+
+    /// Deletes a user with their tokens; returns their images, which the caller deletes
+    /// (with blobs and links) through [`SledRepo::delete_image`] first.
+    pub fn user_image_ids(&self, user: UserId) -> Result<Vec<ImageId>, RepoError> {
+        let mut ids = Vec::new();
+        for key in self.user_images.scan_prefix(user.to_bytes()).keys() {
+            if let Some(bytes) = id16(&key?[16..]) {
+                ids.push(ImageId::from_bytes(bytes));
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn delete_user(&self, id: UserId) -> Result<(), RepoError> {
+        let _guard = self.lock_admin();
+        let user = self.user(id)?;
+        let tokens: Vec<(IVec, IVec)> = self.user_tokens.scan_prefix(id.to_bytes()).collect::<Result<_, _>>()?;
+        let links = self.user_links.scan_prefix(id.to_bytes()).keys().collect::<Result<Vec<_>, _>>()?;
+        for key in links {
+            if let Some(bytes) = id16(&key[16..]) {
+                self.delete_link(LinkId::from_bytes(bytes))?;
+            }
+        }
+        (&self.users, &self.usernames, &self.users_by_tier, &self.tokens, &self.user_tokens, &self.image_counts, &self.reconcile)
+            .transaction(|(users, usernames, by_tier, token_tree, user_tokens, counts, reconcile)| {
+                users.remove(&id.to_bytes())?;
+                usernames.remove(user.username.as_str())?;
+                by_tier.remove(tier_user_key(&user.tier, id))?;
+                for (key, hash) in &tokens {
+                    token_tree.remove(hash)?;
+                    user_tokens.remove(key)?;
+                }
+                counts.remove(&id.to_bytes())?;
+                reconcile.remove(&id.to_bytes())?;
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    pub fn insert_token(&self, record: &TokenRecord, hash: &[u8; 32]) -> Result<(), RepoError> {
+        (&self.tokens, &self.user_tokens).transaction(|(tokens, user_tokens)| {
+            tokens.insert(hash, tx_encode(record)?)?;
+            user_tokens.insert(cat(&record.user_id.to_bytes(), &record.id.to_bytes()), hash)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, RepoError> {
+        self.tokens.get(hash)?.map(|v| decode(&v)).transpose()
+    }
+
+    pub fn user_tokens(&self, user: UserId) -> Result<Vec<TokenRecord>, RepoError> {
+        let mut out = Vec::new();
+        for hash in self.user_tokens.scan_prefix(user.to_bytes()).values() {
+            if let Some(record) = self.tokens.get(hash?)? {
+                out.push(decode(&record)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete_token(&self, user: UserId, token: TokenId) -> Result<(), RepoError> {
+        let key = cat(&user.to_bytes(), &token.to_bytes());
+        (&self.tokens, &self.user_tokens).transaction(|(tokens, user_tokens)| {
+            let Some(hash) = user_tokens.remove(key.as_slice())? else {
+                return abort(RepoError::NotFound);
+            };
+            tokens.remove(hash)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    // ---- images and thumbnails --------------------------------------------------------------
+
+    /// Records a new image with its thumbnails pending, atomically.
+    pub fn insert_image(&self, image: &ImageRecord, heights: &[Height]) -> Result<(), RepoError> {
+        (&self.images, &self.user_images, &self.image_counts, &self.thumbs, &self.pending).transaction(
+            |(images, user_images, counts, thumbs, pending)| {
+                images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
+                user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
+                let count = add_count(counts.get(image.owner.to_bytes())?, 1);
+                counts.insert(&image.owner.to_bytes(), &count)?;
+                let state = tx_encode(&ThumbState::Pending)?;
+                for h in heights {
+                    let key = thumb_key(image.id, h.get());
+                    thumbs.insert(key.as_slice(), state.as_slice())?;
+                    pending.insert(key, &[])?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
+        self.images.get(id.to_bytes())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
+    }
+
+    /// A user's images, newest first, starting after `cursor` (exclusive).
+    pub fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> Result<Vec<ImageRecord>, RepoError> {
+        let start = user.to_bytes().to_vec();
+        let end = match cursor {
+            Some(c) => cat(&user.to_bytes(), &c.to_bytes()),
+            None => cat(&user.to_bytes(), &[0xff; 17]),
+        };
+        let mut out = Vec::with_capacity(limit);
+        for key in self.user_images.range(start..end).keys().rev() {
+            if out.len() == limit {
+                break;
+            }
+            if let Some(bytes) = id16(&key?[16..]) {
+                out.push(self.image(ImageId::from_bytes(bytes))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded thumbnails of an image by requested height (whatever the tier now grants).
+    pub fn thumbnails(&self, image: ImageId) -> Result<BTreeMap<u32, ThumbState>, RepoError> {
+        let mut out = BTreeMap::new();
+        for entry in self.thumbs.scan_prefix(image.to_bytes()) {
+            let (key, value) = entry?;
+            if let Ok(h) = <[u8; 4]>::try_from(&key[16..]) {
+                out.insert(u32::from_be_bytes(h), decode(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn thumbnail(&self, image: ImageId, height: u32) -> Result<Option<ThumbState>, RepoError> {
+        self.thumbs.get(thumb_key(image, height))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Marks the given heights pending unless already recorded; returns those newly pending.
+    pub fn ensure_thumbnails(&self, image: ImageId, heights: &[u32]) -> Result<Vec<u32>, RepoError> {
+        let added = (&self.images, &self.thumbs, &self.pending).transaction(|(images, thumbs, pending)| {
+            let mut added = Vec::new();
+            if images.get(image.to_bytes())?.is_none() {
+                return Ok(added);
+            }
+            let state = tx_encode(&ThumbState::Pending)?;
+            for &h in heights {
+                let key = thumb_key(image, h);
+                if thumbs.get(key.as_slice())?.is_none() {
+                    thumbs.insert(key.as_slice(), state.as_slice())?;
+                    pending.insert(key, &[])?;
+                    added.push(h);
+                }
+            }
+            Ok(added)
+        })?;
+        Ok(added)
+    }
+
+    /// Applies a worker's outcome. Idempotent: a repeated or late outcome changes nothing
+    /// that is already final. Returns `Err(NotFound)` if the image is gone (the caller then
+    /// removes the orphaned blob).
+    pub fn apply_outcome(&self, outcome: &ThumbnailOutcome) -> Result<bool, RepoError> {
+        let key = thumb_key(outcome.image_id, outcome.requested_height);
+        let state = match &outcome.result {
+            ThumbnailResult::Ready { width, height, size_bytes } => {
+                ThumbState::Ready { width: *width, height: *height, size_bytes: *size_bytes }
+            }
+            ThumbnailResult::Failed { reason } => ThumbState::Failed { reason: reason.clone() },
+        };
+        let changed = (&self.images, &self.thumbs, &self.pending).transaction(|(images, thumbs, pending)| {
+            if images.get(outcome.image_id.to_bytes())?.is_none() {
+                return abort(RepoError::NotFound);
+            }
+            let current: Option<ThumbState> = thumbs.get(key.as_slice())?.map(|v| tx_decode(&v)).transpose()?;
+            pending.remove(key.as_slice())?;
+            if current.as_ref() == Some(&state) || matches!(current, Some(ThumbState::Ready { .. })) {
+                return Ok(false);
+            }
+            thumbs.insert(key.as_slice(), tx_encode(&state)?)?;
+            Ok(true)
+        })?;
+        Ok(changed)
+    }
+
+    /// Every pending thumbnail, grouped by image: what must be (re-)enqueued at start.
+    pub fn pending_thumbnails(&self) -> Result<BTreeMap<ImageId, Vec<u32>>, RepoError> {
+        let mut out: BTreeMap<ImageId, Vec<u32>> = BTreeMap::new();
+        for key in self.pending.iter().keys() {
+            let key = key?;
+            if let (Some(id), Ok(h)) = (id16(&key[..16]), <[u8; 4]>::try_from(&key[16..])) {
+                out.entry(ImageId::from_bytes(id)).or_default().push(u32::from_be_bytes(h));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an image's metadata, its thumbnails' records and its links, atomically.
+    pub fn delete_image(&self, id: ImageId) -> Result<DeletedImage, RepoError> {
+        let record = self.image(id)?;
+        let thumb_keys = self.thumbs.scan_prefix(id.to_bytes()).keys().collect::<Result<Vec<_>, _>>()?;
+        let link_ids: Vec<LinkId> = self
+            .image_links
+            .scan_prefix(id.to_bytes())
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| id16(&k[16..])).map(LinkId::from_bytes))
+            .collect();
+        for link in link_ids {
+            match self.delete_link(link) {
+                Ok(()) | Err(RepoError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        (&self.images, &self.user_images, &self.image_counts, &self.thumbs, &self.pending).transaction(
+            |(images, user_images, counts, thumbs, pending)| {
+                if images.remove(&id.to_bytes())?.is_none() {
+                    return abort(RepoError::NotFound);
+                }
+                user_images.remove(cat(&record.owner.to_bytes(), &id.to_bytes()))?;
+                let count = add_count(counts.get(record.owner.to_bytes())?, -1);
+                counts.insert(&record.owner.to_bytes(), &count)?;
+                for key in &thumb_keys {
+                    thumbs.remove(key)?;
+                    pending.remove(key)?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(DeletedImage { record })
+    }
+
+    /// All images, newest first after `cursor`, optionally of one user (admin browsing).
+    pub fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> Result<Vec<ImageRecord>, RepoError> {
+        let iter = match cursor {
+            Some(c) => self.images.range(..c.to_bytes().to_vec()),
+            None => self.images.range::<Vec<u8>, _>(..),
+        };
+        iter.values().rev().take(limit).map(|v| decode(&v?)).collect()
+    }
+
+    // ---- reconciliation (tier changes reaching existing images) --------------------------
+
+    pub fn reconcile_queue(&self) -> Result<Vec<UserId>, RepoError> {
+        let mut users = Vec::new();
+        for key in self.reconcile.iter().keys() {
+            if let Some(bytes) = id16(&key?) {
+                users.push(UserId::from_bytes(bytes));
+            }
+        }
+        Ok(users)
+    }
+
+    pub fn reconcile_done(&self, user: UserId) -> Result<(), RepoError> {
+        self.reconcile.remove(user.to_bytes())?;
+        Ok(())
+    }
+
+    // ---- expiring links ---------------------------------------------------------------------
+
+    pub fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32]) -> Result<(), RepoError> {
+        (&self.images, &self.links, &self.link_tokens, &self.user_links, &self.image_links).transaction(
+            |(images, links, link_tokens, user_links, image_links)| {
+                // The image may have been deleted since the handler looked it up.
+                if images.get(link.image_id.to_bytes())?.is_none() {
+                    return abort(RepoError::NotFound);
+                }
+                links.insert(&link.id.to_bytes(), tx_encode(link)?)?;
+                link_tokens.insert(token_hash, &link.id.to_bytes())?;
+                user_links.insert(cat(&link.owner.to_bytes(), &link.id.to_bytes()), token_hash)?;
+                image_links.insert(cat(&link.image_id.to_bytes(), &link.id.to_bytes()), token_hash)?;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn link(&self, id: LinkId) -> Result<LinkRecord, RepoError> {
+        self.links.get(id.to_bytes())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
+    }
+
+    pub fn link_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, RepoError> {
+        match self.link_tokens.get(hash)?.and_then(|v| id16(&v)) {
+            Some(id) => match self.link(LinkId::from_bytes(id)) {
+                Ok(link) => Ok(Some(link)),
+                Err(RepoError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    pub fn user_links(&self, user: UserId) -> Result<Vec<LinkRecord>, RepoError> {
+        let mut out = Vec::new();
+        for key in self.user_links.scan_prefix(user.to_bytes()).keys() {
+            if let Some(id) = id16(&key?[16..]) {
+                match self.link(LinkId::from_bytes(id)) {
+                    Ok(link) => out.push(link),
+                    Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn all_links(&self) -> Result<Vec<LinkRecord>, RepoError> {
+        self.links.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    pub fn delete_link(&self, id: LinkId) -> Result<(), RepoError> {
+        (&self.links, &self.link_tokens, &self.user_links, &self.image_links).transaction(
+            |(links, link_tokens, user_links, image_links)| {
+                let Some(value) = links.remove(&id.to_bytes())? else {
+                    return abort(RepoError::NotFound);
+                };
+                let link: LinkRecord = tx_decode(&value)?;
+                if let Some(hash) = user_links.remove(cat(&link.owner.to_bytes(), &id.to_bytes()))? {
+                    link_tokens.remove(hash)?;
+                }
+                image_links.remove(cat(&link.image_id.to_bytes(), &id.to_bytes()))?;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Removes links that expired before `cutoff` (kept until then to answer 410, not 404).
+    pub fn purge_links_expired_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize, RepoError> {
+        let mut purged = 0;
+        for link in self.all_links()? {
+            if link.expires_at < cutoff {
+                match self.delete_link(link.id) {
+                    Ok(()) => purged += 1,
+                    Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(purged)
+    }
+}
+

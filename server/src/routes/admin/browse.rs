@@ -1,0 +1,96 @@
+//! Admin: browse every user's images and every live link.
+
+use std::collections::BTreeMap;
+
+use actix_web::{delete, get, web, HttpResponse};
+use imageapi_shared::domain::LinkId;
+
+use crate::auth::AdminUser;
+use crate::error::ApiError;
+use crate::routes::images::{load_page, Page, PageQuery};
+use crate::state::AppState;
+use crate::views::{ImagePage, ImageView, LinkList, LinkView};
+
+/// Images, newest first: one user's (`?user=`) or everyone's.
+#[utoipa::path(
+    tag = "admin",
+    params(PageQuery),
+    responses((status = 200, body = ImagePage), (status = 400, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/admin/images")]
+pub async fn images(state: web::Data<AppState>, _admin: AdminUser, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    let Page { limit, cursor } = query.parse()?;
+    let user = query.user()?;
+    let (rows, next) = state
+        .repo(move |repo| {
+            let records = match user {
+                Some(user) => {
+                    repo.user(user)?;
+                    repo.user_images(user, cursor, limit + 1)?
+                }
+                None => repo.all_images(cursor, limit + 1)?,
+            };
+            load_page(repo, records, limit)
+        })
+        .await?;
+    let base = &state.public_url;
+    let user_param = query.user.as_deref().map(|u| format!("&user={u}")).unwrap_or_default();
+    let results = rows
+        .iter()
+        .map(|(image, tier, thumbs)| {
+            let mut view = ImageView::new(base, image, tier, thumbs);
+            view.owner = Some(image.owner.to_string());
+            view
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ImagePage {
+        results,
+        next: next.map(|c| format!("{base}/api/v1/admin/images?limit={limit}&cursor={c}{user_param}")),
+    }))
+}
+
+/// Every live link with its owner and time left, soonest expiry first.
+#[utoipa::path(tag = "admin", responses((status = 200, body = LinkList)), security(("basic" = []), ("bearer" = [])))]
+#[get("/admin/links")]
+pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let (mut links, names) = state
+        .repo(move |repo| {
+            let links: Vec<_> = repo.all_links()?.into_iter().filter(|l| !l.is_expired(now)).collect();
+            let mut names = BTreeMap::new();
+            for link in &links {
+                if let std::collections::btree_map::Entry::Vacant(slot) = names.entry(link.owner) {
+                    slot.insert(repo.user(link.owner).map(|u| u.username.to_string()).unwrap_or_default());
+                }
+            }
+            Ok((links, names))
+        })
+        .await?;
+    links.sort_by_key(|l| l.expires_at);
+    let results = links
+        .iter()
+        .map(|l| {
+            let mut view = LinkView::new(l, None, now);
+            view.owner = Some(l.owner.to_string());
+            view.owner_username = names.get(&l.owner).cloned();
+            view
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(LinkList { results }))
+}
+
+/// Revoke any link.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "link id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/admin/links/{id}")]
+pub async fn revoke_link(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
+    state.repo(move |repo| repo.delete_link(id)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

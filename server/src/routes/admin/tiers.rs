@@ -1,0 +1,163 @@
+//! Admin: tiers.
+
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use imageapi_shared::domain::{Heights, TierId, TierName};
+
+use crate::auth::AdminUser;
+use crate::error::{ApiError, FieldErrors};
+use crate::repo::{RepoError, TierRecord};
+use crate::state::AppState;
+use crate::views::{CreateTier, TierList, TierView, UpdateTier};
+
+fn parse_heights(value: &serde_json::Value) -> Result<Heights, String> {
+    let items = value.as_array().ok_or("must be a list of heights in px")?;
+    let numbers = items
+        .iter()
+        .map(|v| v.as_i64().ok_or("heights must be whole numbers"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Heights::parse(&numbers).map_err(|e| e.to_string())
+}
+
+fn tier_id(raw: &str) -> Result<TierId, ApiError> {
+    TierId::parse(raw).map_err(|_| ApiError::NotFound)
+}
+
+async fn tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
+    state.repo(move |repo| Ok(TierView::new(&repo.tier(&id)?, Some(repo.tier_user_count(&id)?)))).await
+}
+
+/// All tiers with how many users hold each.
+#[utoipa::path(tag = "admin", responses((status = 200, body = TierList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
+#[get("/admin/tiers")]
+pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+    let results = state
+        .repo(|repo| repo.tiers()?.iter().map(|t| Ok(TierView::new(t, Some(repo.tier_user_count(&t.id)?)))).collect::<Result<Vec<_>, RepoError>>())
+        .await?;
+    Ok(HttpResponse::Ok().json(TierList { results }))
+}
+
+/// Create a tier. Its id is a slug (`[a-z0-9-]{1,32}`), fixed at creation.
+#[utoipa::path(
+    tag = "admin",
+    request_body = CreateTier,
+    responses((status = 201, body = TierView), (status = 400, body = crate::error::Problem), (status = 409, description = "id taken", body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[post("/admin/tiers")]
+pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Json<CreateTier>) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::new();
+    let id = TierId::parse(&body.id).map_err(|e| errors.insert("id".into(), vec![e.to_string()])).ok();
+    let name = TierName::parse(&body.name).map_err(|e| errors.insert("name".into(), vec![e.to_string()])).ok();
+    let heights = parse_heights(&body.thumbnail_heights).map_err(|e| errors.insert("thumbnail_heights".into(), vec![e])).ok();
+    let (Some(id), Some(name), Some(thumbnail_heights)) = (id, name, heights) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let tier = TierRecord {
+        id,
+        name,
+        thumbnail_heights,
+        original_link: body.original_link,
+        expiring_links: body.expiring_links,
+        builtin: false,
+    };
+    let record = tier.clone();
+    state.repo(move |repo| repo.create_tier(&record)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::Created().json(TierView::new(&tier, Some(0))))
+}
+
+/// One tier.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "tier id")),
+    responses((status = 200, body = TierView), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/admin/tiers/{id}")]
+pub async fn detail(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(tier_view(&state, tier_id(&path)?).await?))
+}
+
+/// Edit a tier (builtin ones too). Applies at once to the images of every user holding it.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "tier id")),
+    request_body = UpdateTier,
+    responses((status = 200, body = TierView), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[patch("/admin/tiers/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+    body: web::Json<UpdateTier>,
+) -> Result<HttpResponse, ApiError> {
+    let id = tier_id(&path)?;
+    let mut errors = FieldErrors::new();
+    let name = body.name.as_deref().map(TierName::parse).transpose().map_err(|e| errors.insert("name".into(), vec![e.to_string()])).ok().flatten();
+    let heights = body
+        .thumbnail_heights
+        .as_ref()
+        .map(parse_heights)
+        .transpose()
+        .map_err(|e| errors.insert("thumbnail_heights".into(), vec![e]))
+        .ok()
+        .flatten();
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (original_link, expiring_links) = (body.original_link, body.expiring_links);
+    let lookup = id.clone();
+    state
+        .repo(move |repo| {
+            repo.update_tier(&lookup, |tier| {
+                if let Some(name) = &name {
+                    tier.name = name.clone();
+                }
+                if let Some(heights) = &heights {
+                    tier.thumbnail_heights = heights.clone();
+                }
+                if let Some(flag) = original_link {
+                    tier.original_link = flag;
+                }
+                if let Some(flag) = expiring_links {
+                    tier.expiring_links = flag;
+                }
+            })
+        })
+        .await?;
+    state.flush().await?;
+    state.thumbnails.wake_reconciler();
+    Ok(HttpResponse::Ok().json(tier_view(&state, id).await?))
+}
+
+/// Delete a tier: not a builtin one, and not while users hold it (409).
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "tier id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, description = "builtin or in use", body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/admin/tiers/{id}")]
+pub async fn delete(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = tier_id(&path)?;
+    state.repo(move |repo| repo.delete_tier(&id)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn heights_must_be_a_list_of_whole_numbers_in_range_without_repeats() {
+        assert!(parse_heights(&json!([100, 300])).is_ok());
+        assert!(parse_heights(&json!([])).is_ok());
+        for bad in [json!(200), json!([200.5]), json!(["200"]), json!([0]), json!([4097]), json!([5, 5])] {
+            assert!(parse_heights(&bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

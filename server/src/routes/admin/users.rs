@@ -1,0 +1,239 @@
+//! Admin: users and their API tokens.
+
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
+
+use crate::auth::{hash_password, new_secret, AdminUser};
+use crate::error::{ApiError, FieldErrors};
+use crate::repo::{RepoError, TokenRecord, UserRecord};
+use crate::routes::images::delete_image;
+use crate::state::AppState;
+use crate::views::{CreateUser, NewTokenView, TokenView, UpdateUser, UserList, UserView};
+
+/// API tokens carry this prefix so they are recognisable in logs and secret scanners.
+const API_TOKEN_PREFIX: &str = "iat_";
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).ok_or(ApiError::NotFound)
+}
+
+/// Checks that a tier id names an existing tier, as a field error otherwise.
+async fn existing_tier(state: &AppState, raw: &str, errors: &mut FieldErrors) -> Result<Option<TierId>, ApiError> {
+    let Ok(id) = TierId::parse(raw) else {
+        errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
+        return Ok(None);
+    };
+    let lookup = id.clone();
+    match state.repo(move |repo| repo.tier(&lookup)).await {
+        Ok(_) => Ok(Some(id)),
+        Err(ApiError::NotFound) => {
+            errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn hash(password: Password) -> Result<String, ApiError> {
+    web::block(move || hash_password(&password)).await?.map_err(ApiError::internal)
+}
+
+async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<UserView, ApiError> {
+    state
+        .repo(move |repo| {
+            let user = repo.user(id)?;
+            let tokens = if with_tokens { Some(repo.user_tokens(id)?.iter().map(TokenView::from).collect()) } else { None };
+            Ok(UserView::new(&user, repo.image_count(id)?, tokens))
+        })
+        .await
+}
+
+/// All users.
+#[utoipa::path(tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
+#[get("/admin/users")]
+pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+    let results = state
+        .repo(|repo| {
+            let mut users = repo.users()?;
+            users.sort_by(|a, b| a.username.as_str().cmp(b.username.as_str()));
+            users.iter().map(|u| Ok(UserView::new(u, repo.image_count(u.id)?, None))).collect::<Result<Vec<_>, RepoError>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UserList { results }))
+}
+
+/// Create a user.
+#[utoipa::path(
+    tag = "admin",
+    request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 400, body = crate::error::Problem), (status = 409, description = "username taken", body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[post("/admin/users")]
+pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Json<CreateUser>) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::new();
+    let username = Username::parse(&body.username).map_err(|e| errors.insert("username".into(), vec![e.to_string()])).ok();
+    let password = Password::parse(&body.password).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok();
+    let tier = existing_tier(&state, &body.tier, &mut errors).await?;
+    let (Some(username), Some(password), Some(tier)) = (username, password, tier) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let user = UserRecord {
+        id: UserId::from_ulid(ulid::Ulid::new()),
+        username,
+        password_hash: hash(password).await?,
+        tier,
+        is_active: true,
+        is_admin: body.is_admin,
+        created_at: state.clock.now(),
+        credentials_version: 0,
+    };
+    let record = user.clone();
+    state.repo(move |repo| repo.create_user(&record)).await?;
+    state.flush().await?;
+    tracing::info!(user = %user.id, username = %user.username, "user created");
+    Ok(HttpResponse::Created().json(UserView::new(&user, 0, None)))
+}
+
+/// One user, with their API tokens (ids only).
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = UserView), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/admin/users/{id}")]
+pub async fn detail(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(user_view(&state, user_id(&path)?, true).await?))
+}
+
+/// Change a user's tier, active flag, admin flag or password.
+///
+/// A tier change applies at once to every existing image: heights no longer granted answer
+/// 403, new heights are made in the background (pending, then ready).
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "user id")),
+    request_body = UpdateUser,
+    responses((status = 200, body = UserView), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[patch("/admin/users/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+    body: web::Json<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    state.repo(move |repo| repo.user(id)).await?;
+    let mut errors = FieldErrors::new();
+    let tier = match &body.tier {
+        Some(raw) => existing_tier(&state, raw, &mut errors).await?,
+        None => None,
+    };
+    let password = match &body.password {
+        Some(raw) => Password::parse(raw).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok(),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let password_hash = match password {
+        Some(p) => Some(hash(p).await?),
+        None => None,
+    };
+    let (is_active, is_admin) = (body.is_active, body.is_admin);
+    let tier_changed = tier.is_some();
+    state
+        .repo(move |repo| {
+            repo.update_user(id, |user| {
+                if let Some(tier) = &tier {
+                    user.tier = tier.clone();
+                }
+                if let Some(active) = is_active {
+                    user.is_active = active;
+                }
+                if let Some(admin) = is_admin {
+                    user.is_admin = admin;
+                }
+                if let Some(hash) = &password_hash {
+                    user.password_hash = hash.clone();
+                    user.credentials_version += 1;
+                }
+            })
+        })
+        .await?;
+    state.flush().await?;
+    if tier_changed {
+        state.thumbnails.wake_reconciler();
+    }
+    Ok(HttpResponse::Ok().json(user_view(&state, id, true).await?))
+}
+
+/// Delete a user with their images, links and tokens. You cannot delete yourself.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, description = "deleting yourself", body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/admin/users/{id}")]
+pub async fn delete(state: web::Data<AppState>, AdminUser(admin): AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    if id == admin.id {
+        return Err(ApiError::Conflict("you cannot delete your own account".to_owned()));
+    }
+    // Deactivate first so the user cannot upload while their images are being removed.
+    state.repo(move |repo| repo.update_user(id, |u| u.is_active = false)).await?;
+    for image in state.repo(move |repo| repo.user_image_ids(id)).await? {
+        match delete_image(&state, image).await {
+            Ok(()) | Err(ApiError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    state.repo(move |repo| repo.delete_user(id)).await?;
+    state.flush().await?;
+    tracing::info!(user = %id, "user deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Issue an API token for a user. The token is shown only in this response.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 201, body = NewTokenView), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[post("/admin/users/{id}/tokens")]
+pub async fn issue_token(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&path)?;
+    state.repo(move |repo| repo.user(user)).await?;
+    let (token, hash) = new_secret(API_TOKEN_PREFIX);
+    let record = TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: user, created_at: state.clock.now() };
+    let id = record.id;
+    state.repo(move |repo| repo.insert_token(&record, &hash)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::Created().json(NewTokenView { id: id.to_string(), token }))
+}
+
+/// Revoke one of a user's API tokens.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "user id"), ("token_id" = String, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/admin/users/{id}/tokens/{token_id}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, token) = path.into_inner();
+    let user = user_id(&user)?;
+    let token = TokenId::parse(&token).ok_or(ApiError::NotFound)?;
+    state.repo(move |repo| repo.delete_token(user, token)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,344 @@
+//! Upload, list, show and delete images.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use actix_multipart::Multipart;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_shared::jobs::{StoredFormat, ThumbnailJob};
+use imageapi_shared::pipeline::{probe, ProbeError};
+use imageapi_shared::store::BlobKey;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::repo::{ImageRecord, SledRepo, ThumbState, TierRecord};
+use crate::routes::owned_image;
+use crate::state::AppState;
+use crate::views::{ImagePage, ImageView};
+
+/// Room for multipart boundaries and part headers on top of the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// After rejecting an oversized upload, read (and discard) at most this much more of the
+/// body so that the client receives the 413 instead of a reset connection.
+const DRAIN_CAP: u64 = 64 * 1024 * 1024;
+
+/// Image ids are ULIDs from one monotonic generator, so ids (and thus listings) follow upload
+/// order even within the same millisecond.
+fn new_image_id() -> ImageId {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    ImageId::from_ulid(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
+}
+
+/// The part of a client-supplied file name worth showing: the last path component, no
+/// control characters, at most 255 characters. Display only; never a path.
+fn display_name(raw: Option<&str>) -> String {
+    let raw = raw.unwrap_or("");
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    if clean.trim().is_empty() {
+        "image".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The PNG or JPEG file (judged by content, not by name or declared type).
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+}
+
+async fn drain(mut multipart: Multipart) {
+    let mut seen = 0u64;
+    while let Some(Ok(mut field)) = multipart.next().await {
+        while let Some(Ok(chunk)) = field.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_CAP {
+                return;
+            }
+        }
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes"))
+}
+
+/// Reads the `image` field into memory, refusing more than `limit` bytes.
+async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(String, bytes::Bytes), ApiError> {
+    let mut found: Option<(String, BytesMut)> = None;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+        if field.name() != Some("image") || found.is_some() {
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+            }
+            continue;
+        }
+        let name = display_name(field.content_disposition().and_then(|cd| cd.get_filename()));
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+            if (buffer.len() + chunk.len()) as u64 > limit {
+                drain(multipart).await;
+                return Err(too_large(limit));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        found = Some((name, buffer));
+    }
+    let (name, buffer) = found.ok_or_else(|| ApiError::field("image", "send the file in a multipart field named 'image'"))?;
+    Ok((name, buffer.freeze()))
+}
+
+/// Upload a PNG or JPEG image.
+///
+/// The type is judged by content. Size, pixel and side limits are checked from the header
+/// before anything is decoded. Thumbnails of the tier's heights start `pending` and become
+/// `ready` shortly.
+#[utoipa::path(
+    tag = "images",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = ImageView),
+        (status = 400, description = "missing field, corrupt or truncated image", body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem),
+        (status = 413, description = "over the size, pixel or side limit", body = crate::error::Problem),
+        (status = 415, description = "not a PNG or JPEG", body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[post("/images")]
+pub async fn upload(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.limits.max_bytes;
+    let multipart = Multipart::new(req.headers(), payload);
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
+        drain(multipart).await;
+        return Err(too_large(limit));
+    }
+    let (name, bytes) = read_image_field(multipart, limit).await?;
+
+    let limits = state.limits;
+    let probe_input = bytes.clone();
+    let probed = web::block(move || probe(&probe_input, &limits)).await?.map_err(|e| match e {
+        ProbeError::Unsupported(msg) => ApiError::UnsupportedMediaType(msg),
+        ProbeError::Corrupt(msg) => ApiError::BadRequest(msg),
+        ProbeError::TooLarge(msg) => ApiError::PayloadTooLarge(msg),
+    })?;
+
+    let tier_id = user.tier.clone();
+    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    let record = ImageRecord {
+        id: new_image_id(),
+        owner: user.id,
+        name,
+        format: StoredFormat::from(probed.format),
+        width: probed.width,
+        height: probed.height,
+        size_bytes: bytes.len() as u64,
+        created_at: state.clock.now(),
+    };
+    let original = BlobKey::original(record.id);
+    state.store.put(&original, bytes).await?;
+
+    let heights: Vec<_> = tier.thumbnail_heights.as_slice().to_vec();
+    let to_insert = record.clone();
+    if let Err(e) = state.repo(move |repo| repo.insert_image(&to_insert, &heights)).await {
+        let _ = state.store.delete(&original).await;
+        return Err(e);
+    }
+    state.flush().await?;
+    state.thumbnails.enqueue(ThumbnailJob {
+        image_id: record.id,
+        format: record.format,
+        heights: tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+    });
+    tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
+
+    let thumbs: BTreeMap<u32, ThumbState> = tier.thumbnail_heights.iter().map(|h| (h.get(), ThumbState::Pending)).collect();
+    let view = ImageView::new(&state.public_url, &record, &tier, &thumbs);
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("{}/api/v1/images/{}", state.public_url, record.id)))
+        .json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Page size, 1..=100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// The `next` link's cursor (opaque).
+    cursor: Option<String>,
+    /// Admin listing only: the user whose images to browse.
+    #[param(value_type = Option<String>)]
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+pub struct Page {
+    pub limit: usize,
+    pub cursor: Option<ImageId>,
+}
+
+impl PageQuery {
+    pub fn parse(&self) -> Result<Page, ApiError> {
+        let limit = match &self.limit {
+            None => 20,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 100")),
+            },
+        };
+        let cursor = match &self.cursor {
+            None => None,
+            Some(raw) => Some(ImageId::parse(raw).ok_or_else(|| ApiError::field("cursor", "is not a cursor from a `next` link"))?),
+        };
+        Ok(Page { limit, cursor })
+    }
+
+    pub fn user(&self) -> Result<Option<UserId>, ApiError> {
+        match &self.user {
+            None => Ok(None),
+            Some(raw) => UserId::parse(raw).map(Some).ok_or_else(|| ApiError::field("user", "is not a user id")),
+        }
+    }
+}
+
+/// Loads a page of records plus their thumbnail states, fetching one extra to know if more follow.
+pub fn load_page(
+    repo: &SledRepo,
+    records: Vec<ImageRecord>,
+    limit: usize,
+) -> Result<(Vec<(ImageRecord, TierRecord, BTreeMap<u32, ThumbState>)>, Option<ImageId>), crate::repo::RepoError> {
+    let more = records.len() > limit;
+    let mut out = Vec::with_capacity(limit);
+    let mut tiers: BTreeMap<UserId, TierRecord> = BTreeMap::new();
+    for record in records.into_iter().take(limit) {
+        let tier = match tiers.get(&record.owner) {
+            Some(tier) => tier.clone(),
+            None => {
+                let tier = repo.tier(&repo.user(record.owner)?.tier)?;
+                tiers.insert(record.owner, tier.clone());
+                tier
+            }
+        };
+        let thumbs = repo.thumbnails(record.id)?;
+        out.push((record, tier, thumbs));
+    }
+    let next = if more { out.last().map(|(r, _, _)| r.id) } else { None };
+    Ok((out, next))
+}
+
+/// Your images, newest first.
+#[utoipa::path(
+    tag = "images",
+    params(PageQuery),
+    responses((status = 200, body = ImagePage), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/images")]
+pub async fn list(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Page { limit, cursor } = query.parse()?;
+    let owner = user.id;
+    let (rows, next) = state
+        .repo(move |repo| {
+            let records = repo.user_images(owner, cursor, limit + 1)?;
+            load_page(repo, records, limit)
+        })
+        .await?;
+    let base = &state.public_url;
+    Ok(HttpResponse::Ok().json(ImagePage {
+        results: rows.iter().map(|(image, tier, thumbs)| ImageView::new(base, image, tier, thumbs)).collect(),
+        next: next.map(|c| format!("{base}/api/v1/images?limit={limit}&cursor={c}")),
+    }))
+}
+
+/// One of your images.
+#[utoipa::path(
+    tag = "images",
+    params(("id" = String, Path, description = "image id")),
+    responses((status = 200, body = ImageView), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/images/{id}")]
+pub async fn detail(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let image = owned_image(&state, &user, &path).await?;
+    let (tier_id, id) = (user.tier.clone(), image.id);
+    let (tier, thumbs) = state.repo(move |repo| Ok((repo.tier(&tier_id)?, repo.thumbnails(id)?))).await?;
+    Ok(HttpResponse::Ok().json(ImageView::new(&state.public_url, &image, &tier, &thumbs)))
+}
+
+/// Delete one of your images; its thumbnails and links go with it.
+#[utoipa::path(
+    tag = "images",
+    params(("id" = String, Path, description = "image id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/images/{id}")]
+pub async fn delete(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let image = owned_image(&state, &user, &path).await?;
+    delete_image(&state, image.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes metadata first (durably), then blobs: a crash in between leaves unreachable
+/// blobs, never a record pointing at nothing.
+pub async fn delete_image(state: &AppState, id: ImageId) -> Result<(), ApiError> {
+    state.repo(move |repo| repo.delete_image(id)).await?;
+    state.flush().await?;
+    if let Err(e) = state.store.delete_image(id).await {
+        tracing::warn!(image = %id, error = %e, "image deleted but its blobs could not be removed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_keep_only_the_last_component_without_control_characters() {
+        assert_eq!(display_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(display_name(Some("C:\\pics\\bird.jpg")), "bird.jpg");
+        assert_eq!(display_name(Some("a\u{0}b\nc.png")), "abc.png");
+        assert_eq!(display_name(None), "image");
+        assert_eq!(display_name(Some("   ")), "image");
+        assert_eq!(display_name(Some(&"x".repeat(1000))).len(), 255);
+    }
+
+    #[test]
+    fn image_ids_follow_creation_order() {
+        let ids: Vec<_> = (0..1000).map(|_| new_image_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,148 @@
+//! Expiring links: create, list and revoke your own.
+
+use actix_web::{delete, get, post, web, HttpResponse};
+use chrono::Duration;
+use imageapi_shared::domain::{ExpirySeconds, Height, LinkId, Variant};
+
+use crate::auth::{new_secret, AuthUser};
+use crate::error::{ApiError, FieldErrors};
+use crate::repo::LinkRecord;
+use crate::routes::owned_image;
+use crate::state::AppState;
+use crate::views::{CreateLink, LinkList, LinkView};
+
+/// Link tokens carry this prefix so they are recognisable in logs and secret scanners.
+const LINK_TOKEN_PREFIX: &str = "l_";
+
+fn parse_variant(value: Option<&serde_json::Value>) -> Result<Variant, String> {
+    const HINT: &str = "must be \"original\" or a thumbnail height your tier grants";
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Variant::Original),
+        Some(serde_json::Value::String(s)) if s == "original" => Ok(Variant::Original),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .and_then(|h| Height::parse(h).ok())
+            .map(Variant::Thumbnail)
+            .ok_or_else(|| HINT.to_owned()),
+        Some(_) => Err(HINT.to_owned()),
+    }
+}
+
+fn parse_expiry(value: Option<&serde_json::Value>) -> Result<ExpirySeconds, String> {
+    let value = value.ok_or_else(|| ExpirySeconds::range_error().to_string())?;
+    value.as_i64().ok_or(()).and_then(|n| ExpirySeconds::parse(n).map_err(|_| ())).map_err(|()| ExpirySeconds::range_error().to_string())
+}
+
+/// Create an expiring link to one of your images (tiers with expiring links).
+#[utoipa::path(
+    tag = "links",
+    params(("id" = String, Path, description = "image id")),
+    request_body = CreateLink,
+    responses(
+        (status = 201, body = LinkView),
+        (status = 400, description = "expires_in outside 300..=30000 or a malformed variant", body = crate::error::Problem),
+        (status = 403, description = "your tier has no expiring links or does not grant the variant", body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[post("/images/{id}/links")]
+pub async fn create(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<String>,
+    body: web::Json<CreateLink>,
+) -> Result<HttpResponse, ApiError> {
+    let image = owned_image(&state, &user, &path).await?;
+    let mut errors = FieldErrors::new();
+    let expiry = parse_expiry(body.expires_in.as_ref()).map_err(|e| errors.insert("expires_in".into(), vec![e])).ok();
+    let variant = parse_variant(body.variant.as_ref()).map_err(|e| errors.insert("variant".into(), vec![e])).ok();
+    let (Some(expiry), Some(variant)) = (expiry, variant) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let tier_id = user.tier.clone();
+    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    if !tier.expiring_links {
+        return Err(ApiError::Forbidden("your tier does not include expiring links".to_owned()));
+    }
+    if !tier.grants(variant) {
+        return Err(ApiError::Forbidden("your tier does not grant this variant".to_owned()));
+    }
+    let now = state.clock.now();
+    let link = LinkRecord {
+        id: LinkId::from_ulid(ulid::Ulid::new()),
+        owner: user.id,
+        image_id: image.id,
+        variant,
+        created_at: now,
+        expires_at: now + Duration::seconds(i64::from(expiry.get())),
+    };
+    let (token, hash) = new_secret(LINK_TOKEN_PREFIX);
+    let to_insert = link.clone();
+    state.repo(move |repo| repo.insert_link(&to_insert, &hash)).await?;
+    state.flush().await?;
+    let mut view = LinkView::new(&link, Some(format!("{}/l/{token}", state.public_url)), now);
+    view.expires_in = i64::from(expiry.get());
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Your live (unexpired, unrevoked) links.
+#[utoipa::path(
+    tag = "links",
+    responses((status = 200, body = LinkList), (status = 401, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/links")]
+pub async fn list(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
+    let owner = user.id;
+    let links = state.repo(move |repo| repo.user_links(owner)).await?;
+    let now = state.clock.now();
+    let results = links.iter().filter(|l| !l.is_expired(now)).map(|l| LinkView::new(l, None, now)).collect();
+    Ok(HttpResponse::Ok().json(LinkList { results }))
+}
+
+/// Revoke one of your links; it stops working at once.
+#[utoipa::path(
+    tag = "links",
+    params(("id" = String, Path, description = "link id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[delete("/links/{id}")]
+pub async fn revoke(state: web::Data<AppState>, AuthUser(user): AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
+    let link = state.repo(move |repo| repo.link(id)).await?;
+    if link.owner != user.id {
+        return Err(ApiError::NotFound);
+    }
+    state.repo(move |repo| repo.delete_link(id)).await?;
+    state.flush().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expiry_must_be_a_whole_number_in_range() {
+        assert!(parse_expiry(Some(&json!(300))).is_ok());
+        assert!(parse_expiry(Some(&json!(30000))).is_ok());
+        for bad in [json!(299), json!(30001), json!(300.5), json!("300"), json!(null)] {
+            let err = parse_expiry(Some(&bad)).expect_err("rejected");
+            assert!(err.contains("300") && err.contains("30000"), "names the range: {err}");
+        }
+        assert!(parse_expiry(None).is_err());
+    }
+
+    #[test]
+    fn variant_defaults_to_the_original() {
+        assert_eq!(parse_variant(None), Ok(Variant::Original));
+        assert_eq!(parse_variant(Some(&json!("original"))), Ok(Variant::Original));
+        assert!(matches!(parse_variant(Some(&json!(200))), Ok(Variant::Thumbnail(h)) if h.get() == 200));
+        assert!(parse_variant(Some(&json!("thumb"))).is_err());
+        assert!(parse_variant(Some(&json!(0))).is_err());
+        assert!(parse_variant(Some(&json!(200.5))).is_err());
+    }
+}

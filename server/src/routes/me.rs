@@ -1,0 +1,26 @@
+//! `GET /api/v1/me`: who am I and what does my tier grant.
+
+use actix_web::{get, web, HttpResponse};
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::{MeView, TierView};
+
+/// The authenticated user with their tier's grants.
+#[utoipa::path(
+    tag = "account",
+    responses((status = 200, body = MeView), (status = 401, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/me")]
+pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
+    let tier_id = user.tier.clone();
+    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    Ok(HttpResponse::Ok().json(MeView {
+        id: user.id.to_string(),
+        username: user.username.to_string(),
+        is_admin: user.is_admin,
+        tier: TierView::new(&tier, None),
+    }))
+}

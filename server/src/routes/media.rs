@@ -1,0 +1,289 @@
+//! The bytes: thumbnails, originals, and the public expiring-link fetch.
+//!
+//! Every binary response carries Content-Type, Content-Length, ETag, Cache-Control and
+//! `X-Content-Type-Options: nosniff`, answers `If-None-Match` with 304 and a single
+//! `Range: bytes=…` with 206. Bodies stream from the blob store in chunks (bounded memory).
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use imageapi_shared::domain::{Height, Variant};
+use imageapi_shared::pipeline::ImageFormat;
+use imageapi_shared::store::{BlobKey, ByteRange, StoreError};
+
+use crate::auth::{sha256, AuthUser};
+use crate::error::ApiError;
+use crate::repo::{ImageRecord, ThumbState};
+use crate::routes::owned_image;
+use crate::state::AppState;
+
+/// Owners may cache their own media; access can change with the tier, so only privately.
+const OWNER_CACHE: &str = "private, max-age=3600";
+/// Expiring links can be revoked at any moment: no cache may keep a copy.
+const LINK_CACHE: &str = "no-store";
+/// Suggested wait before asking again for a pending thumbnail.
+const RETRY_AFTER_SECS: u32 = 2;
+
+struct Blob {
+    key: BlobKey,
+    content_type: &'static str,
+    size: u64,
+    etag: String,
+}
+
+/// Parses a single `bytes=` range against `size`. `Ok(None)` serves the whole blob (no header,
+/// or a form we ignore as RFC 9110 allows: several ranges, bad syntax).
+fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, ApiError> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", "") => return Ok(None),
+        ("", suffix) => match suffix.parse::<u64>() {
+            Ok(0) => return Err(ApiError::RangeNotSatisfiable { size }),
+            Ok(n) => (size.saturating_sub(n), size.saturating_sub(1)),
+            Err(_) => return Ok(None),
+        },
+        (start, "") => match start.parse::<u64>() {
+            Ok(s) => (s, size.saturating_sub(1)),
+            Err(_) => return Ok(None),
+        },
+        (start, end) => match (start.parse::<u64>(), end.parse::<u64>()) {
+            (Ok(s), Ok(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
+            _ => return Ok(None),
+        },
+    };
+    if size == 0 || start >= size {
+        return Err(ApiError::RangeNotSatisfiable { size });
+    }
+    Ok(Some(ByteRange { start, end }))
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag))
+}
+
+async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, cache_control: &'static str) -> Result<HttpResponse, ApiError> {
+    let common = |builder: &mut actix_web::HttpResponseBuilder| {
+        builder
+            .insert_header((header::ETAG, blob.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, cache_control))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    };
+    if etag_matches(req.headers(), &blob.etag) {
+        let mut builder = HttpResponse::NotModified();
+        common(&mut builder);
+        return Ok(builder.finish());
+    }
+    let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), blob.size)?;
+    let stream = state.store.open(&blob.key, range).await.map_err(|e| match e {
+        StoreError::NotFound(_) => ApiError::internal(anyhow::anyhow!("blob {} is missing", blob.key.as_str())),
+        other => other.into(),
+    })?;
+    let mut builder = match range {
+        Some(r) => {
+            let mut b = HttpResponse::PartialContent();
+            b.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, blob.size)));
+            b
+        }
+        None => HttpResponse::Ok(),
+    };
+    common(&mut builder);
+    builder.insert_header((header::CONTENT_TYPE, blob.content_type)).insert_header((header::ACCEPT_RANGES, "bytes"));
+    let length = range.map_or(blob.size, ByteRange::len);
+    Ok(builder.body(SizedStream::new(length, stream)))
+}
+
+fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
+    let format = ImageFormat::from(image.format);
+    Blob {
+        key: BlobKey::thumbnail(image.id, height, format),
+        content_type: format.mime(),
+        size,
+        etag: format!("\"{}-{height}-{size}\"", image.id),
+    }
+}
+
+fn original_blob(image: &ImageRecord) -> Blob {
+    let format = ImageFormat::from(image.format);
+    Blob { key: BlobKey::original(image.id), content_type: format.mime(), size: image.size_bytes, etag: format!("\"{}\"", image.id) }
+}
+
+/// Waits (briefly) for a thumbnail and serves it, or explains why not.
+async fn serve_thumbnail(
+    req: &HttpRequest,
+    state: &AppState,
+    image: &ImageRecord,
+    height: u32,
+    cache_control: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    match state.thumbnails.wait_for(image.id, height, state.thumbnail_wait).await? {
+        ThumbState::Ready { size_bytes, .. } => serve(req, state, thumbnail_blob(image, height, size_bytes), cache_control).await,
+        ThumbState::Pending => Err(ApiError::Unavailable {
+            detail: format!("the {height}px thumbnail is still being made; try again shortly"),
+            retry_after_secs: RETRY_AFTER_SECS,
+        }),
+        ThumbState::Failed { reason } => Err(ApiError::Unprocessable(format!("the {height}px thumbnail could not be made: {reason}"))),
+    }
+}
+
+/// A thumbnail's bytes.
+///
+/// A pending thumbnail is waited for up to `IMAGEAPI_THUMBNAIL_WAIT_SECS`, then 503 with
+/// `Retry-After`. A failed one is 422 with the reason.
+#[utoipa::path(
+    tag = "images",
+    params(("id" = String, Path, description = "image id"), ("height" = u32, Path, description = "a height your tier grants")),
+    responses(
+        (status = 200, description = "the thumbnail (image/jpeg or image/png)", content_type = "image/*"),
+        (status = 206, description = "the requested range"),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 403, description = "your tier does not grant this height", body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 422, description = "the thumbnail could not be made", body = crate::error::Problem),
+        (status = 503, description = "still pending; see Retry-After", body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/images/{id}/thumbnails/{height}")]
+pub async fn thumbnail(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, height) = path.into_inner();
+    let image = owned_image(&state, &user, &id).await?;
+    let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
+    let tier_id = user.tier.clone();
+    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    if !tier.grants(Variant::Thumbnail(height)) {
+        return Err(ApiError::Forbidden(format!("your tier does not include {height}px thumbnails")));
+    }
+    serve_thumbnail(&req, &state, &image, height.get(), OWNER_CACHE).await
+}
+
+/// The original bytes, exactly as uploaded (tiers with the original link).
+#[utoipa::path(
+    tag = "images",
+    params(("id" = String, Path, description = "image id")),
+    responses(
+        (status = 200, description = "the original file", content_type = "image/*"),
+        (status = 206, description = "the requested range"),
+        (status = 304, description = "not modified"),
+        (status = 403, description = "your tier does not include originals", body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[get("/images/{id}/original")]
+pub async fn original(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let image = owned_image(&state, &user, &path).await?;
+    let tier_id = user.tier.clone();
+    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    if !tier.original_link {
+        return Err(ApiError::Forbidden("your tier does not include original downloads".to_owned()));
+    }
+    serve(&req, &state, original_blob(&image), OWNER_CACHE).await
+}
+
+/// Fetch through an expiring link; no authentication.
+///
+/// 404 if unknown or revoked (or the image or the owner's grant is gone), 410 once expired.
+#[utoipa::path(
+    tag = "links",
+    params(("token" = String, Path, description = "the link's secret token")),
+    responses(
+        (status = 200, description = "the linked original or thumbnail", content_type = "image/*"),
+        (status = 404, body = crate::error::Problem),
+        (status = 410, description = "the link has expired", body = crate::error::Problem),
+    )
+)]
+#[get("/l/{token}")]
+pub async fn public_link(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    // Links are found by the SHA-256 of their token: the secret itself is never stored, and
+    // lookup timing depends only on a hash the caller cannot steer.
+    let hash = sha256(path.as_bytes());
+    let link = state.repo(move |repo| repo.link_by_token_hash(&hash)).await?.ok_or(ApiError::NotFound)?;
+    if link.is_expired(state.clock.now()) {
+        return Err(ApiError::Gone("this link has expired".to_owned()));
+    }
+    let (owner, image_id) = (link.owner, link.image_id);
+    let found = state
+        .repo(move |repo| {
+            let user = repo.user(owner)?;
+            let tier = repo.tier(&user.tier)?;
+            Ok((user, tier, repo.image(image_id)?))
+        })
+        .await;
+    let (user, tier, image) = match found {
+        Ok(found) => found,
+        Err(ApiError::NotFound) => return Err(ApiError::NotFound),
+        Err(e) => return Err(e),
+    };
+    // The link dies with the owner's grant: inactive owner, tier without links or variant.
+    if !user.is_active || !tier.expiring_links || !tier.grants(link.variant) {
+        return Err(ApiError::NotFound);
+    }
+    match link.variant {
+        Variant::Original => serve(&req, &state, original_blob(&image), LINK_CACHE).await,
+        Variant::Thumbnail(h) => serve_thumbnail(&req, &state, &image, h.get(), LINK_CACHE).await,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str, size: u64) -> Result<Option<(u64, u64)>, u16> {
+        parse_range(Some(v), size).map(|r| r.map(|r| (r.start, r.end))).map_err(|e| {
+            use actix_web::ResponseError;
+            e.status_code().as_u16()
+        })
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(range("bytes=0-99", 1000), Ok(Some((0, 99))));
+        assert_eq!(range("bytes=900-", 1000), Ok(Some((900, 999))));
+        assert_eq!(range("bytes=-100", 1000), Ok(Some((900, 999))));
+        assert_eq!(range("bytes=990-2000", 1000), Ok(Some((990, 999))));
+        assert_eq!(range("bytes=-5000", 1000), Ok(Some((0, 999))));
+        assert_eq!(range("bytes=1000-", 1000), Err(416));
+        assert_eq!(range("bytes=-0", 1000), Err(416));
+        // Ignored forms serve the whole body.
+        assert_eq!(range("bytes=0-1,5-6", 1000), Ok(None));
+        assert_eq!(range("bytes=abc", 1000), Ok(None));
+        assert_eq!(range("items=0-1", 1000), Ok(None));
+        assert_eq!(range("bytes=5-1", 1000), Ok(None));
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let mut headers = HeaderMap::new();
+        let set = |h: &mut HeaderMap, v: &'static str| {
+            h.insert(header::IF_NONE_MATCH, header::HeaderValue::from_static(v));
+        };
+        set(&mut headers, "\"x\", W/\"abc\"");
+        assert!(etag_matches(&headers, "\"abc\""));
+        assert!(!etag_matches(&headers, "\"abd\""));
+        set(&mut headers, "*");
+        assert!(etag_matches(&headers, "\"anything\""));
+        assert!(!etag_matches(&HeaderMap::new(), "\"abc\""));
+    }
+}

@@ -1,0 +1,183 @@
+//! Building and running the application: open storage, seed tiers, ensure the bootstrap admin,
+//! start the embedded queue and render pool, recover pending thumbnails, and serve HTTP.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use imageapi_shared::store::{BlobStore, FsBlobStore};
+use imageapi_worker::{JobContext, ThumbnailPool};
+use tokio_util::sync::CancellationToken;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{self, ApiError};
+use crate::repo::SledRepo;
+use crate::state::AppState;
+use crate::thumbnails::{DirectSink, Thumbnails};
+use crate::{openapi, routes, superuser};
+
+/// Largest JSON request body (every JSON body of this API is tiny).
+const JSON_LIMIT: usize = 64 * 1024;
+/// How long in-flight requests and jobs get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    if config.redis_url.is_some() {
+        anyhow::bail!(
+            "IMAGEAPI_REDIS_URL is set, but this release runs only the embedded queue (the Redis queue and \
+             imageapi-worker processes come with the scale-out release); unset it to run embedded"
+        );
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config).await?;
+        println!("imageapi-server listening on {}", app.local_url());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        app.run_until_stopped().await
+    })
+}
+
+pub struct Application {
+    server: Server,
+    local_url: String,
+    repo: Arc<SledRepo>,
+    shutdown: CancellationToken,
+    worker: Option<tokio::task::JoinHandle<()>>,
+    /// With no worker threads configured the queue must still accept jobs; it is kept here.
+    _idle_queue: Option<imageapi_worker::EmbeddedWorker>,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens everything and binds the listener; serving starts with [`Self::run_until_stopped`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        let repo = Arc::new(SledRepo::open(&config.db_dir())?);
+        repo.seed_builtin_tiers()?;
+        superuser::ensure_bootstrap_admin(&repo, &config).await?;
+        let store: Arc<dyn BlobStore> = Arc::new(
+            FsBlobStore::open(config.blob_dir())
+                .with_context(|| format!("opening the blob store at {}", config.blob_dir().display()))?,
+        );
+
+        let (queue, embedded) = imageapi_worker::embedded::queue();
+        let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue));
+        let shutdown = CancellationToken::new();
+        let threads = config.worker_threads();
+        let limits = config.limits();
+        let (worker, idle_queue) = if threads > 0 {
+            let ctx = Arc::new(JobContext {
+                pool: ThumbnailPool::start(threads),
+                store: store.clone(),
+                sink: Arc::new(DirectSink(thumbnails.clone())),
+                limits,
+            });
+            // Twice the threads in flight keeps the pool busy while jobs do I/O.
+            (Some(actix_web::rt::spawn(embedded.run(ctx, threads * 2, shutdown.clone()))), None)
+        } else {
+            tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
+            (None, Some(embedded))
+        };
+        let recovered = thumbnails.recover_pending().await?;
+        if recovered > 0 {
+            tracing::info!(jobs = recovered, "re-enqueued pending thumbnails from before the restart");
+        }
+        actix_web::rt::spawn(thumbnails.clone().run_reconciler());
+        thumbnails.wake_reconciler();
+        spawn_link_purger(repo.clone(), Duration::from_secs(config.expired_link_retention_hours * 3600));
+
+        let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let local = listener.local_addr()?;
+        let local_url = format!("http://{local}");
+        let public_url = config.public_url.clone().unwrap_or_else(|| local_url.clone()).trim_end_matches('/').to_owned();
+
+        let state = web::Data::new(AppState {
+            public_url,
+            limits,
+            thumbnail_wait: Duration::from_secs(config.thumbnail_wait_secs),
+            repo: repo.clone(),
+            store,
+            auth: Arc::new(Authenticator::new(repo.clone())?),
+            thumbnails,
+            clock: Clock::default(),
+        });
+        let server = http_server(state.clone(), listener)?;
+        tracing::info!(%local, workers = threads, data_dir = %config.data_dir.display(), "imageapi-server started");
+        Ok(Self { server, local_url, repo, shutdown, worker, _idle_queue: idle_queue, state })
+    }
+
+    pub fn local_url(&self) -> &str {
+        &self.local_url
+    }
+
+    /// Serves until a shutdown signal; then lets running jobs finish and flushes metadata.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("shutting down: finishing running thumbnail jobs");
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker {
+            if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
+                tracing::warn!("thumbnail jobs still running at the deadline; they will be redone at the next start");
+            }
+        }
+        self.repo.flush().await?;
+        Ok(())
+    }
+}
+
+fn http_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+    let doc = openapi::document();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let method = req.method().clone();
+                let call = srv.call(req);
+                async move {
+                    let res = call.await?;
+                    // The route pattern, not the path: paths can carry link tokens.
+                    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                    tracing::info!(%method, %route, status = res.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+                    Ok(res)
+                }
+            })
+            .configure(routes::configure)
+            .service(web::redirect("/api/docs", "/api/docs/"))
+            .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc.clone()))
+            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+    })
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Expired links answer 410 for a while, then are purged (and answer 404).
+fn spawn_link_purger(repo: Arc<SledRepo>, retention: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            let repo = repo.clone();
+            match tokio::task::spawn_blocking(move || repo.purge_links_expired_before(cutoff)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "purged long-expired links"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "purging expired links failed"),
+                Err(e) => tracing::warn!(error = %e, "purging expired links failed"),
+            }
+        }
+    });
+}

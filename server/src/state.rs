@@ -1,0 +1,40 @@
+//! What every handler can reach: configuration, repository, blob store, auth, thumbnails.
+
+use std::sync::Arc;
+
+use imageapi_shared::pipeline::Limits;
+use imageapi_shared::store::BlobStore;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::repo::SledRepo;
+use crate::thumbnails::Thumbnails;
+
+pub struct AppState {
+    /// Base of every absolute link, without a trailing slash.
+    pub public_url: String,
+    pub limits: Limits,
+    pub thumbnail_wait: std::time::Duration,
+    pub repo: Arc<SledRepo>,
+    pub store: Arc<dyn BlobStore>,
+    pub auth: Arc<Authenticator>,
+    pub thumbnails: Arc<Thumbnails>,
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// Runs a repository call off the async runtime (sled blocks).
+    pub async fn repo<T, F>(&self, f: F) -> Result<T, crate::error::ApiError>
+    where
+        F: FnOnce(&SledRepo) -> Result<T, crate::repo::RepoError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let repo = self.repo.clone();
+        Ok(actix_web::web::block(move || f(&repo)).await??)
+    }
+
+    /// Makes acknowledged writes durable before the response goes out.
+    pub async fn flush(&self) -> Result<(), crate::error::ApiError> {
+        Ok(self.repo.flush().await?)
+    }
+}

@@ -1,0 +1,186 @@
+//! Thumbnail bookkeeping on the server side: enqueueing jobs, applying outcomes, waiting for a
+//! pending thumbnail, re-enqueueing after a restart, and reconciling images with tier changes.
+//!
+//! The invariant that makes this crash-safe: every thumbnail that should exist and is not
+//! ready has a `pending` record in sled, written and flushed before anything is acknowledged.
+//! The queue is only a delivery mechanism; at start every pending record is enqueued again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_shared::jobs::{ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::store::{BlobKey, BlobStore};
+use imageapi_worker::{EmbeddedQueue, OutcomeSink};
+use tokio::sync::{watch, Notify};
+
+use crate::repo::{RepoError, SledRepo, ThumbState};
+
+/// How many images of a user are reconciled per repository call.
+const RECONCILE_BATCH: usize = 256;
+
+pub struct Thumbnails {
+    repo: Arc<SledRepo>,
+    store: Arc<dyn BlobStore>,
+    queue: EmbeddedQueue,
+    /// Bumped after each applied outcome; waiters re-check when it changes.
+    applied: watch::Sender<u64>,
+    reconcile_wake: Notify,
+}
+
+impl Thumbnails {
+    pub fn new(repo: Arc<SledRepo>, store: Arc<dyn BlobStore>, queue: EmbeddedQueue) -> Self {
+        Self { repo, store, queue, applied: watch::Sender::new(0), reconcile_wake: Notify::new() }
+    }
+
+    /// Hands a job to the queue. The pending records are already durable, so a failure here
+    /// only delays the job until the next start; it is logged, not returned.
+    pub fn enqueue(&self, job: ThumbnailJob) {
+        if job.heights.is_empty() {
+            return;
+        }
+        if let Err(e) = self.queue.push(job) {
+            tracing::error!(error = %e, "could not enqueue a thumbnail job; it will be retried at the next start");
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SledRepo) -> Result<T, RepoError> + Send + 'static,
+    ) -> Result<T, RepoError> {
+        let repo = self.repo.clone();
+        tokio::task::spawn_blocking(move || f(&repo))
+            .await
+            .map_err(|e| RepoError::Storage(sled::Error::ReportableBug(format!("blocking task: {e}"))))?
+    }
+
+    /// Applies an outcome durably and wakes waiters. An outcome for a deleted image removes
+    /// the thumbnail the worker just wrote.
+    pub async fn apply(&self, outcome: ThumbnailOutcome) -> Result<(), RepoError> {
+        let o = outcome.clone();
+        match self.blocking(move |repo| repo.apply_outcome(&o)).await {
+            Ok(_) => {
+                self.repo.flush().await?;
+                self.applied.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(())
+            }
+            Err(RepoError::NotFound) => {
+                if let ThumbnailResult::Ready { .. } = outcome.result {
+                    self.remove_orphan(outcome.image_id, outcome.requested_height).await;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_orphan(&self, image: ImageId, height: u32) {
+        // The format is unknown once the record is gone: try both names.
+        for format in [imageapi_shared::pipeline::ImageFormat::Jpeg, imageapi_shared::pipeline::ImageFormat::Png] {
+            if let Err(e) = self.store.delete(&BlobKey::thumbnail(image, height, format)).await {
+                tracing::warn!(error = %e, "could not remove an orphaned thumbnail");
+            }
+        }
+    }
+
+    /// The state of a thumbnail, waiting up to `wait` while it is pending.
+    pub async fn wait_for(&self, image: ImageId, height: u32, wait: Duration) -> Result<ThumbState, RepoError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.applied.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let state = self.blocking(move |repo| repo.thumbnail(image, height)).await?.unwrap_or(ThumbState::Pending);
+            if state != ThumbState::Pending {
+                return Ok(state);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(ThumbState::Pending),
+            }
+        }
+    }
+
+    /// Enqueues every pending thumbnail (at start: jobs in the in-memory queue died with the
+    /// previous process).
+    pub async fn recover_pending(&self) -> Result<usize, RepoError> {
+        let pending = self.blocking(|repo| repo.pending_thumbnails()).await?;
+        let mut jobs = 0;
+        for (image_id, heights) in pending {
+            match self.blocking(move |repo| repo.image(image_id)).await {
+                Ok(image) => {
+                    self.enqueue(ThumbnailJob { image_id, format: image.format, heights });
+                    jobs += 1;
+                }
+                Err(RepoError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(jobs)
+    }
+
+    pub fn wake_reconciler(&self) {
+        self.reconcile_wake.notify_one();
+    }
+
+    /// Brings every user queued for reconciliation in line with their tier: heights the tier
+    /// grants but an image lacks become pending and are enqueued. (Heights no longer granted
+    /// are hidden at read time; their thumbnails are kept in case the grant comes back.)
+    pub async fn run_reconciler(self: Arc<Self>) {
+        loop {
+            match self.reconcile_all().await {
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = %e, "reconciling tiers failed; retrying shortly"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.reconcile_wake.notified()).await;
+        }
+    }
+
+    async fn reconcile_all(&self) -> Result<(), RepoError> {
+        for user in self.blocking(|repo| repo.reconcile_queue()).await? {
+            self.reconcile_user(user).await?;
+            self.blocking(move |repo| repo.reconcile_done(user)).await?;
+        }
+        self.repo.flush().await?;
+        Ok(())
+    }
+
+    async fn reconcile_user(&self, user_id: UserId) -> Result<(), RepoError> {
+        let user = match self.blocking(move |repo| repo.user(user_id)).await {
+            Ok(user) => user,
+            Err(RepoError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let tier_id = user.tier.clone();
+        let heights: Vec<u32> = match self.blocking(move |repo| repo.tier(&tier_id)).await {
+            Ok(tier) => tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+            Err(RepoError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut cursor = None;
+        loop {
+            let page = self.blocking(move |repo| repo.user_images(user_id, cursor, RECONCILE_BATCH)).await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id);
+            for image in page {
+                let wanted = heights.clone();
+                let added = self.blocking(move |repo| repo.ensure_thumbnails(image.id, &wanted)).await?;
+                if !added.is_empty() {
+                    self.repo.flush().await?;
+                    self.enqueue(ThumbnailJob { image_id: image.id, format: image.format, heights: added });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The embedded worker reports straight into the repository.
+pub struct DirectSink(pub Arc<Thumbnails>);
+
+#[async_trait]
+impl OutcomeSink for DirectSink {
+    async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()> {
+        Ok(self.0.apply(outcome).await?)
+    }
+}

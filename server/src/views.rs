@@ -1,0 +1,324 @@
+//! The JSON shapes of the API (requests and responses), documented for OpenAPI. Conversions
+//! from records live here too, so every route renders an object the same way.
+
+use chrono::{DateTime, Utc};
+use imageapi_shared::domain::Variant;
+use imageapi_shared::jobs::StoredFormat;
+use imageapi_shared::pipeline::thumbnail_size;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThumbnailView {
+    /// The requested height (the variant's name in URLs).
+    pub height: u32,
+    /// Width of the thumbnail (expected width while pending).
+    pub width: u32,
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub url: String,
+    /// Why it failed (only with status `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageView {
+    pub id: String,
+    pub name: String,
+    #[schema(example = "jpeg")]
+    pub format: &'static str,
+    /// Display width (after EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+    /// Exactly the heights the owner's tier grants, ascending.
+    pub thumbnails: Vec<ThumbnailView>,
+    /// Present only when the tier grants the original.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_url: Option<String>,
+    /// Whether expiring links can be made for this image.
+    pub expiring_links: bool,
+    /// The owner's user id (admin listings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+pub fn format_name(format: StoredFormat) -> &'static str {
+    match format {
+        StoredFormat::Jpeg => "jpeg",
+        StoredFormat::Png => "png",
+    }
+}
+
+impl ImageView {
+    pub fn new(
+        base: &str,
+        image: &ImageRecord,
+        tier: &TierRecord,
+        thumbs: &std::collections::BTreeMap<u32, ThumbState>,
+    ) -> Self {
+        let image_url = format!("{base}/api/v1/images/{}", image.id);
+        let thumbnails = tier
+            .thumbnail_heights
+            .iter()
+            .map(|h| {
+                let h = h.get();
+                let (expected_w, _) = thumbnail_size(image.width, image.height, h);
+                let url = format!("{image_url}/thumbnails/{h}");
+                // A granted height without a record is being scheduled right now: pending.
+                match thumbs.get(&h).unwrap_or(&ThumbState::Pending) {
+                    ThumbState::Pending => ThumbnailView { height: h, width: expected_w, status: "pending", url, error: None },
+                    ThumbState::Ready { width, .. } => ThumbnailView { height: h, width: *width, status: "ready", url, error: None },
+                    ThumbState::Failed { reason } => {
+                        ThumbnailView { height: h, width: expected_w, status: "failed", url, error: Some(reason.clone()) }
+                    }
+                }
+            })
+            .collect();
+        Self {
+            id: image.id.to_string(),
+            name: image.name.clone(),
+            format: format_name(image.format),
+            width: image.width,
+            height: image.height,
+            size_bytes: image.size_bytes,
+            created_at: image.created_at,
+            thumbnails,
+            original_url: tier.original_link.then(|| format!("{image_url}/original")),
+            expiring_links: tier.expiring_links,
+            owner: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImagePage {
+    pub results: Vec<ImageView>,
+    /// URL of the next page, or null on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierView {
+    #[schema(example = "premium")]
+    pub id: String,
+    pub name: String,
+    #[schema(example = json!([200, 400]))]
+    pub thumbnail_heights: Vec<u32>,
+    pub original_link: bool,
+    pub expiring_links: bool,
+    pub builtin: bool,
+    /// How many users hold the tier (admin views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_count: Option<usize>,
+}
+
+impl TierView {
+    pub fn new(tier: &TierRecord, user_count: Option<usize>) -> Self {
+        Self {
+            id: tier.id.to_string(),
+            name: tier.name.as_str().to_owned(),
+            thumbnail_heights: tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+            original_link: tier.original_link,
+            expiring_links: tier.expiring_links,
+            builtin: tier.builtin,
+            user_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierList {
+    pub results: Vec<TierView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    pub id: String,
+    pub username: String,
+    pub is_admin: bool,
+    pub tier: TierView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&TokenRecord> for TokenView {
+    fn from(t: &TokenRecord) -> Self {
+        Self { id: t.id.to_string(), created_at: t.created_at }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewTokenView {
+    pub id: String,
+    /// The secret; shown only in this response.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub tier: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub image_count: u64,
+    /// The user's API tokens (single-user views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<TokenView>>,
+}
+
+impl UserView {
+    pub fn new(user: &UserRecord, image_count: u64, tokens: Option<Vec<TokenView>>) -> Self {
+        Self {
+            id: user.id.to_string(),
+            username: user.username.to_string(),
+            tier: user.tier.to_string(),
+            is_active: user.is_active,
+            is_admin: user.is_admin,
+            created_at: user.created_at,
+            image_count,
+            tokens,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub results: Vec<UserView>,
+}
+
+/// `"original"` or a thumbnail height.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum VariantView {
+    #[schema(example = "original")]
+    Named(&'static str),
+    Height(u32),
+}
+
+impl From<Variant> for VariantView {
+    fn from(v: Variant) -> Self {
+        match v {
+            Variant::Original => Self::Named("original"),
+            Variant::Thumbnail(h) => Self::Height(h.get()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkView {
+    pub id: String,
+    /// Public URL; anyone holding it can fetch until it expires. Shown only at creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub image_id: String,
+    pub variant: VariantView,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds left (at creation: the requested lifetime).
+    pub expires_in: i64,
+    /// The owner's user id and name (admin listings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_username: Option<String>,
+}
+
+impl LinkView {
+    pub fn new(link: &LinkRecord, url: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: link.id.to_string(),
+            url,
+            image_id: link.image_id.to_string(),
+            variant: link.variant.into(),
+            created_at: link.created_at,
+            expires_at: link.expires_at,
+            expires_in: link.seconds_left(now),
+            owner: None,
+            owner_username: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkList {
+    pub results: Vec<LinkView>,
+}
+
+// ---- request bodies ---------------------------------------------------------------------
+// Fields that need precise per-field errors arrive as raw JSON values and are parsed into
+// domain types by the handlers (a wrong type is a validation error on that field, not a
+// generic "malformed JSON").
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    /// Lifetime in seconds, 300..=30000.
+    #[schema(value_type = u32, minimum = 300, maximum = 30000)]
+    pub expires_in: Option<serde_json::Value>,
+    /// `"original"` (default) or a granted thumbnail height.
+    #[schema(value_type = Option<String>, example = "original")]
+    pub variant: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    #[schema(example = "basic")]
+    pub tier: String,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub tier: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_admin: Option<bool>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTier {
+    #[schema(example = "gold")]
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Vec<u32>, example = json!([200, 400]))]
+    pub thumbnail_heights: serde_json::Value,
+    #[serde(default)]
+    pub original_link: bool,
+    #[serde(default)]
+    pub expiring_links: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTier {
+    pub name: Option<String>,
+    #[schema(value_type = Option<Vec<u32>>)]
+    pub thumbnail_heights: Option<serde_json::Value>,
+    pub original_link: Option<bool>,
+    pub expiring_links: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<std::collections::BTreeMap<&'static str, String>>,
+}

@@ -1,0 +1,310 @@
+//! Validated domain types. Each `parse` states the rule it enforces; a value of the type is
+//! proof that the rule holds, so later code never re-checks.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// A rejected value, with a message written for the API user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidValue {
+    InvalidValue(msg.into())
+}
+
+macro_rules! ulid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            pub fn from_ulid(ulid: Ulid) -> Self {
+                Self(ulid)
+            }
+            /// Parses the 26-character text form; anything else is not an id of ours.
+            pub fn parse(s: &str) -> Option<Self> {
+                Ulid::from_string(s).ok().map(Self)
+            }
+            /// Big-endian bytes: sort in creation order, used in sled keys.
+            pub fn to_bytes(self) -> [u8; 16] {
+                self.0.to_bytes()
+            }
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Ulid::from_bytes(bytes))
+            }
+            pub fn ulid(self) -> Ulid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+ulid_id!(
+    /// An image; time-ordered, so a user's images sort newest-first by id.
+    ImageId
+);
+ulid_id!(
+    /// A user account.
+    UserId
+);
+ulid_id!(
+    /// An API token (its id, not its secret).
+    TokenId
+);
+ulid_id!(
+    /// An expiring link (its id, not its secret token).
+    LinkId
+);
+
+/// A tier's slug: `[a-z0-9-]{1,32}`, chosen at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TierId(String);
+
+impl TierId {
+    pub const BASIC: &'static str = "basic";
+    pub const PREMIUM: &'static str = "premium";
+    pub const ENTERPRISE: &'static str = "enterprise";
+
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = (1..=32).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(invalid("must be 1 to 32 characters of a-z, 0-9 and '-'"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TierId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A thumbnail height in pixels, 1..=4096.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Height(u32);
+
+impl Height {
+    pub const MAX: u32 = 4096;
+
+    pub fn parse(value: i64) -> Result<Self, InvalidValue> {
+        match u32::try_from(value) {
+            Ok(h) if (1..=Self::MAX).contains(&h) => Ok(Self(h)),
+            _ => Err(invalid(format!("heights must be between 1 and {} px", Self::MAX))),
+        }
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The thumbnail heights a tier grants: each valid, no duplicates, kept sorted ascending.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Heights(Vec<Height>);
+
+impl Heights {
+    pub fn parse(values: &[i64]) -> Result<Self, InvalidValue> {
+        let mut heights = values.iter().map(|&v| Height::parse(v)).collect::<Result<Vec<_>, _>>()?;
+        heights.sort_unstable();
+        let before = heights.len();
+        heights.dedup();
+        if heights.len() != before {
+            return Err(invalid("heights must not repeat"));
+        }
+        if heights.len() > 32 {
+            return Err(invalid("at most 32 heights per tier"));
+        }
+        Ok(Self(heights))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Height> + '_ {
+        self.0.iter().copied()
+    }
+    pub fn contains(&self, height: Height) -> bool {
+        self.0.binary_search(&height).is_ok()
+    }
+    pub fn as_slice(&self) -> &[Height] {
+        &self.0
+    }
+}
+
+/// Lifetime of an expiring link in seconds, 300..=30000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpirySeconds(u32);
+
+impl ExpirySeconds {
+    pub const MIN: u32 = 300;
+    pub const MAX: u32 = 30_000;
+
+    pub fn parse(value: i64) -> Result<Self, InvalidValue> {
+        match u32::try_from(value) {
+            Ok(s) if (Self::MIN..=Self::MAX).contains(&s) => Ok(Self(s)),
+            _ => Err(Self::range_error()),
+        }
+    }
+    pub fn range_error() -> InvalidValue {
+        invalid(format!("must be a whole number of seconds from {} to {}", Self::MIN, Self::MAX))
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// A login name: 3..=64 characters of `A-Z a-z 0-9 _ . @ -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = (3..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(invalid("must be 3 to 64 characters of letters, digits and _ . @ -"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password as typed: 8..=1024 characters. Never logged (no `Display`, redacted `Debug`).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if (8..=1024).contains(&s.chars().count()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(invalid("must be 8 to 1024 characters"))
+        }
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A tier's display name: 1..=64 characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TierName(String);
+
+impl TierName {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let trimmed = s.trim();
+        if !trimmed.is_empty() && trimmed.chars().count() <= 64 {
+            Ok(Self(trimmed.to_owned()))
+        } else {
+            Err(invalid("must be 1 to 64 characters"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an expiring link serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    Original,
+    Thumbnail(Height),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_id_accepts_slugs_and_rejects_everything_else() {
+        assert!(TierId::parse("gold-2").is_ok());
+        assert!(TierId::parse(&"a".repeat(32)).is_ok());
+        for bad in ["", "Gold", "a_b", "a b", "../x", &"a".repeat(33)] {
+            assert!(TierId::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn heights_are_bounded_sorted_and_unique() {
+        let h = Heights::parse(&[400, 200]).expect("valid");
+        assert_eq!(h.iter().map(Height::get).collect::<Vec<_>>(), vec![200, 400]);
+        assert!(Heights::parse(&[]).is_ok());
+        assert!(Heights::parse(&[0]).is_err());
+        assert!(Heights::parse(&[4097]).is_err());
+        assert!(Heights::parse(&[-1]).is_err());
+        assert!(Heights::parse(&[4096, 1]).is_ok());
+        assert!(Heights::parse(&[200, 200]).is_err());
+    }
+
+    #[test]
+    fn expiry_accepts_exactly_300_to_30000_seconds() {
+        assert!(ExpirySeconds::parse(299).is_err());
+        assert!(ExpirySeconds::parse(300).is_ok());
+        assert!(ExpirySeconds::parse(30_000).is_ok());
+        assert!(ExpirySeconds::parse(30_001).is_err());
+        assert!(ExpirySeconds::parse(-300).is_err());
+        assert!(ExpirySeconds::parse(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn username_rules() {
+        assert!(Username::parse("ann.o-k_1@x").is_ok());
+        for bad in ["ab", "has space", "ünï", "a/b", &"a".repeat(65)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn password_debug_never_shows_the_secret() {
+        let p = Password::parse("hunter2hunter2").expect("valid");
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert!(Password::parse("short").is_err());
+    }
+
+    #[test]
+    fn ids_round_trip_through_text_and_bytes() {
+        let id = ImageId::from_ulid(Ulid::new());
+        assert_eq!(ImageId::parse(&id.to_string()), Some(id));
+        assert_eq!(ImageId::from_bytes(id.to_bytes()), id);
+        assert_eq!(ImageId::parse("../../etc/passwd"), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! Code shared by the imageapi server and its workers.
+//!
+//! - [`domain`]: validated newtypes (`TierId`, `Height`, `ExpirySeconds`, `Username`, …) that
+//!   can only hold legal values, so handlers parse once and pass proofs around.
+//! - [`jobs`]: the thumbnail job payload and the outcome a worker reports back.
+//! - [`store`]: the [`store::BlobStore`] trait for originals and thumbnails, with a
+//!   filesystem implementation; keys are built from ids, never from user input.
+//! - [`pipeline`]: probing uploads (format, dimensions, limits) and making thumbnails.
+
+pub mod domain;
+pub mod jobs;
+pub mod pipeline;
+pub mod store;

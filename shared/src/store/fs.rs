@@ -1,0 +1,177 @@
+//! [`BlobStore`] on a local (or shared network) directory.
+//!
+//! Writes go to a temporary file that is fsynced and then renamed into place, and the folder is
+//! fsynced too, so a blob is either absent or complete — also after a crash.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobKey, BlobStore, BlobStream, ByteRange, StoreError};
+use crate::domain::ImageId;
+
+/// Chunk size when streaming a blob to a client.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Uses (and creates) `root` as the store's folder.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+}
+
+fn io_error(key: &BlobKey, source: io::Error) -> StoreError {
+    if source.kind() == io::ErrorKind::NotFound {
+        StoreError::NotFound(key.as_str().to_owned())
+    } else {
+        StoreError::Io { key: key.as_str().to_owned(), source }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+async fn remove_missing_ok(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key);
+        let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        let tmp = dir.join(format!(".tmp-{}", ulid::Ulid::new()));
+        let write = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            file.write_all(&bytes).await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&tmp, &path).await?;
+            sync_dir(&dir).await
+        };
+        if let Err(e) = write.await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(io_error(key, e));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &BlobKey) -> Result<Bytes, StoreError> {
+        tokio::fs::read(self.path(key)).await.map(Bytes::from).map_err(|e| io_error(key, e))
+    }
+
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobStream, StoreError> {
+        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(|e| io_error(key, e))?;
+        match range {
+            None => Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed()),
+            Some(range) => {
+                file.seek(io::SeekFrom::Start(range.start)).await.map_err(|e| io_error(key, e))?;
+                Ok(ReaderStream::with_capacity(file.take(range.len()), READ_CHUNK).boxed())
+            }
+        }
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        remove_missing_ok(tokio::fs::remove_file(self.path(key)).await)
+            .await
+            .map_err(|e| io_error(key, e))
+    }
+
+    async fn delete_image(&self, id: ImageId) -> Result<(), StoreError> {
+        self.delete(&BlobKey::original(id)).await?;
+        let thumbs = BlobKey::thumbnails_of(id);
+        remove_missing_ok(tokio::fs::remove_dir_all(self.path(&thumbs)).await)
+            .await
+            .map_err(|e| io_error(&thumbs, e))
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let root = BlobKey(String::new());
+        tokio::fs::metadata(&self.root).await.map(|_| ()).map_err(|e| io_error(&root, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ImageFormat;
+
+    async fn read_all(mut stream: BlobStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.expect("chunk"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_blob_put_can_be_read_whole_and_by_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("store");
+        let id = ImageId::from_ulid(ulid::Ulid::new());
+        let key = BlobKey::original(id);
+        store.put(&key, Bytes::from_static(b"0123456789")).await.expect("put");
+
+        assert_eq!(store.get(&key).await.expect("get"), Bytes::from_static(b"0123456789"));
+        let ranged = store.open(&key, Some(ByteRange { start: 2, end: 4 })).await.expect("open");
+        assert_eq!(read_all(ranged).await, b"234");
+        let leftovers: Vec<_> = std::fs::read_dir(store.path(&key).parent().expect("dir"))
+            .expect("read_dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left behind");
+    }
+
+    #[tokio::test]
+    async fn deleting_an_image_removes_original_and_thumbnails_and_tolerates_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("store");
+        let id = ImageId::from_ulid(ulid::Ulid::new());
+        let thumb = BlobKey::thumbnail(id, 200, ImageFormat::Png);
+        store.put(&BlobKey::original(id), Bytes::from_static(b"o")).await.expect("put");
+        store.put(&thumb, Bytes::from_static(b"t")).await.expect("put");
+
+        store.delete_image(id).await.expect("delete");
+        assert!(matches!(store.get(&thumb).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(store.get(&BlobKey::original(id)).await, Err(StoreError::NotFound(_))));
+        store.delete_image(id).await.expect("second delete is fine");
+    }
+
+    #[test]
+    fn keys_are_made_of_ids_only() {
+        let id = ImageId::from_ulid(ulid::Ulid::new());
+        let key = BlobKey::thumbnail(id, 400, ImageFormat::Jpeg);
+        assert!(key.as_str().starts_with("thumbnails/"));
+        assert!(key.as_str().ends_with(&format!("{id}/400.jpg")));
+        assert!(!key.as_str().contains(".."));
+    }
+}

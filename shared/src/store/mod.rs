@@ -1,0 +1,100 @@
+//! Blob storage for originals and thumbnails, behind [`BlobStore`] so that an object store
+//! can replace the filesystem later. Keys are [`BlobKey`]s built only from ids and heights —
+//! never from anything a user sent — so a key cannot escape the store's root.
+
+mod fs;
+
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::domain::ImageId;
+use crate::pipeline::ImageFormat;
+
+pub use fs::FsBlobStore;
+
+/// Where a blob lives inside a store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// The uploaded file, byte for byte.
+    pub fn original(id: ImageId) -> Self {
+        Self(format!("originals/{}/{id}", shard(id)))
+    }
+
+    /// One thumbnail of an image; the requested height names it.
+    pub fn thumbnail(id: ImageId, requested_height: u32, format: ImageFormat) -> Self {
+        Self(format!("thumbnails/{}/{id}/{requested_height}.{}", shard(id), format.extension()))
+    }
+
+    /// The folder-like prefix holding all thumbnails of an image.
+    fn thumbnails_of(id: ImageId) -> Self {
+        Self(format!("thumbnails/{}/{id}", shard(id)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Two characters from the random end of the ULID spread files over 1024 folders
+/// (the leading characters are a timestamp and would put everything in one).
+fn shard(id: ImageId) -> String {
+    let text = id.to_string();
+    text[text.len() - 2..].to_ascii_lowercase()
+}
+
+/// An inclusive byte range, already checked against the blob's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(self) -> u64 {
+        self.end - self.start + 1
+    }
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+/// A blob opened for streaming.
+pub type BlobStream = BoxStream<'static, io::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("blob store I/O on {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `bytes` under `key`, replacing any previous blob. Durable once it returns.
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError>;
+
+    /// The whole blob in memory (workers reading an original).
+    async fn get(&self, key: &BlobKey) -> Result<Bytes, StoreError>;
+
+    /// Streams the blob, or the given range of it, in chunks (serving downloads with bounded memory).
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobStream, StoreError>;
+
+    /// Removes one blob; a missing blob is not an error.
+    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
+
+    /// Removes an image's original and all its thumbnails; missing blobs are not an error.
+    async fn delete_image(&self, id: ImageId) -> Result<(), StoreError>;
+
+    /// Cheap check that the store is usable (for readiness).
+    async fn check(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests for imageapi: every test starts the real `imageapi-server` binary on
+//! port 0 with a fresh data directory and talks HTTP to it (see `helpers`). One test binary,
+//! one module per area of the API.
+//!
+//! `TEST_LOG=1 cargo test -p imageapi-e2e` shows the server logs on the terminal.
+
+mod fixtures;
+mod helpers;
+
+mod auth;
+mod images;
+mod isolation;
+mod links;
+mod restart;
+mod service;
+mod tiers;
+mod uploads;
+mod users;

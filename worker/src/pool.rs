@@ -1,0 +1,131 @@
+//! A pool of render actors on a `SyncArbiter`: CPU-bound work off the async runtime, one
+//! thread per core, never more (no oversubscription).
+//!
+//! A `SyncArbiter` thread that panics is gone for good and later sends fail, so every render
+//! runs inside `catch_unwind`: a panicking job becomes a [`RenderError::Panicked`] and the actor
+//! lives on to take the next job.
+
+use std::panic::AssertUnwindSafe;
+
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use bytes::Bytes;
+use imageapi_shared::pipeline::{make_thumbnails, Limits, Thumbnail, ThumbnailError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The image cannot be made into thumbnails (corrupt data, over limits): final.
+    #[error(transparent)]
+    Image(#[from] ThumbnailError),
+    /// The renderer panicked; the pool survived. Final for this job.
+    #[error("the thumbnailer crashed on this image: {0}")]
+    Panicked(String),
+    /// The pool is not running (shutting down).
+    #[error("the render pool is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Render these heights from one original.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Thumbnail>, RenderError>")]
+pub struct Render {
+    pub original: Bytes,
+    pub heights: Vec<u32>,
+    pub limits: Limits,
+}
+
+/// The rendering function; production uses [`make_thumbnails`], tests inject failures.
+pub type RenderFn = fn(&[u8], &[u32], &Limits) -> Result<Vec<Thumbnail>, ThumbnailError>;
+
+struct RenderActor {
+    render: RenderFn,
+}
+
+impl Actor for RenderActor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Render> for RenderActor {
+    type Result = Result<Vec<Thumbnail>, RenderError>;
+
+    fn handle(&mut self, job: Render, _: &mut SyncContext<Self>) -> Self::Result {
+        let render = self.render;
+        std::panic::catch_unwind(AssertUnwindSafe(|| render(&job.original, &job.heights, &job.limits)))
+            .map_err(|panic| RenderError::Panicked(panic_message(panic.as_ref())))?
+            .map_err(RenderError::from)
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// Handle to the render actors; cheap to clone.
+#[derive(Clone)]
+pub struct ThumbnailPool {
+    addr: Addr<RenderActor>,
+    threads: usize,
+}
+
+impl ThumbnailPool {
+    /// Starts `threads` render actors. Must be called inside a running actix `System`.
+    pub fn start(threads: usize) -> Self {
+        Self::start_with(threads, make_thumbnails)
+    }
+
+    /// Like [`ThumbnailPool::start`] with another rendering function (tests, benchmarks).
+    pub fn start_with(threads: usize, render: RenderFn) -> Self {
+        let threads = threads.max(1);
+        Self { addr: SyncArbiter::start(threads, move || RenderActor { render }), threads }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub async fn render(&self, original: Bytes, heights: Vec<u32>, limits: Limits) -> Result<Vec<Thumbnail>, RenderError> {
+        self.addr
+            .send(Render { original, heights, limits })
+            .await
+            .map_err(|e| RenderError::Unavailable(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_png() -> Bytes {
+        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([10, 200, 30]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Png).expect("encode");
+        Bytes::from(out.into_inner())
+    }
+
+    fn panics_on_request(original: &[u8], heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
+        if original == b"panic" {
+            panic!("decoder bug on purpose");
+        }
+        make_thumbnails(original, heights, limits)
+    }
+
+    #[actix_rt::test]
+    async fn a_panic_inside_a_render_is_contained_and_the_pool_keeps_working() {
+        // One thread: if the panic killed it, every later render would fail.
+        let pool = ThumbnailPool::start_with(1, panics_on_request);
+        for _ in 0..3 {
+            let err = pool.render(Bytes::from_static(b"panic"), vec![5], Limits::default()).await;
+            match err {
+                Err(RenderError::Panicked(msg)) => assert!(msg.contains("decoder bug on purpose"), "{msg}"),
+                other => panic!("expected a contained panic, got {:?}", other.map(|t| t.len())),
+            }
+            let thumbs = pool.render(tiny_png(), vec![5], Limits::default()).await.expect("pool still alive");
+            assert_eq!(thumbs[0].height, 5);
+        }
+    }
+}
