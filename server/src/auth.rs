@@ -92,7 +92,9 @@ impl Authenticator {
     fn cached(&self, username: &str, digest: &[u8; 32], user: &UserRecord) -> bool {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(username).is_some_and(|c| {
-            c.user_id == user.id && c.credentials_version == user.credentials_version && bool::from(c.digest.ct_eq(digest))
+            c.user_id == user.id
+                && c.credentials_version == user.credentials_version
+                && bool::from(c.digest.ct_eq(digest))
         })
     }
 
@@ -141,7 +143,7 @@ impl Authenticator {
         .ok_or(ApiError::Unauthorized)
     }
 
-    async fn basic(self: &Self, encoded: &str) -> Result<UserRecord, ApiError> {
+    async fn basic(&self, encoded: &str) -> Result<UserRecord, ApiError> {
         let decoded = STANDARD.decode(encoded).map_err(|_| ApiError::Unauthorized)?;
         let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
         let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use imageapi_shared::pipeline::Limits;
 
 #[derive(Debug, Parser)]
-#[command(name = "imageapi-server", version, about = "The imageapi HTTP API (embedded mode runs everything in this one process)")]
+#[command(
+    name = "imageapi-server",
+    version,
+    about = "The imageapi HTTP API (embedded mode runs everything in this one process)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -97,7 +97,8 @@ impl Application {
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
         let local = listener.local_addr()?;
         let local_url = format!("http://{local}");
-        let public_url = config.public_url.clone().unwrap_or_else(|| local_url.clone()).trim_end_matches('/').to_owned();
+        let public_url =
+            config.public_url.clone().unwrap_or_else(|| local_url.clone()).trim_end_matches('/').to_owned();
 
         let state = web::Data::new(AppState {
             public_url,
@@ -170,7 +171,8 @@ fn spawn_link_purger(repo: Arc<SledRepo>, retention: Duration) {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            let cutoff =
+                chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
             let repo = repo.clone();
             match tokio::task::spawn_blocking(move || repo.purge_links_expired_before(cutoff)).await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "purged long-expired links"),

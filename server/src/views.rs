@@ -71,11 +71,19 @@ impl ImageView {
                 let url = format!("{image_url}/thumbnails/{h}");
                 // A granted height without a record is being scheduled right now: pending.
                 match thumbs.get(&h).unwrap_or(&ThumbState::Pending) {
-                    ThumbState::Pending => ThumbnailView { height: h, width: expected_w, status: "pending", url, error: None },
-                    ThumbState::Ready { width, .. } => ThumbnailView { height: h, width: *width, status: "ready", url, error: None },
-                    ThumbState::Failed { reason } => {
-                        ThumbnailView { height: h, width: expected_w, status: "failed", url, error: Some(reason.clone()) }
+                    ThumbState::Pending => {
+                        ThumbnailView { height: h, width: expected_w, status: "pending", url, error: None }
                     }
+                    ThumbState::Ready { width, .. } => {
+                        ThumbnailView { height: h, width: *width, status: "ready", url, error: None }
+                    }
+                    ThumbState::Failed { reason } => ThumbnailView {
+                        height: h,
+                        width: expected_w,
+                        status: "failed",
+                        url,
+                        error: Some(reason.clone()),
+                    },
                 }
             })
             .collect();

@@ -78,8 +78,8 @@ impl TierId {
     pub const ENTERPRISE: &'static str = "enterprise";
 
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let ok = (1..=32).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok =
+            (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {

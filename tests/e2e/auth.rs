@@ -14,12 +14,7 @@ fn requests_without_credentials_get_401_with_a_www_authenticate_challenge() {
     let app = spawn_app();
 
     // Act + Assert
-    for path in [
-        "/api/v1/me",
-        "/api/v1/images",
-        "/api/v1/links",
-        "/api/v1/admin/users",
-    ] {
+    for path in ["/api/v1/me", "/api/v1/images", "/api/v1/links", "/api/v1/admin/users"] {
         app.get_anonymous(path).assert_unauthorized();
     }
 }
@@ -53,17 +48,8 @@ fn unknown_username_and_malformed_authorization_headers_get_401() {
     // Act + Assert
     app.me(&ghost).assert_unauthorized();
     let no_colon = format!("Basic {}", STANDARD.encode("no-colon-here"));
-    for header in [
-        "Basic !!!not-base64!!!",
-        no_colon.as_str(),
-        "Bearer ",
-        "Bearer not-a-real-token",
-        "Token abc",
-    ] {
-        let reply = app.send(
-            app.request(Method::GET, "/api/v1/me", None)
-                .header("authorization", header),
-        );
+    for header in ["Basic !!!not-base64!!!", no_colon.as_str(), "Bearer ", "Bearer not-a-real-token", "Token abc"] {
+        let reply = app.send(app.request(Method::GET, "/api/v1/me", None).header("authorization", header));
         reply.assert_unauthorized();
     }
 }
@@ -78,14 +64,8 @@ fn bearer_token_issued_by_an_admin_works_until_it_is_revoked() {
     assert_ne!(first, second, "every token is a fresh secret");
 
     // Act + Assert: both work
-    assert_eq!(
-        app.me(&user.bearer(&first)).expect_json(200)["username"],
-        json!(user.username)
-    );
-    assert_eq!(
-        app.me(&user.bearer(&second)).expect_json(200)["username"],
-        json!(user.username)
-    );
+    assert_eq!(app.me(&user.bearer(&first)).expect_json(200)["username"], json!(user.username));
+    assert_eq!(app.me(&user.bearer(&second)).expect_json(200)["username"], json!(user.username));
 
     // The admin sees the tokens' ids but never the secrets again.
     let detail = app.get_user(&user.id);
@@ -93,17 +73,17 @@ fn bearer_token_issued_by_an_admin_works_until_it_is_revoked() {
         .as_array()
         .unwrap_or_else(|| panic!("expected a `tokens` list: {}", detail.text()))
         .iter()
-        .map(|token| id_of(&token["id"]))
+        .map(|token| {
+            assert!(token["created_at"].is_string(), "a token entry has created_at: {token}");
+            id_of(&token["id"])
+        })
         .collect();
     assert!(
         listed.contains(&first_id) && listed.contains(&second_id),
         "expected both token ids {first_id} and {second_id} in {listed:?}"
     );
     let text = detail.text();
-    assert!(
-        !text.contains(&first) && !text.contains(&second),
-        "the user detail must not show token secrets: {text}"
-    );
+    assert!(!text.contains(&first) && !text.contains(&second), "the user detail must not show token secrets: {text}");
 
     // Revoke the first: it stops at once, the second keeps working.
     app.revoke_token(&user.id, &first_id).assert_status(204);
@@ -121,9 +101,7 @@ fn inactive_user_gets_401_and_works_again_once_reactivated() {
     app.me(&user.bearer(&token)).assert_status(200);
 
     // Act: deactivate
-    let patched = app
-        .patch_user(&user.id, &json!({"is_active": false}))
-        .expect_json(200);
+    let patched = app.patch_user(&user.id, &json!({"is_active": false})).expect_json(200);
 
     // Assert
     assert_eq!(patched["is_active"], json!(false));
@@ -131,9 +109,7 @@ fn inactive_user_gets_401_and_works_again_once_reactivated() {
     app.me(&user.bearer(&token)).assert_unauthorized();
 
     // Act: reactivate
-    let patched = app
-        .patch_user(&user.id, &json!({"is_active": true}))
-        .expect_json(200);
+    let patched = app.patch_user(&user.id, &json!({"is_active": true})).expect_json(200);
 
     // Assert
     assert_eq!(patched["is_active"], json!(true));
@@ -151,8 +127,7 @@ fn changing_the_password_rejects_the_old_one_at_once_and_accepts_the_new_one() {
     let new_password = "a-brand-new-password";
 
     // Act
-    app.patch_user(&user.id, &json!({"password": new_password}))
-        .assert_status(200);
+    app.patch_user(&user.id, &json!({"password": new_password})).assert_status(200);
 
     // Assert
     app.me(&user).assert_unauthorized();
@@ -185,58 +160,22 @@ fn non_admin_gets_403_on_every_admin_route() {
                           "original_link": true, "expiring_links": true});
     let cases = [
         (Method::GET, "/api/v1/admin/users".to_owned(), None),
-        (
-            Method::POST,
-            "/api/v1/admin/users".to_owned(),
-            Some(new_user),
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/admin/users/{}", other.id),
-            None,
-        ),
+        (Method::POST, "/api/v1/admin/users".to_owned(), Some(new_user)),
+        (Method::GET, format!("/api/v1/admin/users/{}", other.id), None),
         (
             Method::PATCH,
             format!("/api/v1/admin/users/{}", user.id),
             Some(json!({"tier": "enterprise", "is_admin": true})),
         ),
-        (
-            Method::DELETE,
-            format!("/api/v1/admin/users/{}", other.id),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/api/v1/admin/users/{}/tokens", user.id),
-            Some(json!({})),
-        ),
-        (
-            Method::DELETE,
-            format!("/api/v1/admin/users/{}/tokens/{other_token_id}", other.id),
-            None,
-        ),
+        (Method::DELETE, format!("/api/v1/admin/users/{}", other.id), None),
+        (Method::POST, format!("/api/v1/admin/users/{}/tokens", user.id), Some(json!({}))),
+        (Method::DELETE, format!("/api/v1/admin/users/{}/tokens/{other_token_id}", other.id), None),
         (Method::GET, "/api/v1/admin/tiers".to_owned(), None),
-        (
-            Method::POST,
-            "/api/v1/admin/tiers".to_owned(),
-            Some(new_tier),
-        ),
+        (Method::POST, "/api/v1/admin/tiers".to_owned(), Some(new_tier)),
         (Method::GET, "/api/v1/admin/tiers/basic".to_owned(), None),
-        (
-            Method::PATCH,
-            "/api/v1/admin/tiers/basic".to_owned(),
-            Some(json!({"original_link": true})),
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/admin/tiers/premium".to_owned(),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/admin/images?user={}", other.id),
-            None,
-        ),
+        (Method::PATCH, "/api/v1/admin/tiers/basic".to_owned(), Some(json!({"original_link": true}))),
+        (Method::DELETE, "/api/v1/admin/tiers/premium".to_owned(), None),
+        (Method::GET, format!("/api/v1/admin/images?user={}", other.id), None),
     ];
 
     // Act + Assert
@@ -252,10 +191,7 @@ fn non_admin_gets_403_on_every_admin_route() {
     let me = app.me(&user).expect_json(200);
     assert_eq!(me["is_admin"], json!(false));
     assert_eq!(me["tier"]["id"], json!("basic"));
-    assert_eq!(
-        app.get_tier("basic").expect_json(200)["original_link"],
-        json!(false)
-    );
+    assert_eq!(app.get_tier("basic").expect_json(200)["original_link"], json!(false));
     app.get_user(&other.id).assert_status(200);
     app.get_tier("premium").assert_status(200);
 }
@@ -266,20 +202,15 @@ fn admins_made_by_create_or_by_patch_can_use_admin_routes() {
     let app = spawn_app();
     let created_admin = app.create_admin_user();
     let promoted = app.create_user("basic");
-    app.get_as(&promoted, "/api/v1/admin/users")
-        .assert_problem(403);
+    app.get_as(&promoted, "/api/v1/admin/users").assert_problem(403);
 
     // Act
-    let patched = app
-        .patch_user(&promoted.id, &json!({"is_admin": true}))
-        .expect_json(200);
+    let patched = app.patch_user(&promoted.id, &json!({"is_admin": true})).expect_json(200);
 
     // Assert
     assert_eq!(patched["is_admin"], json!(true));
-    app.get_as(&created_admin, "/api/v1/admin/users")
-        .assert_status(200);
-    app.get_as(&promoted, "/api/v1/admin/users")
-        .assert_status(200);
+    app.get_as(&created_admin, "/api/v1/admin/users").assert_status(200);
+    app.get_as(&promoted, "/api/v1/admin/users").assert_status(200);
     assert_eq!(app.me(&promoted).expect_json(200)["is_admin"], json!(true));
 }
 

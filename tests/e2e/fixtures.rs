@@ -14,27 +14,19 @@ use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 /// An RGB gradient; `seed` makes images of the same size differ.
 pub fn rgb_gradient(width: u32, height: u32, seed: u8) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
-        Rgb([
-            ((x * 255) / width.max(1)) as u8 ^ seed,
-            ((y * 255) / height.max(1)) as u8,
-            seed.wrapping_mul(37),
-        ])
+        Rgb([((x * 255) / width.max(1)) as u8 ^ seed, ((y * 255) / height.max(1)) as u8, seed.wrapping_mul(37)])
     })
 }
 
 pub fn encode_jpeg(image: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(image)
-        .expect("encode a test JPEG");
+    JpegEncoder::new_with_quality(&mut out, 90).encode_image(image).expect("encode a test JPEG");
     out
 }
 
 pub fn encode_png(image: &DynamicImage) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    image
-        .write_to(&mut out, ImageFormat::Png)
-        .expect("encode a test PNG");
+    image.write_to(&mut out, ImageFormat::Png).expect("encode a test PNG");
     out.into_inner()
 }
 
@@ -58,25 +50,34 @@ pub fn png_seeded(width: u32, height: u32, seed: u8) -> Vec<u8> {
 
 /// An RGBA PNG: the left half fully transparent, the right half opaque green.
 pub fn rgba_png_left_half_transparent(width: u32, height: u32) -> Vec<u8> {
-    let image = RgbaImage::from_fn(width, height, |x, _| {
-        if x < width / 2 {
-            Rgba([0, 0, 0, 0])
-        } else {
-            Rgba([0, 200, 0, 255])
-        }
-    });
+    let image =
+        RgbaImage::from_fn(
+            width,
+            height,
+            |x, _| {
+                if x < width / 2 {
+                    Rgba([0, 0, 0, 0])
+                } else {
+                    Rgba([0, 200, 0, 255])
+                }
+            },
+        );
     encode_png(&DynamicImage::ImageRgba8(image))
 }
 
 /// A JPEG whose left half is red and right half blue.
 pub fn red_left_blue_right_jpeg(width: u32, height: u32) -> Vec<u8> {
-    encode_jpeg(&RgbImage::from_fn(width, height, |x, _| {
-        if x < width / 2 {
-            Rgb([255, 0, 0])
-        } else {
-            Rgb([0, 0, 255])
-        }
-    }))
+    encode_jpeg(&RgbImage::from_fn(
+        width,
+        height,
+        |x, _| {
+            if x < width / 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        },
+    ))
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*).
@@ -150,11 +151,7 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
 /// The JPEG with an APP1 Exif segment (big-endian TIFF, IFD0 holding only Orientation)
 /// spliced in right after SOI.
 pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    assert_eq!(
-        &jpeg[..2],
-        &[0xFF, 0xD8],
-        "expected a JPEG starting with SOI"
-    );
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "expected a JPEG starting with SOI");
     let mut payload = b"Exif\0\0".to_vec();
     payload.extend_from_slice(b"MM\x00\x2A"); // big-endian TIFF
     payload.extend_from_slice(&8u32.to_be_bytes()); // IFD0 right after the header
@@ -194,11 +191,7 @@ pub fn decode(bytes: &[u8]) -> (ImageFormat, DynamicImage) {
 pub fn assert_image(bytes: &[u8], format: ImageFormat, width: u32, height: u32) -> DynamicImage {
     let (actual_format, image) = decode(bytes);
     assert_eq!(actual_format, format, "expected a {format:?} thumbnail");
-    assert_eq!(
-        (image.width(), image.height()),
-        (width, height),
-        "expected a {width}x{height} {format:?}"
-    );
+    assert_eq!((image.width(), image.height()), (width, height), "expected a {width}x{height} {format:?}");
     image
 }
 
@@ -215,16 +208,11 @@ pub fn expected_thumbnail_size(source_width: u32, source_height: u32, height: u3
 
 /// A file of the shared corpus (`/work/shared/corpus` next to the workspace), if present.
 pub fn corpus(name: &str) -> Option<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus").join(name);
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
         Err(error) => {
-            println!(
-                "skipping: corpus file {} unavailable: {error}",
-                path.display()
-            );
+            println!("skipping: corpus file {} unavailable: {error}", path.display());
             None
         }
     }
@@ -247,12 +235,9 @@ fn crafted_png_header_declares_the_requested_size() {
 fn crafted_exif_jpeg_reports_orientation_6_and_still_decodes() {
     use image::ImageDecoder;
     let bytes = with_exif_orientation(&red_left_blue_right_jpeg(300, 200), 6);
-    let mut decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(&bytes))
-        .expect("the spliced JPEG has a valid header");
-    assert_eq!(
-        decoder.orientation().expect("readable EXIF"),
-        image::metadata::Orientation::Rotate90
-    );
+    let mut decoder =
+        image::codecs::jpeg::JpegDecoder::new(Cursor::new(&bytes)).expect("the spliced JPEG has a valid header");
+    assert_eq!(decoder.orientation().expect("readable EXIF"), image::metadata::Orientation::Rotate90);
     let (format, image) = decode(&bytes);
     assert_eq!(format, ImageFormat::Jpeg);
     assert_eq!((image.width(), image.height()), (300, 200));
@@ -273,11 +258,7 @@ fn truncated_noisy_jpeg_keeps_its_header_but_loses_its_end() {
     let bytes = noisy_jpeg(256, 256);
     assert!(bytes.len() > 50_000, "noise should not compress well");
     let cut = &bytes[..bytes.len() * 6 / 10];
-    assert!(
-        image::ImageReader::with_format(Cursor::new(cut), ImageFormat::Jpeg)
-            .into_dimensions()
-            .is_ok()
-    );
+    assert!(image::ImageReader::with_format(Cursor::new(cut), ImageFormat::Jpeg).into_dimensions().is_ok());
     assert_ne!(&cut[cut.len() - 2..], &[0xFF, 0xD9], "no EOI marker left");
 }
 
@@ -288,14 +269,4 @@ fn expected_sizes_follow_the_contract() {
     assert_eq!(expected_thumbnail_size(200, 300, 200), (133, 200));
     assert_eq!(expected_thumbnail_size(1, 1000, 200), (1, 200));
     assert_eq!(expected_thumbnail_size(90, 60, 200), (90, 60));
-}
-
-#[test]
-fn zz_probe_truncated_decode() {
-    let j = noisy_jpeg(256, 256);
-    let cut = &j[..j.len() * 6 / 10];
-    println!("jpeg truncated decode: {:?}", image::load_from_memory(cut).map(|i| (i.width(), i.height())));
-    let p = png(256, 256);
-    let cut = &p[..p.len() * 6 / 10];
-    println!("png truncated decode: {:?}", image::load_from_memory(cut).map(|i| (i.width(), i.height())));
 }

@@ -56,26 +56,14 @@ fn build_server() -> PathBuf {
         "expected the test binary to live in a cargo `deps` directory, it is {}",
         exe.display()
     );
-    let profile_dir = deps_dir
-        .parent()
-        .expect("the `deps` directory has a parent (the profile directory)");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("debug");
-    let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the test crate lives inside the workspace");
+    let profile_dir = deps_dir.parent().expect("the `deps` directory has a parent (the profile directory)");
+    let profile = profile_dir.file_name().and_then(|name| name.to_str()).unwrap_or("debug");
+    let workspace_root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the test crate lives inside the workspace");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
     let mut command = Command::new(&cargo);
-    command.current_dir(workspace_root).args([
-        "build",
-        "-p",
-        "imageapi-server",
-        "--bin",
-        "imageapi-server",
-    ]);
+    command.current_dir(workspace_root).args(["build", "-p", "imageapi-server", "--bin", "imageapi-server"]);
     match profile {
         "debug" => {}
         "release" => {
@@ -85,9 +73,7 @@ fn build_server() -> PathBuf {
             command.args(["--profile", other]);
         }
     }
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("could not run {cargo:?} build: {error}"));
+    let output = command.output().unwrap_or_else(|error| panic!("could not run {cargo:?} build: {error}"));
     assert!(
         output.status.success(),
         "building imageapi-server failed ({}):\n{}",
@@ -160,11 +146,7 @@ pub fn spawn_app_with(options: ServerOptions) -> TestApp {
         password: format!("admin-{}", random_hex()),
         token: None,
     };
-    let client = Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(90))
-        .build()
-        .expect("build the HTTP client");
+    let client = Client::builder().no_proxy().timeout(Duration::from_secs(90)).build().expect("build the HTTP client");
     let mut app = TestApp {
         address: String::new(),
         admin,
@@ -229,9 +211,8 @@ impl TestApp {
             command.env("RUST_LOG", "warn").stderr(Stdio::from(log));
         }
 
-        let mut child = command.spawn().unwrap_or_else(|error| {
-            panic!("could not start {}: {error}", server_binary().display())
-        });
+        let mut child =
+            command.spawn().unwrap_or_else(|error| panic!("could not start {}: {error}", server_binary().display()));
         let stdout = child.stdout.take().expect("the server's stdout is piped");
         let (sender, receiver) = mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -303,6 +284,32 @@ impl TestApp {
         }
     }
 
+    /// SIGTERM the server (graceful shutdown) and wait for it to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut server = self.server.take().expect("a running server");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        loop {
+            if let Some(status) = server.child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = server.child.kill();
+                panic!("the server did not exit within 40 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Start a new server on the same data dir after [`Self::terminate`] or [`Self::kill`].
+    pub fn start_again(&mut self, options: ServerOptions) {
+        self.start(&options);
+    }
+
     /// SIGKILL the server and start a new one on the same data dir (it gets a new port, and
     /// `self.address` follows it).
     pub fn restart(&mut self, options: ServerOptions) {
@@ -371,10 +378,7 @@ fn read_log_tail(path: &Path, test_log: bool) -> String {
 
 /// 32 hex characters from the std library's per-process random hash keys.
 pub fn random_hex() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or_default();
     (0..2u8)
         .map(|round| {
             let mut hasher = RandomState::new().build_hasher();
@@ -402,19 +406,12 @@ pub struct TestUser {
 impl TestUser {
     /// The same user, authenticating with this bearer token.
     pub fn bearer(&self, token: &str) -> TestUser {
-        TestUser {
-            token: Some(token.to_owned()),
-            ..self.clone()
-        }
+        TestUser { token: Some(token.to_owned()), ..self.clone() }
     }
 
     /// The same user, authenticating with Basic auth and this password.
     pub fn with_password(&self, password: &str) -> TestUser {
-        TestUser {
-            password: password.to_owned(),
-            token: None,
-            ..self.clone()
-        }
+        TestUser { password: password.to_owned(), token: None, ..self.clone() }
     }
 
     /// The value of the `Authorization` header this user sends.
@@ -423,10 +420,7 @@ impl TestUser {
             Some(token) => format!("Bearer {token}"),
             None => {
                 let raw = format!("{}:{}", self.username, self.password);
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                )
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
             }
         }
     }
@@ -535,10 +529,7 @@ impl Reply {
     pub fn assert_field_error(&self, field: &str) -> Vec<String> {
         let problem = self.assert_problem(400);
         let messages = problem["errors"][field].as_array().unwrap_or_else(|| {
-            panic!(
-                "{} {}: expected `errors.{field}` to be a list of messages: {problem:#}",
-                self.method, self.url
-            )
+            panic!("{} {}: expected `errors.{field}` to be a list of messages: {problem:#}", self.method, self.url)
         });
         assert!(
             !messages.is_empty(),
@@ -596,18 +587,14 @@ pub fn assert_binary_headers(reply: &Reply, format: ImageFormat) {
     assert_content_type(reply, format);
     let what = format!("{} {}", reply.method, reply.url);
     assert_eq!(
-        reply
-            .header("content-length")
-            .and_then(|len| len.parse::<usize>().ok()),
+        reply.header("content-length").and_then(|len| len.parse::<usize>().ok()),
         Some(reply.body.len()),
         "{what}: Content-Length should equal the body length; headers: {:?}",
         reply.headers
     );
     for header in ["etag", "cache-control"] {
         assert!(
-            reply
-                .header(header)
-                .is_some_and(|value| !value.trim().is_empty()),
+            reply.header(header).is_some_and(|value| !value.trim().is_empty()),
             "{what}: expected a non-empty {header} header; headers: {:?}",
             reply.headers
         );
@@ -636,19 +623,13 @@ pub fn id_of(value: &Value) -> String {
 /// The `results` array of a list response.
 #[track_caller]
 pub fn results(list: &Value) -> Vec<Value> {
-    list["results"]
-        .as_array()
-        .unwrap_or_else(|| panic!("expected a `results` array: {list:#}"))
-        .clone()
+    list["results"].as_array().unwrap_or_else(|| panic!("expected a `results` array: {list:#}")).clone()
 }
 
 /// The ids of the `results` of a list response, in order.
 #[track_caller]
 pub fn result_ids(list: &Value) -> Vec<String> {
-    results(list)
-        .iter()
-        .map(|item| id_of(&item["id"]))
-        .collect()
+    results(list).iter().map(|item| id_of(&item["id"])).collect()
 }
 
 /// The heights of an image object's `thumbnails`, in the order listed.
@@ -659,9 +640,7 @@ pub fn thumbnail_heights(image: &Value) -> Vec<u64> {
         .unwrap_or_else(|| panic!("expected a `thumbnails` array: {image:#}"))
         .iter()
         .map(|thumbnail| {
-            thumbnail["height"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("a thumbnail without an integer height: {image:#}"))
+            thumbnail["height"].as_u64().unwrap_or_else(|| panic!("a thumbnail without an integer height: {image:#}"))
         })
         .collect()
 }
@@ -671,11 +650,7 @@ pub fn thumbnail_heights(image: &Value) -> Vec<u64> {
 pub fn thumbnail_entry(image: &Value, height: u32) -> Value {
     image["thumbnails"]
         .as_array()
-        .and_then(|thumbnails| {
-            thumbnails
-                .iter()
-                .find(|thumbnail| thumbnail["height"] == json!(height))
-        })
+        .and_then(|thumbnails| thumbnails.iter().find(|thumbnail| thumbnail["height"] == json!(height)))
         .cloned()
         .unwrap_or_else(|| panic!("expected a {height}px entry in `thumbnails`: {image:#}"))
 }
@@ -687,9 +662,7 @@ pub fn is_absent(object: &Value, member: &str) -> bool {
 
 /// Whether every listed thumbnail is ready.
 pub fn all_ready(image: &Value) -> bool {
-    image["thumbnails"]
-        .as_array()
-        .is_some_and(|thumbnails| thumbnails.iter().all(|t| t["status"] == "ready"))
+    image["thumbnails"].as_array().is_some_and(|thumbnails| thumbnails.iter().all(|t| t["status"] == "ready"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,12 +680,7 @@ impl TestApp {
     }
 
     /// A request builder, authenticated as `user` if given.
-    pub fn request(
-        &self,
-        method: Method,
-        path_or_url: &str,
-        user: Option<&TestUser>,
-    ) -> RequestBuilder {
+    pub fn request(&self, method: Method, path_or_url: &str, user: Option<&TestUser>) -> RequestBuilder {
         let builder = self.client.request(method, self.url(path_or_url));
         match user {
             Some(user) => builder.header("authorization", user.authorization()),
@@ -726,25 +694,17 @@ impl TestApp {
         let request = builder.build().expect("a well-formed request");
         let method = request.method().to_string();
         let url = request.url().to_string();
-        let response = self.client.execute(request).unwrap_or_else(|error| {
-            panic!(
-                "{method} {url}: the request failed: {error:?} ({})",
-                self.log_hint()
-            )
-        });
+        let response = self
+            .client
+            .execute(request)
+            .unwrap_or_else(|error| panic!("{method} {url}: the request failed: {error:?} ({})", self.log_hint()));
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .bytes()
             .unwrap_or_else(|error| panic!("{method} {url}: reading the body failed: {error:?}"))
             .to_vec();
-        Reply {
-            method,
-            url,
-            status,
-            headers,
-            body,
-        }
+        Reply { method, url, status, headers, body }
     }
 
     #[track_caller]
@@ -806,12 +766,7 @@ impl TestApp {
                 "is_admin": is_admin,
             }))
             .expect_json(201);
-        TestUser {
-            id: id_of(&created["id"]),
-            username,
-            password,
-            token: None,
-        }
+        TestUser { id: id_of(&created["id"]), username, password, token: None }
     }
 
     #[track_caller]
@@ -836,11 +791,7 @@ impl TestApp {
 
     #[track_caller]
     pub fn post_token(&self, user_id: &str) -> Reply {
-        self.post_json_as(
-            &self.admin,
-            &format!("/api/v1/admin/users/{user_id}/tokens"),
-            &json!({}),
-        )
+        self.post_json_as(&self.admin, &format!("/api/v1/admin/users/{user_id}/tokens"), &json!({}))
     }
 
     /// Issues an API token for `user`; asserts 201; returns `(token id, token)`.
@@ -857,10 +808,7 @@ impl TestApp {
 
     #[track_caller]
     pub fn revoke_token(&self, user_id: &str, token_id: &str) -> Reply {
-        self.delete_as(
-            &self.admin,
-            &format!("/api/v1/admin/users/{user_id}/tokens/{token_id}"),
-        )
+        self.delete_as(&self.admin, &format!("/api/v1/admin/users/{user_id}/tokens/{token_id}"))
     }
 
     // --- admin: tiers ------------------------------------------------------------------------
@@ -941,13 +889,7 @@ impl TestApp {
 
     /// Uploads with an explicit content type on the file part.
     #[track_caller]
-    pub fn upload_as(
-        &self,
-        user: &TestUser,
-        name: &str,
-        content_type: &str,
-        bytes: &[u8],
-    ) -> Reply {
+    pub fn upload_as(&self, user: &TestUser, name: &str, content_type: &str, bytes: &[u8]) -> Reply {
         let part = multipart::Part::bytes(bytes.to_vec())
             .file_name(name.to_owned())
             .mime_str(content_type)
@@ -958,10 +900,7 @@ impl TestApp {
     /// Sends any multipart form to the upload route.
     #[track_caller]
     pub fn upload_form(&self, user: &TestUser, form: multipart::Form) -> Reply {
-        self.send(
-            self.request(Method::POST, "/api/v1/images", Some(user))
-                .multipart(form),
-        )
+        self.send(self.request(Method::POST, "/api/v1/images", Some(user)).multipart(form))
     }
 
     /// Uploads and asserts 201; returns the image object.
@@ -1030,10 +969,7 @@ impl TestApp {
             let failed = image["thumbnails"]
                 .as_array()
                 .is_some_and(|thumbnails| thumbnails.iter().any(|t| t["status"] == "failed"));
-            assert!(
-                !failed,
-                "a thumbnail failed while waiting for {what} on image {image_id}: {image:#}"
-            );
+            assert!(!failed, "a thumbnail failed while waiting for {what} on image {image_id}: {image:#}");
             assert!(
                 Instant::now() < deadline,
                 "waited {timeout:?} for {what} on image {image_id}; last seen: {image:#} ({})",
@@ -1050,12 +986,7 @@ impl TestApp {
     }
 
     #[track_caller]
-    pub fn wait_until_ready_within(
-        &self,
-        user: &TestUser,
-        image_id: &str,
-        timeout: Duration,
-    ) -> Value {
+    pub fn wait_until_ready_within(&self, user: &TestUser, image_id: &str, timeout: Duration) -> Value {
         self.wait_for_image(user, image_id, timeout, "every thumbnail ready", all_ready)
     }
 
@@ -1073,8 +1004,7 @@ impl TestApp {
         let reply = self.get_thumbnail(user, image_id, height);
         reply.assert_status(200);
         assert_content_type(&reply, format);
-        let (width, expected_height) =
-            fixtures::expected_thumbnail_size(source.0, source.1, height);
+        let (width, expected_height) = fixtures::expected_thumbnail_size(source.0, source.1, height);
         fixtures::assert_image(&reply.body, format, width, expected_height)
     }
 
@@ -1084,19 +1014,12 @@ impl TestApp {
     pub fn assert_thumbnail_entries(&self, image: &Value, heights: &[u32], source: (u32, u32)) {
         let listed = thumbnail_heights(image);
         let expected: Vec<u64> = heights.iter().map(|&h| u64::from(h)).collect();
-        assert_eq!(
-            listed, expected,
-            "expected exactly these thumbnails, ascending: {image:#}"
-        );
+        assert_eq!(listed, expected, "expected exactly these thumbnails, ascending: {image:#}");
         let image_id = id_of(&image["id"]);
         for &height in heights {
             let entry = thumbnail_entry(image, height);
             let (width, _) = fixtures::expected_thumbnail_size(source.0, source.1, height);
-            assert_eq!(
-                entry["width"],
-                json!(width),
-                "width of the {height}px thumbnail: {image:#}"
-            );
+            assert_eq!(entry["width"], json!(width), "width of the {height}px thumbnail: {image:#}");
             assert_eq!(
                 entry["url"],
                 json!(self.url(&Self::thumbnail_path(&image_id, height))),
@@ -1139,11 +1062,7 @@ impl TestApp {
     /// zeros) over a raw socket, reading the response while still writing, so a server that
     /// answers 413 early and closes the connection is observed reliably. Returns the status.
     pub fn upload_oversized(&self, user: &TestUser, file_len: usize) -> u16 {
-        let host = self
-            .address
-            .strip_prefix("http://")
-            .expect("an http:// address")
-            .to_owned();
+        let host = self.address.strip_prefix("http://").expect("an http:// address").to_owned();
         let boundary = "imageapi-e2e-boundary-5f0c2a";
         let part_head = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; \
@@ -1159,12 +1078,8 @@ impl TestApp {
         );
 
         let stream = TcpStream::connect(&host).expect("connect to the server");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("set a read timeout");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(60)))
-            .expect("set a write timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("set a read timeout");
+        stream.set_write_timeout(Some(Duration::from_secs(60))).expect("set a write timeout");
         let mut reader = stream.try_clone().expect("clone the socket");
         let response_head = std::thread::spawn(move || {
             let mut received = Vec::new();
@@ -1200,16 +1115,12 @@ impl TestApp {
         let head = response_head.join().expect("the response reader thread");
         let head = String::from_utf8_lossy(&head);
         let status_line = head.lines().next().unwrap_or("");
-        status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "POST /api/v1/images with a {content_length}-byte body: no HTTP response \
+        status_line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| {
+            panic!(
+                "POST /api/v1/images with a {content_length}-byte body: no HTTP response \
                      (received {head:?}; {})",
-                    self.log_hint()
-                )
-            })
+                self.log_hint()
+            )
+        })
     }
 }

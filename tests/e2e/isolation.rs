@@ -12,31 +12,11 @@ fn assert_every_route_is_404(app: &TestApp, user: &TestUser, image_id: &str, lin
     let cases: [(Method, String, Option<Value>); 8] = [
         (Method::GET, format!("/api/v1/images/{image_id}"), None),
         (Method::DELETE, format!("/api/v1/images/{image_id}"), None),
-        (
-            Method::GET,
-            format!("/api/v1/images/{image_id}/thumbnails/200"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/images/{image_id}/thumbnails/400"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/images/{image_id}/thumbnails/123"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/images/{image_id}/original"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/api/v1/images/{image_id}/links"),
-            Some(json!({"expires_in": 300})),
-        ),
+        (Method::GET, format!("/api/v1/images/{image_id}/thumbnails/200"), None),
+        (Method::GET, format!("/api/v1/images/{image_id}/thumbnails/400"), None),
+        (Method::GET, format!("/api/v1/images/{image_id}/thumbnails/123"), None),
+        (Method::GET, format!("/api/v1/images/{image_id}/original"), None),
+        (Method::POST, format!("/api/v1/images/{image_id}/links"), Some(json!({"expires_in": 300}))),
         (Method::DELETE, format!("/api/v1/links/{link_id}"), None),
     ];
     for (method, path, body) in cases {
@@ -79,8 +59,7 @@ fn another_users_image_is_404_on_every_route_never_403() {
     let original = app.get_original(&owner, &image_id);
     original.assert_status(200);
     assert!(original.body == bytes);
-    app.get_anonymous(link["url"].as_str().expect("a link url"))
-        .assert_status(200);
+    app.get_anonymous(link["url"].as_str().expect("a link url")).assert_status(200);
 }
 
 #[test]

@@ -18,10 +18,7 @@ fn ready_image(app: &TestApp, user: &TestUser) -> (String, Vec<u8>) {
 
 #[track_caller]
 fn link_url(link: &Value) -> String {
-    link["url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a link has a `url`: {link:#}"))
-        .to_owned()
+    link["url"].as_str().unwrap_or_else(|| panic!("a link has a `url`: {link:#}")).to_owned()
 }
 
 #[test]
@@ -46,13 +43,7 @@ fn expires_in_must_be_an_integer_from_300_to_30000_seconds() {
         let reply = app.create_link(&user, &image_id, &body);
 
         // Assert
-        assert_eq!(
-            reply.status,
-            400,
-            "expected 400 for {body}, got {}: {}",
-            reply.status,
-            reply.text()
-        );
+        assert_eq!(reply.status, 400, "expected 400 for {body}, got {}: {}", reply.status, reply.text());
         let messages = reply.assert_field_error("expires_in").join(" ");
         assert!(
             messages.contains("300") && messages.contains("30000"),
@@ -70,15 +61,8 @@ fn expires_in_must_be_an_integer_from_300_to_30000_seconds() {
 
         // Assert
         assert_eq!(link["expires_in"], json!(seconds), "{link:#}");
-        assert_eq!(
-            link["variant"],
-            json!("original"),
-            "the default variant: {link:#}"
-        );
-        assert!(
-            link["expires_at"].as_str().is_some_and(|at| !at.is_empty()),
-            "{link:#}"
-        );
+        assert_eq!(link["variant"], json!("original"), "the default variant: {link:#}");
+        assert!(link["expires_at"].as_str().is_some_and(|at| !at.is_empty()), "{link:#}");
         id_of(&link["id"]);
         assert!(
             link_url(&link).starts_with(&format!("{}/l/", app.address)),
@@ -94,21 +78,14 @@ fn link_to_the_original_serves_the_uploaded_bytes_to_anyone() {
     let app = spawn_app();
     let user = app.create_user("enterprise");
     let (image_id, bytes) = ready_image(&app, &user);
-    let link = app.create_link_ok(
-        &user,
-        &image_id,
-        &json!({"expires_in": 600, "variant": "original"}),
-    );
+    let link = app.create_link_ok(&user, &image_id, &json!({"expires_in": 600, "variant": "original"}));
 
     // Act: no Authorization header at all
     let reply = app.get_anonymous(&link_url(&link));
 
     // Assert
     reply.assert_status(200);
-    assert!(
-        reply.body == bytes,
-        "the link serves the original bytes exactly"
-    );
+    assert!(reply.body == bytes, "the link serves the original bytes exactly");
     assert_binary_headers(&reply, ImageFormat::Jpeg);
 }
 
@@ -118,11 +95,7 @@ fn link_to_a_thumbnail_serves_that_thumbnail_to_anyone() {
     let app = spawn_app();
     let user = app.create_user("enterprise");
     let (image_id, _) = ready_image(&app, &user);
-    let link = app.create_link_ok(
-        &user,
-        &image_id,
-        &json!({"expires_in": 600, "variant": 200}),
-    );
+    let link = app.create_link_ok(&user, &image_id, &json!({"expires_in": 600, "variant": 200}));
     let thumbnail = app.get_thumbnail(&user, &image_id, 200);
     thumbnail.assert_status(200);
 
@@ -135,10 +108,7 @@ fn link_to_a_thumbnail_serves_that_thumbnail_to_anyone() {
     let (format, decoded) = decode(&reply.body);
     assert_eq!(format, ImageFormat::Jpeg);
     assert_eq!((decoded.width(), decoded.height()), (267, 200));
-    assert!(
-        reply.body == thumbnail.body,
-        "the link serves the same thumbnail bytes"
-    );
+    assert!(reply.body == thumbnail.body, "the link serves the same thumbnail bytes");
     assert_binary_headers(&reply, ImageFormat::Jpeg);
 }
 
@@ -151,19 +121,9 @@ fn link_to_a_height_the_tier_does_not_grant_is_403() {
 
     // Act + Assert
     for variant in [100, 300, 800] {
-        app.create_link(
-            &user,
-            &image_id,
-            &json!({"expires_in": 300, "variant": variant}),
-        )
-        .assert_problem(403);
+        app.create_link(&user, &image_id, &json!({"expires_in": 300, "variant": variant})).assert_problem(403);
     }
-    app.create_link(
-        &user,
-        &image_id,
-        &json!({"expires_in": 300, "variant": 400}),
-    )
-    .assert_status(201);
+    app.create_link(&user, &image_id, &json!({"expires_in": 300, "variant": 400})).assert_status(201);
 }
 
 #[test]
@@ -175,20 +135,9 @@ fn link_to_the_original_needs_the_original_link_flag() {
     let (image_id, _) = ready_image(&app, &user);
 
     // Act + Assert
-    app.create_link(&user, &image_id, &json!({"expires_in": 300}))
-        .assert_problem(403);
-    app.create_link(
-        &user,
-        &image_id,
-        &json!({"expires_in": 300, "variant": "original"}),
-    )
-    .assert_problem(403);
-    app.create_link(
-        &user,
-        &image_id,
-        &json!({"expires_in": 300, "variant": 200}),
-    )
-    .assert_status(201);
+    app.create_link(&user, &image_id, &json!({"expires_in": 300})).assert_problem(403);
+    app.create_link(&user, &image_id, &json!({"expires_in": 300, "variant": "original"})).assert_problem(403);
+    app.create_link(&user, &image_id, &json!({"expires_in": 300, "variant": 200})).assert_status(201);
 }
 
 #[test]
@@ -197,12 +146,7 @@ fn tiers_without_the_expiring_links_flag_cannot_create_links() {
     for tier in ["basic", "premium"] {
         let user = app.create_user(tier);
         let (image_id, _) = ready_image(&app, &user);
-        app.create_link(
-            &user,
-            &image_id,
-            &json!({"expires_in": 300, "variant": 200}),
-        )
-        .assert_problem(403);
+        app.create_link(&user, &image_id, &json!({"expires_in": 300, "variant": 200})).assert_problem(403);
     }
 }
 
@@ -213,24 +157,18 @@ fn revoked_link_is_404_at_once_and_leaves_the_list() {
     let user = app.create_user("enterprise");
     let (image_id, _) = ready_image(&app, &user);
     let revoked = app.create_link_ok(&user, &image_id, &json!({"expires_in": 300}));
-    let kept = app.create_link_ok(
-        &user,
-        &image_id,
-        &json!({"expires_in": 300, "variant": 400}),
-    );
+    let kept = app.create_link_ok(&user, &image_id, &json!({"expires_in": 300, "variant": 400}));
     app.get_anonymous(&link_url(&revoked)).assert_status(200);
 
     // Act
-    app.delete_link(&user, &id_of(&revoked["id"]))
-        .assert_status(204);
+    app.delete_link(&user, &id_of(&revoked["id"])).assert_status(204);
 
     // Assert
     app.get_anonymous(&link_url(&revoked)).assert_status(404);
     app.get_anonymous(&link_url(&kept)).assert_status(200);
     let listed = result_ids(&app.list_links(&user).expect_json(200));
     assert_eq!(listed, vec![id_of(&kept["id"])]);
-    app.delete_link(&user, &id_of(&revoked["id"]))
-        .assert_problem(404);
+    app.delete_link(&user, &id_of(&revoked["id"])).assert_problem(404);
 }
 
 #[test]
@@ -240,11 +178,7 @@ fn link_of_a_deleted_image_is_404() {
     let user = app.create_user("enterprise");
     let (image_id, _) = ready_image(&app, &user);
     let original = app.create_link_ok(&user, &image_id, &json!({"expires_in": 300}));
-    let thumbnail = app.create_link_ok(
-        &user,
-        &image_id,
-        &json!({"expires_in": 300, "variant": 200}),
-    );
+    let thumbnail = app.create_link_ok(&user, &image_id, &json!({"expires_in": 300, "variant": 200}));
     app.get_anonymous(&link_url(&original)).assert_status(200);
 
     // Act
@@ -253,20 +187,13 @@ fn link_of_a_deleted_image_is_404() {
     // Assert
     app.get_anonymous(&link_url(&original)).assert_status(404);
     app.get_anonymous(&link_url(&thumbnail)).assert_status(404);
-    assert!(
-        result_ids(&app.list_links(&user).expect_json(200)).is_empty(),
-        "the image's links went with it"
-    );
+    assert!(result_ids(&app.list_links(&user).expect_json(200)).is_empty(), "the image's links went with it");
 }
 
 #[test]
 fn unknown_link_token_is_404() {
     let app = spawn_app();
-    for token in [
-        "nope",
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "0123456789abcdef0123456789abcdef",
-    ] {
+    for token in ["nope", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "0123456789abcdef0123456789abcdef"] {
         app.get_anonymous(&format!("/l/{token}")).assert_status(404);
     }
 }
@@ -280,11 +207,7 @@ fn links_list_shows_only_the_users_own_live_links() {
     let (alice_image, _) = ready_image(&app, &alice);
     let bob_image = id_of(&app.upload_ok(&bob, "bob.jpg", &jpeg_seeded(200, 200, 5))["id"]);
     let first = app.create_link_ok(&alice, &alice_image, &json!({"expires_in": 300}));
-    let second = app.create_link_ok(
-        &alice,
-        &alice_image,
-        &json!({"expires_in": 900, "variant": 200}),
-    );
+    let second = app.create_link_ok(&alice, &alice_image, &json!({"expires_in": 900, "variant": 200}));
     let bobs = app.create_link_ok(&bob, &bob_image, &json!({"expires_in": 300}));
 
     // Act
@@ -296,14 +219,8 @@ fn links_list_shows_only_the_users_own_live_links() {
     let mut expected = vec![id_of(&first["id"]), id_of(&second["id"])];
     expected.sort();
     assert_eq!(ids, expected, "{listed:#}");
-    assert!(
-        !listed.to_string().contains(&link_url(&bobs)),
-        "no other user's link: {listed:#}"
-    );
-    assert_eq!(
-        result_ids(&app.list_links(&bob).expect_json(200)),
-        vec![id_of(&bobs["id"])]
-    );
+    assert!(!listed.to_string().contains(&link_url(&bobs)), "no other user's link: {listed:#}");
+    assert_eq!(result_ids(&app.list_links(&bob).expect_json(200)), vec![id_of(&bobs["id"])]);
 }
 
 #[test]
@@ -338,10 +255,8 @@ fn links_stop_working_when_the_tier_loses_expiring_links() {
     app.get_anonymous(&link_url(&moved_link)).assert_status(200);
 
     // Act: the tier loses the flag; the other user moves to a tier without it
-    app.patch_tier("sharing", &json!({"expiring_links": false}))
-        .assert_status(200);
-    app.patch_user(&moved_user.id, &json!({"tier": "premium"}))
-        .assert_status(200);
+    app.patch_tier("sharing", &json!({"expiring_links": false})).assert_status(200);
+    app.patch_user(&moved_user.id, &json!({"tier": "premium"})).assert_status(200);
 
     // Assert
     for link in [&tier_link, &moved_link] {
@@ -352,6 +267,5 @@ fn links_stop_working_when_the_tier_loses_expiring_links() {
             reply.status
         );
     }
-    app.create_link(&tier_user, &tier_image, &json!({"expires_in": 300}))
-        .assert_problem(403);
+    app.create_link(&tier_user, &tier_image, &json!({"expires_in": 300})).assert_problem(403);
 }

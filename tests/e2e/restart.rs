@@ -13,22 +13,11 @@ use crate::helpers::{id_of, result_ids, spawn_app, spawn_app_with, ServerOptions
 #[test]
 fn pending_thumbnails_are_made_after_a_crash_and_restart() {
     // Arrange: a server that processes no thumbnail jobs, and waits 1 s on pending ones
-    let mut app = spawn_app_with(ServerOptions {
-        workers: Some(0),
-        thumbnail_wait_secs: Some(1),
-    });
+    let mut app = spawn_app_with(ServerOptions { workers: Some(0), thumbnail_wait_secs: Some(1) });
     let user = app.create_user("premium");
     let source = (600, 450);
     let ids: Vec<String> = (0..3u8)
-        .map(|n| {
-            id_of(
-                &app.upload_ok(
-                    &user,
-                    &format!("p{n}.jpg"),
-                    &jpeg_seeded(source.0, source.1, n),
-                )["id"],
-            )
-        })
+        .map(|n| id_of(&app.upload_ok(&user, &format!("p{n}.jpg"), &jpeg_seeded(source.0, source.1, n))["id"]))
         .collect();
     for id in &ids {
         let image = app.image(&user, id);
@@ -38,11 +27,7 @@ fn pending_thumbnails_are_made_after_a_crash_and_restart() {
             .iter()
             .map(|thumbnail| thumbnail["status"].clone())
             .collect();
-        assert_eq!(
-            statuses,
-            vec![json!("pending"); 2],
-            "no workers, so pending: {image:#}"
-        );
+        assert_eq!(statuses, vec![json!("pending"); 2], "no workers, so pending: {image:#}");
     }
 
     // Act + Assert: a GET on a pending thumbnail waits about 1 s, then 503 with Retry-After
@@ -51,9 +36,7 @@ fn pending_thumbnails_are_made_after_a_crash_and_restart() {
     let waited = started.elapsed();
     pending.assert_status(503);
     assert!(
-        pending
-            .header("retry-after")
-            .is_some_and(|value| !value.trim().is_empty()),
+        pending.header("retry-after").is_some_and(|value| !value.trim().is_empty()),
         "a 503 for a pending thumbnail carries Retry-After; headers: {:?}",
         pending.headers
     );
@@ -105,27 +88,37 @@ fn users_tokens_tiers_images_and_links_survive_a_crash_and_restart() {
     assert_eq!(me["tier"]["id"], json!("durable"));
     assert_eq!(me["tier"]["thumbnail_heights"], json!([100, 300]));
     app.me(&user.bearer(&token)).assert_status(200);
-    assert_eq!(
-        result_ids(&app.list_images(&user, "").expect_json(200)),
-        vec![image_id.clone()]
-    );
+    assert_eq!(result_ids(&app.list_images(&user, "").expect_json(200)), vec![image_id.clone()]);
     let image = app.image(&user, &image_id);
     assert_eq!(image["name"], json!("keep.png"));
     assert!(
-        image["thumbnails"][0]["url"]
-            .as_str()
-            .is_some_and(|url| url.starts_with(&app.address)),
+        image["thumbnails"][0]["url"].as_str().is_some_and(|url| url.starts_with(&app.address)),
         "links are built from the new server's address: {image:#}"
     );
     app.wait_until_ready(&user, &image_id);
     app.assert_thumbnail(&user, &image_id, 300, ImageFormat::Png, (400, 320));
     let original = app.get_original(&user, &image_id);
     original.assert_status(200);
-    assert!(
-        original.body == bytes,
-        "the original survived byte for byte"
-    );
+    assert!(original.body == bytes, "the original survived byte for byte");
     let shared = app.get_anonymous(&link_path);
     shared.assert_status(200);
     assert!(shared.body == bytes, "the expiring link survived");
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_everything_acknowledged_is_kept() {
+    // Arrange
+    let mut app = spawn_app();
+    let user = app.create_user("premium");
+    let id = id_of(&app.upload_ok(&user, "kept.jpg", &jpeg_seeded(640, 480, 7))["id"]);
+
+    // Act
+    let status = app.terminate();
+    app.start_again(ServerOptions::default());
+
+    // Assert
+    assert!(status.success(), "SIGTERM ends the server with exit code 0, got {status}");
+    let ready = app.wait_until_ready(&user, &id);
+    assert_eq!(ready["id"], json!(id));
+    app.assert_thumbnail(&user, &id, 400, ImageFormat::Jpeg, (533, 400));
 }

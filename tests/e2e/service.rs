@@ -59,15 +59,12 @@ fn openapi_document_describes_every_route() {
 
     // Assert
     assert!(
-        document["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.")),
+        document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
         "expected an OpenAPI 3 document, got openapi = {}",
         document["openapi"]
     );
-    let paths = document["paths"]
-        .as_object()
-        .unwrap_or_else(|| panic!("expected a `paths` object in the OpenAPI document"));
+    let paths =
+        document["paths"].as_object().unwrap_or_else(|| panic!("expected a `paths` object in the OpenAPI document"));
     let documented: BTreeMap<String, Vec<String>> = paths
         .iter()
         .map(|(path, item)| {
@@ -81,9 +78,7 @@ fn openapi_document_describes_every_route() {
     let mut missing = Vec::new();
     for (path, methods) in expected {
         for method in methods {
-            let present = documented
-                .get(path)
-                .is_some_and(|listed| listed.iter().any(|m| m == method));
+            let present = documented.get(path).is_some_and(|listed| listed.iter().any(|m| m == method));
             if !present {
                 missing.push(format!("{} {path}", method.to_uppercase()));
             }
@@ -119,12 +114,7 @@ fn referenced_urls(html: &str) -> Vec<String> {
 fn docs_ui_is_served_by_the_server_itself_with_no_external_hosts() {
     // Arrange
     let app = spawn_app();
-    let cdn_markers = [
-        "unpkg.com",
-        "jsdelivr.net",
-        "cdnjs.cloudflare.com",
-        "petstore.swagger.io",
-    ];
+    let cdn_markers = ["unpkg.com", "jsdelivr.net", "cdnjs.cloudflare.com", "petstore.swagger.io"];
 
     // Act
     let page = app.get_anonymous("/api/docs/");
@@ -133,8 +123,7 @@ fn docs_ui_is_served_by_the_server_itself_with_no_external_hosts() {
     // Assert: an HTML page, also reachable without the trailing slash
     page.assert_status(200);
     assert!(
-        page.header("content-type")
-            .is_some_and(|ct| ct.starts_with("text/html")),
+        page.header("content-type").is_some_and(|ct| ct.starts_with("text/html")),
         "expected an HTML page, got {:?}",
         page.header("content-type")
     );
@@ -145,14 +134,9 @@ fn docs_ui_is_served_by_the_server_itself_with_no_external_hosts() {
 
     // Assert: every script and stylesheet is local and loads
     let references = referenced_urls(&html);
-    assert!(
-        !references.is_empty(),
-        "expected the docs page to load scripts: {html}"
-    );
+    assert!(!references.is_empty(), "expected the docs page to load scripts: {html}");
     for reference in references {
-        let url = base
-            .join(&reference)
-            .unwrap_or_else(|error| panic!("bad reference {reference:?}: {error}"));
+        let url = base.join(&reference).unwrap_or_else(|error| panic!("bad reference {reference:?}: {error}"));
         if !matches!(url.scheme(), "http" | "https") {
             continue; // data: URIs and the like
         }

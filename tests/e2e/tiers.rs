@@ -6,8 +6,7 @@ use serde_json::{json, Value};
 
 use crate::fixtures::jpeg;
 use crate::helpers::{
-    id_of, is_absent, result_ids, results, spawn_app, thumbnail_entry, thumbnail_heights, TestApp,
-    TestUser,
+    id_of, is_absent, result_ids, results, spawn_app, thumbnail_entry, thumbnail_heights, TestApp, TestUser,
 };
 
 /// What a tier should grant on one image.
@@ -31,16 +30,9 @@ fn assert_upload_gets(app: &TestApp, user: &TestUser, grants: Grants<'_>) {
     let image_id = id_of(&image["id"]);
     app.assert_thumbnail_entries(&image, grants.heights, source);
     if grants.original {
-        assert_eq!(
-            image["original_url"],
-            json!(app.url(&format!("/api/v1/images/{image_id}/original"))),
-            "{image:#}"
-        );
+        assert_eq!(image["original_url"], json!(app.url(&format!("/api/v1/images/{image_id}/original"))), "{image:#}");
     } else {
-        assert!(
-            is_absent(&image, "original_url"),
-            "no original_url expected: {image:#}"
-        );
+        assert!(is_absent(&image, "original_url"), "no original_url expected: {image:#}");
     }
     assert_eq!(image["expiring_links"], json!(grants.links), "{image:#}");
 
@@ -48,10 +40,7 @@ fn assert_upload_gets(app: &TestApp, user: &TestUser, grants: Grants<'_>) {
     let ready = app.wait_until_ready(user, &image_id);
     app.assert_thumbnail_entries(&ready, grants.heights, source);
     for &height in grants.heights {
-        let url = thumbnail_entry(&ready, height)["url"]
-            .as_str()
-            .expect("a thumbnail url")
-            .to_owned();
+        let url = thumbnail_entry(&ready, height)["url"].as_str().expect("a thumbnail url").to_owned();
         app.get_as(user, &url).assert_status(200);
         app.assert_thumbnail(user, &image_id, height, ImageFormat::Jpeg, source);
     }
@@ -59,8 +48,7 @@ fn assert_upload_gets(app: &TestApp, user: &TestUser, grants: Grants<'_>) {
     // Assert: heights not granted
     for height in [100u32, 200, 300, 400, 800] {
         if !grants.heights.contains(&height) {
-            app.get_thumbnail(user, &image_id, height)
-                .assert_problem(403);
+            app.get_thumbnail(user, &image_id, height).assert_problem(403);
         }
     }
 
@@ -68,10 +56,7 @@ fn assert_upload_gets(app: &TestApp, user: &TestUser, grants: Grants<'_>) {
     let original = app.get_original(user, &image_id);
     if grants.original {
         original.assert_status(200);
-        assert!(
-            original.body == bytes,
-            "the original must be the uploaded bytes"
-        );
+        assert!(original.body == bytes, "the original must be the uploaded bytes");
     } else {
         original.assert_problem(403);
     }
@@ -93,45 +78,21 @@ fn assert_upload_gets(app: &TestApp, user: &TestUser, grants: Grants<'_>) {
 fn basic_tier_gets_only_the_200px_thumbnail() {
     let app = spawn_app();
     let user = app.create_user("basic");
-    assert_upload_gets(
-        &app,
-        &user,
-        Grants {
-            heights: &[200],
-            original: false,
-            links: false,
-        },
-    );
+    assert_upload_gets(&app, &user, Grants { heights: &[200], original: false, links: false });
 }
 
 #[test]
 fn premium_tier_gets_200_and_400px_thumbnails_and_the_original() {
     let app = spawn_app();
     let user = app.create_user("premium");
-    assert_upload_gets(
-        &app,
-        &user,
-        Grants {
-            heights: &[200, 400],
-            original: true,
-            links: false,
-        },
-    );
+    assert_upload_gets(&app, &user, Grants { heights: &[200, 400], original: true, links: false });
 }
 
 #[test]
 fn enterprise_tier_gets_200_and_400px_thumbnails_the_original_and_expiring_links() {
     let app = spawn_app();
     let user = app.create_user("enterprise");
-    assert_upload_gets(
-        &app,
-        &user,
-        Grants {
-            heights: &[200, 400],
-            original: true,
-            links: true,
-        },
-    );
+    assert_upload_gets(&app, &user, Grants { heights: &[200, 400], original: true, links: true });
 }
 
 #[test]
@@ -139,15 +100,7 @@ fn custom_tier_gets_exactly_its_100_and_300px_thumbnails_and_the_original() {
     let app = spawn_app();
     app.create_tier("hundreds", &[300, 100], true, false);
     let user = app.create_user("hundreds");
-    assert_upload_gets(
-        &app,
-        &user,
-        Grants {
-            heights: &[100, 300],
-            original: true,
-            links: false,
-        },
-    );
+    assert_upload_gets(&app, &user, Grants { heights: &[100, 300], original: true, links: false });
 }
 
 #[test]
@@ -156,15 +109,7 @@ fn custom_tier_with_no_heights_grants_only_the_original() {
     let tier = app.create_tier("originals-only", &[], true, false);
     assert_eq!(tier["thumbnail_heights"], json!([]), "{tier:#}");
     let user = app.create_user("originals-only");
-    assert_upload_gets(
-        &app,
-        &user,
-        Grants {
-            heights: &[],
-            original: true,
-            links: false,
-        },
-    );
+    assert_upload_gets(&app, &user, Grants { heights: &[], original: true, links: false });
 }
 
 #[test]
@@ -190,17 +135,11 @@ fn builtin_tiers_exist_from_the_first_start_with_their_grants() {
         assert_eq!(tier["original_link"], json!(original), "{tier:#}");
         assert_eq!(tier["expiring_links"], json!(links), "{tier:#}");
         assert_eq!(tier["builtin"], json!(true), "{tier:#}");
-        assert!(
-            tier["name"].as_str().is_some_and(|name| !name.is_empty()),
-            "{tier:#}"
-        );
+        assert!(tier["name"].as_str().is_some_and(|name| !name.is_empty()), "{tier:#}");
         // The admin holds some tier too, so only the type is certain here.
         assert!(tier["user_count"].is_u64(), "{tier:#}");
         let one = app.get_tier(id).expect_json(200);
-        assert_eq!(
-            one["thumbnail_heights"], tier["thumbnail_heights"],
-            "{one:#}"
-        );
+        assert_eq!(one["thumbnail_heights"], tier["thumbnail_heights"], "{one:#}");
         assert_eq!(one["builtin"], json!(true), "{one:#}");
     }
 }
@@ -212,10 +151,8 @@ fn created_tier_is_returned_listed_and_not_builtin() {
 
     // Act
     let created = app
-        .post_tier(
-            &json!({"id": "gold", "name": "Gold", "thumbnail_heights": [150, 50],
-                           "original_link": false, "expiring_links": true}),
-        )
+        .post_tier(&json!({"id": "gold", "name": "Gold", "thumbnail_heights": [150, 50],
+                           "original_link": false, "expiring_links": true}))
         .expect_json(201);
 
     // Assert
@@ -262,13 +199,7 @@ fn create_tier_rejects_invalid_fields_naming_the_field() {
         let reply = app.post_tier(&body);
 
         // Assert
-        assert_eq!(
-            reply.status,
-            400,
-            "expected 400 for {field} = {bad_value}, got {}: {}",
-            reply.status,
-            reply.text()
-        );
+        assert_eq!(reply.status, 400, "expected 400 for {field} = {bad_value}, got {}: {}", reply.status, reply.text());
         reply.assert_field_error(field);
     }
     let listed = result_ids(&app.list_tiers().expect_json(200));
@@ -283,10 +214,8 @@ fn create_tier_accepts_the_boundary_values() {
     assert_eq!(id.len(), 32);
 
     // Act
-    let reply = app.post_tier(
-        &json!({"id": id, "name": "n".repeat(64), "thumbnail_heights": [1, 4096],
-                                      "original_link": false, "expiring_links": false}),
-    );
+    let reply = app.post_tier(&json!({"id": id, "name": "n".repeat(64), "thumbnail_heights": [1, 4096],
+                                      "original_link": false, "expiring_links": false}));
 
     // Assert
     let created = reply.expect_json(201);
@@ -301,20 +230,12 @@ fn duplicate_tier_id_is_409() {
 
     // Act + Assert
     for id in ["silver", "basic"] {
-        app.post_tier(
-            &json!({"id": id, "name": "Again", "thumbnail_heights": [50],
-                              "original_link": true, "expiring_links": true}),
-        )
-        .assert_problem(409);
+        app.post_tier(&json!({"id": id, "name": "Again", "thumbnail_heights": [50],
+                              "original_link": true, "expiring_links": true}))
+            .assert_problem(409);
     }
-    assert_eq!(
-        app.get_tier("silver").expect_json(200)["thumbnail_heights"],
-        json!([100])
-    );
-    assert_eq!(
-        app.get_tier("basic").expect_json(200)["thumbnail_heights"],
-        json!([200])
-    );
+    assert_eq!(app.get_tier("silver").expect_json(200)["thumbnail_heights"], json!([100]));
+    assert_eq!(app.get_tier("basic").expect_json(200)["thumbnail_heights"], json!([200]));
 }
 
 #[test]
@@ -339,8 +260,7 @@ fn tier_held_by_a_user_cannot_be_deleted_until_the_user_moves_away() {
     app.me(&user).assert_status(200);
 
     // Act + Assert: free again
-    app.patch_user(&user.id, &json!({"tier": "basic"}))
-        .assert_status(200);
+    app.patch_user(&user.id, &json!({"tier": "basic"})).assert_status(200);
     app.delete_tier("held").assert_status(204);
     app.get_tier("held").assert_problem(404);
 }
@@ -366,8 +286,7 @@ fn unused_custom_tier_can_be_deleted() {
 fn unknown_tier_is_404_on_get_patch_and_delete() {
     let app = spawn_app();
     app.get_tier("no-such-tier").assert_problem(404);
-    app.patch_tier("no-such-tier", &json!({"name": "Ghost"}))
-        .assert_problem(404);
+    app.patch_tier("no-such-tier", &json!({"name": "Ghost"})).assert_problem(404);
     app.delete_tier("no-such-tier").assert_problem(404);
 }
 
@@ -404,19 +323,13 @@ fn patch_tier_edits_a_builtin_tier_and_validates_the_fields() {
     let app = spawn_app();
 
     // Act
-    let patched = app
-        .patch_tier("premium", &json!({"name": "Premium Plus"}))
-        .expect_json(200);
+    let patched = app.patch_tier("premium", &json!({"name": "Premium Plus"})).expect_json(200);
     let invalid = app.patch_tier("premium", &json!({"thumbnail_heights": [0, 5000]}));
 
     // Assert
     assert_eq!(patched["name"], json!("Premium Plus"));
     assert_eq!(patched["builtin"], json!(true));
-    assert_eq!(
-        patched["thumbnail_heights"],
-        json!([200, 400]),
-        "untouched fields stay"
-    );
+    assert_eq!(patched["thumbnail_heights"], json!([200, 400]), "untouched fields stay");
     invalid.assert_field_error("thumbnail_heights");
     let now = app.get_tier("premium").expect_json(200);
     assert_eq!(now["name"], json!("Premium Plus"));
@@ -435,33 +348,21 @@ fn moving_a_user_from_basic_to_premium_grants_400px_and_the_original_on_existing
     app.get_thumbnail(&user, &image_id, 400).assert_problem(403);
 
     // Act
-    let patched = app
-        .patch_user(&user.id, &json!({"tier": "premium"}))
-        .expect_json(200);
+    let patched = app.patch_user(&user.id, &json!({"tier": "premium"})).expect_json(200);
 
     // Assert: at once, 400 is listed (pending or already ready) and the original is linked
     assert_eq!(patched["tier"], json!("premium"));
     let image = app.image(&user, &image_id);
     app.assert_thumbnail_entries(&image, &[200, 400], source);
-    assert_ne!(
-        thumbnail_entry(&image, 400)["status"],
-        json!("failed"),
-        "{image:#}"
-    );
-    assert!(
-        !is_absent(&image, "original_url"),
-        "original_url should appear: {image:#}"
-    );
+    assert_ne!(thumbnail_entry(&image, 400)["status"], json!("failed"), "{image:#}");
+    assert!(!is_absent(&image, "original_url"), "original_url should appear: {image:#}");
     // ... then it becomes ready, with the right size
     app.wait_until_ready(&user, &image_id);
     app.assert_thumbnail(&user, &image_id, 400, ImageFormat::Jpeg, source);
     app.assert_thumbnail(&user, &image_id, 200, ImageFormat::Jpeg, source);
     let original = app.get_original(&user, &image_id);
     original.assert_status(200);
-    assert!(
-        original.body == bytes,
-        "the original must be the uploaded bytes"
-    );
+    assert!(original.body == bytes, "the original must be the uploaded bytes");
 }
 
 #[test]
@@ -476,22 +377,14 @@ fn moving_a_user_from_premium_to_basic_revokes_400px_and_the_original_on_existin
     app.get_original(&user, &image_id).assert_status(200);
 
     // Act
-    app.patch_user(&user.id, &json!({"tier": "basic"}))
-        .assert_status(200);
+    app.patch_user(&user.id, &json!({"tier": "basic"})).assert_status(200);
 
     // Assert
     let image = app.image(&user, &image_id);
     app.assert_thumbnail_entries(&image, &[200], source);
-    assert!(
-        is_absent(&image, "original_url"),
-        "original_url should vanish: {image:#}"
-    );
+    assert!(is_absent(&image, "original_url"), "original_url should vanish: {image:#}");
     let listed = app.list_images(&user, "").expect_json(200);
-    assert_eq!(
-        thumbnail_heights(&results(&listed)[0]),
-        vec![200],
-        "{listed:#}"
-    );
+    assert_eq!(thumbnail_heights(&results(&listed)[0]), vec![200], "{listed:#}");
     app.get_thumbnail(&user, &image_id, 400).assert_problem(403);
     app.get_original(&user, &image_id).assert_problem(403);
     app.assert_thumbnail(&user, &image_id, 200, ImageFormat::Jpeg, source);
@@ -509,9 +402,7 @@ fn adding_a_height_to_a_tier_backfills_the_existing_images_of_its_users() {
     app.get_thumbnail(&user, &image_id, 100).assert_problem(403);
 
     // Act
-    let patched = app
-        .patch_tier("growing", &json!({"thumbnail_heights": [200, 100]}))
-        .expect_json(200);
+    let patched = app.patch_tier("growing", &json!({"thumbnail_heights": [200, 100]})).expect_json(200);
 
     // Assert
     let mut heights = patched["thumbnail_heights"].clone();
@@ -521,11 +412,7 @@ fn adding_a_height_to_a_tier_backfills_the_existing_images_of_its_users() {
     assert_eq!(heights, json!([100, 200]), "{patched:#}");
     let image = app.image(&user, &image_id);
     app.assert_thumbnail_entries(&image, &[100, 200], source);
-    assert_ne!(
-        thumbnail_entry(&image, 100)["status"],
-        json!("failed"),
-        "{image:#}"
-    );
+    assert_ne!(thumbnail_entry(&image, 100)["status"], json!("failed"), "{image:#}");
     app.wait_until_ready(&user, &image_id);
     app.assert_thumbnail(&user, &image_id, 100, ImageFormat::Jpeg, source);
 }
@@ -542,8 +429,7 @@ fn removing_a_height_from_a_tier_hides_it_on_existing_images() {
     app.get_thumbnail(&user, &image_id, 300).assert_status(200);
 
     // Act
-    app.patch_tier("shrinking", &json!({"thumbnail_heights": [100]}))
-        .assert_status(200);
+    app.patch_tier("shrinking", &json!({"thumbnail_heights": [100]})).assert_status(200);
 
     // Assert
     let image = app.image(&user, &image_id);

@@ -101,10 +101,7 @@ fn upload_without_an_image_field_is_rejected_with_400() {
     // Arrange
     let app = spawn_app();
     let user = app.create_user("basic");
-    let part = multipart::Part::bytes(png(20, 20))
-        .file_name("x.png")
-        .mime_str("image/png")
-        .expect("a valid mime type");
+    let part = multipart::Part::bytes(png(20, 20)).file_name("x.png").mime_str("image/png").expect("a valid mime type");
     let form = multipart::Form::new().part("file", part);
 
     // Act
@@ -146,10 +143,7 @@ fn upload_over_25_mib_is_rejected_with_413() {
     let status = app.upload_oversized(&user, 25 * 1024 * 1024 + 512 * 1024);
 
     // Assert
-    assert_eq!(
-        status, 413,
-        "an upload over 25 MiB must be refused with 413"
-    );
+    assert_eq!(status, 413, "an upload over 25 MiB must be refused with 413");
     assert!(result_ids(&app.list_images(&user, "").expect_json(200)).is_empty());
 }
 
@@ -166,32 +160,24 @@ fn concurrent_uploads_all_succeed_and_all_thumbnails_get_ready() {
                 let (app, user) = (&app, &user);
                 scope.spawn(move || {
                     let width = 300 + u32::from(n) * 10;
-                    let image =
-                        app.upload_ok(user, &format!("c{n}.jpg"), &jpeg_seeded(width, 240, n));
+                    let image = app.upload_ok(user, &format!("c{n}.jpg"), &jpeg_seeded(width, 240, n));
                     (id_of(&image["id"]), width)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|handle| handle.join().expect("an upload thread"))
-            .collect()
+        handles.into_iter().map(|handle| handle.join().expect("an upload thread")).collect()
     });
 
     // Assert
     let ids: HashSet<String> = uploaded.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(ids.len(), 8, "8 distinct images");
-    let listed: HashSet<String> = result_ids(&app.list_images(&user, "limit=100").expect_json(200))
-        .into_iter()
-        .collect();
+    let listed: HashSet<String> =
+        result_ids(&app.list_images(&user, "limit=100").expect_json(200)).into_iter().collect();
     assert_eq!(listed, ids, "the list holds exactly the 8 uploads");
     for (id, width) in &uploaded {
         let ready = app.wait_until_ready(&user, id);
         let expected = crate::fixtures::expected_thumbnail_size(*width, 240, 200);
-        assert_eq!(
-            thumbnail_entry(&ready, 200)["width"],
-            serde_json::json!(expected.0)
-        );
+        assert_eq!(thumbnail_entry(&ready, 200)["width"], serde_json::json!(expected.0));
         app.assert_thumbnail(&user, id, 200, ImageFormat::Jpeg, (*width, 240));
     }
 }

@@ -11,25 +11,17 @@ fn admin_creates_a_user_and_finds_it_in_the_list_and_by_id() {
     let app = spawn_app();
 
     // Act
-    let created = app
-        .post_user(&json!({"username": "alice", "password": "alice-password", "tier": "premium"}))
-        .expect_json(201);
+    let created =
+        app.post_user(&json!({"username": "alice", "password": "alice-password", "tier": "premium"})).expect_json(201);
 
     // Assert
     let id = id_of(&created["id"]);
     assert_eq!(created["username"], json!("alice"));
     assert_eq!(created["tier"], json!("premium"));
     assert_eq!(created["is_active"], json!(true));
-    assert_eq!(
-        created["is_admin"],
-        json!(false),
-        "is_admin defaults to false"
-    );
+    assert_eq!(created["is_admin"], json!(false), "is_admin defaults to false");
     assert!(created["created_at"].is_string(), "{created:#}");
-    assert!(
-        !created.to_string().contains("alice-password"),
-        "the password must never be echoed: {created:#}"
-    );
+    assert!(!created.to_string().contains("alice-password"), "the password must never be echoed: {created:#}");
 
     let listed = app.list_users().expect_json(200);
     let alice = results(&listed)
@@ -42,11 +34,7 @@ fn admin_creates_a_user_and_finds_it_in_the_list_and_by_id() {
     let detail = app.get_user(&id).expect_json(200);
     assert_eq!(detail["username"], json!("alice"));
     assert_eq!(detail["tier"], json!("premium"));
-    assert_eq!(
-        detail["tokens"],
-        json!([]),
-        "a new user has no tokens: {detail:#}"
-    );
+    assert_eq!(detail["tokens"], json!([]), "a new user has no tokens: {detail:#}");
 }
 
 #[test]
@@ -73,20 +61,11 @@ fn create_user_rejects_invalid_fields_naming_the_field() {
         let reply = app.post_user(&body);
 
         // Assert
-        assert_eq!(
-            reply.status,
-            400,
-            "expected 400 for {field} = {bad_value}, got {}: {}",
-            reply.status,
-            reply.text()
-        );
+        assert_eq!(reply.status, 400, "expected 400 for {field} = {bad_value}, got {}: {}", reply.status, reply.text());
         reply.assert_field_error(field);
     }
     let listed = app.list_users().expect_json(200);
-    assert!(
-        !listed.to_string().contains("valid-name"),
-        "no invalid user may have been created: {listed:#}"
-    );
+    assert!(!listed.to_string().contains("valid-name"), "no invalid user may have been created: {listed:#}");
 }
 
 #[test]
@@ -101,17 +80,11 @@ fn create_user_accepts_the_boundary_lengths_and_every_allowed_character() {
 
     for (username, password) in cases {
         // Act
-        let reply =
-            app.post_user(&json!({"username": username, "password": password, "tier": "basic"}));
+        let reply = app.post_user(&json!({"username": username, "password": password, "tier": "basic"}));
 
         // Assert
         assert_eq!(reply.expect_json(201)["username"], json!(username));
-        let user = crate::helpers::TestUser {
-            id: String::new(),
-            username,
-            password,
-            token: None,
-        };
+        let user = crate::helpers::TestUser { id: String::new(), username, password, token: None };
         app.me(&user).assert_status(200);
     }
 }
@@ -124,16 +97,12 @@ fn duplicate_username_is_409() {
     app.post_user(&body).assert_status(201);
 
     // Act
-    let again =
-        app.post_user(&json!({"username": "bob", "password": "other-password", "tier": "premium"}));
+    let again = app.post_user(&json!({"username": "bob", "password": "other-password", "tier": "premium"}));
 
     // Assert
     again.assert_problem(409);
     let listed = app.list_users().expect_json(200);
-    let bobs = results(&listed)
-        .iter()
-        .filter(|user| user["username"] == "bob")
-        .count();
+    let bobs = results(&listed).iter().filter(|user| user["username"] == "bob").count();
     assert_eq!(bobs, 1, "exactly one bob: {listed:#}");
 }
 
@@ -145,8 +114,7 @@ fn unknown_user_id_is_404_on_every_user_route() {
 
     // Act + Assert
     app.get_user(unknown).assert_problem(404);
-    app.patch_user(unknown, &json!({"tier": "premium"}))
-        .assert_problem(404);
+    app.patch_user(unknown, &json!({"tier": "premium"})).assert_problem(404);
     app.delete_user(unknown).assert_problem(404);
     app.post_token(unknown).assert_problem(404);
     app.revoke_token(unknown, "1").assert_problem(404);
@@ -165,10 +133,7 @@ fn patch_user_changes_the_tier_and_rejects_an_unknown_tier() {
     // Assert
     bad.assert_field_error("tier");
     assert_eq!(good.expect_json(200)["tier"], json!("enterprise"));
-    assert_eq!(
-        app.me(&user).expect_json(200)["tier"]["id"],
-        json!("enterprise")
-    );
+    assert_eq!(app.me(&user).expect_json(200)["tier"]["id"], json!("enterprise"));
 }
 
 #[test]
@@ -219,20 +184,12 @@ fn deleting_a_user_deletes_their_images_and_links_and_their_access() {
     app.get_anonymous(&link_url).assert_status(404);
     let images = app.admin_images(&user.id);
     if images.status == 200 {
-        assert_eq!(
-            result_ids(&images.json()),
-            Vec::<String>::new(),
-            "a deleted user's images are gone"
-        );
+        assert_eq!(result_ids(&images.json()), Vec::<String>::new(), "a deleted user's images are gone");
     } else {
         images.assert_problem(404);
     }
     let listed = app.list_users().expect_json(200);
-    assert!(
-        !result_ids(&listed).contains(&user.id),
-        "the deleted user is gone from the list: {listed:#}"
-    );
+    assert!(!result_ids(&listed).contains(&user.id), "the deleted user is gone from the list: {listed:#}");
     // Nobody else's data went with it.
-    app.get_image(&bystander, &id_of(&kept["id"]))
-        .assert_status(200);
+    app.get_image(&bystander, &id_of(&kept["id"])).assert_status(200);
 }

@@ -88,7 +88,12 @@ impl ThumbnailPool {
         self.threads
     }
 
-    pub async fn render(&self, original: Bytes, heights: Vec<u32>, limits: Limits) -> Result<Vec<Thumbnail>, RenderError> {
+    pub async fn render(
+        &self,
+        original: Bytes,
+        heights: Vec<u32>,
+        limits: Limits,
+    ) -> Result<Vec<Thumbnail>, RenderError> {
         self.addr
             .send(Render { original, heights, limits })
             .await

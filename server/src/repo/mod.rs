@@ -96,10 +96,7 @@ fn id16(bytes: &[u8]) -> Option<[u8; 16]> {
 }
 
 fn add_count(current: Option<IVec>, delta: i64) -> [u8; 8] {
-    let n = current
-        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0);
+    let n = current.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map(u64::from_be_bytes).unwrap_or(0);
     n.saturating_add_signed(delta).to_be_bytes()
 }
 
@@ -135,7 +132,9 @@ pub struct SledRepo {
 impl SledRepo {
     pub fn open(path: &Path) -> Result<Self, RepoError> {
         let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+            {
                 RepoError::Locked { path: path.display().to_string() }
             }
             other => RepoError::Storage(other),
@@ -242,11 +241,15 @@ impl SledRepo {
         let _guard = self.lock_admin();
         let tier = self.tier(id)?;
         if tier.builtin {
-            return Err(RepoError::Conflict(format!("'{id}' is a builtin tier; builtin tiers can be edited but not deleted")));
+            return Err(RepoError::Conflict(format!(
+                "'{id}' is a builtin tier; builtin tiers can be edited but not deleted"
+            )));
         }
         let holders = self.tier_user_count(id)?;
         if holders > 0 {
-            return Err(RepoError::Conflict(format!("{holders} user(s) hold tier '{id}'; move them to another tier first")));
+            return Err(RepoError::Conflict(format!(
+                "{holders} user(s) hold tier '{id}'; move them to another tier first"
+            )));
         }
         self.tiers.remove(id.as_str())?;
         Ok(())
@@ -355,7 +358,15 @@ impl SledRepo {
                 self.delete_link(LinkId::from_bytes(bytes))?;
             }
         }
-        (&self.users, &self.usernames, &self.users_by_tier, &self.tokens, &self.user_tokens, &self.image_counts, &self.reconcile)
+        (
+            &self.users,
+            &self.usernames,
+            &self.users_by_tier,
+            &self.tokens,
+            &self.user_tokens,
+            &self.image_counts,
+            &self.reconcile,
+        )
             .transaction(|(users, usernames, by_tier, token_tree, user_tokens, counts, reconcile)| {
                 users.remove(&id.to_bytes())?;
                 usernames.remove(user.username.as_str())?;
@@ -433,7 +444,12 @@ impl SledRepo {
     }
 
     /// A user's images, newest first, starting after `cursor` (exclusive).
-    pub fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> Result<Vec<ImageRecord>, RepoError> {
+    pub fn user_images(
+        &self,
+        user: UserId,
+        cursor: Option<ImageId>,
+        limit: usize,
+    ) -> Result<Vec<ImageRecord>, RepoError> {
         let start = user.to_bytes().to_vec();
         let end = match cursor {
             Some(c) => cat(&user.to_bytes(), &c.to_bytes()),
@@ -670,4 +686,3 @@ impl SledRepo {
         Ok(purged)
     }
 }
-

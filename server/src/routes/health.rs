@@ -26,10 +26,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => e.to_string(),
     };
     checks.insert("metadata", metadata);
-    checks.insert("blobs", match state.store.check().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.to_string(),
-    });
+    checks.insert(
+        "blobs",
+        match state.store.check().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        },
+    );
     checks.insert("queue", "ok (embedded)".to_owned());
     let ready = checks.values().all(|v| v.starts_with("ok"));
     let body = Health { status: if ready { "ready" } else { "unavailable" }, checks: Some(checks) };

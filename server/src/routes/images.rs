@@ -98,7 +98,8 @@ async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(Strin
         }
         found = Some((name, buffer));
     }
-    let (name, buffer) = found.ok_or_else(|| ApiError::field("image", "send the file in a multipart field named 'image'"))?;
+    let (name, buffer) =
+        found.ok_or_else(|| ApiError::field("image", "send the file in a multipart field named 'image'"))?;
     Ok((name, buffer.freeze()))
 }
 
@@ -172,7 +173,8 @@ pub async fn upload(
     });
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
-    let thumbs: BTreeMap<u32, ThumbState> = tier.thumbnail_heights.iter().map(|h| (h.get(), ThumbState::Pending)).collect();
+    let thumbs: BTreeMap<u32, ThumbState> =
+        tier.thumbnail_heights.iter().map(|h| (h.get(), ThumbState::Pending)).collect();
     let view = ImageView::new(&state.public_url, &record, &tier, &thumbs);
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("{}/api/v1/images/{}", state.public_url, record.id)))
@@ -208,7 +210,9 @@ impl PageQuery {
         };
         let cursor = match &self.cursor {
             None => None,
-            Some(raw) => Some(ImageId::parse(raw).ok_or_else(|| ApiError::field("cursor", "is not a cursor from a `next` link"))?),
+            Some(raw) => Some(
+                ImageId::parse(raw).ok_or_else(|| ApiError::field("cursor", "is not a cursor from a `next` link"))?,
+            ),
         };
         Ok(Page { limit, cursor })
     }
@@ -221,12 +225,16 @@ impl PageQuery {
     }
 }
 
-/// Loads a page of records plus their thumbnail states, fetching one extra to know if more follow.
+/// One listed image with what rendering it needs: its owner's tier and its thumbnails.
+pub type PageRow = (ImageRecord, TierRecord, BTreeMap<u32, ThumbState>);
+
+/// Loads a page of records plus their thumbnail states. `records` holds one more than
+/// `limit` when another page follows; the cursor for it is returned.
 pub fn load_page(
     repo: &SledRepo,
     records: Vec<ImageRecord>,
     limit: usize,
-) -> Result<(Vec<(ImageRecord, TierRecord, BTreeMap<u32, ThumbState>)>, Option<ImageId>), crate::repo::RepoError> {
+) -> Result<(Vec<PageRow>, Option<ImageId>), crate::repo::RepoError> {
     let more = records.len() > limit;
     let mut out = Vec::with_capacity(limit);
     let mut tiers: BTreeMap<UserId, TierRecord> = BTreeMap::new();

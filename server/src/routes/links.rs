@@ -19,18 +19,20 @@ fn parse_variant(value: Option<&serde_json::Value>) -> Result<Variant, String> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(Variant::Original),
         Some(serde_json::Value::String(s)) if s == "original" => Ok(Variant::Original),
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .and_then(|h| Height::parse(h).ok())
-            .map(Variant::Thumbnail)
-            .ok_or_else(|| HINT.to_owned()),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_i64().and_then(|h| Height::parse(h).ok()).map(Variant::Thumbnail).ok_or_else(|| HINT.to_owned())
+        }
         Some(_) => Err(HINT.to_owned()),
     }
 }
 
 fn parse_expiry(value: Option<&serde_json::Value>) -> Result<ExpirySeconds, String> {
     let value = value.ok_or_else(|| ExpirySeconds::range_error().to_string())?;
-    value.as_i64().ok_or(()).and_then(|n| ExpirySeconds::parse(n).map_err(|_| ())).map_err(|()| ExpirySeconds::range_error().to_string())
+    value
+        .as_i64()
+        .ok_or(())
+        .and_then(|n| ExpirySeconds::parse(n).map_err(|_| ()))
+        .map_err(|()| ExpirySeconds::range_error().to_string())
 }
 
 /// Create an expiring link to one of your images (tiers with expiring links).
@@ -109,7 +111,11 @@ pub async fn list(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Resul
     security(("basic" = []), ("bearer" = []))
 )]
 #[delete("/links/{id}")]
-pub async fn revoke(state: web::Data<AppState>, AuthUser(user): AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
     let link = state.repo(move |repo| repo.link(id)).await?;
     if link.owner != user.id {

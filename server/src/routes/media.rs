@@ -72,7 +72,12 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag))
 }
 
-async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, cache_control: &'static str) -> Result<HttpResponse, ApiError> {
+async fn serve(
+    req: &HttpRequest,
+    state: &AppState,
+    blob: Blob,
+    cache_control: &'static str,
+) -> Result<HttpResponse, ApiError> {
     let common = |builder: &mut actix_web::HttpResponseBuilder| {
         builder
             .insert_header((header::ETAG, blob.etag.clone()))
@@ -115,7 +120,12 @@ fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
 
 fn original_blob(image: &ImageRecord) -> Blob {
     let format = ImageFormat::from(image.format);
-    Blob { key: BlobKey::original(image.id), content_type: format.mime(), size: image.size_bytes, etag: format!("\"{}\"", image.id) }
+    Blob {
+        key: BlobKey::original(image.id),
+        content_type: format.mime(),
+        size: image.size_bytes,
+        etag: format!("\"{}\"", image.id),
+    }
 }
 
 /// Waits (briefly) for a thumbnail and serves it, or explains why not.
@@ -127,12 +137,16 @@ async fn serve_thumbnail(
     cache_control: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     match state.thumbnails.wait_for(image.id, height, state.thumbnail_wait).await? {
-        ThumbState::Ready { size_bytes, .. } => serve(req, state, thumbnail_blob(image, height, size_bytes), cache_control).await,
+        ThumbState::Ready { size_bytes, .. } => {
+            serve(req, state, thumbnail_blob(image, height, size_bytes), cache_control).await
+        }
         ThumbState::Pending => Err(ApiError::Unavailable {
             detail: format!("the {height}px thumbnail is still being made; try again shortly"),
             retry_after_secs: RETRY_AFTER_SECS,
         }),
-        ThumbState::Failed { reason } => Err(ApiError::Unprocessable(format!("the {height}px thumbnail could not be made: {reason}"))),
+        ThumbState::Failed { reason } => {
+            Err(ApiError::Unprocessable(format!("the {height}px thumbnail could not be made: {reason}")))
+        }
     }
 }
 
@@ -214,7 +228,11 @@ pub async fn original(
     )
 )]
 #[get("/l/{token}")]
-pub async fn public_link(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn public_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     // Links are found by the SHA-256 of their token: the secret itself is never stored, and
     // lookup timing depends only on a hash the caller cannot steer.
     let hash = sha256(path.as_bytes());
@@ -244,7 +262,6 @@ pub async fn public_link(req: HttpRequest, state: web::Data<AppState>, path: web
         Variant::Thumbnail(h) => serve_thumbnail(&req, &state, &image, h.get(), LINK_CACHE).await,
     }
 }
-
 
 #[cfg(test)]
 mod tests {

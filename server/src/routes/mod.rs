@@ -4,8 +4,8 @@ pub mod admin;
 pub mod health;
 pub mod images;
 pub mod links;
-pub mod media;
 pub mod me;
+pub mod media;
 
 use actix_web::web;
 
@@ -15,23 +15,20 @@ use crate::state::AppState;
 use imageapi_shared::domain::ImageId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::healthz)
-        .service(health::readyz)
-        .service(media::public_link)
-        .service(
-            web::scope("/api/v1")
-                .service(me::me)
-                .service(images::upload)
-                .service(images::list)
-                .service(images::detail)
-                .service(images::delete)
-                .service(media::thumbnail)
-                .service(media::original)
-                .service(links::create)
-                .service(links::list)
-                .service(links::revoke)
-                .configure(admin::configure),
-        );
+    cfg.service(health::healthz).service(health::readyz).service(media::public_link).service(
+        web::scope("/api/v1")
+            .service(me::me)
+            .service(images::upload)
+            .service(images::list)
+            .service(images::detail)
+            .service(images::delete)
+            .service(media::thumbnail)
+            .service(media::original)
+            .service(links::create)
+            .service(links::list)
+            .service(links::revoke)
+            .configure(admin::configure),
+    );
 }
 
 /// Loads an image the user owns. Someone else's image is indistinguishable from a missing

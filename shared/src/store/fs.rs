@@ -50,9 +50,7 @@ fn io_error(key: &BlobKey, source: io::Error) -> StoreError {
 
 async fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-        .await
-        .map_err(io::Error::other)?
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(io::Error::other)?
 }
 
 async fn remove_missing_ok(result: io::Result<()>) -> io::Result<()> {
@@ -100,17 +98,13 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
-        remove_missing_ok(tokio::fs::remove_file(self.path(key)).await)
-            .await
-            .map_err(|e| io_error(key, e))
+        remove_missing_ok(tokio::fs::remove_file(self.path(key)).await).await.map_err(|e| io_error(key, e))
     }
 
     async fn delete_image(&self, id: ImageId) -> Result<(), StoreError> {
         self.delete(&BlobKey::original(id)).await?;
         let thumbs = BlobKey::thumbnails_of(id);
-        remove_missing_ok(tokio::fs::remove_dir_all(self.path(&thumbs)).await)
-            .await
-            .map_err(|e| io_error(&thumbs, e))
+        remove_missing_ok(tokio::fs::remove_dir_all(self.path(&thumbs)).await).await.map_err(|e| io_error(&thumbs, e))
     }
 
     async fn check(&self) -> Result<(), StoreError> {

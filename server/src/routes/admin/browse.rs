@@ -19,7 +19,11 @@ use crate::views::{ImagePage, ImageView, LinkList, LinkView};
     security(("basic" = []), ("bearer" = []))
 )]
 #[get("/admin/images")]
-pub async fn images(state: web::Data<AppState>, _admin: AdminUser, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn images(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let Page { limit, cursor } = query.parse()?;
     let user = query.user()?;
     let (rows, next) = state
@@ -88,7 +92,11 @@ pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<Http
     security(("basic" = []), ("bearer" = []))
 )]
 #[delete("/admin/links/{id}")]
-pub async fn revoke_link(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_link(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
     state.repo(move |repo| repo.delete_link(id)).await?;
     state.flush().await?;

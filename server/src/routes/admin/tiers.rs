@@ -11,10 +11,8 @@ use crate::views::{CreateTier, TierList, TierView, UpdateTier};
 
 fn parse_heights(value: &serde_json::Value) -> Result<Heights, String> {
     let items = value.as_array().ok_or("must be a list of heights in px")?;
-    let numbers = items
-        .iter()
-        .map(|v| v.as_i64().ok_or("heights must be whole numbers"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let numbers =
+        items.iter().map(|v| v.as_i64().ok_or("heights must be whole numbers")).collect::<Result<Vec<_>, _>>()?;
     Heights::parse(&numbers).map_err(|e| e.to_string())
 }
 
@@ -31,7 +29,12 @@ async fn tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
 #[get("/admin/tiers")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let results = state
-        .repo(|repo| repo.tiers()?.iter().map(|t| Ok(TierView::new(t, Some(repo.tier_user_count(&t.id)?)))).collect::<Result<Vec<_>, RepoError>>())
+        .repo(|repo| {
+            repo.tiers()?
+                .iter()
+                .map(|t| Ok(TierView::new(t, Some(repo.tier_user_count(&t.id)?))))
+                .collect::<Result<Vec<_>, RepoError>>()
+        })
         .await?;
     Ok(HttpResponse::Ok().json(TierList { results }))
 }
@@ -44,11 +47,16 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
     security(("basic" = []), ("bearer" = []))
 )]
 #[post("/admin/tiers")]
-pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Json<CreateTier>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: web::Json<CreateTier>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
     let id = TierId::parse(&body.id).map_err(|e| errors.insert("id".into(), vec![e.to_string()])).ok();
     let name = TierName::parse(&body.name).map_err(|e| errors.insert("name".into(), vec![e.to_string()])).ok();
-    let heights = parse_heights(&body.thumbnail_heights).map_err(|e| errors.insert("thumbnail_heights".into(), vec![e])).ok();
+    let heights =
+        parse_heights(&body.thumbnail_heights).map_err(|e| errors.insert("thumbnail_heights".into(), vec![e])).ok();
     let (Some(id), Some(name), Some(thumbnail_heights)) = (id, name, heights) else {
         return Err(ApiError::Validation(errors));
     };
@@ -74,7 +82,11 @@ pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Js
     security(("basic" = []), ("bearer" = []))
 )]
 #[get("/admin/tiers/{id}")]
-pub async fn detail(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn detail(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(tier_view(&state, tier_id(&path)?).await?))
 }
 
@@ -95,7 +107,14 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = tier_id(&path)?;
     let mut errors = FieldErrors::new();
-    let name = body.name.as_deref().map(TierName::parse).transpose().map_err(|e| errors.insert("name".into(), vec![e.to_string()])).ok().flatten();
+    let name = body
+        .name
+        .as_deref()
+        .map(TierName::parse)
+        .transpose()
+        .map_err(|e| errors.insert("name".into(), vec![e.to_string()]))
+        .ok()
+        .flatten();
     let heights = body
         .thumbnail_heights
         .as_ref()
@@ -140,7 +159,11 @@ pub async fn update(
     security(("basic" = []), ("bearer" = []))
 )]
 #[delete("/admin/tiers/{id}")]
-pub async fn delete(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = tier_id(&path)?;
     state.repo(move |repo| repo.delete_tier(&id)).await?;
     state.flush().await?;

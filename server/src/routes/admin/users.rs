@@ -42,7 +42,8 @@ async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<Us
     state
         .repo(move |repo| {
             let user = repo.user(id)?;
-            let tokens = if with_tokens { Some(repo.user_tokens(id)?.iter().map(TokenView::from).collect()) } else { None };
+            let tokens =
+                if with_tokens { Some(repo.user_tokens(id)?.iter().map(TokenView::from).collect()) } else { None };
             Ok(UserView::new(&user, repo.image_count(id)?, tokens))
         })
         .await
@@ -56,7 +57,10 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
         .repo(|repo| {
             let mut users = repo.users()?;
             users.sort_by(|a, b| a.username.as_str().cmp(b.username.as_str()));
-            users.iter().map(|u| Ok(UserView::new(u, repo.image_count(u.id)?, None))).collect::<Result<Vec<_>, RepoError>>()
+            users
+                .iter()
+                .map(|u| Ok(UserView::new(u, repo.image_count(u.id)?, None)))
+                .collect::<Result<Vec<_>, RepoError>>()
         })
         .await?;
     Ok(HttpResponse::Ok().json(UserList { results }))
@@ -70,10 +74,16 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
     security(("basic" = []), ("bearer" = []))
 )]
 #[post("/admin/users")]
-pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Json<CreateUser>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::new();
-    let username = Username::parse(&body.username).map_err(|e| errors.insert("username".into(), vec![e.to_string()])).ok();
-    let password = Password::parse(&body.password).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok();
+    let username =
+        Username::parse(&body.username).map_err(|e| errors.insert("username".into(), vec![e.to_string()])).ok();
+    let password =
+        Password::parse(&body.password).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok();
     let tier = existing_tier(&state, &body.tier, &mut errors).await?;
     let (Some(username), Some(password), Some(tier)) = (username, password, tier) else {
         return Err(ApiError::Validation(errors));
@@ -103,7 +113,11 @@ pub async fn create(state: web::Data<AppState>, _admin: AdminUser, body: web::Js
     security(("basic" = []), ("bearer" = []))
 )]
 #[get("/admin/users/{id}")]
-pub async fn detail(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn detail(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(user_view(&state, user_id(&path)?, true).await?))
 }
 
@@ -179,7 +193,11 @@ pub async fn update(
     security(("basic" = []), ("bearer" = []))
 )]
 #[delete("/admin/users/{id}")]
-pub async fn delete(state: web::Data<AppState>, AdminUser(admin): AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    AdminUser(admin): AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
     if id == admin.id {
         return Err(ApiError::Conflict("you cannot delete your own account".to_owned()));
@@ -206,11 +224,16 @@ pub async fn delete(state: web::Data<AppState>, AdminUser(admin): AdminUser, pat
     security(("basic" = []), ("bearer" = []))
 )]
 #[post("/admin/users/{id}/tokens")]
-pub async fn issue_token(state: web::Data<AppState>, _admin: AdminUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn issue_token(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path)?;
     state.repo(move |repo| repo.user(user)).await?;
     let (token, hash) = new_secret(API_TOKEN_PREFIX);
-    let record = TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: user, created_at: state.clock.now() };
+    let record =
+        TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: user, created_at: state.clock.now() };
     let id = record.id;
     state.repo(move |repo| repo.insert_token(&record, &hash)).await?;
     state.flush().await?;
