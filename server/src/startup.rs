@@ -109,6 +109,7 @@ impl Application {
             auth: Arc::new(Authenticator::new(repo.clone())?),
             thumbnails,
             clock: Clock::default(),
+            upload_slots: tokio::sync::Semaphore::new(crate::state::UPLOAD_SLOTS),
         });
         let server = http_server(state.clone(), listener)?;
         tracing::info!(%local, workers = threads, data_dir = %config.data_dir.display(), "imageapi-server started");

@@ -20,7 +20,13 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub thumbnails: Arc<Thumbnails>,
     pub clock: Clock,
+    /// Bounds how many uploads are buffered at once (each up to the upload limit), so memory
+    /// stays bounded under a burst; further uploads wait for a slot.
+    pub upload_slots: tokio::sync::Semaphore,
 }
+
+/// Uploads buffered concurrently: 16 × 25 MiB is at most 400 MiB of upload buffers.
+pub const UPLOAD_SLOTS: usize = 16;
 
 impl AppState {
     /// Runs a repository call off the async runtime (sled blocks).

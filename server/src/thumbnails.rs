@@ -162,13 +162,23 @@ impl Thumbnails {
             let page = self.blocking(move |repo| repo.user_images(user_id, cursor, RECONCILE_BATCH)).await?;
             let Some(last) = page.last() else { break };
             cursor = Some(last.id);
-            for image in page {
-                let wanted = heights.clone();
-                let added = self.blocking(move |repo| repo.ensure_thumbnails(image.id, &wanted)).await?;
-                if !added.is_empty() {
-                    self.repo.flush().await?;
-                    self.enqueue(ThumbnailJob { image_id: image.id, format: image.format, heights: added });
-                }
+            let wanted = heights.clone();
+            let jobs = self
+                .blocking(move |repo| {
+                    let mut jobs = Vec::new();
+                    for image in page {
+                        let added = repo.ensure_thumbnails(image.id, &wanted)?;
+                        if !added.is_empty() {
+                            jobs.push(ThumbnailJob { image_id: image.id, format: image.format, heights: added });
+                        }
+                    }
+                    Ok(jobs)
+                })
+                .await?;
+            if !jobs.is_empty() {
+                // Durable before enqueueing, as everywhere: a crash now re-enqueues at start.
+                self.repo.flush().await?;
+                jobs.into_iter().for_each(|job| self.enqueue(job));
             }
         }
         Ok(())

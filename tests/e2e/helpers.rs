@@ -40,7 +40,7 @@ pub const ADMIN_USERNAME: &str = "admin";
 // ---------------------------------------------------------------------------------------------
 
 /// The freshly built server binary; built once per test process.
-fn server_binary() -> &'static Path {
+pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(build_server)
 }

@@ -7,6 +7,7 @@
 mod fixtures;
 mod helpers;
 
+mod admin_cli;
 mod auth;
 mod images;
 mod isolation;

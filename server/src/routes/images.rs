@@ -134,6 +134,7 @@ pub async fn upload(
         drain(multipart).await;
         return Err(too_large(limit));
     }
+    let _slot = state.upload_slots.acquire().await.map_err(ApiError::internal)?;
     let (name, bytes) = read_image_field(multipart, limit).await?;
 
     let limits = state.limits;
