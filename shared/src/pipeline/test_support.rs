@@ -1,0 +1,182 @@
+//! Test helpers: small images encoded in memory, hand-built PNG chunks and JPEG segments, and
+//! the path of the shared corpus of real images.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::{DynamicImage, ImageEncoder, RgbImage};
+
+/// A smooth RGB gradient (smooth, so JPEG round trips stay close to it).
+pub fn gradient_rgb(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 255 / width.max(1)) as u8, (y * 255 / height.max(1)) as u8, 128])
+    })
+}
+
+pub fn encode_jpeg(image: &DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 90)
+        .write_image(image.as_bytes(), image.width(), image.height(), image.color().into())
+        .expect("test JPEG encodes");
+    out
+}
+
+pub fn encode_jpeg_rgb(image: &RgbImage) -> Vec<u8> {
+    encode_jpeg(&DynamicImage::ImageRgb8(image.clone()))
+}
+
+pub fn encode_png(image: &DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(image.as_bytes(), image.width(), image.height(), image.color().into())
+        .expect("test PNG encodes");
+    out
+}
+
+pub fn encode_png_rgb(image: &RgbImage) -> Vec<u8> {
+    encode_png(&DynamicImage::ImageRgb8(image.clone()))
+}
+
+/// Decodes with the image crate, guessing the format from the content.
+pub fn decode(bytes: &[u8]) -> DynamicImage {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("in-memory read")
+        .decode()
+        .expect("output decodes")
+}
+
+/// The 13 data bytes of an IHDR chunk (no interlace).
+pub fn ihdr_data(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
+    let mut data = Vec::new();
+    data.extend_from_slice(&width.to_be_bytes());
+    data.extend_from_slice(&height.to_be_bytes());
+    data.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
+    data
+}
+
+/// A zlib stream of stored (uncompressed) deflate blocks: valid for PNG without a compressor.
+pub fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let mut blocks = data.chunks(65_535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xFF, 0xFF]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = u8::from(blocks.peek().is_none());
+        let n = block.len() as u16;
+        out.push(last);
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+/// A PNG file from chunks, with correct lengths and CRCs.
+pub fn png_from_chunks(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let mut out = crate::pipeline::PNG_SIGNATURE.to_vec();
+    for (chunk_type, data) in chunks {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(&chunk_type[..]);
+        out.extend_from_slice(data);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    out
+}
+
+/// A big-endian TIFF structure whose IFD0 holds only Orientation (tag 0x0112): the payload of
+/// a PNG eXIf chunk, and of a JPEG APP1 segment after "Exif\0\0".
+pub fn exif_orientation_tiff(orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\x00\x2A"); // big-endian TIFF header
+    tiff.extend_from_slice(&8u32.to_be_bytes()); // IFD0 right after the header
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // tag: Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // type: SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]); // value padding to 4 bytes
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    tiff
+}
+
+/// An APP1 Exif segment (marker included) holding only an Orientation tag.
+pub fn exif_orientation_segment(orientation: u16) -> Vec<u8> {
+    let mut payload = b"Exif\x00\x00".to_vec();
+    payload.extend_from_slice(&exif_orientation_tiff(orientation));
+    let mut segment = vec![0xFF, 0xE1];
+    segment.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    segment.extend_from_slice(&payload);
+    segment
+}
+
+/// Inserts a segment right after a JPEG's SOI.
+pub fn splice_after_soi(jpeg: &[u8], segment: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(segment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// Rewrites the dimensions in a JPEG's SOF0 segment (the data stays as encoded).
+pub fn set_jpeg_sof_dimensions(jpeg: &mut [u8], width: u16, height: u16) {
+    let mut pos = 2;
+    loop {
+        assert_eq!(jpeg[pos], 0xFF, "marker expected at {pos}");
+        let marker = jpeg[pos + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]));
+        if marker == 0xC0 {
+            // FF C0, length (2), precision (1), height (2), width (2)
+            jpeg[pos + 5..pos + 7].copy_from_slice(&height.to_be_bytes());
+            jpeg[pos + 7..pos + 9].copy_from_slice(&width.to_be_bytes());
+            return;
+        }
+        assert_ne!(marker, 0xDA, "no SOF0 before the scan");
+        pos += 2 + len;
+    }
+}
+
+/// Marker bytes of a JPEG's segments, in order.
+pub fn jpeg_markers(jpeg: &[u8]) -> Vec<u8> {
+    let mut markers = Vec::new();
+    crate::pipeline::structure::walk_jpeg(jpeg, |m| markers.push(m)).expect("whole JPEG");
+    markers
+}
+
+/// Chunk types of a PNG, in order.
+pub fn png_chunk_types(png: &[u8]) -> Vec<String> {
+    let mut types = Vec::new();
+    crate::pipeline::structure::walk_png(png, |t| types.push(String::from_utf8_lossy(&t).into_owned()))
+        .expect("whole PNG");
+    types
+}
+
+/// A file of the shared corpus of real images, if this checkout has it beside it.
+///
+/// From the `shared` crate of the workspace the corpus is `../../shared/corpus`; from a
+/// standalone crate next to the workspace it is `../shared/corpus`.
+pub fn corpus(name: &str) -> Option<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [manifest.join("../../shared/corpus").join(name), manifest.join("../shared/corpus").join(name)]
+        .into_iter()
+        .find(|path| path.is_file())
+}
+
+/// Mean absolute difference per channel between two images of the same size, as RGBA8.
+pub fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
+    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
+    let (a, b) = (a.to_rgba8(), b.to_rgba8());
+    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
+    total as f64 / a.as_raw().len() as f64
+}
