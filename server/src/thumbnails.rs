@@ -67,20 +67,14 @@ impl Thumbnails {
             }
             Err(RepoError::NotFound) => {
                 if let ThumbnailResult::Ready { .. } = outcome.result {
-                    self.remove_orphan(outcome.image_id, outcome.requested_height).await;
+                    let orphan = BlobKey::thumbnail(outcome.image_id, outcome.requested_height, outcome.format);
+                    if let Err(e) = self.store.delete(&orphan).await {
+                        tracing::warn!(error = %e, "could not remove the thumbnail of a deleted image");
+                    }
                 }
                 Ok(())
             }
             Err(e) => Err(e),
-        }
-    }
-
-    async fn remove_orphan(&self, image: ImageId, height: u32) {
-        // The format is unknown once the record is gone: try both names.
-        for format in [imageapi_shared::pipeline::ImageFormat::Jpeg, imageapi_shared::pipeline::ImageFormat::Png] {
-            if let Err(e) = self.store.delete(&BlobKey::thumbnail(image, height, format)).await {
-                tracing::warn!(error = %e, "could not remove an orphaned thumbnail");
-            }
         }
     }
 
@@ -192,5 +186,36 @@ pub struct DirectSink(pub Arc<Thumbnails>);
 impl OutcomeSink for DirectSink {
     async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()> {
         Ok(self.0.apply(outcome).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use imageapi_shared::pipeline::ImageFormat;
+    use imageapi_shared::store::{FsBlobStore, StoreError};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ready_outcome_for_a_deleted_image_removes_the_orphaned_thumbnail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Arc::new(SledRepo::open(&dir.path().join("db")).expect("repo"));
+        let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs")).expect("store"));
+        let (queue, _worker) = imageapi_worker::embedded::queue();
+        let thumbnails = Thumbnails::new(repo, store.clone(), queue);
+        let gone = ImageId::from_ulid(ulid::Ulid::new());
+        let key = BlobKey::thumbnail(gone, 200, ImageFormat::Jpeg);
+        store.put(&key, Bytes::from_static(b"thumb")).await.expect("put");
+
+        let outcome = ThumbnailOutcome {
+            image_id: gone,
+            format: ImageFormat::Jpeg,
+            requested_height: 200,
+            result: ThumbnailResult::Ready { width: 300, height: 200, size_bytes: 5 },
+        };
+        thumbnails.apply(outcome).await.expect("applying for a deleted image is not an error");
+
+        assert!(matches!(store.get(&key).await, Err(StoreError::NotFound(_))));
     }
 }

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use imageapi_shared::domain::Variant;
-use imageapi_shared::jobs::StoredFormat;
 use imageapi_shared::pipeline::thumbnail_size;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -47,13 +46,6 @@ pub struct ImageView {
     pub owner: Option<String>,
 }
 
-pub fn format_name(format: StoredFormat) -> &'static str {
-    match format {
-        StoredFormat::Jpeg => "jpeg",
-        StoredFormat::Png => "png",
-    }
-}
-
 impl ImageView {
     pub fn new(
         base: &str,
@@ -90,7 +82,7 @@ impl ImageView {
         Self {
             id: image.id.to_string(),
             name: image.name.clone(),
-            format: format_name(image.format),
+            format: image.format.as_str(),
             width: image.width,
             height: image.height,
             size_bytes: image.size_bytes,

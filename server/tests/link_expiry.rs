@@ -7,7 +7,7 @@ use imageapi_server::config::Cli;
 use imageapi_server::repo::{ImageRecord, LinkRecord, UserRecord};
 use imageapi_server::startup::Application;
 use imageapi_shared::domain::{ImageId, LinkId, TierId, UserId, Username, Variant};
-use imageapi_shared::jobs::StoredFormat;
+use imageapi_shared::pipeline::ImageFormat;
 use imageapi_shared::store::BlobKey;
 
 #[actix_web::test]
@@ -36,7 +36,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         id: ImageId::from_ulid(ulid::Ulid::new()),
         owner: owner.id,
         name: "x.png".into(),
-        format: StoredFormat::Png,
+        format: ImageFormat::Png,
         width: 1,
         height: 1,
         size_bytes: 4,

@@ -13,40 +13,16 @@ use crate::pipeline::ImageFormat;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThumbnailJob {
     pub image_id: ImageId,
-    pub format: StoredFormat,
+    pub format: ImageFormat,
     pub heights: Vec<u32>,
-}
-
-/// Serialisable mirror of [`ImageFormat`] for job payloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoredFormat {
-    Jpeg,
-    Png,
-}
-
-impl From<ImageFormat> for StoredFormat {
-    fn from(f: ImageFormat) -> Self {
-        match f {
-            ImageFormat::Jpeg => Self::Jpeg,
-            ImageFormat::Png => Self::Png,
-        }
-    }
-}
-
-impl From<StoredFormat> for ImageFormat {
-    fn from(f: StoredFormat) -> Self {
-        match f {
-            StoredFormat::Jpeg => Self::Jpeg,
-            StoredFormat::Png => Self::Png,
-        }
-    }
 }
 
 /// What became of one requested height.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThumbnailOutcome {
     pub image_id: ImageId,
+    /// The image's format, which names the thumbnail blob (to clean up after a deleted image).
+    pub format: ImageFormat,
     pub requested_height: u32,
     pub result: ThumbnailResult,
 }

@@ -52,11 +52,12 @@ pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError
         Ok(thumbnails) => {
             tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "rendered");
             for thumb in thumbnails {
-                let key = BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format.into());
+                let key = BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format);
                 let size_bytes = thumb.bytes.len() as u64;
                 ctx.store.put(&key, thumb.bytes.into()).await?;
                 let outcome = ThumbnailOutcome {
                     image_id: job.image_id,
+                    format: job.format,
                     requested_height: thumb.requested_height,
                     result: ThumbnailResult::Ready { width: thumb.width, height: thumb.height, size_bytes },
                 };
@@ -76,6 +77,7 @@ async fn report_all_failed(job: &ThumbnailJob, reason: &str, ctx: &JobContext) -
     for &requested_height in &job.heights {
         let outcome = ThumbnailOutcome {
             image_id: job.image_id,
+            format: job.format,
             requested_height,
             result: ThumbnailResult::Failed { reason: reason.to_owned() },
         };

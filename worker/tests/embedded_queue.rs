@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use imageapi_shared::domain::ImageId;
-use imageapi_shared::jobs::{StoredFormat, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::jobs::{ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::{ImageFormat, Limits};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
 use imageapi_worker::{embedded, JobContext, OutcomeSink, ThumbnailPool};
@@ -61,8 +61,8 @@ async fn a_pushed_job_is_rendered_stored_and_reported_per_height() {
     store.put(&BlobKey::original(good), png(300, 100)).await.expect("put");
     let broken = ImageId::from_ulid(ulid::Ulid::new());
     store.put(&BlobKey::original(broken), Bytes::from_static(b"\x89PNG\r\n\x1a\nnot really")).await.expect("put");
-    queue.push(ThumbnailJob { image_id: good, format: StoredFormat::Png, heights: vec![50, 20] }).expect("push");
-    queue.push(ThumbnailJob { image_id: broken, format: StoredFormat::Png, heights: vec![50] }).expect("push");
+    queue.push(ThumbnailJob { image_id: good, format: ImageFormat::Png, heights: vec![50, 20] }).expect("push");
+    queue.push(ThumbnailJob { image_id: broken, format: ImageFormat::Png, heights: vec![50] }).expect("push");
 
     let outcomes = outcomes_after(&sink, 3).await;
     let ready: Vec<_> = outcomes
@@ -95,7 +95,7 @@ async fn a_job_for_a_missing_original_reports_failure_instead_of_retrying_foreve
     actix_rt::spawn(worker.run(ctx, 1, shutdown.clone()));
 
     let gone = ImageId::from_ulid(ulid::Ulid::new());
-    queue.push(ThumbnailJob { image_id: gone, format: StoredFormat::Jpeg, heights: vec![200] }).expect("push");
+    queue.push(ThumbnailJob { image_id: gone, format: ImageFormat::Jpeg, heights: vec![200] }).expect("push");
     let outcomes = outcomes_after(&sink, 1).await;
     assert!(matches!(&outcomes[0].result, ThumbnailResult::Failed { reason } if reason.contains("missing")));
     shutdown.cancel();

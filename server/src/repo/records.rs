@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use imageapi_shared::domain::{Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_shared::jobs::StoredFormat;
+use imageapi_shared::pipeline::ImageFormat;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ pub struct ImageRecord {
     pub owner: UserId,
     /// The uploaded file name, as given (display only; never used as a path).
     pub name: String,
-    pub format: StoredFormat,
+    pub format: ImageFormat,
     /// Display dimensions, after EXIF orientation.
     pub width: u32,
     pub height: u32,

@@ -3,7 +3,8 @@
 
 use chrono::Utc;
 use imageapi_shared::domain::{Heights, ImageId, LinkId, TierId, TierName, UserId, Username, Variant};
-use imageapi_shared::jobs::{StoredFormat, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::jobs::{ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::pipeline::ImageFormat;
 
 use super::*;
 
@@ -35,7 +36,7 @@ fn image(repo: &SledRepo, owner: UserId, heights: &[u32]) -> ImageRecord {
         id: ImageId::from_ulid(ulid::Ulid::new()),
         owner,
         name: "x.png".into(),
-        format: StoredFormat::Png,
+        format: ImageFormat::Png,
         width: 400,
         height: 200,
         size_bytes: 10,
@@ -50,6 +51,7 @@ fn image(repo: &SledRepo, owner: UserId, heights: &[u32]) -> ImageRecord {
 fn ready(image: ImageId, h: u32) -> ThumbnailOutcome {
     ThumbnailOutcome {
         image_id: image,
+        format: ImageFormat::Png,
         requested_height: h,
         result: ThumbnailResult::Ready { width: 2 * h, height: h, size_bytes: 5 },
     }
@@ -94,6 +96,7 @@ fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready() {
     assert!(!repo.apply_outcome(&ready(img.id, 200)).expect("apply again"), "second apply changes nothing");
     let late_failure = ThumbnailOutcome {
         image_id: img.id,
+        format: ImageFormat::Png,
         requested_height: 200,
         result: ThumbnailResult::Failed { reason: "late".into() },
     };

@@ -9,7 +9,7 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use imageapi_shared::domain::{ImageId, UserId};
-use imageapi_shared::jobs::{StoredFormat, ThumbnailJob};
+use imageapi_shared::jobs::ThumbnailJob;
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::BlobKey;
 use serde::Deserialize;
@@ -151,7 +151,7 @@ pub async fn upload(
         id: new_image_id(),
         owner: user.id,
         name,
-        format: StoredFormat::from(probed.format),
+        format: probed.format,
         width: probed.width,
         height: probed.height,
         size_bytes: bytes.len() as u64,

@@ -8,7 +8,6 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use imageapi_shared::domain::{Height, Variant};
-use imageapi_shared::pipeline::ImageFormat;
 use imageapi_shared::store::{BlobKey, ByteRange, StoreError};
 
 use crate::auth::{sha256, AuthUser};
@@ -109,7 +108,7 @@ async fn serve(
 }
 
 fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
-    let format = ImageFormat::from(image.format);
+    let format = image.format;
     Blob {
         key: BlobKey::thumbnail(image.id, height, format),
         content_type: format.mime(),
@@ -119,7 +118,7 @@ fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
 }
 
 fn original_blob(image: &ImageRecord) -> Blob {
-    let format = ImageFormat::from(image.format);
+    let format = image.format;
     Blob {
         key: BlobKey::original(image.id),
         content_type: format.mime(),

@@ -25,7 +25,9 @@ pub use thumbnail::{make_thumbnails, Thumbnail, ThumbnailError};
 use image::metadata::Orientation;
 
 /// The image formats imageapi accepts. Anything else is rejected at upload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Serialised as `"jpeg"` / `"png"` (job payloads, metadata records).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     Jpeg,
     Png,
