@@ -33,7 +33,10 @@ pub fn server_binary() -> &'static Path {
     BINARY.get_or_init(build_server)
 }
 
-/// Runs `cargo build -p imageapi-server` for the profile the test binary was built with and
+/// Runs `cargo build --workspace --bins --tests` for the profile the test binary was built
+/// with — the same selection (and so the same feature unification) as
+/// `cargo nextest run --workspace`, which makes it a no-op after that build instead of a
+/// second compile of every dependency with other features — and
 /// returns the path of the binary next to the test binary's `deps` directory.
 fn build_server() -> PathBuf {
     let exe = std::env::current_exe().expect("the path of the running test binary");
@@ -51,7 +54,7 @@ fn build_server() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
     let mut command = Command::new(&cargo);
-    command.current_dir(workspace_root).args(["build", "-p", "imageapi-server", "--bin", "imageapi-server"]);
+    command.current_dir(workspace_root).args(["build", "--workspace", "--bins", "--tests"]);
     match profile {
         "debug" => {}
         "release" => {
