@@ -72,12 +72,23 @@ pub struct Authenticator {
     cache: Mutex<HashMap<String, CachedLogin>>,
     /// Verified against when the username is unknown, to keep timing uniform.
     dummy_hash: String,
+    /// Each argon2 verification takes ~19 MiB and a core for tens of milliseconds; bounding
+    /// how many run at once keeps a flood of bad credentials from exhausting memory (they
+    /// queue instead).
+    verify_slots: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
     pub fn new(repo: Arc<SledRepo>) -> anyhow::Result<Self> {
         let dummy = Password::parse("not-a-real-password").map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Self { repo, secret: random_bytes(), cache: Mutex::new(HashMap::new()), dummy_hash: hash_password(&dummy)? })
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Ok(Self {
+            repo,
+            secret: random_bytes(),
+            cache: Mutex::new(HashMap::new()),
+            dummy_hash: hash_password(&dummy)?,
+            verify_slots: tokio::sync::Semaphore::new(cores),
+        })
     }
 
     fn digest(&self, username: &str, password: &str) -> [u8; 32] {
@@ -159,7 +170,10 @@ impl Authenticator {
             }
         }
         let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
-        let verified = web::block(move || verify_password(&phc, &password)).await?;
+        let verified = {
+            let _slot = self.verify_slots.acquire().await.map_err(ApiError::internal)?;
+            web::block(move || verify_password(&phc, &password)).await?
+        };
         match user {
             Some(user) if verified => {
                 self.remember(&username, digest, &user);

@@ -54,7 +54,8 @@ pub struct Config {
     /// Make sure this admin exists at start (with IMAGEAPI_ADMIN_PASSWORD).
     #[arg(long, env = "IMAGEAPI_ADMIN_USERNAME", global = true)]
     pub admin_username: Option<String>,
-    #[arg(long, env = "IMAGEAPI_ADMIN_PASSWORD", hide_env_values = true, global = true)]
+    /// Read from the environment only (a flag would show in `ps`).
+    #[arg(skip = std::env::var("IMAGEAPI_ADMIN_PASSWORD").ok())]
     pub admin_password: Option<String>,
     /// Thumbnail worker threads in this process (default: the number of cores; 0: make none).
     #[arg(long, env = "IMAGEAPI_WORKERS", global = true)]
@@ -68,6 +69,9 @@ pub struct Config {
     /// Largest accepted width or height in pixels.
     #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = 30_000, global = true)]
     pub max_side: u32,
+    /// Longest time an upload body may take to arrive (then 408).
+    #[arg(long, env = "IMAGEAPI_UPLOAD_TIMEOUT_SECS", default_value_t = 300, global = true)]
+    pub upload_timeout_secs: u64,
     /// How long a GET on a pending thumbnail waits before answering 503.
     #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
     pub thumbnail_wait_secs: u64,

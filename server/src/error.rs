@@ -34,6 +34,8 @@ pub enum ApiError {
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
@@ -65,6 +67,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad-request",
             Self::Validation(_) => "validation",
             Self::PayloadTooLarge(_) => "too-large",
+            Self::RequestTimeout(_) => "request-timeout",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unprocessable(_) => "thumbnail-failed",
             Self::RangeNotSatisfiable { .. } => "range-not-satisfiable",
@@ -82,6 +85,7 @@ impl ApiError {
             Self::Conflict(_) => "Conflict",
             Self::BadRequest(_) | Self::Validation(_) => "Bad Request",
             Self::PayloadTooLarge(_) => "Payload Too Large",
+            Self::RequestTimeout(_) => "Request Timeout",
             Self::UnsupportedMediaType(_) => "Unsupported Media Type",
             Self::Unprocessable(_) => "Unprocessable Content",
             Self::RangeNotSatisfiable { .. } => "Range Not Satisfiable",
@@ -115,6 +119,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,

@@ -86,10 +86,11 @@ impl Application {
             tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
             (None, Some(embedded))
         };
-        let recovered = thumbnails.recover_pending().await?;
+        let recovered = thumbnails.enqueue_uncovered_pending().await?;
         if recovered > 0 {
             tracing::info!(jobs = recovered, "re-enqueued pending thumbnails from before the restart");
         }
+        actix_web::rt::spawn(thumbnails.clone().run_sweeper());
         actix_web::rt::spawn(thumbnails.clone().run_reconciler());
         thumbnails.wake_reconciler();
         spawn_link_purger(repo.clone(), Duration::from_secs(config.expired_link_retention_hours * 3600));
@@ -104,6 +105,7 @@ impl Application {
             public_url,
             limits,
             thumbnail_wait: Duration::from_secs(config.thumbnail_wait_secs),
+            upload_timeout: Duration::from_secs(config.upload_timeout_secs),
             repo: repo.clone(),
             store,
             auth: Arc::new(Authenticator::new(repo.clone())?),

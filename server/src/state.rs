@@ -15,6 +15,8 @@ pub struct AppState {
     pub public_url: String,
     pub limits: Limits,
     pub thumbnail_wait: std::time::Duration,
+    /// Longest time an upload body may take to arrive.
+    pub upload_timeout: std::time::Duration,
     pub repo: Arc<SledRepo>,
     pub store: Arc<dyn BlobStore>,
     pub auth: Arc<Authenticator>,

@@ -5,7 +5,8 @@
 //! ready has a `pending` record in sled, written and flushed before anything is acknowledged.
 //! The queue is only a delivery mechanism; at start every pending record is enqueued again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,9 @@ use crate::repo::{RepoError, SledRepo, ThumbState};
 
 /// How many images of a user are reconciled per repository call.
 const RECONCILE_BATCH: usize = 256;
+/// How often pending thumbnails without a queued job are enqueued again (a job that failed
+/// its last retry, e.g. on a passing storage error, leaves its thumbnails pending).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct Thumbnails {
     repo: Arc<SledRepo>,
@@ -27,11 +31,20 @@ pub struct Thumbnails {
     /// Bumped after each applied outcome; waiters re-check when it changes.
     applied: watch::Sender<u64>,
     reconcile_wake: Notify,
+    /// Jobs queued or running per image, so the sweep only enqueues what no job covers.
+    in_flight: Mutex<HashMap<ImageId, usize>>,
 }
 
 impl Thumbnails {
     pub fn new(repo: Arc<SledRepo>, store: Arc<dyn BlobStore>, queue: EmbeddedQueue) -> Self {
-        Self { repo, store, queue, applied: watch::Sender::new(0), reconcile_wake: Notify::new() }
+        Self {
+            repo,
+            store,
+            queue,
+            applied: watch::Sender::new(0),
+            reconcile_wake: Notify::new(),
+            in_flight: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Hands a job to the queue. The pending records are already durable, so a failure here
@@ -40,9 +53,32 @@ impl Thumbnails {
         if job.heights.is_empty() {
             return;
         }
+        let image = job.image_id;
+        *self.in_flight().entry(image).or_insert(0) += 1;
         if let Err(e) = self.queue.push(job) {
-            tracing::error!(error = %e, "could not enqueue a thumbnail job; it will be retried at the next start");
+            self.settled(image);
+            tracing::error!(error = %e, "could not enqueue a thumbnail job; the sweep will try again");
         }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, usize>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A job for `image` left the queue (done, or given up after its retries).
+    pub fn settled(&self, image: ImageId) {
+        let mut in_flight = self.in_flight();
+        if let Some(n) = in_flight.get_mut(&image) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&image);
+            }
+        }
+    }
+
+    /// Whether the queue can take jobs (readiness).
+    pub fn queue_is_open(&self) -> bool {
+        self.queue.is_open()
     }
 
     async fn blocking<T: Send + 'static>(
@@ -95,12 +131,15 @@ impl Thumbnails {
         }
     }
 
-    /// Enqueues every pending thumbnail (at start: jobs in the in-memory queue died with the
-    /// previous process).
-    pub async fn recover_pending(&self) -> Result<usize, RepoError> {
+    /// Enqueues every pending thumbnail that no queued or running job covers: at start (jobs
+    /// in the in-memory queue died with the previous process) and then periodically.
+    pub async fn enqueue_uncovered_pending(&self) -> Result<usize, RepoError> {
         let pending = self.blocking(|repo| repo.pending_thumbnails()).await?;
         let mut jobs = 0;
         for (image_id, heights) in pending {
+            if self.in_flight().contains_key(&image_id) {
+                continue;
+            }
             match self.blocking(move |repo| repo.image(image_id)).await {
                 Ok(image) => {
                     self.enqueue(ThumbnailJob { image_id, format: image.format, heights });
@@ -111,6 +150,19 @@ impl Thumbnails {
             }
         }
         Ok(jobs)
+    }
+
+    /// Runs [`Self::enqueue_uncovered_pending`] every [`SWEEP_INTERVAL`].
+    pub async fn run_sweeper(self: Arc<Self>) {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
+        loop {
+            every.tick().await;
+            match self.enqueue_uncovered_pending().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "re-enqueued pending thumbnails that had no job"),
+                Err(e) => tracing::error!(error = %e, "sweeping pending thumbnails failed"),
+            }
+        }
     }
 
     pub fn wake_reconciler(&self) {
@@ -131,9 +183,9 @@ impl Thumbnails {
     }
 
     async fn reconcile_all(&self) -> Result<(), RepoError> {
-        for user in self.blocking(|repo| repo.reconcile_queue()).await? {
+        for (user, generation) in self.blocking(|repo| repo.reconcile_queue()).await? {
             self.reconcile_user(user).await?;
-            self.blocking(move |repo| repo.reconcile_done(user)).await?;
+            self.blocking(move |repo| repo.reconcile_done(user, &generation)).await?;
         }
         self.repo.flush().await?;
         Ok(())
@@ -187,6 +239,10 @@ impl OutcomeSink for DirectSink {
     async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()> {
         Ok(self.0.apply(outcome).await?)
     }
+
+    fn job_settled(&self, job: &ThumbnailJob) {
+        self.0.settled(job.image_id);
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +273,42 @@ mod tests {
         thumbnails.apply(outcome).await.expect("applying for a deleted image is not an error");
 
         assert!(matches!(store.get(&key).await, Err(StoreError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_enqueues_only_pending_thumbnails_that_no_job_covers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Arc::new(SledRepo::open(&dir.path().join("db")).expect("repo"));
+        repo.seed_builtin_tiers().expect("seed");
+        let owner = crate::repo::UserRecord {
+            id: UserId::from_ulid(ulid::Ulid::new()),
+            username: imageapi_shared::domain::Username::parse("ann").expect("name"),
+            password_hash: String::new(),
+            tier: imageapi_shared::domain::TierId::parse("basic").expect("tier"),
+            is_active: true,
+            is_admin: false,
+            created_at: chrono::Utc::now(),
+            credentials_version: 0,
+        };
+        repo.create_user(&owner).expect("user");
+        let image = crate::repo::ImageRecord {
+            id: ImageId::from_ulid(ulid::Ulid::new()),
+            owner: owner.id,
+            name: "a.png".into(),
+            format: ImageFormat::Png,
+            width: 10,
+            height: 10,
+            size_bytes: 1,
+            created_at: chrono::Utc::now(),
+        };
+        repo.insert_image(&image).expect("image");
+        let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs")).expect("store"));
+        let (queue, _worker) = imageapi_worker::embedded::queue();
+        let thumbnails = Thumbnails::new(repo, store, queue);
+
+        assert_eq!(thumbnails.enqueue_uncovered_pending().await.expect("sweep"), 1, "at start: not covered");
+        assert_eq!(thumbnails.enqueue_uncovered_pending().await.expect("sweep"), 0, "its job is queued");
+        thumbnails.settled(image.id);
+        assert_eq!(thumbnails.enqueue_uncovered_pending().await.expect("sweep"), 1, "the job gave up: again");
     }
 }

@@ -215,6 +215,26 @@ fn admins_made_by_create_or_by_patch_can_use_admin_routes() {
 }
 
 #[test]
+fn an_admin_cannot_lock_themselves_out_but_can_demote_another_admin() {
+    // Arrange
+    let app = spawn_app();
+    let other_admin = app.create_admin_user();
+    let own_id = id_of(&app.me(&app.admin).expect_json(200)["id"]);
+
+    // Act
+    let demote_self = app.patch_user(&own_id, &json!({"is_admin": false}));
+    let deactivate_self = app.patch_user(&own_id, &json!({"is_active": false}));
+    let demote_other = app.patch_user(&other_admin.id, &json!({"is_admin": false}));
+
+    // Assert
+    demote_self.assert_problem(409);
+    deactivate_self.assert_problem(409);
+    assert_eq!(demote_other.expect_json(200)["is_admin"], json!(false));
+    app.get_as(&app.admin, "/api/v1/admin/users").assert_status(200);
+    app.get_as(&other_admin, "/api/v1/admin/users").assert_problem(403);
+}
+
+#[test]
 fn me_reports_the_username_and_the_tier_with_its_grants() {
     // Arrange
     let app = spawn_app();

@@ -224,6 +224,27 @@ fn original_is_served_byte_for_byte_as_uploaded() {
 }
 
 #[test]
+fn head_on_media_answers_the_headers_without_a_body() {
+    // Arrange
+    let app = spawn_app();
+    let user = app.create_user("premium");
+    let png_bytes = png_seeded(120, 80, 9);
+    let id = id_of(&app.upload_ok(&user, "h.png", &png_bytes)["id"]);
+    app.wait_until_ready(&user, &id);
+
+    // Act
+    let original = app.send(app.request(Method::HEAD, &format!("/api/v1/images/{id}/original"), Some(&user)));
+    let thumbnail = app.send(app.request(Method::HEAD, &format!("/api/v1/images/{id}/thumbnails/200"), Some(&user)));
+
+    // Assert
+    original.assert_status(200);
+    thumbnail.assert_status(200);
+    assert_eq!(original.header("content-length"), Some(png_bytes.len().to_string().as_str()), "{:?}", original.headers);
+    assert!(original.body.is_empty() && thumbnail.body.is_empty(), "HEAD answers carry no body");
+    assert_eq!(thumbnail.header("content-type"), Some("image/png"));
+}
+
+#[test]
 fn thumbnail_response_carries_type_length_etag_cache_control_and_nosniff() {
     // Arrange
     let app = spawn_app();

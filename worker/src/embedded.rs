@@ -10,6 +10,7 @@ use apalis::layers::retry::RetryPolicy;
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::memory::{MemorySink, MemoryStorage, MemoryStorageError};
 use apalis_core::error::BoxDynError;
+use apalis_core::task::attempt::Attempt;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::data::Data;
 use apalis_core::task::task_id::{RandomId, TaskId};
@@ -42,6 +43,11 @@ impl EmbeddedQueue {
         let task = TaskBuilder::new(job).task_id(TaskId::from_string(RandomId::default().to_string())).build();
         self.tx.unbounded_send(task).map_err(|_| QueueClosed)
     }
+
+    /// False once the worker side is gone (it stopped or died): pushes would fail.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
 }
 
 /// The storage half, waiting to be handed to a worker.
@@ -57,11 +63,23 @@ pub fn queue() -> (EmbeddedQueue, EmbeddedWorker) {
     (EmbeddedQueue { tx }, EmbeddedWorker { storage: MemoryStorage::new_with(sink, rx.boxed()) })
 }
 
-async fn handle(job: ThumbnailJob, ctx: Data<Arc<JobContext>>) -> Result<(), BoxDynError> {
-    run_job(job, &ctx).await.map_err(|e| {
-        tracing::warn!(error = %e, "thumbnail job failed; it will be retried");
-        e.into()
-    })
+async fn handle(job: ThumbnailJob, ctx: Data<Arc<JobContext>>, attempt: Attempt) -> Result<(), BoxDynError> {
+    match run_job(job.clone(), &ctx).await {
+        Ok(()) => {
+            ctx.sink.job_settled(&job);
+            Ok(())
+        }
+        Err(e) => {
+            // Attempts count from 1; the retry layer allows RETRIES more after the first.
+            if attempt.current() > RETRIES {
+                tracing::error!(error = %e, image = %job.image_id, "thumbnail job failed its last retry; its thumbnails stay pending");
+                ctx.sink.job_settled(&job);
+            } else {
+                tracing::warn!(error = %e, image = %job.image_id, "thumbnail job failed; retrying");
+            }
+            Err(e.into())
+        }
+    }
 }
 
 impl EmbeddedWorker {

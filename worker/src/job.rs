@@ -19,6 +19,10 @@ use crate::pool::{RenderError, ThumbnailPool};
 #[async_trait]
 pub trait OutcomeSink: Send + Sync + 'static {
     async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()>;
+
+    /// The queue is done with this job: it succeeded, or it failed its last retry (its
+    /// thumbnails then stay pending for the server's sweep to enqueue again).
+    fn job_settled(&self, _job: &ThumbnailJob) {}
 }
 
 /// What a job needs; shared by all jobs of a worker.

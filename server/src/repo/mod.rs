@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use imageapi_shared::domain::{Height, ImageId, LinkId, TierId, TokenId, UserId};
+use imageapi_shared::domain::{ImageId, LinkId, TierId, TokenId, UserId};
 use imageapi_shared::jobs::{ThumbnailOutcome, ThumbnailResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -222,6 +222,7 @@ impl SledRepo {
     pub fn update_tier(&self, id: &TierId, edit: impl Fn(&mut TierRecord)) -> Result<TierRecord, RepoError> {
         let _guard = self.lock_admin();
         let holders = self.users_holding(id)?;
+        let generation = self.db.generate_id()?.to_be_bytes();
         let tier = (&self.tiers, &self.reconcile).transaction(|(tiers, reconcile)| {
             let Some(current) = tiers.get(id.as_str())? else {
                 return abort(RepoError::NotFound);
@@ -230,7 +231,7 @@ impl SledRepo {
             edit(&mut tier);
             tiers.insert(id.as_str(), tx_encode(&tier)?)?;
             for user in &holders {
-                reconcile.insert(&user.to_bytes(), &[])?;
+                reconcile.insert(&user.to_bytes(), &generation)?;
             }
             Ok(tier)
         })?;
@@ -318,6 +319,7 @@ impl SledRepo {
         let mut preview = self.user(id)?;
         edit(&mut preview);
         self.tier(&preview.tier)?;
+        let generation = self.db.generate_id()?.to_be_bytes();
         let user = (&self.users, &self.users_by_tier, &self.reconcile).transaction(|(users, by_tier, reconcile)| {
             let Some(current) = users.get(id.to_bytes())? else {
                 return abort(RepoError::NotFound);
@@ -328,7 +330,7 @@ impl SledRepo {
             if before.tier != after.tier {
                 by_tier.remove(tier_user_key(&before.tier, id))?;
                 by_tier.insert(tier_user_key(&after.tier, id), &[])?;
-                reconcile.insert(&id.to_bytes(), &[])?;
+                reconcile.insert(&id.to_bytes(), &generation)?;
             }
             users.insert(&id.to_bytes(), tx_encode(&after)?)?;
             Ok(after)
@@ -419,24 +421,47 @@ impl SledRepo {
 
     // ---- images and thumbnails --------------------------------------------------------------
 
-    /// Records a new image with its thumbnails pending, atomically.
-    pub fn insert_image(&self, image: &ImageRecord, heights: &[Height]) -> Result<(), RepoError> {
-        (&self.images, &self.user_images, &self.image_counts, &self.thumbs, &self.pending).transaction(
-            |(images, user_images, counts, thumbs, pending)| {
-                images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
-                user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
-                let count = add_count(counts.get(image.owner.to_bytes())?, 1);
-                counts.insert(&image.owner.to_bytes(), &count)?;
-                let state = tx_encode(&ThumbState::Pending)?;
-                for h in heights {
-                    let key = thumb_key(image.id, h.get());
-                    thumbs.insert(key.as_slice(), state.as_slice())?;
-                    pending.insert(key, &[])?;
-                }
-                Ok(())
-            },
-        )?;
-        Ok(())
+    /// Records a new image with a pending thumbnail for every height its owner's tier grants,
+    /// atomically. The owner and tier are read inside the transaction, so an upload racing with
+    /// a tier change or a user deletion either lands before it (and is reconciled or deleted
+    /// with the rest) or sees its outcome: no image ever gets a stale tier's heights or an
+    /// owner that no longer exists. Returns the tier applied; `NotFound` if the owner is gone
+    /// or inactive.
+    pub fn insert_image(&self, image: &ImageRecord) -> Result<TierRecord, RepoError> {
+        let trees = (
+            &self.users,
+            &self.tiers,
+            &self.images,
+            &self.user_images,
+            &self.image_counts,
+            &self.thumbs,
+            &self.pending,
+        );
+        let tier = trees.transaction(|(users, tiers, images, user_images, counts, thumbs, pending)| {
+            let Some(owner) = users.get(image.owner.to_bytes())? else {
+                return abort(RepoError::NotFound);
+            };
+            let owner: UserRecord = tx_decode(&owner)?;
+            if !owner.is_active {
+                return abort(RepoError::NotFound);
+            }
+            let Some(tier) = tiers.get(owner.tier.as_str())? else {
+                return abort(RepoError::NotFound);
+            };
+            let tier: TierRecord = tx_decode(&tier)?;
+            images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
+            user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
+            let count = add_count(counts.get(image.owner.to_bytes())?, 1);
+            counts.insert(&image.owner.to_bytes(), &count)?;
+            let state = tx_encode(&ThumbState::Pending)?;
+            for h in tier.thumbnail_heights.iter() {
+                let key = thumb_key(image.id, h.get());
+                thumbs.insert(key.as_slice(), state.as_slice())?;
+                pending.insert(key, &[])?;
+            }
+            Ok(tier)
+        })?;
+        Ok(tier)
     }
 
     pub fn image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
@@ -461,7 +486,12 @@ impl SledRepo {
                 break;
             }
             if let Some(bytes) = id16(&key?[16..]) {
-                out.push(self.image(ImageId::from_bytes(bytes))?);
+                // Deleted between the key scan and the lookup: not part of the page.
+                match self.image(ImageId::from_bytes(bytes)) {
+                    Ok(image) => out.push(image),
+                    Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)
@@ -587,18 +617,23 @@ impl SledRepo {
 
     // ---- reconciliation (tier changes reaching existing images) --------------------------
 
-    pub fn reconcile_queue(&self) -> Result<Vec<UserId>, RepoError> {
+    /// Users whose images must be brought in line with their tier, each with the generation
+    /// of the change that queued them.
+    pub fn reconcile_queue(&self) -> Result<Vec<(UserId, IVec)>, RepoError> {
         let mut users = Vec::new();
-        for key in self.reconcile.iter().keys() {
-            if let Some(bytes) = id16(&key?) {
-                users.push(UserId::from_bytes(bytes));
+        for entry in self.reconcile.iter() {
+            let (key, generation) = entry?;
+            if let Some(bytes) = id16(&key) {
+                users.push((UserId::from_bytes(bytes), generation));
             }
         }
         Ok(users)
     }
 
-    pub fn reconcile_done(&self, user: UserId) -> Result<(), RepoError> {
-        self.reconcile.remove(user.to_bytes())?;
+    /// Clears a user's entry unless a newer change re-queued them meanwhile (then the
+    /// generation differs and the entry stays for the next pass).
+    pub fn reconcile_done(&self, user: UserId, generation: &IVec) -> Result<(), RepoError> {
+        let _ = self.reconcile.compare_and_swap(user.to_bytes(), Some(generation), None::<&[u8]>)?;
         Ok(())
     }
 

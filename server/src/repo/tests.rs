@@ -30,7 +30,7 @@ fn user(repo: &SledRepo, name: &str, tier: &str) -> UserRecord {
     user
 }
 
-fn image(repo: &SledRepo, owner: UserId, heights: &[u32]) -> ImageRecord {
+fn image(repo: &SledRepo, owner: UserId) -> ImageRecord {
     std::thread::sleep(std::time::Duration::from_millis(2)); // distinct ULID timestamps
     let record = ImageRecord {
         id: ImageId::from_ulid(ulid::Ulid::new()),
@@ -42,9 +42,7 @@ fn image(repo: &SledRepo, owner: UserId, heights: &[u32]) -> ImageRecord {
         size_bytes: 10,
         created_at: Utc::now(),
     };
-    let heights: Vec<_> =
-        heights.iter().map(|&h| imageapi_shared::domain::Height::parse(h.into()).expect("h")).collect();
-    repo.insert_image(&record, &heights).expect("insert");
+    repo.insert_image(&record).expect("insert");
     record
 }
 
@@ -73,8 +71,8 @@ fn a_users_images_page_newest_first_with_an_exclusive_cursor() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
     let bob = user(&repo, "bob", "basic");
-    let ids: Vec<_> = (0..5).map(|_| image(&repo, ann.id, &[200]).id).collect();
-    image(&repo, bob.id, &[200]);
+    let ids: Vec<_> = (0..5).map(|_| image(&repo, ann.id).id).collect();
+    image(&repo, bob.id);
 
     let first = repo.user_images(ann.id, None, 2).expect("page");
     assert_eq!(first.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
@@ -89,7 +87,7 @@ fn a_users_images_page_newest_first_with_an_exclusive_cursor() {
 fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
-    let img = image(&repo, ann.id, &[200]);
+    let img = image(&repo, ann.id);
     assert_eq!(repo.pending_thumbnails().expect("pending").get(&img.id), Some(&vec![200]));
 
     assert!(repo.apply_outcome(&ready(img.id, 200)).expect("apply"));
@@ -109,7 +107,7 @@ fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready() {
 fn an_outcome_for_a_deleted_image_is_reported_as_not_found() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
-    let img = image(&repo, ann.id, &[200]);
+    let img = image(&repo, ann.id);
     repo.delete_image(img.id).expect("delete");
     assert!(matches!(repo.apply_outcome(&ready(img.id, 200)), Err(RepoError::NotFound)));
     assert!(repo.pending_thumbnails().expect("pending").is_empty(), "pending records go with the image");
@@ -120,7 +118,7 @@ fn an_outcome_for_a_deleted_image_is_reported_as_not_found() {
 fn deleting_an_image_deletes_its_links() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "enterprise");
-    let img = image(&repo, ann.id, &[200]);
+    let img = image(&repo, ann.id);
     let link = LinkRecord {
         id: LinkId::from_ulid(ulid::Ulid::new()),
         owner: ann.id,
@@ -140,7 +138,7 @@ fn deleting_an_image_deletes_its_links() {
 fn a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "enterprise");
-    let img = image(&repo, ann.id, &[200]);
+    let img = image(&repo, ann.id);
     let created = Utc::now();
     let link = LinkRecord {
         id: LinkId::from_ulid(ulid::Ulid::new()),
@@ -187,22 +185,54 @@ fn tier_changes_queue_the_affected_users_for_reconciliation() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
     let bob = user(&repo, "bob", "premium");
-    assert!(repo.reconcile_queue().expect("queue").is_empty());
+    let queued =
+        |repo: &SledRepo| repo.reconcile_queue().expect("queue").into_iter().map(|(u, _)| u).collect::<Vec<_>>();
+    assert!(queued(&repo).is_empty());
     repo.update_tier(&TierId::parse("basic").expect("id"), |t| {
         t.thumbnail_heights = Heights::parse(&[100, 200]).expect("h")
     })
     .expect("edit");
-    assert_eq!(repo.reconcile_queue().expect("queue"), vec![ann.id]);
-    repo.reconcile_done(ann.id).expect("done");
+    assert_eq!(queued(&repo), vec![ann.id]);
+    let (_, generation) = repo.reconcile_queue().expect("queue").remove(0);
+    repo.reconcile_done(ann.id, &generation).expect("done");
+    assert!(queued(&repo).is_empty());
     repo.update_user(bob.id, |u| u.tier = TierId::parse("enterprise").expect("id")).expect("move");
-    assert_eq!(repo.reconcile_queue().expect("queue"), vec![bob.id]);
+    assert_eq!(queued(&repo), vec![bob.id]);
+}
+
+#[test]
+fn a_change_that_arrives_during_reconciliation_is_not_lost() {
+    let (_dir, repo) = repo();
+    let ann = user(&repo, "ann", "basic");
+    repo.update_user(ann.id, |u| u.tier = TierId::parse("premium").expect("id")).expect("move");
+    let (_, seen) = repo.reconcile_queue().expect("queue").remove(0);
+    // While the reconciler works from `seen`, the user moves again.
+    repo.update_user(ann.id, |u| u.tier = TierId::parse("enterprise").expect("id")).expect("move again");
+    repo.reconcile_done(ann.id, &seen).expect("done");
+    let left: Vec<_> = repo.reconcile_queue().expect("queue").into_iter().map(|(u, _)| u).collect();
+    assert_eq!(left, vec![ann.id], "the newer change must still be queued");
+}
+
+#[test]
+fn an_image_gets_its_owners_current_tier_and_needs_a_live_owner() {
+    let (_dir, repo) = repo();
+    let ann = user(&repo, "ann", "basic");
+    repo.update_user(ann.id, |u| u.tier = TierId::parse("premium").expect("id")).expect("move");
+    let img = image(&repo, ann.id);
+    assert_eq!(repo.thumbnails(img.id).expect("thumbs").keys().copied().collect::<Vec<_>>(), vec![200, 400]);
+
+    repo.update_user(ann.id, |u| u.is_active = false).expect("deactivate");
+    let late = ImageRecord { id: ImageId::from_ulid(ulid::Ulid::new()), ..img.clone() };
+    assert!(matches!(repo.insert_image(&late), Err(RepoError::NotFound)), "inactive owner");
+    repo.delete_user(ann.id).expect("delete");
+    assert!(matches!(repo.insert_image(&late), Err(RepoError::NotFound)), "deleted owner");
 }
 
 #[test]
 fn ensure_thumbnails_adds_only_missing_heights() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
-    let img = image(&repo, ann.id, &[200]);
+    let img = image(&repo, ann.id);
     repo.apply_outcome(&ready(img.id, 200)).expect("ready");
     assert_eq!(repo.ensure_thumbnails(img.id, &[200, 400]).expect("ensure"), vec![400]);
     assert_eq!(repo.ensure_thumbnails(img.id, &[200, 400]).expect("ensure"), Vec::<u32>::new());

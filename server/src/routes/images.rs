@@ -75,28 +75,32 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes"))
 }
 
-/// Reads the `image` field into memory, refusing more than `limit` bytes.
+/// Reads the `image` field into memory, refusing more than `limit` bytes of file and more
+/// than `limit` plus multipart overhead of body in all (other fields are read and dropped).
 async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(String, bytes::Bytes), ApiError> {
+    let malformed = |e: actix_multipart::MultipartError| ApiError::BadRequest(format!("malformed multipart body: {e}"));
+    let body_limit = limit + MULTIPART_OVERHEAD;
+    let mut body_bytes = 0u64;
     let mut found: Option<(String, BytesMut)> = None;
     while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
-        if field.name() != Some("image") || found.is_some() {
-            while let Some(chunk) = field.next().await {
-                chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
-            }
-            continue;
-        }
+        let mut field = field.map_err(malformed)?;
+        let wanted = field.name() == Some("image") && found.is_none();
         let name = display_name(field.content_disposition().and_then(|cd| cd.get_filename()));
         let mut buffer = BytesMut::new();
         while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
-            if (buffer.len() + chunk.len()) as u64 > limit {
+            let chunk = chunk.map_err(malformed)?;
+            body_bytes += chunk.len() as u64;
+            if body_bytes > body_limit || (wanted && (buffer.len() + chunk.len()) as u64 > limit) {
                 drain(multipart).await;
                 return Err(too_large(limit));
             }
-            buffer.extend_from_slice(&chunk);
+            if wanted {
+                buffer.extend_from_slice(&chunk);
+            }
         }
-        found = Some((name, buffer));
+        if wanted {
+            found = Some((name, buffer));
+        }
     }
     let (name, buffer) =
         found.ok_or_else(|| ApiError::field("image", "send the file in a multipart field named 'image'"))?;
@@ -135,7 +139,11 @@ pub async fn upload(
         return Err(too_large(limit));
     }
     let _slot = state.upload_slots.acquire().await.map_err(ApiError::internal)?;
-    let (name, bytes) = read_image_field(multipart, limit).await?;
+    // A deadline keeps slow or stalled clients from holding an upload slot for ever.
+    let (name, bytes) =
+        tokio::time::timeout(state.upload_timeout, read_image_field(multipart, limit)).await.map_err(|_| {
+            ApiError::RequestTimeout(format!("the upload took longer than {} s", state.upload_timeout.as_secs()))
+        })??;
 
     let limits = state.limits;
     let probe_input = bytes.clone();
@@ -145,8 +153,6 @@ pub async fn upload(
         ProbeError::TooLarge(msg) => ApiError::PayloadTooLarge(msg),
     })?;
 
-    let tier_id = user.tier.clone();
-    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
     let record = ImageRecord {
         id: new_image_id(),
         owner: user.id,
@@ -160,12 +166,15 @@ pub async fn upload(
     let original = BlobKey::original(record.id);
     state.store.put(&original, bytes).await?;
 
-    let heights: Vec<_> = tier.thumbnail_heights.as_slice().to_vec();
     let to_insert = record.clone();
-    if let Err(e) = state.repo(move |repo| repo.insert_image(&to_insert, &heights)).await {
-        let _ = state.store.delete(&original).await;
-        return Err(e);
-    }
+    let tier = match state.repo(move |repo| repo.insert_image(&to_insert)).await {
+        Ok(tier) => tier,
+        Err(e) => {
+            let _ = state.store.delete(&original).await;
+            // The owner was deleted or deactivated while the body was streaming.
+            return Err(if matches!(e, ApiError::NotFound) { ApiError::Unauthorized } else { e });
+        }
+    };
     state.flush().await?;
     state.thumbnails.enqueue(ThumbnailJob {
         image_id: record.id,
@@ -243,7 +252,13 @@ pub fn load_page(
         let tier = match tiers.get(&record.owner) {
             Some(tier) => tier.clone(),
             None => {
-                let tier = repo.tier(&repo.user(record.owner)?.tier)?;
+                let owner_tier = repo.user(record.owner).and_then(|owner| repo.tier(&owner.tier));
+                let tier = match owner_tier {
+                    Ok(tier) => tier,
+                    // Being deleted together with its owner: not part of the page.
+                    Err(crate::repo::RepoError::NotFound) => continue,
+                    Err(e) => return Err(e),
+                };
                 tiers.insert(record.owner, tier.clone());
                 tier
             }

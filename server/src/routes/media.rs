@@ -6,7 +6,7 @@
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{route, web, HttpRequest, HttpResponse};
 use imageapi_shared::domain::{Height, Variant};
 use imageapi_shared::store::{BlobKey, ByteRange, StoreError};
 
@@ -154,6 +154,8 @@ async fn serve_thumbnail(
 /// A pending thumbnail is waited for up to `IMAGEAPI_THUMBNAIL_WAIT_SECS`, then 503 with
 /// `Retry-After`. A failed one is 422 with the reason.
 #[utoipa::path(
+    get,
+    path = "/images/{id}/thumbnails/{height}",
     tag = "images",
     params(("id" = String, Path, description = "image id"), ("height" = u32, Path, description = "a height your tier grants")),
     responses(
@@ -167,7 +169,7 @@ async fn serve_thumbnail(
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-#[get("/images/{id}/thumbnails/{height}")]
+#[route("/images/{id}/thumbnails/{height}", method = "GET", method = "HEAD")]
 pub async fn thumbnail(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -187,6 +189,8 @@ pub async fn thumbnail(
 
 /// The original bytes, exactly as uploaded (tiers with the original link).
 #[utoipa::path(
+    get,
+    path = "/images/{id}/original",
     tag = "images",
     params(("id" = String, Path, description = "image id")),
     responses(
@@ -198,7 +202,7 @@ pub async fn thumbnail(
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-#[get("/images/{id}/original")]
+#[route("/images/{id}/original", method = "GET", method = "HEAD")]
 pub async fn original(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -218,6 +222,8 @@ pub async fn original(
 ///
 /// 404 if unknown or revoked (or the image or the owner's grant is gone), 410 once expired.
 #[utoipa::path(
+    get,
+    path = "/l/{token}",
     tag = "links",
     params(("token" = String, Path, description = "the link's secret token")),
     responses(
@@ -226,7 +232,7 @@ pub async fn original(
         (status = 410, description = "the link has expired", body = crate::error::Problem),
     )
 )]
-#[get("/l/{token}")]
+#[route("/l/{token}", method = "GET", method = "HEAD")]
 pub async fn public_link(
     req: HttpRequest,
     state: web::Data<AppState>,

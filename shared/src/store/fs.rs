@@ -53,6 +53,30 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(io::Error::other)?
 }
 
+/// Creates `dir` and any missing parents, fsyncing the parent of each folder it creates, so
+/// that a new shard folder (and with it the blob inside) survives a power loss.
+async fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut probe = Some(dir);
+    while let Some(d) = probe {
+        if tokio::fs::try_exists(d).await? {
+            break;
+        }
+        missing.push(d.to_owned());
+        probe = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(dir).await?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn remove_missing_ok(result: io::Result<()>) -> io::Result<()> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -67,7 +91,7 @@ impl BlobStore for FsBlobStore {
         let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
         let tmp = dir.join(format!(".tmp-{}", ulid::Ulid::new()));
         let write = async {
-            tokio::fs::create_dir_all(&dir).await?;
+            create_dir_durable(&dir).await?;
             let mut file = tokio::fs::File::create(&tmp).await?;
             file.write_all(&bytes).await?;
             file.sync_all().await?;

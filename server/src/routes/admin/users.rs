@@ -129,17 +129,25 @@ pub async fn detail(
     tag = "admin",
     params(("id" = String, Path, description = "user id")),
     request_body = UpdateUser,
-    responses((status = 200, body = UserView), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    responses(
+        (status = 200, body = UserView),
+        (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "locking yourself out", body = crate::error::Problem),
+    ),
     security(("basic" = []), ("bearer" = []))
 )]
 #[patch("/admin/users/{id}")]
 pub async fn update(
     state: web::Data<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
     path: web::Path<String>,
     body: web::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
+    if id == admin.id && (body.is_admin == Some(false) || body.is_active == Some(false)) {
+        return Err(ApiError::Conflict("you cannot deactivate yourself or remove your own admin rights".to_owned()));
+    }
     state.repo(move |repo| repo.user(id)).await?;
     let mut errors = FieldErrors::new();
     let tier = match &body.tier {
