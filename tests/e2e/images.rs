@@ -314,6 +314,17 @@ fn range_request_gives_206_with_content_range_and_just_those_bytes() {
         );
         assert_eq!(partial.body.len(), 100);
         assert!(partial.body == full.body[..100], "the range holds the first 100 bytes");
+
+        // If-Range: the range applies only while the client's ETag is current.
+        let etag = full.header("etag").expect("an ETag").to_owned();
+        let current = app
+            .send(app.request(Method::GET, &path, Some(&user)).header("range", "bytes=0-99").header("if-range", &etag));
+        let stale = app.send(
+            app.request(Method::GET, &path, Some(&user)).header("range", "bytes=0-99").header("if-range", "\"stale\""),
+        );
+        current.assert_status(206);
+        stale.assert_status(200);
+        assert_eq!(stale.body.len(), full.body.len(), "a stale If-Range gets the whole body");
     }
 }
 

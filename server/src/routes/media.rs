@@ -88,7 +88,11 @@ async fn serve(
         common(&mut builder);
         return Ok(builder.finish());
     }
-    let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), blob.size)?;
+    // If-Range: a range only applies while the client's copy is still current.
+    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| {
+        req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == blob.etag)
+    });
+    let range = parse_range(range_header, blob.size)?;
     let stream = state.store.open(&blob.key, range).await.map_err(|e| match e {
         StoreError::NotFound(_) => ApiError::internal(anyhow::anyhow!("blob {} is missing", blob.key.as_str())),
         other => other.into(),

@@ -1,1 +1,0 @@
-//! Black-box test crate; see e2e/.
