@@ -106,6 +106,7 @@ pub struct Problem {
     pub detail: String,
     /// Present on validation problems: messages per request field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, additional_properties = true)]
     pub errors: Option<FieldErrors>,
 }
 

@@ -319,6 +319,8 @@ pub struct UpdateTier {
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
+    /// Readiness only: `ok` or `error` per check (metadata, blobs, queue).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub checks: Option<std::collections::BTreeMap<&'static str, String>>,
 }
