@@ -37,8 +37,7 @@ impl AppState {
         F: FnOnce(&SledRepo) -> Result<T, crate::repo::RepoError> + Send + 'static,
         T: Send + 'static,
     {
-        let repo = self.repo.clone();
-        Ok(actix_web::web::block(move || f(&repo)).await??)
+        Ok(self.repo.blocking(f).await?)
     }
 
     /// Makes acknowledged writes durable before the response goes out.

@@ -85,10 +85,7 @@ impl Thumbnails {
         &self,
         f: impl FnOnce(&SledRepo) -> Result<T, RepoError> + Send + 'static,
     ) -> Result<T, RepoError> {
-        let repo = self.repo.clone();
-        tokio::task::spawn_blocking(move || f(&repo))
-            .await
-            .map_err(|e| RepoError::Storage(sled::Error::ReportableBug(format!("blocking task: {e}"))))?
+        self.repo.blocking(f).await
     }
 
     /// Applies an outcome durably and wakes waiters. An outcome for a deleted image removes

@@ -18,7 +18,12 @@ fn createsuperuser(data_dir: &std::path::Path, username: &str, password: &str) -
         .stderr(Stdio::piped())
         .spawn()
         .expect("start createsuperuser");
-    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write password");
+    // The command may refuse (e.g. a locked database) and exit before reading its stdin:
+    // a broken pipe here is that refusal, which the exit status and stderr then show.
+    match child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write password: {e}"),
+        _ => {}
+    }
     child.wait_with_output().expect("createsuperuser finishes")
 }
 

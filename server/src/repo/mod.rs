@@ -162,6 +162,19 @@ impl SledRepo {
         })
     }
 
+    /// Runs repository calls off the async runtime (sled blocks): the one way async code
+    /// reaches the repository.
+    pub async fn blocking<T, F>(self: &std::sync::Arc<Self>, f: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(&SledRepo) -> Result<T, RepoError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let repo = self.clone();
+        tokio::task::spawn_blocking(move || f(&repo))
+            .await
+            .map_err(|e| RepoError::Storage(sled::Error::ReportableBug(format!("blocking task: {e}"))))?
+    }
+
     /// Makes every write so far durable. Call before acknowledging a write.
     pub async fn flush(&self) -> Result<(), RepoError> {
         self.db.flush_async().await?;
@@ -338,8 +351,7 @@ impl SledRepo {
         Ok(user)
     }
 
-    /// Deletes a user with their tokens; returns their images, which the caller deletes
-    /// (with blobs and links) through [`SledRepo::delete_image`] first.
+    /// A user's image ids (all of them; for deleting a user, who loses their images first).
     pub fn user_image_ids(&self, user: UserId) -> Result<Vec<ImageId>, RepoError> {
         let mut ids = Vec::new();
         for key in self.user_images.scan_prefix(user.to_bytes()).keys() {
@@ -350,6 +362,8 @@ impl SledRepo {
         Ok(ids)
     }
 
+    /// Deletes a user with their tokens and links. Their images must be deleted first
+    /// (with blobs), through [`SledRepo::delete_image`].
     pub fn delete_user(&self, id: UserId) -> Result<(), RepoError> {
         let _guard = self.lock_admin();
         let user = self.user(id)?;
