@@ -48,7 +48,8 @@ pub struct Config {
     /// Base of every link the API returns (default: http:// + the bound address).
     #[arg(long, env = "IMAGEAPI_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// Redis for the scaled-out job queue (not supported by this release yet).
+    /// Redis for the scaled-out job queue: jobs go to `imageapi-worker` processes (unset: the
+    /// embedded queue makes thumbnails in this process).
     #[arg(long, env = "IMAGEAPI_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
     /// Make sure this admin exists at start (with IMAGEAPI_ADMIN_PASSWORD).
@@ -57,7 +58,8 @@ pub struct Config {
     /// Read from the environment only (a flag would show in `ps`).
     #[arg(skip = std::env::var("IMAGEAPI_ADMIN_PASSWORD").ok())]
     pub admin_password: Option<String>,
-    /// Thumbnail worker threads in this process (default: the number of cores; 0: make none).
+    /// Thumbnail worker threads in this process, embedded mode only (default: the number of
+    /// cores; 0: make none).
     #[arg(long, env = "IMAGEAPI_WORKERS", global = true)]
     pub workers: Option<usize>,
     /// Largest accepted upload in bytes.

@@ -2,13 +2,16 @@
 //!
 //! [`startup::Application`] wires everything: the sled metadata repository ([`repo`]), the
 //! blob store, authentication ([`auth`]), the thumbnail bookkeeping ([`thumbnails`]) with the
-//! embedded apalis queue and render pool from `imageapi-worker`, and the routes ([`routes`]).
-//! Errors become problem+json in one place ([`error`]).
+//! job queue from `imageapi-worker` (embedded apalis queue and render pool, or Redis), the
+//! routes ([`routes`]) and the Prometheus metrics ([`metrics`]). Errors become problem+json in
+//! one place ([`error`]).
 
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod ids;
+pub mod metrics;
 pub mod openapi;
 pub mod repo;
 pub mod routes;

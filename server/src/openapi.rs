@@ -14,6 +14,7 @@ use crate::routes;
     paths(
         routes::health::healthz,
         routes::health::readyz,
+        routes::health::metrics,
         routes::me::me,
         routes::images::upload,
         routes::images::list,
@@ -40,14 +41,16 @@ use crate::routes;
         routes::admin::browse::images,
         routes::admin::browse::links,
         routes::admin::browse::revoke_link,
+        routes::admin::queue::status,
+        routes::admin::queue::retry,
     ),
     modifiers(&Security),
     tags(
         (name = "images", description = "Upload, list and fetch your images"),
         (name = "links", description = "Expiring links anyone can fetch"),
         (name = "account", description = "Who you are and what your tier grants"),
-        (name = "admin", description = "Users, tokens, tiers (admins only)"),
-        (name = "operations", description = "Health and readiness"),
+        (name = "admin", description = "Users, tokens, tiers, images, links, the job queue (admins only)"),
+        (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 struct ApiDoc;
@@ -64,7 +67,10 @@ impl Modify for Security {
 
 /// Routes under the `/api/v1` scope are declared relative to it; give them their full path.
 fn is_scoped(path: &str) -> bool {
-    !(path.starts_with("/healthz") || path.starts_with("/readyz") || path.starts_with("/l/"))
+    !(path.starts_with("/healthz")
+        || path.starts_with("/readyz")
+        || path.starts_with("/metrics")
+        || path.starts_with("/l/"))
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

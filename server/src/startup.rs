@@ -1,5 +1,6 @@
 //! Building and running the application: open storage, seed tiers, ensure the bootstrap admin,
-//! start the embedded queue and render pool, recover pending thumbnails, and serve HTTP.
+//! start the job queue (embedded: in-process queue and render pool; Redis: dispatcher and
+//! results reader for worker processes), and serve HTTP.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use imageapi_shared::store::{BlobStore, FsBlobStore};
-use imageapi_worker::{JobContext, ThumbnailPool};
+use imageapi_worker::redis::results::ResultsReader;
+use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -17,9 +19,10 @@ use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{self, ApiError};
+use crate::metrics::ServerMetrics;
 use crate::repo::SledRepo;
 use crate::state::AppState;
-use crate::thumbnails::{DirectSink, Thumbnails};
+use crate::thumbnails::{self, DirectSink, Thumbnails};
 use crate::{openapi, routes, superuser};
 
 /// Largest JSON request body (every JSON body of this API is tiny).
@@ -29,12 +32,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    if config.redis_url.is_some() {
-        anyhow::bail!(
-            "IMAGEAPI_REDIS_URL is set, but this release runs only the embedded queue (the Redis queue and \
-             imageapi-worker processes come with the scale-out release); unset it to run embedded"
-        );
-    }
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
         println!("imageapi-server listening on {}", app.local_url());
@@ -68,29 +65,51 @@ impl Application {
                 .with_context(|| format!("opening the blob store at {}", config.blob_dir().display()))?,
         );
 
-        let (queue, embedded) = imageapi_worker::embedded::queue();
-        let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue));
+        let metrics = ServerMetrics::new()?;
         let shutdown = CancellationToken::new();
-        let threads = config.worker_threads();
         let limits = config.limits();
-        let (worker, idle_queue) = if threads > 0 {
-            let ctx = Arc::new(JobContext {
-                pool: ThumbnailPool::start(threads),
-                store: store.clone(),
-                sink: Arc::new(DirectSink(thumbnails.clone())),
-                limits,
-            });
-            // Twice the threads in flight keeps the pool busy while jobs do I/O.
-            (Some(actix_web::rt::spawn(embedded.run(ctx, threads * 2, shutdown.clone()))), None)
-        } else {
-            tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
-            (None, Some(embedded))
+        let mut worker = None;
+        let mut idle_queue = None;
+        let threads = config.worker_threads();
+        let thumbnails = match &config.redis_url {
+            Some(url) => {
+                let conn = imageapi_worker::redis::connect(url)?;
+                let queue = Arc::new(imageapi_worker::redis::RedisQueue::new(conn));
+                let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone()));
+                // Its own connection: a blocking read would hold up every other command on a
+                // shared (multiplexed) one.
+                let reader = ResultsReader::new(imageapi_worker::redis::connect(url)?);
+                thumbnails::spawn_redis_tasks(thumbnails.clone(), reader);
+                tracing::info!("thumbnail jobs go to Redis for imageapi-worker processes");
+                thumbnails
+            }
+            None => {
+                let (queue, embedded) = imageapi_worker::embedded::queue();
+                let thumbnails =
+                    Arc::new(Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics.clone()));
+                if threads > 0 {
+                    let ctx = Arc::new(JobContext {
+                        pool: ThumbnailPool::start(threads),
+                        store: store.clone(),
+                        sink: Arc::new(DirectSink(thumbnails.clone())),
+                        limits,
+                        worker_name: "embedded".into(),
+                        metrics: WorkerMetrics::register(&metrics.registry)?,
+                    });
+                    // Twice the threads in flight keeps the pool busy while jobs do I/O.
+                    worker = Some(actix_web::rt::spawn(embedded.run(ctx, threads * 2, shutdown.clone())));
+                } else {
+                    tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
+                    idle_queue = Some(embedded);
+                }
+                thumbnails
+            }
         };
-        let recovered = thumbnails.enqueue_uncovered_pending().await?;
-        if recovered > 0 {
-            tracing::info!(jobs = recovered, "re-enqueued pending thumbnails from before the restart");
+        let adopted = thumbnails.adopt_uncovered_pending().await?;
+        if adopted > 0 {
+            tracing::info!(jobs = adopted, "recorded jobs for pending thumbnails that had none");
         }
-        actix_web::rt::spawn(thumbnails.clone().run_sweeper());
+        actix_web::rt::spawn(thumbnails.clone().run_dispatcher());
         actix_web::rt::spawn(thumbnails.clone().run_reconciler());
         thumbnails.wake_reconciler();
         spawn_link_purger(repo.clone(), Duration::from_secs(config.expired_link_retention_hours * 3600));
@@ -111,6 +130,7 @@ impl Application {
             auth: Arc::new(Authenticator::new(repo.clone())?),
             thumbnails,
             clock: Clock::default(),
+            metrics,
             upload_slots: tokio::sync::Semaphore::new(crate::state::UPLOAD_SLOTS),
         });
         let server = http_server(state.clone(), listener)?;
@@ -140,20 +160,27 @@ impl Application {
 fn http_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
     let doc = openapi::document();
     let server = HttpServer::new(move || {
+        let metrics = state.metrics.clone();
         App::new()
             .app_data(state.clone())
             .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let method = req.method().clone();
                 let call = srv.call(req);
+                let metrics = metrics.clone();
                 async move {
                     let res = call.await?;
-                    // The route pattern, not the path: paths can carry link tokens.
+                    // The route pattern, not the path: paths carry ids and link tokens, and
+                    // one label value per path would grow the metrics without bound.
                     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-                    tracing::info!(%method, %route, status = res.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+                    let status = res.status().as_u16();
+                    let elapsed = started.elapsed();
+                    metrics.http_requests.with_label_values(&[method.as_str(), &route, &status.to_string()]).inc();
+                    metrics.http_duration.with_label_values(&[&route]).observe(elapsed.as_secs_f64());
+                    tracing::info!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
                     Ok(res)
                 }
             })

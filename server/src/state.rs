@@ -7,6 +7,7 @@ use imageapi_shared::store::BlobStore;
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
+use crate::metrics::ServerMetrics;
 use crate::repo::SledRepo;
 use crate::thumbnails::Thumbnails;
 
@@ -22,6 +23,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub thumbnails: Arc<Thumbnails>,
     pub clock: Clock,
+    pub metrics: ServerMetrics,
     /// Bounds how many uploads are buffered at once (each up to the upload limit), so memory
     /// stays bounded under a burst; further uploads wait for a slot.
     pub upload_slots: tokio::sync::Semaphore,

@@ -324,3 +324,61 @@ pub struct Health {
     #[schema(value_type = Option<Object>)]
     pub checks: Option<std::collections::BTreeMap<&'static str, String>>,
 }
+
+// ---- the job queue (admins) ---------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueView {
+    /// `embedded` (in-process) or `redis` (worker processes).
+    #[schema(example = "redis")]
+    pub mode: String,
+    /// Waiting to run, including retries waiting for their backoff.
+    pub pending: u64,
+    /// Held by a worker.
+    pub running: u64,
+    /// Finished: thumbnails made, or reported failed for a bad image. (Embedded: since start.)
+    pub done: u64,
+    /// Given up after the last attempt; see `failed_jobs`, and retry them.
+    pub failed: u64,
+    /// Accepted by this server but not yet handed to the queue (it was unreachable).
+    pub undelivered: u64,
+    /// Jobs whose results were recorded in the last 60 seconds.
+    pub throughput_per_minute: u64,
+    pub workers: Vec<QueueWorkerView>,
+    /// Failed jobs (at most 100; `failed` is the exact count).
+    pub failed_jobs: Vec<FailedJobView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueWorkerView {
+    pub name: String,
+    pub last_heartbeat: DateTime<Utc>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_secs: i64,
+    /// Jobs the worker holds now.
+    pub jobs: Vec<QueueJobView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueJobView {
+    pub job: String,
+    pub image_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedJobView {
+    pub job: String,
+    pub image_id: Option<String>,
+    pub heights: Vec<u32>,
+    pub reason: String,
+    pub attempts: u32,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryView {
+    pub job: String,
+    /// Always `queued`: the job is back in line with fresh attempts.
+    #[schema(example = "queued")]
+    pub status: &'static str,
+}

@@ -42,7 +42,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         size_bytes: 4,
         created_at: now,
     };
-    state.repo.insert_image(&image).expect("image");
+    state.repo.insert_image(&image, imageapi_server::ids::new_job_id()).expect("image");
     state.store.put(&BlobKey::original(image.id), Bytes::from_static(b"blob")).await.expect("blob");
     let (token, hash) = imageapi_server::auth::new_secret("l_");
     let link = LinkRecord {

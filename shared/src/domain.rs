@@ -59,6 +59,10 @@ ulid_id!(
     UserId
 );
 ulid_id!(
+    /// A thumbnail job; also its task id in the queue, so delivering it twice is a no-op.
+    JobId
+);
+ulid_id!(
     /// An API token (its id, not its secret).
     TokenId
 );

@@ -1,17 +1,20 @@
 //! The thumbnail job a server enqueues and the outcome a worker reports back.
 //!
 //! A job names an image and the heights still to make; the worker reads the original from the
-//! blob store, writes each thumbnail back, and reports one [`ThumbnailOutcome`] per height.
-//! Applying an outcome twice must be harmless, so outcomes carry everything needed to apply them.
+//! blob store, writes each thumbnail back, and reports one [`JobReport`] with a
+//! [`ThumbnailOutcome`] per height. Applying a report twice must be harmless, so outcomes carry
+//! everything needed to apply them.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ImageId;
+use crate::domain::{ImageId, JobId};
 use crate::pipeline::ImageFormat;
 
 /// Make these thumbnails of one image, all from one decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThumbnailJob {
+    /// Unique per job and time-ordered (it tells when the job was created).
+    pub id: JobId,
     pub image_id: ImageId,
     pub format: ImageFormat,
     pub heights: Vec<u32>,
@@ -34,4 +37,17 @@ pub enum ThumbnailResult {
     Ready { width: u32, height: u32, size_bytes: u64 },
     /// It cannot be made; the reason is shown to the user.
     Failed { reason: String },
+}
+
+/// Everything a finished job reports, in one message: the server applies it atomically and
+/// then forgets the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job_id: JobId,
+    pub image_id: ImageId,
+    pub outcomes: Vec<ThumbnailOutcome>,
+    /// The worker that ran it (for logs).
+    pub worker: String,
+    /// Time spent on the job by the worker, in milliseconds.
+    pub duration_ms: u64,
 }

@@ -13,7 +13,8 @@ use crate::helpers::{id_of, result_ids, spawn_app, spawn_app_with, ServerOptions
 #[test]
 fn pending_thumbnails_are_made_after_a_crash_and_restart() {
     // Arrange: a server that processes no thumbnail jobs, and waits 1 s on pending ones
-    let mut app = spawn_app_with(ServerOptions { workers: Some(0), thumbnail_wait_secs: Some(1) });
+    let mut app =
+        spawn_app_with(ServerOptions { workers: Some(0), thumbnail_wait_secs: Some(1), ..ServerOptions::default() });
     let user = app.create_user("premium");
     let source = (600, 450);
     let ids: Vec<String> = (0..3u8)

@@ -3,26 +3,25 @@
 //! Errors are split by what a retry could change: a bad image or a crashed renderer is final
 //! and is reported as `failed` thumbnails (the job then succeeds, so the queue does not retry
 //! it); a blob-store or reporting failure is transient and returned as [`JobError`], so the
-//! queue retries the job. Outcomes are idempotent, so a retried job that had partly reported
-//! does no harm.
+//! queue retries the job. Reports are idempotent, so a job run twice (a retry, or an orphaned
+//! job recovered from a dead worker) does no harm.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
-use imageapi_shared::jobs::{ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::Limits;
 use imageapi_shared::store::{BlobKey, BlobStore, StoreError};
 
+use crate::metrics::WorkerMetrics;
 use crate::pool::{RenderError, ThumbnailPool};
 
-/// Where outcomes go: in embedded mode straight into the server's metadata store.
+/// Where a finished job's report goes: in embedded mode straight into the server's metadata
+/// store, with Redis onto the results stream the server consumes.
 #[async_trait]
 pub trait OutcomeSink: Send + Sync + 'static {
-    async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()>;
-
-    /// The queue is done with this job: it succeeded, or it failed its last retry (its
-    /// thumbnails then stay pending for the server's sweep to enqueue again).
-    fn job_settled(&self, _job: &ThumbnailJob) {}
+    async fn report(&self, report: JobReport) -> anyhow::Result<()>;
 }
 
 /// What a job needs; shared by all jobs of a worker.
@@ -31,6 +30,9 @@ pub struct JobContext {
     pub store: Arc<dyn BlobStore>,
     pub sink: Arc<dyn OutcomeSink>,
     pub limits: Limits,
+    /// Names the worker in reports and logs.
+    pub worker_name: String,
+    pub metrics: WorkerMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,49 +45,65 @@ pub enum JobError {
     PoolUnavailable(RenderError),
 }
 
-#[tracing::instrument(skip_all, fields(image = %job.image_id, heights = ?job.heights))]
+#[tracing::instrument(skip_all, fields(job = %job.id, image = %job.image_id, heights = ?job.heights))]
 pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError> {
+    let started = Instant::now();
+    let outcomes = make_thumbnails(&job, ctx).await?;
+    let duration = started.elapsed();
+    ctx.metrics.job_duration.observe(duration.as_secs_f64());
+    let failed = outcomes.iter().any(|o| matches!(o.result, ThumbnailResult::Failed { .. }));
+    let report = JobReport {
+        job_id: job.id,
+        image_id: job.image_id,
+        outcomes,
+        worker: ctx.worker_name.clone(),
+        duration_ms: duration.as_millis() as u64,
+    };
+    ctx.sink.report(report).await.map_err(JobError::Report)?;
+    ctx.metrics.jobs.with_label_values(&[if failed { "failed" } else { "ready" }]).inc();
+    Ok(())
+}
+
+/// Renders and stores every height; a bad image becomes `failed` outcomes, not an error.
+async fn make_thumbnails(job: &ThumbnailJob, ctx: &JobContext) -> Result<Vec<ThumbnailOutcome>, JobError> {
     let original = match ctx.store.get(&BlobKey::original(job.image_id)).await {
         Ok(bytes) => bytes,
         // The image was deleted after the job was queued: nothing to make.
-        Err(StoreError::NotFound(_)) => return report_all_failed(&job, "the original is missing", ctx).await,
+        Err(StoreError::NotFound(_)) => return Ok(all_failed(job, "the original is missing")),
         Err(e) => return Err(e.into()),
     };
-    let started = std::time::Instant::now();
     match ctx.pool.render(original, job.heights.clone(), ctx.limits).await {
         Ok(thumbnails) => {
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "rendered");
+            let mut outcomes = Vec::with_capacity(thumbnails.len());
             for thumb in thumbnails {
                 let key = BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format);
                 let size_bytes = thumb.bytes.len() as u64;
                 ctx.store.put(&key, thumb.bytes.into()).await?;
-                let outcome = ThumbnailOutcome {
+                outcomes.push(ThumbnailOutcome {
                     image_id: job.image_id,
                     format: job.format,
                     requested_height: thumb.requested_height,
                     result: ThumbnailResult::Ready { width: thumb.width, height: thumb.height, size_bytes },
-                };
-                ctx.sink.report(outcome).await.map_err(JobError::Report)?;
+                });
             }
-            Ok(())
+            Ok(outcomes)
         }
         Err(e @ RenderError::Unavailable(_)) => Err(JobError::PoolUnavailable(e)),
         Err(e) => {
             tracing::warn!(error = %e, "thumbnails failed");
-            report_all_failed(&job, &e.to_string(), ctx).await
+            Ok(all_failed(job, &e.to_string()))
         }
     }
 }
 
-async fn report_all_failed(job: &ThumbnailJob, reason: &str, ctx: &JobContext) -> Result<(), JobError> {
-    for &requested_height in &job.heights {
-        let outcome = ThumbnailOutcome {
+fn all_failed(job: &ThumbnailJob, reason: &str) -> Vec<ThumbnailOutcome> {
+    job.heights
+        .iter()
+        .map(|&requested_height| ThumbnailOutcome {
             image_id: job.image_id,
             format: job.format,
             requested_height,
             result: ThumbnailResult::Failed { reason: reason.to_owned() },
-        };
-        ctx.sink.report(outcome).await.map_err(JobError::Report)?;
-    }
-    Ok(())
+        })
+        .collect()
 }

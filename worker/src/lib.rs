@@ -6,17 +6,26 @@
 //!   pool; the job's thumbnails are marked failed with the reason.
 //! - [`job`]: [`run_job`], the work of one job — read the original from the blob store, render
 //!   every pending height from one decode, write the thumbnails back, report one
-//!   [`ThumbnailOutcome`] per height through an [`OutcomeSink`].
-//! - [`embedded`]: the in-process apalis `MemoryStorage` queue and its worker, for the
-//!   single-process (embedded) mode.
+//!   [`JobReport`] through an [`OutcomeSink`].
+//! - [`queue`]: [`JobQueue`], what the server needs from either queue.
+//! - [`embedded`]: the in-process apalis `MemoryStorage` queue and its worker (one process).
+//! - [`redis`]: the apalis-redis queue, the results stream, and the worker process's consumer.
+//! - [`config`]: the `imageapi-worker` process's settings; [`metrics`]: its Prometheus metrics.
 //!
 //! [`ThumbnailJob`]: imageapi_shared::jobs::ThumbnailJob
-//! [`ThumbnailOutcome`]: imageapi_shared::jobs::ThumbnailOutcome
+//! [`JobReport`]: imageapi_shared::jobs::JobReport
 
+pub mod config;
 pub mod embedded;
 pub mod job;
+pub mod metrics;
 pub mod pool;
+pub mod queue;
+pub mod redis;
+pub mod service;
 
 pub use embedded::{EmbeddedQueue, EmbeddedWorker};
 pub use job::{run_job, JobContext, JobError, OutcomeSink};
+pub use metrics::WorkerMetrics;
 pub use pool::{RenderError, ThumbnailPool};
+pub use queue::{JobQueue, QueueError, QueueMode, QueueSnapshot};

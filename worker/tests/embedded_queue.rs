@@ -7,10 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use imageapi_shared::domain::ImageId;
-use imageapi_shared::jobs::{ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::domain::JobId;
+use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::{ImageFormat, Limits};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
-use imageapi_worker::{embedded, JobContext, OutcomeSink, ThumbnailPool};
+use imageapi_worker::{embedded, JobContext, JobQueue, OutcomeSink, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -18,10 +19,25 @@ struct Collect(Mutex<Vec<ThumbnailOutcome>>);
 
 #[async_trait]
 impl OutcomeSink for Collect {
-    async fn report(&self, outcome: ThumbnailOutcome) -> anyhow::Result<()> {
-        self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(outcome);
+    async fn report(&self, report: JobReport) -> anyhow::Result<()> {
+        self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(report.outcomes);
         Ok(())
     }
+}
+
+fn context(threads: usize, store: Arc<FsBlobStore>, sink: Arc<Collect>) -> Arc<JobContext> {
+    Arc::new(JobContext {
+        pool: ThumbnailPool::start(threads),
+        store,
+        sink,
+        limits: Limits::default(),
+        worker_name: "test".into(),
+        metrics: WorkerMetrics::unregistered(),
+    })
+}
+
+fn job(image_id: ImageId, format: ImageFormat, heights: Vec<u32>) -> ThumbnailJob {
+    ThumbnailJob { id: JobId::from_ulid(ulid::Ulid::new()), image_id, format, heights }
 }
 
 fn png(width: u32, height: u32) -> Bytes {
@@ -47,12 +63,7 @@ async fn a_pushed_job_is_rendered_stored_and_reported_per_height() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
     let sink = Arc::new(Collect::default());
-    let ctx = Arc::new(JobContext {
-        pool: ThumbnailPool::start(2),
-        store: store.clone(),
-        sink: sink.clone(),
-        limits: Limits::default(),
-    });
+    let ctx = context(2, store.clone(), sink.clone());
     let (queue, worker) = embedded::queue();
     let shutdown = CancellationToken::new();
     let running = actix_rt::spawn(worker.run(ctx, 2, shutdown.clone()));
@@ -61,8 +72,10 @@ async fn a_pushed_job_is_rendered_stored_and_reported_per_height() {
     store.put(&BlobKey::original(good), png(300, 100)).await.expect("put");
     let broken = ImageId::from_ulid(ulid::Ulid::new());
     store.put(&BlobKey::original(broken), Bytes::from_static(b"\x89PNG\r\n\x1a\nnot really")).await.expect("put");
-    queue.push(ThumbnailJob { image_id: good, format: ImageFormat::Png, heights: vec![50, 20] }).expect("push");
-    queue.push(ThumbnailJob { image_id: broken, format: ImageFormat::Png, heights: vec![50] }).expect("push");
+    queue
+        .push(&[job(good, ImageFormat::Png, vec![50, 20]), job(broken, ImageFormat::Png, vec![50])])
+        .await
+        .expect("push");
 
     let outcomes = outcomes_after(&sink, 3).await;
     let ready: Vec<_> = outcomes
@@ -88,15 +101,60 @@ async fn a_job_for_a_missing_original_reports_failure_instead_of_retrying_foreve
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
     let sink = Arc::new(Collect::default());
-    let ctx =
-        Arc::new(JobContext { pool: ThumbnailPool::start(1), store, sink: sink.clone(), limits: Limits::default() });
+    let ctx = context(1, store, sink.clone());
     let (queue, worker) = embedded::queue();
     let shutdown = CancellationToken::new();
     actix_rt::spawn(worker.run(ctx, 1, shutdown.clone()));
 
     let gone = ImageId::from_ulid(ulid::Ulid::new());
-    queue.push(ThumbnailJob { image_id: gone, format: ImageFormat::Jpeg, heights: vec![200] }).expect("push");
+    queue.push(&[job(gone, ImageFormat::Jpeg, vec![200])]).await.expect("push");
     let outcomes = outcomes_after(&sink, 1).await;
     assert!(matches!(&outcomes[0].result, ThumbnailResult::Failed { reason } if reason.contains("missing")));
+    shutdown.cancel();
+}
+
+#[actix_rt::test]
+async fn a_job_failing_every_attempt_is_listed_as_failed_and_an_admin_retry_runs_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
+    let sink = Arc::new(Collect::default());
+    let (queue, worker) = embedded::queue();
+    let shutdown = CancellationToken::new();
+    actix_rt::spawn(worker.run(context(1, store.clone(), sink.clone()), 1, shutdown.clone()));
+
+    let id = ImageId::from_ulid(ulid::Ulid::new());
+    store.put(&BlobKey::original(id), png(40, 40)).await.expect("put");
+    // A file where the image's thumbnail folder belongs: every write fails (transiently, as
+    // far as the worker can tell).
+    let blocker = dir.path().join(BlobKey::thumbnail(id, 20, ImageFormat::Png).as_str());
+    let blocker = blocker.parent().expect("folder");
+    std::fs::create_dir_all(blocker.parent().expect("shard")).expect("shard dir");
+    std::fs::write(blocker, b"in the way").expect("blocker");
+    let failing = job(id, ImageFormat::Png, vec![20]);
+    queue.push(std::slice::from_ref(&failing)).await.expect("push");
+
+    let mut snapshot = queue.snapshot().await.expect("snapshot");
+    for _ in 0..200 {
+        if snapshot.failed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        snapshot = queue.snapshot().await.expect("snapshot");
+    }
+    assert_eq!((snapshot.failed, snapshot.pending, snapshot.running), (1, 0, 0), "{snapshot:?}");
+    let listed = &snapshot.failed_jobs[0];
+    assert_eq!((listed.job, listed.attempts), (failing.id, 4), "one attempt and three retries");
+    assert!(listed.reason.contains("blob store"), "{}", listed.reason);
+    assert!(sink.0.lock().expect("lock").is_empty(), "nothing reported for a job that never finished");
+    queue.push(std::slice::from_ref(&failing)).await.expect("push again");
+    assert_eq!(queue.snapshot().await.expect("snapshot").pending, 0, "a failed job is not re-queued by delivery");
+
+    std::fs::remove_file(blocker).expect("unblock");
+    assert!(queue.retry_failed(failing.id).await.expect("retry"));
+    assert!(!queue.retry_failed(failing.id).await.expect("retry"), "no longer failed");
+    let outcomes = outcomes_after(&sink, 1).await;
+    assert!(matches!(outcomes[0].result, ThumbnailResult::Ready { height: 20, .. }), "{outcomes:?}");
+    let snapshot = queue.snapshot().await.expect("snapshot");
+    assert_eq!((snapshot.failed, snapshot.done), (0, 1));
     shutdown.cancel();
 }

@@ -8,6 +8,7 @@
 //!
 //! All methods are synchronous (sled is); async callers run them via `spawn_blocking`.
 
+mod jobs;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -16,13 +17,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use imageapi_shared::domain::{ImageId, LinkId, TierId, TokenId, UserId};
-use imageapi_shared::jobs::{ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::domain::{ImageId, JobId, LinkId, TierId, TokenId, UserId};
+use imageapi_shared::jobs::ThumbnailJob;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
 
+pub use jobs::Applied;
 pub use records::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,8 @@ pub struct SledRepo {
     user_links: Tree,
     image_links: Tree,
     reconcile: Tree,
+    /// Unfinished thumbnail jobs by job id: the outbox the dispatcher delivers to the queue.
+    outbox: Tree,
     /// Serialises admin writes to users and tiers, so that checks like "no user holds this
     /// tier" cannot race with a user being moved onto it. These writes are rare.
     admin_writes: Mutex<()>,
@@ -157,6 +161,7 @@ impl SledRepo {
             user_links: tree("user_links")?,
             image_links: tree("image_links")?,
             reconcile: tree("reconcile")?,
+            outbox: tree("outbox")?,
             admin_writes: Mutex::new(()),
             db,
         })
@@ -441,7 +446,11 @@ impl SledRepo {
     /// with the rest) or sees its outcome: no image ever gets a stale tier's heights or an
     /// owner that no longer exists. Returns the tier applied; `NotFound` if the owner is gone
     /// or inactive.
-    pub fn insert_image(&self, image: &ImageRecord) -> Result<TierRecord, RepoError> {
+    pub fn insert_image(
+        &self,
+        image: &ImageRecord,
+        job_id: JobId,
+    ) -> Result<(TierRecord, Option<ThumbnailJob>), RepoError> {
         let trees = (
             &self.users,
             &self.tiers,
@@ -450,8 +459,9 @@ impl SledRepo {
             &self.image_counts,
             &self.thumbs,
             &self.pending,
+            &self.outbox,
         );
-        let tier = trees.transaction(|(users, tiers, images, user_images, counts, thumbs, pending)| {
+        let inserted = trees.transaction(|(users, tiers, images, user_images, counts, thumbs, pending, outbox)| {
             let Some(owner) = users.get(image.owner.to_bytes())? else {
                 return abort(RepoError::NotFound);
             };
@@ -473,9 +483,17 @@ impl SledRepo {
                 thumbs.insert(key.as_slice(), state.as_slice())?;
                 pending.insert(key, &[])?;
             }
-            Ok(tier)
+            let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+            let job = if heights.is_empty() {
+                None
+            } else {
+                let job = ThumbnailJob { id: job_id, image_id: image.id, format: image.format, heights };
+                outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
+                Some(job)
+            };
+            Ok((tier, job))
         })?;
-        Ok(tier)
+        Ok(inserted)
     }
 
     pub fn image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
@@ -527,51 +545,39 @@ impl SledRepo {
         self.thumbs.get(thumb_key(image, height))?.map(|v| decode(&v)).transpose()
     }
 
-    /// Marks the given heights pending unless already recorded; returns those newly pending.
-    pub fn ensure_thumbnails(&self, image: ImageId, heights: &[u32]) -> Result<Vec<u32>, RepoError> {
-        let added = (&self.images, &self.thumbs, &self.pending).transaction(|(images, thumbs, pending)| {
-            let mut added = Vec::new();
-            if images.get(image.to_bytes())?.is_none() {
-                return Ok(added);
-            }
-            let state = tx_encode(&ThumbState::Pending)?;
-            for &h in heights {
-                let key = thumb_key(image, h);
-                if thumbs.get(key.as_slice())?.is_none() {
-                    thumbs.insert(key.as_slice(), state.as_slice())?;
-                    pending.insert(key, &[])?;
-                    added.push(h);
+    /// Marks the given heights pending unless already recorded, and records a job for those
+    /// newly pending in the outbox (returned), in one transaction.
+    pub fn ensure_thumbnails(
+        &self,
+        image: ImageId,
+        heights: &[u32],
+        job_id: JobId,
+    ) -> Result<Option<ThumbnailJob>, RepoError> {
+        let job = (&self.images, &self.thumbs, &self.pending, &self.outbox).transaction(
+            |(images, thumbs, pending, outbox)| {
+                let Some(record) = images.get(image.to_bytes())? else {
+                    return Ok(None);
+                };
+                let record: ImageRecord = tx_decode(&record)?;
+                let state = tx_encode(&ThumbState::Pending)?;
+                let mut added = Vec::new();
+                for &h in heights {
+                    let key = thumb_key(image, h);
+                    if thumbs.get(key.as_slice())?.is_none() {
+                        thumbs.insert(key.as_slice(), state.as_slice())?;
+                        pending.insert(key, &[])?;
+                        added.push(h);
+                    }
                 }
-            }
-            Ok(added)
-        })?;
-        Ok(added)
-    }
-
-    /// Applies a worker's outcome. Idempotent: a repeated or late outcome changes nothing
-    /// that is already final. Returns `Err(NotFound)` if the image is gone (the caller then
-    /// removes the orphaned blob).
-    pub fn apply_outcome(&self, outcome: &ThumbnailOutcome) -> Result<bool, RepoError> {
-        let key = thumb_key(outcome.image_id, outcome.requested_height);
-        let state = match &outcome.result {
-            ThumbnailResult::Ready { width, height, size_bytes } => {
-                ThumbState::Ready { width: *width, height: *height, size_bytes: *size_bytes }
-            }
-            ThumbnailResult::Failed { reason } => ThumbState::Failed { reason: reason.clone() },
-        };
-        let changed = (&self.images, &self.thumbs, &self.pending).transaction(|(images, thumbs, pending)| {
-            if images.get(outcome.image_id.to_bytes())?.is_none() {
-                return abort(RepoError::NotFound);
-            }
-            let current: Option<ThumbState> = thumbs.get(key.as_slice())?.map(|v| tx_decode(&v)).transpose()?;
-            pending.remove(key.as_slice())?;
-            if current.as_ref() == Some(&state) || matches!(current, Some(ThumbState::Ready { .. })) {
-                return Ok(false);
-            }
-            thumbs.insert(key.as_slice(), tx_encode(&state)?)?;
-            Ok(true)
-        })?;
-        Ok(changed)
+                if added.is_empty() {
+                    return Ok(None);
+                }
+                let job = ThumbnailJob { id: job_id, image_id: image, format: record.format, heights: added };
+                outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
+                Ok(Some(job))
+            },
+        )?;
+        Ok(job)
     }
 
     /// Every pending thumbnail, grouped by image: what must be (re-)enqueued at start.

@@ -2,8 +2,8 @@
 //! cascades, tier deletion and reconciliation bookkeeping.
 
 use chrono::Utc;
-use imageapi_shared::domain::{Heights, ImageId, LinkId, TierId, TierName, UserId, Username, Variant};
-use imageapi_shared::jobs::{ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, UserId, Username, Variant};
+use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::ImageFormat;
 
 use super::*;
@@ -42,8 +42,19 @@ fn image(repo: &SledRepo, owner: UserId) -> ImageRecord {
         size_bytes: 10,
         created_at: Utc::now(),
     };
-    repo.insert_image(&record).expect("insert");
+    repo.insert_image(&record, JobId::from_ulid(ulid::Ulid::new())).expect("insert");
     record
+}
+
+/// Applies one outcome as a report of its own job; returns whether that job was outstanding.
+fn apply(repo: &SledRepo, outcome: ThumbnailOutcome) -> Result<Applied, RepoError> {
+    repo.apply_report(&JobReport {
+        job_id: JobId::from_ulid(ulid::Ulid::new()),
+        image_id: outcome.image_id,
+        outcomes: vec![outcome],
+        worker: "test".into(),
+        duration_ms: 1,
+    })
 }
 
 fn ready(image: ImageId, h: u32) -> ThumbnailOutcome {
@@ -90,26 +101,28 @@ fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready() {
     let img = image(&repo, ann.id);
     assert_eq!(repo.pending_thumbnails().expect("pending").get(&img.id), Some(&vec![200]));
 
-    assert!(repo.apply_outcome(&ready(img.id, 200)).expect("apply"));
-    assert!(!repo.apply_outcome(&ready(img.id, 200)).expect("apply again"), "second apply changes nothing");
+    apply(&repo, ready(img.id, 200)).expect("apply");
+    let first = repo.thumbnail(img.id, 200).expect("get");
+    apply(&repo, ready(img.id, 200)).expect("apply again");
+    assert_eq!(repo.thumbnail(img.id, 200).expect("get"), first, "second apply changes nothing");
     let late_failure = ThumbnailOutcome {
         image_id: img.id,
         format: ImageFormat::Png,
         requested_height: 200,
         result: ThumbnailResult::Failed { reason: "late".into() },
     };
-    assert!(!repo.apply_outcome(&late_failure).expect("late"));
+    apply(&repo, late_failure).expect("late");
     assert!(matches!(repo.thumbnail(img.id, 200).expect("get"), Some(ThumbState::Ready { .. })));
     assert!(repo.pending_thumbnails().expect("pending").is_empty());
 }
 
 #[test]
-fn an_outcome_for_a_deleted_image_is_reported_as_not_found() {
+fn an_outcome_for_a_deleted_image_is_reported_as_an_orphan() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
     let img = image(&repo, ann.id);
     repo.delete_image(img.id).expect("delete");
-    assert!(matches!(repo.apply_outcome(&ready(img.id, 200)), Err(RepoError::NotFound)));
+    assert_eq!(apply(&repo, ready(img.id, 200)).expect("apply").orphans, vec![ready(img.id, 200)]);
     assert!(repo.pending_thumbnails().expect("pending").is_empty(), "pending records go with the image");
     assert_eq!(repo.image_count(ann.id).expect("count"), 0);
 }
@@ -223,9 +236,15 @@ fn an_image_gets_its_owners_current_tier_and_needs_a_live_owner() {
 
     repo.update_user(ann.id, |u| u.is_active = false).expect("deactivate");
     let late = ImageRecord { id: ImageId::from_ulid(ulid::Ulid::new()), ..img.clone() };
-    assert!(matches!(repo.insert_image(&late), Err(RepoError::NotFound)), "inactive owner");
+    assert!(
+        matches!(repo.insert_image(&late, JobId::from_ulid(ulid::Ulid::new())), Err(RepoError::NotFound)),
+        "inactive owner"
+    );
     repo.delete_user(ann.id).expect("delete");
-    assert!(matches!(repo.insert_image(&late), Err(RepoError::NotFound)), "deleted owner");
+    assert!(
+        matches!(repo.insert_image(&late, JobId::from_ulid(ulid::Ulid::new())), Err(RepoError::NotFound)),
+        "deleted owner"
+    );
 }
 
 #[test]
@@ -233,9 +252,10 @@ fn ensure_thumbnails_adds_only_missing_heights() {
     let (_dir, repo) = repo();
     let ann = user(&repo, "ann", "basic");
     let img = image(&repo, ann.id);
-    repo.apply_outcome(&ready(img.id, 200)).expect("ready");
-    assert_eq!(repo.ensure_thumbnails(img.id, &[200, 400]).expect("ensure"), vec![400]);
-    assert_eq!(repo.ensure_thumbnails(img.id, &[200, 400]).expect("ensure"), Vec::<u32>::new());
+    apply(&repo, ready(img.id, 200)).expect("ready");
+    let job = repo.ensure_thumbnails(img.id, &[200, 400], JobId::from_ulid(ulid::Ulid::new())).expect("ensure");
+    assert_eq!(job.map(|j| j.heights), Some(vec![400]));
+    assert_eq!(repo.ensure_thumbnails(img.id, &[200, 400], JobId::from_ulid(ulid::Ulid::new())).expect("ensure"), None);
     assert_eq!(repo.pending_thumbnails().expect("pending").get(&img.id), Some(&vec![400]));
 }
 

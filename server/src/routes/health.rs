@@ -1,10 +1,11 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use std::collections::BTreeMap;
 
 use actix_web::{get, web, HttpResponse};
 
 use crate::state::AppState;
+use crate::thumbnails::QueueHealth;
 use crate::views::Health;
 
 /// Liveness: the process answers.
@@ -14,7 +15,9 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", checks: None })
 }
 
-/// Readiness: metadata store and blob store usable, job queue accepting. Failure details go
+/// Readiness: metadata store and blob store usable, job queue reachable. `ready` (200) when
+/// all are; `degraded` (200) when only the Redis queue is away — uploads are still accepted
+/// and their jobs delivered when it is back; `unavailable` (503) otherwise. Failure details go
 /// to the log, not to unauthenticated callers.
 #[utoipa::path(tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/readyz")]
@@ -26,27 +29,57 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => Err(e.to_string()),
     };
     let blobs = state.store.check().await.map_err(|e| e.to_string());
-    let queue = if state.thumbnails.queue_is_open() {
-        Ok(())
-    } else {
-        Err("the embedded queue's worker has stopped".to_owned())
-    };
     let mut checks = BTreeMap::new();
-    for (name, result) in [("metadata", metadata), ("blobs", blobs), ("queue", queue)] {
+    let mut ready = true;
+    for (name, result) in [("metadata", metadata), ("blobs", blobs)] {
         let verdict = match result {
             Ok(()) => "ok",
             Err(detail) => {
                 tracing::error!(check = name, %detail, "readiness check failed");
+                ready = false;
                 "error"
             }
         };
         checks.insert(name, verdict.to_owned());
     }
-    let ready = checks.values().all(|v| v == "ok");
-    let body = Health { status: if ready { "ready" } else { "unavailable" }, checks: Some(checks) };
+    let mut degraded = false;
+    let queue = match state.thumbnails.queue_health().await {
+        QueueHealth::Ok => "ok",
+        QueueHealth::Degraded(detail) => {
+            tracing::warn!(%detail, "readiness: the job queue is unreachable; running degraded");
+            degraded = true;
+            "degraded"
+        }
+        QueueHealth::Down(detail) => {
+            tracing::error!(%detail, "readiness check failed: queue");
+            ready = false;
+            "error"
+        }
+    };
+    checks.insert("queue", queue.to_owned());
+    let status = match (ready, degraded) {
+        (false, _) => "unavailable",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
+    let body = Health { status, checks: Some(checks) };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus metrics in the text exposition format: HTTP requests and latency by route and
+/// status, jobs enqueued and completed, upload-to-ready latency, queue depth.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Refreshes the queue gauges; a scrape while the queue is away still shows the rest.
+    if let Err(e) = state.thumbnails.queue_status().await {
+        tracing::debug!(error = %e, "queue gauges not refreshed");
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(imageapi_worker::metrics::render(&state.metrics.registry))
 }

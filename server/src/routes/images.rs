@@ -1,7 +1,6 @@
 //! Upload, list, show and delete images.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use actix_multipart::Multipart;
 use actix_web::http::header::CONTENT_LENGTH;
@@ -9,7 +8,6 @@ use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use imageapi_shared::domain::{ImageId, UserId};
-use imageapi_shared::jobs::ThumbnailJob;
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::BlobKey;
 use serde::Deserialize;
@@ -27,15 +25,6 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// After rejecting an oversized upload, read (and discard) at most this much more of the
 /// body so that the client receives the 413 instead of a reset connection.
 const DRAIN_CAP: u64 = 64 * 1024 * 1024;
-
-/// Image ids are ULIDs from one monotonic generator, so ids (and thus listings) follow upload
-/// order even within the same millisecond.
-fn new_image_id() -> ImageId {
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let generator = guard.get_or_insert_with(ulid::Generator::new);
-    ImageId::from_ulid(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
-}
 
 /// The part of a client-supplied file name worth showing: the last path component, no
 /// control characters, at most 255 characters. Display only; never a path.
@@ -154,7 +143,7 @@ pub async fn upload(
     })?;
 
     let record = ImageRecord {
-        id: new_image_id(),
+        id: crate::ids::new_image_id(),
         owner: user.id,
         name,
         format: probed.format,
@@ -167,8 +156,9 @@ pub async fn upload(
     state.store.put(&original, bytes).await?;
 
     let to_insert = record.clone();
-    let tier = match state.repo(move |repo| repo.insert_image(&to_insert)).await {
-        Ok(tier) => tier,
+    let job_id = crate::ids::new_job_id();
+    let (tier, job) = match state.repo(move |repo| repo.insert_image(&to_insert, job_id)).await {
+        Ok(inserted) => inserted,
         Err(e) => {
             let _ = state.store.delete(&original).await;
             // The owner was deleted or deactivated while the body was streaming.
@@ -176,11 +166,7 @@ pub async fn upload(
         }
     };
     state.flush().await?;
-    state.thumbnails.enqueue(ThumbnailJob {
-        image_id: record.id,
-        format: record.format,
-        heights: tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
-    });
+    state.thumbnails.submitted(job.as_ref());
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
     let thumbs: BTreeMap<u32, ThumbState> =
@@ -358,11 +344,5 @@ mod tests {
         assert_eq!(display_name(None), "image");
         assert_eq!(display_name(Some("   ")), "image");
         assert_eq!(display_name(Some(&"x".repeat(1000))).len(), 255);
-    }
-
-    #[test]
-    fn image_ids_follow_creation_order() {
-        let ids: Vec<_> = (0..1000).map(|_| new_image_id()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -15,7 +15,7 @@ use crate::state::AppState;
 use imageapi_shared::domain::ImageId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz).service(media::public_link).service(
+    cfg.service(health::healthz).service(health::readyz).service(health::metrics).service(media::public_link).service(
         web::scope("/api/v1")
             .service(me::me)
             .service(images::upload)

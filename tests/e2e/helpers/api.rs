@@ -213,6 +213,16 @@ impl TestApp {
         self.get_as(&self.admin, &format!("/api/v1/admin/images?user={user_id}"))
     }
 
+    #[track_caller]
+    pub fn queue(&self) -> Value {
+        self.get_as(&self.admin, "/api/v1/admin/queue").expect_json(200)
+    }
+
+    #[track_caller]
+    pub fn retry_job(&self, job: &str) -> Reply {
+        self.send(self.request(Method::POST, &format!("/api/v1/admin/queue/failed/{job}/retry"), Some(&self.admin)))
+    }
+
     // --- user: account -----------------------------------------------------------------------
 
     #[track_caller]

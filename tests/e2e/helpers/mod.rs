@@ -9,10 +9,13 @@
 //! - `server`: building the binary and the lifecycle of a [`TestApp`] (spawn, kill, restart).
 //! - `reply`: [`TestUser`], [`Reply`] and JSON/assertion helpers.
 //! - `api`: typed request methods on [`TestApp`], one per API call.
+//! - `scale`: a private `redis-server` per test and `imageapi-worker` processes.
 
 mod api;
 mod reply;
+mod scale;
 mod server;
 
 pub use reply::*;
+pub use scale::*;
 pub use server::*;

@@ -27,6 +27,11 @@ pub const ADMIN_USERNAME: &str = "admin";
 // Building the server binary
 // ---------------------------------------------------------------------------------------------
 
+/// The worker binary, built with the server (same `cargo build`).
+pub fn worker_binary() -> PathBuf {
+    server_binary().with_file_name(format!("imageapi-worker{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// The freshly built server binary; built once per test process.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -94,6 +99,8 @@ pub struct ServerOptions {
     pub workers: Option<usize>,
     /// `IMAGEAPI_THUMBNAIL_WAIT_SECS`: how long a GET on a pending thumbnail waits.
     pub thumbnail_wait_secs: Option<u64>,
+    /// `IMAGEAPI_REDIS_URL`: jobs go to Redis for worker processes (see `scale`).
+    pub redis_url: Option<String>,
 }
 
 /// One running server process.
@@ -157,7 +164,12 @@ impl TestApp {
         self.root().join("data")
     }
 
-    fn root(&self) -> &Path {
+    /// The blob store (`IMAGEAPI_BLOB_DIR`, by default inside the data dir); workers share it.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir().join("blobs")
+    }
+
+    pub(super) fn root(&self) -> &Path {
         self.root.as_ref().expect("the app's temp dir").path()
     }
 
@@ -191,6 +203,9 @@ impl TestApp {
         }
         if let Some(secs) = options.thumbnail_wait_secs {
             command.env("IMAGEAPI_THUMBNAIL_WAIT_SECS", secs.to_string());
+        }
+        if let Some(url) = &options.redis_url {
+            command.env("IMAGEAPI_REDIS_URL", url);
         }
         if test_log {
             if std::env::var_os("RUST_LOG").is_none() {
@@ -353,7 +368,7 @@ fn wait_briefly(child: &mut Child) -> String {
     }
 }
 
-fn read_log_tail(path: &Path, test_log: bool) -> String {
+pub(super) fn read_log_tail(path: &Path, test_log: bool) -> String {
     if test_log {
         return "(on the terminal: TEST_LOG is set)".to_owned();
     }

@@ -1,6 +1,8 @@
-//! `/api/v1/admin/...`: users, tokens, tiers, and browsing images and links. Admins only.
+//! `/api/v1/admin/...`: users, tokens, tiers, browsing images and links, the job queue.
+//! Admins only.
 
 pub mod browse;
+pub mod queue;
 pub mod tiers;
 pub mod users;
 
@@ -21,5 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(tiers::delete)
         .service(browse::images)
         .service(browse::links)
-        .service(browse::revoke_link);
+        .service(browse::revoke_link)
+        .service(queue::status)
+        .service(queue::retry);
 }

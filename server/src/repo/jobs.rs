@@ -1,0 +1,115 @@
+//! The outbox of thumbnail jobs and the application of their reports.
+//!
+//! Every unfinished job is a record here, written in the same transaction as the thumbnails it
+//! makes pending (an upload, a tier change). The dispatcher delivers records to the queue; a
+//! job's record goes away only in the transaction that applies its report. So whatever the
+//! queue loses, the outbox still has.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use imageapi_shared::domain::{ImageId, JobId};
+use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use sled::Transactional;
+
+use super::{decode, id16, thumb_key, tx_decode, tx_encode, RepoError, SledRepo, ThumbState};
+
+/// What applying a report found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether the job was still in the outbox (false: a repeated report).
+    pub was_outstanding: bool,
+    /// Ready thumbnails of images deleted meanwhile: their blobs are orphans to remove.
+    pub orphans: Vec<ThumbnailOutcome>,
+}
+
+impl SledRepo {
+    /// Outbox jobs in id (creation) order, starting after `after`.
+    pub fn outbox_jobs(&self, after: Option<JobId>, limit: usize) -> Result<Vec<ThumbnailJob>, RepoError> {
+        let iter = match after {
+            Some(id) => {
+                self.outbox.range((std::ops::Bound::Excluded(id.to_bytes().to_vec()), std::ops::Bound::Unbounded))
+            }
+            None => self.outbox.iter(),
+        };
+        iter.values().take(limit).map(|v| decode(&v?)).collect()
+    }
+
+    pub fn outbox_ids(&self) -> Result<BTreeSet<JobId>, RepoError> {
+        let mut ids = BTreeSet::new();
+        for key in self.outbox.iter().keys() {
+            if let Some(bytes) = id16(&key?) {
+                ids.insert(JobId::from_bytes(bytes));
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Applies a job's report and retires the job, atomically. Idempotent: a thumbnail already
+    /// ready stays as it is, and a repeated report changes nothing.
+    pub fn apply_report(&self, report: &JobReport) -> Result<Applied, RepoError> {
+        if report.outcomes.iter().any(|o| o.image_id != report.image_id) {
+            return Err(RepoError::Conflict("a job report mixes outcomes of several images".into()));
+        }
+        let applied = (&self.images, &self.thumbs, &self.pending, &self.outbox).transaction(
+            |(images, thumbs, pending, outbox)| {
+                let was_outstanding = outbox.remove(&report.job_id.to_bytes())?.is_some();
+                let mut orphans = Vec::new();
+                for outcome in &report.outcomes {
+                    if images.get(outcome.image_id.to_bytes())?.is_none() {
+                        if matches!(outcome.result, ThumbnailResult::Ready { .. }) {
+                            orphans.push(outcome.clone());
+                        }
+                        continue;
+                    }
+                    let key = thumb_key(outcome.image_id, outcome.requested_height);
+                    let state = match &outcome.result {
+                        ThumbnailResult::Ready { width, height, size_bytes } => {
+                            ThumbState::Ready { width: *width, height: *height, size_bytes: *size_bytes }
+                        }
+                        ThumbnailResult::Failed { reason } => ThumbState::Failed { reason: reason.clone() },
+                    };
+                    let current: Option<ThumbState> = thumbs.get(key.as_slice())?.map(|v| tx_decode(&v)).transpose()?;
+                    pending.remove(key.as_slice())?;
+                    if current.as_ref() == Some(&state) || matches!(current, Some(ThumbState::Ready { .. })) {
+                        continue;
+                    }
+                    thumbs.insert(key.as_slice(), tx_encode(&state)?)?;
+                }
+                Ok(Applied { was_outstanding, orphans })
+            },
+        )?;
+        Ok(applied)
+    }
+
+    /// Records jobs for pending thumbnails that no outbox job covers (data from before the
+    /// outbox existed, or a job lost to a bug): the invariant "pending ⇒ a job exists" is
+    /// restored at every start. Returns the jobs created.
+    pub fn adopt_uncovered_pending(&self, mut new_id: impl FnMut() -> JobId) -> Result<Vec<ThumbnailJob>, RepoError> {
+        let mut covered: BTreeMap<ImageId, BTreeSet<u32>> = BTreeMap::new();
+        for value in self.outbox.iter().values() {
+            let job: ThumbnailJob = decode(&value?)?;
+            covered.entry(job.image_id).or_default().extend(job.heights);
+        }
+        let mut created = Vec::new();
+        for (image_id, heights) in self.pending_thumbnails()? {
+            let uncovered: Vec<u32> =
+                heights.into_iter().filter(|h| !covered.get(&image_id).is_some_and(|c| c.contains(h))).collect();
+            if uncovered.is_empty() {
+                continue;
+            }
+            let image = match self.image(image_id) {
+                Ok(image) => image,
+                Err(RepoError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let job = ThumbnailJob { id: new_id(), image_id, format: image.format, heights: uncovered };
+            self.outbox.insert(job.id.to_bytes(), super::encode(&job)?)?;
+            created.push(job);
+        }
+        Ok(created)
+    }
+}

@@ -1,0 +1,237 @@
+//! Thumbnail bookkeeping on the server side: jobs from the outbox to the queue, reports back
+//! into the metadata, waiting for a pending thumbnail, and reconciling images with tier changes.
+//!
+//! The invariant that makes this crash-safe: every thumbnail that should exist and is not
+//! ready is `pending` in sled, and every pending thumbnail is covered by a job in the sled
+//! outbox, both written and flushed before anything is acknowledged. A job leaves the outbox
+//! only in the transaction that applies its report. The queue (in-process or Redis) is only a
+//! delivery mechanism: whatever it loses, the dispatcher delivers again.
+//!
+//! - [`dispatch`]: the dispatcher (outbox → queue), the Redis results reader, the vacuum.
+//! - [`reconcile`]: tier changes reaching existing images.
+
+mod dispatch;
+mod reconcile;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use imageapi_shared::domain::{ImageId, JobId};
+use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
+use imageapi_shared::store::{BlobKey, BlobStore};
+use imageapi_worker::{JobQueue, OutcomeSink, QueueError, QueueMode, QueueSnapshot};
+use tokio::sync::{watch, Notify};
+
+use crate::metrics::ServerMetrics;
+use crate::repo::{RepoError, SledRepo, ThumbState};
+
+pub use dispatch::spawn_redis_tasks;
+
+/// The window of the throughput figure.
+const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
+
+pub struct Thumbnails {
+    repo: Arc<SledRepo>,
+    store: Arc<dyn BlobStore>,
+    queue: Arc<dyn JobQueue>,
+    metrics: ServerMetrics,
+    /// Bumped after each applied report; waiters re-check when it changes.
+    applied: watch::Sender<u64>,
+    reconcile_wake: Notify,
+    dispatch_wake: Notify,
+    /// Outbox jobs handed to the queue by this process (so they are not handed over again,
+    /// until a re-delivery round when the queue may lose jobs).
+    delivered: Mutex<HashSet<JobId>>,
+    /// False while the queue cannot be reached (uploads are still accepted: the outbox keeps them).
+    queue_reachable: AtomicBool,
+    /// Set when any call to the queue failed: it may have restarted and forgotten jobs, so
+    /// the dispatcher delivers every outbox job again once it answers.
+    queue_interrupted: AtomicBool,
+    /// When recent jobs finished, for the throughput figure.
+    finished: Mutex<VecDeque<Instant>>,
+}
+
+/// What admins see of the queue: its own view plus the server's.
+pub struct QueueStatus {
+    pub snapshot: QueueSnapshot,
+    /// Jobs accepted but not yet handed to the queue (it was unreachable).
+    pub undelivered: u64,
+    pub finished_last_minute: u64,
+}
+
+pub enum QueueHealth {
+    Ok,
+    /// The queue is away, uploads still work: jobs wait in the outbox.
+    Degraded(String),
+    /// Jobs cannot be delivered at all.
+    Down(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Thumbnails {
+    pub fn new(
+        repo: Arc<SledRepo>,
+        store: Arc<dyn BlobStore>,
+        queue: Arc<dyn JobQueue>,
+        metrics: ServerMetrics,
+    ) -> Self {
+        Self {
+            repo,
+            store,
+            queue,
+            metrics,
+            applied: watch::Sender::new(0),
+            reconcile_wake: Notify::new(),
+            dispatch_wake: Notify::new(),
+            delivered: Mutex::new(HashSet::new()),
+            queue_reachable: AtomicBool::new(true),
+            queue_interrupted: AtomicBool::new(false),
+            finished: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A job was recorded (durably) in the outbox: have the dispatcher deliver it.
+    pub fn submitted(&self, job: Option<&ThumbnailJob>) {
+        if job.is_some() {
+            self.metrics.jobs_enqueued.inc();
+            self.dispatch_wake.notify_one();
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SledRepo) -> Result<T, RepoError> + Send + 'static,
+    ) -> Result<T, RepoError> {
+        self.repo.blocking(f).await
+    }
+
+    /// Applies reports durably (one flush for all), then wakes waiters. Ready thumbnails of
+    /// images deleted meanwhile are removed from the blob store.
+    pub async fn apply_reports(&self, reports: Vec<JobReport>) -> Result<(), RepoError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut applied = Vec::with_capacity(reports.len());
+        for report in reports {
+            let for_repo = report.clone();
+            let outcome = self.blocking(move |repo| repo.apply_report(&for_repo)).await?;
+            applied.push((report, outcome));
+        }
+        self.repo.flush().await?;
+        let now = Instant::now();
+        {
+            let mut delivered = lock(&self.delivered);
+            let mut finished = lock(&self.finished);
+            for (report, _) in &applied {
+                delivered.remove(&report.job_id);
+                finished.push_back(now);
+            }
+            while finished.front().is_some_and(|t| now.duration_since(*t) > THROUGHPUT_WINDOW) {
+                finished.pop_front();
+            }
+        }
+        for (report, outcome) in applied {
+            if outcome.was_outstanding {
+                let failed = report.outcomes.iter().any(|o| matches!(o.result, ThumbnailResult::Failed { .. }));
+                self.metrics.jobs_completed.with_label_values(&[if failed { "failed" } else { "ready" }]).inc();
+                let created = report.job_id.ulid().datetime();
+                if let Ok(age) = std::time::SystemTime::now().duration_since(created) {
+                    self.metrics.job_latency.observe(age.as_secs_f64());
+                }
+            }
+            for orphan in outcome.orphans {
+                let key = BlobKey::thumbnail(orphan.image_id, orphan.requested_height, orphan.format);
+                if let Err(e) = self.store.delete(&key).await {
+                    tracing::warn!(error = %e, "could not remove the thumbnail of a deleted image");
+                }
+            }
+        }
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// The state of a thumbnail, waiting up to `wait` while it is pending.
+    pub async fn wait_for(&self, image: ImageId, height: u32, wait: Duration) -> Result<ThumbState, RepoError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.applied.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let state = self.blocking(move |repo| repo.thumbnail(image, height)).await?.unwrap_or(ThumbState::Pending);
+            if state != ThumbState::Pending {
+                return Ok(state);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(ThumbState::Pending),
+            }
+        }
+    }
+
+    /// Restores "every pending thumbnail has a job" at start (see the module docs).
+    pub async fn adopt_uncovered_pending(&self) -> Result<usize, RepoError> {
+        let created = self.blocking(|repo| repo.adopt_uncovered_pending(crate::ids::new_job_id)).await?;
+        if !created.is_empty() {
+            self.repo.flush().await?;
+            self.dispatch_wake.notify_one();
+        }
+        Ok(created.len())
+    }
+
+    pub fn wake_reconciler(&self) {
+        self.reconcile_wake.notify_one();
+    }
+
+    /// The queue's view for admins.
+    pub async fn queue_status(&self) -> Result<QueueStatus, QueueError> {
+        let snapshot = self.queue.snapshot().await?;
+        let outbox = self.repo.outbox_len() as u64;
+        let delivered = lock(&self.delivered).len() as u64;
+        let finished_last_minute = {
+            let now = Instant::now();
+            lock(&self.finished).iter().filter(|t| now.duration_since(**t) <= THROUGHPUT_WINDOW).count() as u64
+        };
+        self.metrics.queue_pending.set(snapshot.pending as i64);
+        self.metrics.queue_running.set(snapshot.running as i64);
+        self.metrics.queue_failed.set(snapshot.failed as i64);
+        self.metrics.outbox.set(outbox as i64);
+        Ok(QueueStatus { snapshot, undelivered: outbox.saturating_sub(delivered), finished_last_minute })
+    }
+
+    pub async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {
+        self.queue.retry_failed(job).await
+    }
+
+    /// For readiness: can jobs reach workers?
+    pub async fn queue_health(&self) -> QueueHealth {
+        let ping = tokio::time::timeout(Duration::from_secs(2), self.queue.ping()).await;
+        let failure = match ping {
+            Ok(Ok(())) => return QueueHealth::Ok,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the queue did not answer within 2 s".to_owned(),
+        };
+        if self.queue.mode() == QueueMode::Redis {
+            QueueHealth::Degraded(failure)
+        } else {
+            QueueHealth::Down(failure)
+        }
+    }
+}
+
+/// The embedded worker reports straight into the repository.
+pub struct DirectSink(pub Arc<Thumbnails>);
+
+#[async_trait]
+impl OutcomeSink for DirectSink {
+    async fn report(&self, report: JobReport) -> anyhow::Result<()> {
+        Ok(self.0.apply_reports(vec![report]).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

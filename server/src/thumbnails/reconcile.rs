@@ -1,0 +1,74 @@
+//! Tier changes reaching existing images: heights the tier grants but an image lacks become
+//! pending with a job in the outbox. (Heights no longer granted are hidden at read time; their
+//! thumbnails are kept in case the grant comes back.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imageapi_shared::domain::UserId;
+
+use super::Thumbnails;
+use crate::repo::RepoError;
+
+/// How many images of a user are reconciled per repository call.
+const RECONCILE_BATCH: usize = 256;
+
+impl Thumbnails {
+    /// Brings every user queued for reconciliation in line with their tier, on every wake and
+    /// at least every 30 s.
+    pub async fn run_reconciler(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.reconcile_all().await {
+                tracing::error!(error = %e, "reconciling tiers failed; retrying shortly");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.reconcile_wake.notified()).await;
+        }
+    }
+
+    async fn reconcile_all(&self) -> Result<(), RepoError> {
+        for (user, generation) in self.blocking(|repo| repo.reconcile_queue()).await? {
+            self.reconcile_user(user).await?;
+            self.blocking(move |repo| repo.reconcile_done(user, &generation)).await?;
+        }
+        self.repo.flush().await?;
+        Ok(())
+    }
+
+    async fn reconcile_user(&self, user_id: UserId) -> Result<(), RepoError> {
+        let user = match self.blocking(move |repo| repo.user(user_id)).await {
+            Ok(user) => user,
+            Err(RepoError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let tier_id = user.tier.clone();
+        let heights: Vec<u32> = match self.blocking(move |repo| repo.tier(&tier_id)).await {
+            Ok(tier) => tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+            Err(RepoError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut cursor = None;
+        loop {
+            let page = self.blocking(move |repo| repo.user_images(user_id, cursor, RECONCILE_BATCH)).await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id);
+            let wanted = heights.clone();
+            let jobs = self
+                .blocking(move |repo| {
+                    let mut jobs = Vec::new();
+                    for image in page {
+                        if let Some(job) = repo.ensure_thumbnails(image.id, &wanted, crate::ids::new_job_id())? {
+                            jobs.push(job);
+                        }
+                    }
+                    Ok(jobs)
+                })
+                .await?;
+            if !jobs.is_empty() {
+                // Durable before delivery, as everywhere.
+                self.repo.flush().await?;
+                jobs.iter().for_each(|job| self.submitted(Some(job)));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! `imageapi-worker` settings: `IMAGEAPI_*` environment variables or the matching flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use imageapi_shared::pipeline::Limits;
+
+#[derive(Debug, Parser)]
+#[command(name = "imageapi-worker", version, about = "Makes thumbnails for imageapi-server from the Redis job queue")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: WorkerConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume thumbnail jobs until SIGTERM/SIGINT (the default).
+    Run,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerConfig {
+    /// The Redis the server enqueues to (required to consume jobs).
+    #[arg(long, env = "IMAGEAPI_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// The blob store shared with the server (originals are read, thumbnails written).
+    #[arg(long, env = "IMAGEAPI_BLOB_DIR", default_value = "./data/blobs", global = true)]
+    pub blob_dir: PathBuf,
+    /// Render threads (default: the number of cores).
+    #[arg(long, env = "IMAGEAPI_WORKER_THREADS", global = true)]
+    pub threads: Option<usize>,
+    /// Jobs held at once (default: the render threads). Jobs held here wait for this worker.
+    #[arg(long, env = "IMAGEAPI_WORKER_CONCURRENCY", global = true)]
+    pub concurrency: Option<usize>,
+    /// How often an idle worker asks Redis for jobs, in milliseconds (the pickup delay).
+    #[arg(long, env = "IMAGEAPI_WORKER_POLL_MS", default_value_t = 25, global = true)]
+    pub poll_ms: u64,
+    /// Heartbeat period; a worker silent for three periods is dead and its jobs are re-queued.
+    #[arg(long, env = "IMAGEAPI_WORKER_HEARTBEAT_SECS", default_value_t = 5, global = true)]
+    pub heartbeat_secs: u64,
+    /// Attempts of a failing job before it goes to the dead set (attempt n waits n seconds).
+    #[arg(long, env = "IMAGEAPI_JOB_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub max_attempts: usize,
+    /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).
+    #[arg(long, env = "IMAGEAPI_WORKER_METRICS_BIND", default_value = "127.0.0.1:0", global = true)]
+    pub metrics_bind: String,
+    /// Name in the queue's worker list (default: host-pid); must be unique among live workers.
+    #[arg(long, env = "IMAGEAPI_WORKER_NAME", global = true)]
+    pub name: Option<String>,
+    /// Largest image in pixels, as on the server (checked again before decoding).
+    #[arg(long, env = "IMAGEAPI_MAX_PIXELS", default_value_t = Limits::default().max_pixels, global = true)]
+    pub max_pixels: u64,
+    /// Largest width or height in pixels, as on the server.
+    #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = Limits::default().max_side, global = true)]
+    pub max_side: u32,
+    /// Largest original in bytes, as on the server.
+    #[arg(long, env = "IMAGEAPI_MAX_UPLOAD_BYTES", default_value_t = Limits::default().max_bytes, global = true)]
+    pub max_upload_bytes: u64,
+}
+
+impl WorkerConfig {
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1)
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| self.threads()).max(1)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_ms.max(1))
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { max_bytes: self.max_upload_bytes, max_pixels: self.max_pixels, max_side: self.max_side }
+    }
+
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "worker".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}

@@ -1,0 +1,21 @@
+//! `imageapi-worker`: consume thumbnail jobs from Redis until SIGTERM.
+
+use clap::Parser;
+use imageapi_worker::config::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None | Some(Command::Run) => imageapi_worker::service::run(cli.config),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! What the server needs from a job queue, whichever one runs: deliver jobs (idempotently, by
+//! job id), describe itself for admins, and re-run a job that was given up.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use imageapi_shared::domain::{ImageId, JobId};
+use imageapi_shared::jobs::ThumbnailJob;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the job queue is unreachable: {0}")]
+    Unavailable(String),
+    #[error("the job queue answered something unexpected: {0}")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMode {
+    Embedded,
+    Redis,
+}
+
+/// A point-in-time view of the queue for admins.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    pub mode: QueueMode,
+    /// Waiting to run, including retries waiting for their backoff.
+    pub pending: u64,
+    /// Taken by a worker.
+    pub running: u64,
+    /// Finished (thumbnails made or reported failed).
+    pub done: u64,
+    /// Given up after the last attempt, waiting for an admin's retry.
+    pub failed: u64,
+    pub workers: Vec<WorkerInfo>,
+    /// The given-up jobs, oldest first, at most [`FAILED_JOBS_SHOWN`].
+    pub failed_jobs: Vec<FailedJob>,
+}
+
+/// How many failed jobs a snapshot lists (the count is exact).
+pub const FAILED_JOBS_SHOWN: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub last_heartbeat: DateTime<Utc>,
+    /// Jobs the worker holds now.
+    pub jobs: Vec<JobRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRef {
+    pub job: JobId,
+    pub image: Option<ImageId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedJob {
+    pub job: JobId,
+    pub image: Option<ImageId>,
+    pub heights: Vec<u32>,
+    pub reason: String,
+    pub attempts: u32,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    fn mode(&self) -> QueueMode;
+
+    /// Delivers jobs. Delivering a job id the queue already holds (queued, running, done or
+    /// failed) changes nothing, so a sender may re-deliver whenever it is unsure.
+    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError>;
+
+    /// Whether jobs delivered earlier can be lost by the queue while this process runs (Redis
+    /// restarted without persistence): then the sender re-delivers unfinished jobs from time
+    /// to time.
+    fn may_lose_jobs(&self) -> bool;
+
+    async fn snapshot(&self) -> Result<QueueSnapshot, QueueError>;
+
+    /// Puts a failed job back in line with fresh attempts. `Ok(false)`: no such failed job.
+    async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError>;
+
+    /// Whether the queue answers (readiness).
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Drops the queue's records of finished jobs the sender no longer needs (those not in
+    /// `unfinished`), keeping counts exact. Returns how many were dropped.
+    async fn vacuum(&self, _unfinished: &BTreeSet<JobId>) -> Result<u64, QueueError> {
+        Ok(0)
+    }
+}

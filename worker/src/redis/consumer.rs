@@ -1,0 +1,139 @@
+//! The worker process's consumer: an apalis worker on the Redis queue, feeding the render
+//! pool. It is supervised: if apalis stops with an error (Redis went away, or this worker was
+//! declared dead by its peers after a long pause), it is started again under a fresh name;
+//! the jobs the old name held are recovered by the live workers as orphans.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis_core::backend::ext::BackendExt;
+use apalis_core::error::{AbortError, BoxDynError};
+use apalis_core::task::attempt::Attempt;
+use apalis_core::task::data::Data;
+use apalis_core::worker::builder::WorkerBuilder;
+use apalis_redis::RedisStorage;
+use imageapi_shared::jobs::ThumbnailJob;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{run_job, JobContext};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Unique among live workers (apalis refuses a name that heartbeats elsewhere).
+    pub name: String,
+    /// Jobs run at once (also the fetch batch, so fetched jobs are running jobs).
+    pub concurrency: usize,
+    /// How often an idle worker asks for jobs: the pickup delay.
+    pub poll_interval: Duration,
+    pub heartbeat: Duration,
+    /// Attempts before a job goes to the dead set (Redis retries with a growing delay:
+    /// attempt n waits n seconds).
+    pub max_attempts: usize,
+}
+
+struct Handler {
+    ctx: Arc<JobContext>,
+    max_attempts: usize,
+}
+
+async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let metrics = &handler.ctx.metrics;
+    metrics.running.inc();
+    let result = run_job(job.clone(), &handler.ctx).await;
+    metrics.running.dec();
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if attempt.current() >= handler.max_attempts => {
+            tracing::error!(error = %e, job = %job.id, attempt = attempt.current(), "thumbnail job failed its last attempt; it goes to the dead set");
+            metrics.dead.inc();
+            Err(Box::new(AbortError::new(e)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, job = %job.id, attempt = attempt.current(), "thumbnail job failed; it will be retried");
+            metrics.retries.inc();
+            Err(e.into())
+        }
+    }
+}
+
+/// Leaves the queue's worker list, handing back any job fetched but not run. (apalis 1.0's own
+/// cleanup removes the wrong member, so a stopped worker would otherwise stay listed.)
+async fn deregister(conn: &ConnectionManager, name: &str) -> Result<(), redis::RedisError> {
+    const LEAVE: &str = r#"
+-- KEYS[1] workers set, KEYS[2] this worker's inflight set, KEYS[3] active list, KEYS[4] signal list
+local held = redis.call('smembers', KEYS[2])
+if #held > 0 then
+    redis.call('rpush', KEYS[3], unpack(held))
+    redis.call('del', KEYS[4])
+    redis.call('lpush', KEYS[4], 1)
+end
+redis.call('del', KEYS[2])
+redis.call('zrem', KEYS[1], ARGV[1])
+return #held
+"#;
+    let config = super::queue_config();
+    let mut conn = conn.clone();
+    let handed_back: u32 = redis::Script::new(LEAVE)
+        .key(config.workers_set())
+        .key(format!("{}:{name}", config.inflight_jobs_set()))
+        .key(config.active_jobs_list())
+        .key(config.signal_list())
+        .arg(name)
+        .invoke_async(&mut conn)
+        .await?;
+    if handed_back > 0 {
+        tracing::info!(jobs = handed_back, "handed back jobs fetched but not started");
+    }
+    Ok(())
+}
+
+/// Consumes jobs until `shutdown` is cancelled; running jobs finish first.
+pub async fn run(ctx: Arc<JobContext>, conn: ConnectionManager, config: ConsumerConfig, shutdown: CancellationToken) {
+    let handler = Arc::new(Handler { ctx, max_attempts: config.max_attempts.max(1) });
+    let apalis_config = super::queue_config()
+        .batch_size(config.concurrency.max(1))
+        .heartbeat_interval(config.heartbeat)
+        // Declared dead (its jobs re-queued) after three missed heartbeats.
+        .missed_heartbeats(3);
+    let mut restarts = 0u32;
+    loop {
+        let name = if restarts == 0 { config.name.clone() } else { format!("{}.{restarts}", config.name) };
+        let storage = RedisStorage::<ThumbnailJob>::new(conn.clone())
+            .with_config(apalis_config.clone())
+            .poll_with_interval(config.poll_interval);
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(storage)
+            .concurrency(config.concurrency.max(1))
+            .catch_panic()
+            .data(handler.clone())
+            .build(handle);
+        let stop = shutdown.clone();
+        tracing::info!(worker = %name, "consuming thumbnail jobs");
+        let result = worker
+            .run_until(async move {
+                stop.cancelled().await;
+                Ok::<(), apalis_core::error::WorkerError>(())
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "the worker stopped with an error while shutting down");
+            }
+            if let Err(e) = deregister(&conn, &name).await {
+                tracing::warn!(error = %e, "could not leave the worker list; the others will clear it after three missed heartbeats");
+            }
+            return;
+        }
+        match result {
+            Ok(()) => tracing::warn!(worker = %name, "the worker stopped by itself; starting it again"),
+            Err(e) => tracing::error!(error = %e, worker = %name, "the worker stopped; starting it again shortly"),
+        }
+        restarts += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The `imageapi-worker` process: render pool, Redis consumer, results sink, and a small HTTP
+//! endpoint for `/metrics` and `/healthz`. SIGTERM or SIGINT: stop taking jobs, finish the
+//! running ones, exit 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use imageapi_shared::store::{BlobStore, FsBlobStore};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::job::JobContext;
+use crate::metrics::{self, WorkerMetrics};
+use crate::pool::ThumbnailPool;
+use crate::redis::consumer::{self, ConsumerConfig};
+use crate::redis::results::RedisSink;
+
+pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let Some(redis_url) = config.redis_url.clone() else {
+        anyhow::bail!("IMAGEAPI_REDIS_URL is not set: a worker process consumes jobs from Redis (the embedded mode makes thumbnails inside imageapi-server)");
+    };
+    // The render pool is a SyncArbiter: it needs an actix System.
+    actix_rt::System::new().block_on(async move {
+        let registry = Registry::new();
+        let metrics = WorkerMetrics::register(&registry)?;
+        let conn = crate::redis::connect(&redis_url)?;
+        let store: Arc<dyn BlobStore> = Arc::new(
+            FsBlobStore::open(&config.blob_dir)
+                .with_context(|| format!("opening the blob store at {}", config.blob_dir.display()))?,
+        );
+        let name = config.name();
+        let threads = config.threads();
+        let ctx = Arc::new(JobContext {
+            pool: ThumbnailPool::start(threads),
+            store,
+            sink: Arc::new(RedisSink::new(conn.clone())),
+            limits: config.limits(),
+            worker_name: name.clone(),
+            metrics,
+        });
+
+        let listener = TcpListener::bind(&config.metrics_bind)
+            .with_context(|| format!("binding the metrics endpoint {}", config.metrics_bind))?;
+        let metrics_addr = listener.local_addr()?;
+        let registry = web::Data::new(registry);
+        let http = HttpServer::new(move || {
+            App::new().app_data(registry.clone()).route("/metrics", web::get().to(render_metrics)).route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            )
+        })
+        .workers(1)
+        // This process handles SIGTERM itself, to drain jobs before the endpoint goes away.
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let http_handle = http.handle();
+        actix_rt::spawn(http);
+
+        let shutdown = CancellationToken::new();
+        spawn_signal_listener(shutdown.clone());
+        println!("imageapi-worker {name} ready ({threads} render threads); metrics on http://{metrics_addr}/metrics");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+
+        let consumer_config = ConsumerConfig {
+            name,
+            concurrency: config.concurrency(),
+            poll_interval: config.poll_interval(),
+            heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
+            max_attempts: config.max_attempts,
+        };
+        consumer::run(ctx, conn, consumer_config, shutdown).await;
+        tracing::info!("stopped taking jobs; running jobs finished; exiting");
+        http_handle.stop(true).await;
+        Ok(())
+    })
+}
+
+async fn render_metrics(registry: web::Data<Registry>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics::render(&registry))
+}
+
+fn spawn_signal_listener(shutdown: CancellationToken) {
+    actix_rt::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::error!("cannot listen for signals; stop this worker with SIGKILL");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing running jobs"),
+                _ = int.recv() => tracing::info!("SIGINT: finishing running jobs"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}
