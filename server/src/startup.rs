@@ -110,6 +110,7 @@ impl Application {
             tracing::info!(jobs = adopted, "recorded jobs for pending thumbnails that had none");
         }
         actix_web::rt::spawn(thumbnails.clone().run_dispatcher());
+        actix_web::rt::spawn(thumbnails.clone().run_vacuum());
         actix_web::rt::spawn(thumbnails.clone().run_reconciler());
         thumbnails.wake_reconciler();
         spawn_link_purger(repo.clone(), Duration::from_secs(config.expired_link_retention_hours * 3600));

@@ -41,9 +41,11 @@ pub struct WorkerConfig {
     /// Heartbeat period; a worker silent for three periods is dead and its jobs are re-queued.
     #[arg(long, env = "IMAGEAPI_WORKER_HEARTBEAT_SECS", default_value_t = 5, global = true)]
     pub heartbeat_secs: u64,
-    /// Attempts of a failing job before it goes to the dead set (attempt n waits n seconds).
-    #[arg(long, env = "IMAGEAPI_JOB_MAX_ATTEMPTS", default_value_t = 5, global = true)]
-    pub max_attempts: usize,
+    /// Attempts of a failing job before it goes to the dead set (attempt n waits n seconds);
+    /// 1..=25 (apalis-redis gives up after 25 whatever is set).
+    #[arg(long, env = "IMAGEAPI_JOB_MAX_ATTEMPTS", default_value_t = 5, global = true,
+          value_parser = clap::value_parser!(u16).range(1..=25))]
+    pub max_attempts: u16,
     /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).
     #[arg(long, env = "IMAGEAPI_WORKER_METRICS_BIND", default_value = "127.0.0.1:0", global = true)]
     pub metrics_bind: String,

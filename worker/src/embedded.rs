@@ -125,6 +125,15 @@ impl JobQueue for EmbeddedQueue {
         }
     }
 
+    async fn vacuum(&self, unfinished: &std::collections::BTreeSet<JobId>) -> Result<u64, QueueError> {
+        let mut book = self.book();
+        let before = book.failed.len();
+        book.failed.retain(|id, _| unfinished.contains(id));
+        let Book { failed, failed_payloads, .. } = &mut *book;
+        failed_payloads.retain(|id, _| failed.contains_key(id));
+        Ok((before - book.failed.len()) as u64)
+    }
+
     async fn ping(&self) -> Result<(), QueueError> {
         if self.tx.is_closed() {
             Err(QueueError::Unavailable("the embedded worker has stopped".into()))

@@ -72,7 +72,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
             concurrency: config.concurrency(),
             poll_interval: config.poll_interval(),
             heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
-            max_attempts: config.max_attempts,
+            max_attempts: usize::from(config.max_attempts),
         };
         consumer::run(ctx, conn, consumer_config, shutdown).await;
         tracing::info!("stopped taking jobs; running jobs finished; exiting");

@@ -85,6 +85,23 @@ impl SledRepo {
         Ok(applied)
     }
 
+    /// Removes outbox jobs whose image was deleted (nothing waits for them; a failed one would
+    /// otherwise wait for an admin forever). Returns how many.
+    pub fn retire_jobs_of_deleted_images(&self) -> Result<usize, RepoError> {
+        let mut retired = 0;
+        for entry in self.outbox.iter() {
+            let (key, value) = entry?;
+            let job: ThumbnailJob = decode(&value)?;
+            if self.images.get(job.image_id.to_bytes())?.is_none() {
+                // Only if unchanged since read (a report may have retired it meanwhile).
+                if self.outbox.compare_and_swap(&key, Some(&value), None::<&[u8]>)?.is_ok() {
+                    retired += 1;
+                }
+            }
+        }
+        Ok(retired)
+    }
+
     /// Records jobs for pending thumbnails that no outbox job covers (data from before the
     /// outbox existed, or a job lost to a bug): the invariant "pending ⇒ a job exists" is
     /// restored at every start. Returns the jobs created.

@@ -1,12 +1,14 @@
 //! Moving jobs and results between the server and the queue.
 //!
-//! - The dispatcher hands outbox jobs to the queue: at start, on every new job, and (when the
-//!   queue may lose jobs, i.e. Redis) all of them again after any failed call to the queue (it
-//!   may have restarted empty) and every [`REDELIVER_EVERY`], which is harmless since the
-//!   queue ignores a job id it holds. While the queue is unreachable it backs off; uploads
+//! - The dispatcher hands each new job to the queue as it is submitted, and the whole outbox
+//!   at start, after any failed call to the queue (it may have restarted empty), and (when
+//!   the queue may lose jobs, i.e. Redis) every [`REDELIVER_EVERY`]: harmless, since the queue
+//!   ignores a job id it holds. While the queue is unreachable it backs off; uploads
 //!   go on and their jobs wait in the outbox.
 //! - With Redis, the results reader applies reports from the results stream and acknowledges
-//!   them after the flush, and the vacuum drops Redis' records of jobs whose report was applied.
+//!   them after the flush.
+//! - The vacuum drops the queue's records of jobs whose report was applied, and retires jobs of
+//!   images deleted meanwhile.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -14,9 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imageapi_shared::domain::JobId;
+use imageapi_shared::jobs::ThumbnailJob;
 use imageapi_worker::redis::results::ResultsReader;
 
 use super::{lock, Thumbnails};
+use crate::repo::RepoError;
 
 /// Outbox jobs handed to the queue per call.
 const BATCH: usize = 256;
@@ -24,7 +28,10 @@ const REDELIVER_EVERY: Duration = Duration::from_secs(30);
 /// Even with no new job, look at the outbox this often (cheap: it holds unfinished jobs only).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const VACUUM_EVERY: Duration = Duration::from_secs(60);
+const VACUUM_EVERY: Duration = Duration::from_secs(10);
+/// Jobs of deleted images are looked for this often (a failed job of a deleted image would
+/// otherwise wait for an admin forever).
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 enum DeliverError {
     Repo(crate::repo::RepoError),
@@ -35,15 +42,22 @@ impl Thumbnails {
     /// Runs the dispatcher forever.
     pub async fn run_dispatcher(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(250);
-        let mut last_redelivery = Instant::now();
+        let mut last_sweep = Instant::now();
+        // The first pass delivers the whole outbox (jobs from before a restart).
+        let mut sweep = true;
         loop {
             let interrupted = self.queue_interrupted.swap(false, Ordering::Relaxed);
-            if self.queue.may_lose_jobs() && (interrupted || last_redelivery.elapsed() >= REDELIVER_EVERY) {
-                lock(&self.delivered).clear();
-                last_redelivery = Instant::now();
+            if interrupted || (self.queue.may_lose_jobs() && last_sweep.elapsed() >= REDELIVER_EVERY) {
+                sweep = true;
             }
-            match self.deliver_outbox().await {
+            let result = if sweep { self.deliver_outbox().await } else { self.deliver_fresh().await };
+            match result {
                 Ok(delivered) => {
+                    self.backlog.store(0, Ordering::Relaxed);
+                    if sweep {
+                        sweep = false;
+                        last_sweep = Instant::now();
+                    }
                     if !self.queue_reachable.swap(true, Ordering::Relaxed) {
                         tracing::info!("the job queue is reachable again; delivering the jobs kept meanwhile");
                     }
@@ -54,7 +68,10 @@ impl Thumbnails {
                     let _ = tokio::time::timeout(IDLE_CHECK, self.dispatch_wake.notified()).await;
                 }
                 Err(DeliverError::Queue(e)) => {
+                    // What was not delivered is in the outbox: the next pass sweeps it.
                     self.queue_interrupted.store(true, Ordering::Relaxed);
+                    let waiting = self.blocking(|repo| Ok(repo.outbox_len())).await.unwrap_or(0);
+                    self.backlog.store(waiting as u64, Ordering::Relaxed);
                     if self.queue_reachable.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "the job queue is unreachable; uploads are accepted and their jobs kept until it is back");
                     }
@@ -63,36 +80,37 @@ impl Thumbnails {
                 }
                 Err(DeliverError::Repo(e)) => {
                     tracing::error!(error = %e, "reading the job outbox failed");
+                    self.queue_interrupted.store(true, Ordering::Relaxed);
                     tokio::time::sleep(MAX_BACKOFF).await;
                 }
             }
         }
     }
 
-    /// One pass over the outbox; returns how many jobs were handed over.
+    /// Delivers the jobs submitted since the last pass (the common case: no outbox scan).
+    async fn deliver_fresh(&self) -> Result<usize, DeliverError> {
+        let fresh: Vec<ThumbnailJob> = std::mem::take(&mut *lock(&self.fresh));
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        self.queue.push(&fresh).await.map_err(DeliverError::Queue)?;
+        Ok(fresh.len())
+    }
+
+    /// One pass over the whole outbox, delivering every job (the queue ignores the ones it
+    /// holds); returns how many jobs were handed over.
     async fn deliver_outbox(&self) -> Result<usize, DeliverError> {
+        // Everything submitted so far is in the outbox and is covered by this pass.
+        lock(&self.fresh).clear();
         let mut after: Option<JobId> = None;
-        let mut seen: Vec<JobId> = Vec::new();
         let mut total = 0;
         loop {
             let page = self.blocking(move |repo| repo.outbox_jobs(after, BATCH)).await.map_err(DeliverError::Repo)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            seen.extend(page.iter().map(|job| job.id));
-            let fresh: Vec<_> = {
-                let delivered = lock(&self.delivered);
-                page.into_iter().filter(|job| !delivered.contains(&job.id)).collect()
-            };
-            if fresh.is_empty() {
-                continue;
-            }
-            self.queue.push(&fresh).await.map_err(DeliverError::Queue)?;
-            lock(&self.delivered).extend(fresh.iter().map(|job| job.id));
-            total += fresh.len();
+            self.queue.push(&page).await.map_err(DeliverError::Queue)?;
+            total += page.len();
         }
-        // Forget ids whose report was applied while this pass ran (they left the outbox).
-        let seen: std::collections::HashSet<JobId> = seen.into_iter().collect();
-        lock(&self.delivered).retain(|id| seen.contains(id));
         Ok(total)
     }
 
@@ -118,34 +136,63 @@ impl Thumbnails {
                     continue;
                 }
             };
-            let mut reports = Vec::with_capacity(deliveries.len());
-            let mut entries = Vec::with_capacity(deliveries.len());
+            if reader.take_group_recreated() {
+                // Redis lost the stream, so it may have lost jobs too.
+                self.queue_interrupted.store(true, Ordering::Relaxed);
+            }
+            let mut applied = Vec::with_capacity(deliveries.len());
+            let mut stalled = false;
             for delivery in deliveries {
-                match delivery.report {
-                    Ok(report) => reports.push(report),
-                    Err(why) => tracing::error!(entry = %delivery.entry, %why, "dropping an unreadable job result"),
+                let report = match delivery.report {
+                    Ok(report) => report,
+                    Err(why) => {
+                        tracing::error!(entry = %delivery.entry, %why, "dropping an unreadable job result");
+                        applied.push(delivery.entry);
+                        continue;
+                    }
+                };
+                match self.apply_reports(vec![report]).await {
+                    Ok(()) => applied.push(delivery.entry),
+                    // A report that can never apply must not hold up the ones behind it.
+                    Err(e @ (RepoError::Conflict(_) | RepoError::Corrupt(_) | RepoError::NotFound)) => {
+                        tracing::error!(entry = %delivery.entry, error = %e, "dropping a job result that cannot be applied");
+                        applied.push(delivery.entry);
+                    }
+                    Err(e) => {
+                        // Storage trouble: stop here, read the unacknowledged ones again.
+                        tracing::error!(error = %e, "applying job results failed; will retry");
+                        stalled = true;
+                        break;
+                    }
                 }
-                entries.push(delivery.entry);
             }
-            if let Err(e) = self.apply_reports(reports).await {
-                // Not acknowledged: read again from the pending entries.
-                tracing::error!(error = %e, "applying job results failed; will retry");
-                reader.reread_pending();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            if let Err(e) = reader.ack(&entries).await {
+            if let Err(e) = reader.ack(&applied).await {
                 // Applied but not acknowledged: they come again, and applying twice is harmless.
                 tracing::warn!(error = %e, "acknowledging job results failed");
+                stalled = true;
+            }
+            if stalled {
                 reader.reread_pending();
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
-    async fn run_vacuum(self: Arc<Self>) {
+    /// Drops the queue's records of jobs the outbox no longer holds, and retires jobs of
+    /// deleted images (their thumbnails are gone, so nothing is waiting for them).
+    pub async fn run_vacuum(self: Arc<Self>) {
         let mut every = tokio::time::interval(VACUUM_EVERY);
+        let mut last_orphan_sweep = Instant::now();
         loop {
             every.tick().await;
+            if last_orphan_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {
+                last_orphan_sweep = Instant::now();
+                match self.blocking(|repo| repo.retire_jobs_of_deleted_images()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "retired jobs of deleted images"),
+                    Err(e) => tracing::warn!(error = %e, "looking for jobs of deleted images failed"),
+                }
+            }
             let unfinished: BTreeSet<JobId> = match self.blocking(|repo| repo.outbox_ids()).await {
                 Ok(ids) => ids,
                 Err(e) => {
@@ -162,8 +209,7 @@ impl Thumbnails {
     }
 }
 
-/// The Redis mode's server-side tasks: the results reader and the vacuum.
+/// The Redis mode's server-side task: the results reader.
 pub fn spawn_redis_tasks(thumbnails: Arc<Thumbnails>, reader: ResultsReader) {
-    actix_web::rt::spawn(thumbnails.clone().run_results_reader(reader));
-    actix_web::rt::spawn(thumbnails.run_vacuum());
+    actix_web::rt::spawn(thumbnails.run_results_reader(reader));
 }

@@ -13,8 +13,8 @@
 mod dispatch;
 mod reconcile;
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,14 +42,15 @@ pub struct Thumbnails {
     applied: watch::Sender<u64>,
     reconcile_wake: Notify,
     dispatch_wake: Notify,
-    /// Outbox jobs handed to the queue by this process (so they are not handed over again,
-    /// until a re-delivery round when the queue may lose jobs).
-    delivered: Mutex<HashSet<JobId>>,
+    /// Jobs known not to be in the queue since a delivery failed (for admins).
+    backlog: AtomicU64,
     /// False while the queue cannot be reached (uploads are still accepted: the outbox keeps them).
     queue_reachable: AtomicBool,
     /// Set when any call to the queue failed: it may have restarted and forgotten jobs, so
     /// the dispatcher delivers every outbox job again once it answers.
     queue_interrupted: AtomicBool,
+    /// Jobs recorded since the dispatcher's last pass, delivered without scanning the outbox.
+    fresh: Mutex<Vec<ThumbnailJob>>,
     /// When recent jobs finished, for the throughput figure.
     finished: Mutex<VecDeque<Instant>>,
 }
@@ -89,17 +90,19 @@ impl Thumbnails {
             applied: watch::Sender::new(0),
             reconcile_wake: Notify::new(),
             dispatch_wake: Notify::new(),
-            delivered: Mutex::new(HashSet::new()),
+            backlog: AtomicU64::new(0),
             queue_reachable: AtomicBool::new(true),
             queue_interrupted: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
+            fresh: Mutex::new(Vec::new()),
         }
     }
 
     /// A job was recorded (durably) in the outbox: have the dispatcher deliver it.
     pub fn submitted(&self, job: Option<&ThumbnailJob>) {
-        if job.is_some() {
+        if let Some(job) = job {
             self.metrics.jobs_enqueued.inc();
+            lock(&self.fresh).push(job.clone());
             self.dispatch_wake.notify_one();
         }
     }
@@ -126,10 +129,10 @@ impl Thumbnails {
         self.repo.flush().await?;
         let now = Instant::now();
         {
-            let mut delivered = lock(&self.delivered);
+            // (Delivered ids are forgotten by the dispatcher's next full pass, not here: a pass
+            // running now could otherwise deliver a finished job again.)
             let mut finished = lock(&self.finished);
-            for (report, _) in &applied {
-                delivered.remove(&report.job_id);
+            for _ in &applied {
                 finished.push_back(now);
             }
             while finished.front().is_some_and(|t| now.duration_since(*t) > THROUGHPUT_WINDOW) {
@@ -190,8 +193,8 @@ impl Thumbnails {
     /// The queue's view for admins.
     pub async fn queue_status(&self) -> Result<QueueStatus, QueueError> {
         let snapshot = self.queue.snapshot().await?;
-        let outbox = self.repo.outbox_len() as u64;
-        let delivered = lock(&self.delivered).len() as u64;
+        // Counting the outbox reads it: off the async threads.
+        let outbox = self.blocking(|repo| Ok(repo.outbox_len())).await.unwrap_or(0) as u64;
         let finished_last_minute = {
             let now = Instant::now();
             lock(&self.finished).iter().filter(|t| now.duration_since(**t) <= THROUGHPUT_WINDOW).count() as u64
@@ -200,7 +203,8 @@ impl Thumbnails {
         self.metrics.queue_running.set(snapshot.running as i64);
         self.metrics.queue_failed.set(snapshot.failed as i64);
         self.metrics.outbox.set(outbox as i64);
-        Ok(QueueStatus { snapshot, undelivered: outbox.saturating_sub(delivered), finished_last_minute })
+        let undelivered = self.backlog.load(Ordering::Relaxed) + lock(&self.fresh).len() as u64;
+        Ok(QueueStatus { snapshot, undelivered, finished_last_minute })
     }
 
     pub async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {

@@ -23,7 +23,7 @@ use crate::job::{run_job, JobContext};
 pub struct ConsumerConfig {
     /// Unique among live workers (apalis refuses a name that heartbeats elsewhere).
     pub name: String,
-    /// Jobs run at once (also the fetch batch, so fetched jobs are running jobs).
+    /// Jobs run at once.
     pub concurrency: usize,
     /// How often an idle worker asks for jobs: the pickup delay.
     pub poll_interval: Duration,
@@ -62,7 +62,8 @@ async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt
 /// cleanup removes the wrong member, so a stopped worker would otherwise stay listed.)
 async fn deregister(conn: &ConnectionManager, name: &str) -> Result<(), redis::RedisError> {
     const LEAVE: &str = r#"
--- KEYS[1] workers set, KEYS[2] this worker's inflight set, KEYS[3] active list, KEYS[4] signal list
+-- KEYS[1] workers set, KEYS[2] this worker's inflight set, KEYS[3] active list, KEYS[4] signal list,
+-- KEYS[5] this worker's metadata hash
 local held = redis.call('smembers', KEYS[2])
 if #held > 0 then
     redis.call('rpush', KEYS[3], unpack(held))
@@ -70,6 +71,7 @@ if #held > 0 then
     redis.call('lpush', KEYS[4], 1)
 end
 redis.call('del', KEYS[2])
+redis.call('del', KEYS[5])
 redis.call('zrem', KEYS[1], ARGV[1])
 return #held
 "#;
@@ -80,6 +82,7 @@ return #held
         .key(format!("{}:{name}", config.inflight_jobs_set()))
         .key(config.active_jobs_list())
         .key(config.signal_list())
+        .key(format!("{}:workers:metadata:{name}", super::QUEUE))
         .arg(name)
         .invoke_async(&mut conn)
         .await?;
@@ -93,7 +96,9 @@ return #held
 pub async fn run(ctx: Arc<JobContext>, conn: ConnectionManager, config: ConsumerConfig, shutdown: CancellationToken) {
     let handler = Arc::new(Handler { ctx, max_attempts: config.max_attempts.max(1) });
     let apalis_config = super::queue_config()
-        .batch_size(config.concurrency.max(1))
+        // One job per fetch: apalis fetches a new batch whenever a slot frees up, so larger
+        // batches would park jobs behind this worker's running ones.
+        .batch_size(1)
         .heartbeat_interval(config.heartbeat)
         // Declared dead (its jobs re-queued) after three missed heartbeats.
         .missed_heartbeats(3);

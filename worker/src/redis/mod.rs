@@ -65,8 +65,12 @@ impl RedisQueue {
 
 /// Puts a dead job back on the active list with its attempts reset, atomically.
 const RETRY_DEAD: &str = r#"
--- KEYS[1] dead set, KEYS[2] active list, KEYS[3] signal list, KEYS[4] the job's meta hash
-if redis.call('srem', KEYS[1], ARGV[1]) == 0 then return 0 end
+-- KEYS[1] dead set, KEYS[2] active list, KEYS[3] signal list, KEYS[4] the job's meta hash,
+-- KEYS[5] the payload hash
+if redis.call('sismember', KEYS[1], ARGV[1]) == 0 then return 0 end
+-- Without its payload and meta a worker could not even decode it: not retryable.
+if redis.call('hexists', KEYS[5], ARGV[1]) == 0 or redis.call('exists', KEYS[4]) == 0 then return 0 end
+redis.call('srem', KEYS[1], ARGV[1])
 redis.call('hset', KEYS[4], 'status', 'Pending', 'attempts', 0)
 redis.call('rpush', KEYS[2], ARGV[1])
 redis.call('del', KEYS[3])
@@ -212,6 +216,7 @@ impl JobQueue for RedisQueue {
             .key(c.active_jobs_list())
             .key(c.signal_list())
             .key(self.meta_key(&id))
+            .key(c.job_data_hash())
             .arg(&id)
             .invoke_async(&mut conn)
             .await?;
@@ -252,28 +257,41 @@ fn failure_reason(stored: &str) -> String {
 }
 
 impl RedisQueue {
-    /// Removes the bookkeeping of finished jobs the server no longer needs (`keep` says which
-    /// it still needs), counting them so `done` stays exact. Without it the done set and the
-    /// payloads of every job ever run would grow without bound.
+    /// Removes the records of finished and failed jobs the server no longer needs (`keep`
+    /// says which it still needs), counting the finished ones so `done` stays exact. Without it
+    /// the done set and the payloads of every job ever run would grow without bound.
     pub async fn vacuum_done(&self, keep: impl Fn(&JobId) -> bool) -> Result<u64, QueueError> {
-        let mut conn = self.conn.clone();
+        let mut removed = 0;
         let c = &self.config;
-        let (_, ids): (u64, Vec<String>) =
-            redis::cmd("SSCAN").arg(c.done_jobs_set()).arg(0).arg("COUNT").arg(1000).query_async(&mut conn).await?;
-        let gone: Vec<String> = ids.into_iter().filter(|id| JobId::parse(id).is_some_and(|j| !keep(&j))).collect();
-        if gone.is_empty() {
-            return Ok(0);
+        for (set, counted) in [(c.done_jobs_set(), true), (c.dead_jobs_set(), false)] {
+            let mut conn = self.conn.clone();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, ids): (u64, Vec<String>) =
+                    redis::cmd("SSCAN").arg(&set).arg(cursor).arg("COUNT").arg(1000).query_async(&mut conn).await?;
+                let gone: Vec<String> =
+                    ids.into_iter().filter(|id| JobId::parse(id).is_some_and(|j| !keep(&j))).collect();
+                if !gone.is_empty() {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    for id in &gone {
+                        pipe.srem(&set, id).ignore();
+                        pipe.hdel(c.job_data_hash(), id).ignore();
+                        pipe.del(self.meta_key(id)).ignore();
+                    }
+                    if counted {
+                        pipe.incr(vacuumed_key(), gone.len() as u64).ignore();
+                    }
+                    let () = pipe.query_async(&mut conn).await?;
+                    removed += gone.len() as u64;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for id in &gone {
-            pipe.srem(c.done_jobs_set(), id).ignore();
-            pipe.hdel(c.job_data_hash(), id).ignore();
-            pipe.del(self.meta_key(id)).ignore();
-        }
-        pipe.incr(vacuumed_key(), gone.len() as u64).ignore();
-        let () = pipe.query_async(&mut conn).await?;
-        Ok(gone.len() as u64)
+        Ok(removed)
     }
 }
 

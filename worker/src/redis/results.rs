@@ -50,11 +50,13 @@ pub struct ResultsReader {
     conn: ConnectionManager,
     /// Re-read what this consumer was given but did not acknowledge before going on.
     backlog_done: bool,
+    /// The consumer group had vanished (Redis restarted empty) and was made again.
+    group_recreated: bool,
 }
 
 impl ResultsReader {
     pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn, backlog_done: false }
+        Self { conn, backlog_done: false, group_recreated: false }
     }
 
     async fn ensure_group(&mut self) -> Result<(), QueueError> {
@@ -75,6 +77,7 @@ impl ResultsReader {
         match self.read_once(count, block_ms).await {
             // Redis restarted and forgot the group (and the stream): make it again.
             Err(QueueError::Unavailable(e)) if e.contains("NOGROUP") => {
+                self.group_recreated = true;
                 self.ensure_group().await?;
                 self.read_once(count, block_ms).await
             }
@@ -107,6 +110,11 @@ impl ResultsReader {
             self.backlog_done = true;
         }
         Ok(entries)
+    }
+
+    /// Whether the group had to be made again since the last call: Redis lost its data.
+    pub fn take_group_recreated(&mut self) -> bool {
+        std::mem::take(&mut self.group_recreated)
     }
 
     /// Reads the entries given to this consumer but not acknowledged again before new ones.
