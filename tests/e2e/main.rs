@@ -17,5 +17,6 @@ mod restart;
 mod scale_out;
 mod service;
 mod tiers;
+mod tui;
 mod uploads;
 mod users;

@@ -1,0 +1,143 @@
+//! Everything that can change the TUI's state is an [`Action`]: keys are mapped to actions,
+//! the clock ticks as an action, and the network answers as actions. [`crate::app::App::update`]
+//! is the only place that applies them; what it wants done outside (HTTP calls) comes back
+//! as [`Command`]s.
+
+use serde_json::Value;
+
+use crate::api::{ApiError, Image, Link, NewToken, NewUser, Queue, Tier, User};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Users,
+    Tiers,
+    Images,
+    Queue,
+    Links,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [View::Users, View::Tiers, View::Images, View::Queue, View::Links];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Users => "Users",
+            View::Tiers => "Tiers",
+            View::Images => "Images",
+            View::Queue => "Queue",
+            View::Links => "Links",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Quit,
+    /// The clock: refresh what is on screen, advance countdowns.
+    Tick,
+    SwitchView(View),
+    NextView,
+    PrevView,
+    Up,
+    Down,
+    /// Move focus between the panes of a view.
+    FocusLeft,
+    FocusRight,
+    /// Open the selected thing (a user's tokens).
+    Enter,
+    /// Leave a pane or clear the filter.
+    Back,
+    ToggleHelp,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterDone,
+    FilterCancel,
+    New,
+    Edit,
+    Delete,
+    IssueToken,
+    Retry,
+    FormChar(char),
+    FormBackspace,
+    FormNext,
+    FormPrev,
+    /// Flip a yes/no field or step through a choice.
+    FormToggle,
+    FormSubmit,
+    FormCancel,
+    ConfirmYes,
+    ConfirmNo,
+    CopyToken,
+    CloseToken,
+    /// A network answer.
+    Loaded(Loaded),
+}
+
+/// Answers from the background network task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    Users(Result<Vec<User>, ApiError>),
+    UserDetail(Result<User, ApiError>),
+    Tiers(Result<Vec<Tier>, ApiError>),
+    Images {
+        user: String,
+        result: Result<Vec<Image>, ApiError>,
+    },
+    Queue(Result<Queue, ApiError>),
+    Links(Result<Vec<Link>, ApiError>),
+    /// A change was made (`done` says what, for the status line) or refused (`attempt` says
+    /// what was tried).
+    Changed {
+        done: String,
+        attempt: String,
+        result: Result<(), ApiError>,
+    },
+    TokenIssued {
+        username: String,
+        result: Result<NewToken, ApiError>,
+    },
+}
+
+/// Work for the network task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    FetchUsers,
+    FetchUserDetail(String),
+    FetchTiers,
+    FetchImages(String),
+    FetchQueue,
+    FetchLinks,
+    CreateUser(NewUser),
+    UpdateUser {
+        id: String,
+        username: String,
+        changes: Value,
+    },
+    DeleteUser {
+        id: String,
+        username: String,
+    },
+    IssueToken {
+        id: String,
+        username: String,
+    },
+    RevokeToken {
+        user: String,
+        token: String,
+    },
+    CreateTier(Value),
+    UpdateTier {
+        id: String,
+        changes: Value,
+    },
+    DeleteTier(String),
+    RevokeLink(String),
+    RetryJob(String),
+    /// Put text on the clipboard through the terminal (OSC 52).
+    Copy(String),
+}

@@ -1,0 +1,305 @@
+//! The admin API client: typed requests and the answers the views show. The TUI never opens
+//! the database; everything goes through the server's HTTP API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How the TUI proves it is an admin.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// No answer: the server is down, restarting or unreachable.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// An answer with an error status, with the server's problem details.
+    #[error("{status}: {detail}")]
+    Status { status: u16, detail: String, fields: BTreeMap<String, Vec<String>> },
+}
+
+impl ApiError {
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ApiError::Unreachable(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub tier: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub image_count: u64,
+    #[serde(default)]
+    pub tokens: Option<Vec<Token>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NewToken {
+    pub id: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Tier {
+    pub id: String,
+    pub name: String,
+    pub thumbnail_heights: Vec<u32>,
+    pub original_link: bool,
+    pub expiring_links: bool,
+    pub builtin: bool,
+    #[serde(default)]
+    pub user_count: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Thumbnail {
+    pub height: u32,
+    pub width: u32,
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+    pub thumbnails: Vec<Thumbnail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct ImagePage {
+    results: Vec<Image>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Link {
+    pub id: String,
+    pub image_id: String,
+    /// `"original"` or a height.
+    pub variant: Value,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub owner_username: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Results<T> {
+    results: Vec<T>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Queue {
+    pub mode: String,
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub undelivered: u64,
+    pub throughput_per_minute: u64,
+    pub workers: Vec<QueueWorker>,
+    pub failed_jobs: Vec<FailedJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QueueWorker {
+    pub name: String,
+    pub heartbeat_age_secs: i64,
+    pub jobs: Vec<QueueJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QueueJob {
+    pub job: String,
+    #[serde(default)]
+    pub image_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FailedJob {
+    pub job: String,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+/// Body of a user creation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub tier: String,
+    pub is_admin: bool,
+}
+
+/// The problem+json shape the server answers errors with.
+#[derive(Debug, Deserialize)]
+struct Problem {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    errors: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, credentials: Credentials) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), credentials, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = match &self.credentials {
+            Credentials::Basic { username, password } => request.basic_auth(username, Some(password)),
+            Credentials::Bearer(token) => request.bearer_auth(token),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ApiError::Unreachable(root_cause(&e)))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable(root_cause(&e)))?;
+        if !status.is_success() {
+            return Err(problem(status, &bytes));
+        }
+        // 204: nothing to parse; callers then ask for `()`-like `Value::Null`.
+        let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+        serde_json::from_slice(bytes).map_err(|e| ApiError::Status {
+            status: status.as_u16(),
+            detail: format!("unexpected answer: {e}"),
+            fields: BTreeMap::new(),
+        })
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, ApiError> {
+        Ok(self.call::<Results<User>>(Method::GET, "/api/v1/admin/users", None).await?.results)
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User, ApiError> {
+        self.call(Method::GET, &format!("/api/v1/admin/users/{id}"), None).await
+    }
+
+    pub async fn create_user(&self, user: &NewUser) -> Result<User, ApiError> {
+        let body = serde_json::to_value(user).unwrap_or(Value::Null);
+        self.call(Method::POST, "/api/v1/admin/users", Some(&body)).await
+    }
+
+    pub async fn update_user(&self, id: &str, changes: &Value) -> Result<User, ApiError> {
+        self.call(Method::PATCH, &format!("/api/v1/admin/users/{id}"), Some(changes)).await
+    }
+
+    pub async fn delete_user(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/users/{id}"), None).await.map(|_| ())
+    }
+
+    pub async fn issue_token(&self, user: &str) -> Result<NewToken, ApiError> {
+        self.call(Method::POST, &format!("/api/v1/admin/users/{user}/tokens"), None).await
+    }
+
+    pub async fn revoke_token(&self, user: &str, token: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/users/{user}/tokens/{token}"), None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn tiers(&self) -> Result<Vec<Tier>, ApiError> {
+        Ok(self.call::<Results<Tier>>(Method::GET, "/api/v1/admin/tiers", None).await?.results)
+    }
+
+    pub async fn create_tier(&self, tier: &Value) -> Result<Tier, ApiError> {
+        self.call(Method::POST, "/api/v1/admin/tiers", Some(tier)).await
+    }
+
+    pub async fn update_tier(&self, id: &str, changes: &Value) -> Result<Tier, ApiError> {
+        self.call(Method::PATCH, &format!("/api/v1/admin/tiers/{id}"), Some(changes)).await
+    }
+
+    pub async fn delete_tier(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/tiers/{id}"), None).await.map(|_| ())
+    }
+
+    /// A user's newest images (one page of up to 100).
+    pub async fn images(&self, user: &str) -> Result<Vec<Image>, ApiError> {
+        let page: ImagePage =
+            self.call(Method::GET, &format!("/api/v1/admin/images?user={user}&limit=100"), None).await?;
+        Ok(page.results)
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, ApiError> {
+        Ok(self.call::<Results<Link>>(Method::GET, "/api/v1/admin/links", None).await?.results)
+    }
+
+    pub async fn revoke_link(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/links/{id}"), None).await.map(|_| ())
+    }
+
+    pub async fn queue(&self) -> Result<Queue, ApiError> {
+        self.call(Method::GET, "/api/v1/admin/queue", None).await
+    }
+
+    pub async fn retry_job(&self, job: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::POST, &format!("/api/v1/admin/queue/failed/{job}/retry"), None).await.map(|_| ())
+    }
+}
+
+fn problem(status: StatusCode, body: &[u8]) -> ApiError {
+    let parsed: Option<Problem> = serde_json::from_slice(body).ok();
+    let (detail, fields) = match parsed {
+        Some(p) => {
+            (p.detail.or(p.title).unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()), p.errors)
+        }
+        None => (status.canonical_reason().unwrap_or("error").to_owned(), BTreeMap::new()),
+    };
+    ApiError::Status { status: status.as_u16(), detail, fields }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,83 @@
+//! The network side: commands in, answers out as actions. Each command runs on its own task,
+//! so a slow or dead server never blocks the keyboard or the screen.
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::action::{Action, Command, Loaded};
+use crate::api::ApiClient;
+
+pub fn spawn(api: &ApiClient, command: Command, answers: UnboundedSender<Action>) {
+    let api = api.clone();
+    tokio::spawn(async move {
+        if let Some(loaded) = run(&api, command).await {
+            // The receiver is gone only when the app is quitting.
+            let _ = answers.send(Action::Loaded(loaded));
+        }
+    });
+}
+
+async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
+    Some(match command {
+        Command::FetchUsers => Loaded::Users(api.users().await),
+        Command::FetchUserDetail(id) => Loaded::UserDetail(api.user(&id).await),
+        Command::FetchTiers => Loaded::Tiers(api.tiers().await),
+        Command::FetchImages(user) => {
+            let result = api.images(&user).await;
+            Loaded::Images { user, result }
+        }
+        Command::FetchQueue => Loaded::Queue(api.queue().await),
+        Command::FetchLinks => Loaded::Links(api.links().await),
+        Command::CreateUser(user) => {
+            let (done, attempt) = (format!("created user {}", user.username), format!("create user {}", user.username));
+            Loaded::Changed { done, attempt, result: api.create_user(&user).await.map(|_| ()) }
+        }
+        Command::UpdateUser { id, username, changes } => Loaded::Changed {
+            done: format!("saved user {username}"),
+            attempt: format!("save user {username}"),
+            result: api.update_user(&id, &changes).await.map(|_| ()),
+        },
+        Command::DeleteUser { id, username } => Loaded::Changed {
+            done: format!("deleted user {username}"),
+            attempt: format!("delete user {username}"),
+            result: api.delete_user(&id).await,
+        },
+        Command::IssueToken { id, username } => Loaded::TokenIssued { username, result: api.issue_token(&id).await },
+        Command::RevokeToken { user, token } => Loaded::Changed {
+            done: format!("revoked token {token}"),
+            attempt: format!("revoke token {token}"),
+            result: api.revoke_token(&user, &token).await,
+        },
+        Command::CreateTier(body) => {
+            let id = body["id"].as_str().unwrap_or_default().to_owned();
+            Loaded::Changed {
+                done: format!("created tier {id}"),
+                attempt: format!("create tier {id}"),
+                result: api.create_tier(&body).await.map(|_| ()),
+            }
+        }
+        Command::UpdateTier { id, changes } => Loaded::Changed {
+            done: format!("saved tier {id}"),
+            attempt: format!("save tier {id}"),
+            result: api.update_tier(&id, &changes).await.map(|_| ()),
+        },
+        Command::DeleteTier(id) => Loaded::Changed {
+            done: format!("deleted tier {id}"),
+            attempt: format!("delete tier {id}"),
+            result: api.delete_tier(&id).await,
+        },
+        Command::RevokeLink(id) => Loaded::Changed {
+            done: format!("revoked link {id}"),
+            attempt: format!("revoke link {id}"),
+            result: api.revoke_link(&id).await,
+        },
+        Command::RetryJob(job) => Loaded::Changed {
+            done: format!("job {job} is back in line"),
+            attempt: format!("retry job {job}"),
+            result: api.retry_job(&job).await,
+        },
+        Command::Copy(text) => {
+            crate::tui::copy_to_clipboard(&text);
+            return None;
+        }
+    })
+}

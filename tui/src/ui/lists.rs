@@ -1,0 +1,287 @@
+//! The list views: users (with the selected user's tokens), tiers, images per user, links.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use super::title;
+use crate::app::{countdown, App, Pane, Remote};
+
+fn highlight(focused: bool) -> Style {
+    if focused {
+        Style::new().bg(Color::Cyan).fg(Color::Black).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().add_modifier(Modifier::REVERSED)
+    }
+}
+
+fn yes(flag: bool) -> &'static str {
+    if flag {
+        "yes"
+    } else {
+        "-"
+    }
+}
+
+/// What an empty table says: still loading, nothing there, or nothing matching the filter.
+fn empty_text<T>(remote: &Remote<T>, what: &str, filter: &str) -> String {
+    match (&remote.data, &remote.error) {
+        (None, Some(e)) => format!("could not load {what}: {e}"),
+        (None, None) => "loading…".to_owned(),
+        _ if !filter.is_empty() => format!("no {what} match \"{filter}\""),
+        _ => format!("no {what} yet"),
+    }
+}
+
+/// A list to draw: its rows, or what to say when there are none.
+struct ListTable<'a> {
+    block: Block<'a>,
+    header: Row<'a>,
+    rows: Vec<Row<'a>>,
+    widths: &'a [Constraint],
+    selected: usize,
+    focused: bool,
+    empty: String,
+}
+
+fn table_or_empty(frame: &mut Frame, area: Rect, list: ListTable) {
+    if list.rows.is_empty() {
+        frame.render_widget(Paragraph::new(list.empty).fg(Color::DarkGray).block(list.block), area);
+        return;
+    }
+    let table = Table::new(list.rows, list.widths.to_vec())
+        .header(list.header.style(Style::new().bold().underlined()))
+        .row_highlight_style(highlight(list.focused))
+        .block(list.block);
+    let mut state = TableState::default().with_selected(Some(list.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+pub fn users(frame: &mut Frame, app: &App, area: Rect) {
+    let [list, detail] = Layout::vertical([Constraint::Min(5), Constraint::Length(7)]).areas(area);
+    let users = app.visible_users();
+    let rows = users
+        .iter()
+        .map(|u| {
+            Row::new(vec![
+                u.username.clone(),
+                u.tier.clone(),
+                yes(u.is_active).to_owned(),
+                yes(u.is_admin).to_owned(),
+                u.image_count.to_string(),
+                u.created_at.format("%Y-%m-%d").to_string(),
+            ])
+        })
+        .collect();
+    let header = Row::new(["username", "tier", "active", "admin", "images", "created"]);
+    let widths = [
+        Constraint::Min(16),
+        Constraint::Length(14),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(11),
+    ];
+    let block = Block::bordered().title(title("Users", users.len(), app.users.error.as_deref()));
+    let empty = empty_text(&app.users, "users", &app.filter);
+    table_or_empty(
+        frame,
+        list,
+        ListTable {
+            block,
+            header,
+            rows,
+            widths: &widths,
+            selected: app.user_sel,
+            focused: app.users_pane == Pane::List,
+            empty,
+        },
+    );
+
+    let focused = app.users_pane == Pane::Detail;
+    let block = Block::bordered().title(match app.selected_user() {
+        Some(u) => format!(" API tokens of {} ", u.username),
+        None => " API tokens ".to_owned(),
+    });
+    let tokens = app.user_detail.as_ref().and_then(|u| u.tokens.clone()).unwrap_or_default();
+    let rows = tokens
+        .iter()
+        .map(|t| Row::new(vec![t.id.clone(), t.created_at.format("%Y-%m-%d %H:%M").to_string()]))
+        .collect();
+    let empty = if app.selected_user().is_none() {
+        "select a user".to_owned()
+    } else if app.user_detail.is_none() {
+        "loading…".to_owned()
+    } else {
+        "no tokens (t issues one)".to_owned()
+    };
+    let header = Row::new(["token id", "issued"]);
+    let widths = [Constraint::Length(28), Constraint::Min(16)];
+    table_or_empty(
+        frame,
+        detail,
+        ListTable { block, header, rows, widths: &widths, selected: app.token_sel, focused, empty },
+    );
+}
+
+pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
+    let tiers = app.visible_tiers();
+    let rows = tiers
+        .iter()
+        .map(|t| {
+            let heights = t.thumbnail_heights.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            Row::new(vec![
+                t.id.clone(),
+                t.name.clone(),
+                if heights.is_empty() { "-".to_owned() } else { heights },
+                yes(t.original_link).to_owned(),
+                yes(t.expiring_links).to_owned(),
+                yes(t.builtin).to_owned(),
+                t.user_count.map(|n| n.to_string()).unwrap_or_default(),
+            ])
+        })
+        .collect();
+    let header = Row::new(["id", "name", "heights", "original", "expiring", "builtin", "users"]);
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Min(12),
+        Constraint::Length(16),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(5),
+    ];
+    let block = Block::bordered().title(title("Tiers", tiers.len(), app.tiers.error.as_deref()));
+    let empty = empty_text(&app.tiers, "tiers", &app.filter);
+    table_or_empty(
+        frame,
+        area,
+        ListTable { block, header, rows, widths: &widths, selected: app.tier_sel, focused: true, empty },
+    );
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.0} kB", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} B"),
+    }
+}
+
+pub fn images(frame: &mut Frame, app: &App, area: Rect) {
+    let [left, right] = Layout::horizontal([Constraint::Length(20), Constraint::Min(30)]).areas(area);
+    let users = app.image_users();
+    let rows = users.iter().map(|u| Row::new(vec![u.username.clone(), u.image_count.to_string()])).collect();
+    let block = Block::bordered().title(" Users ");
+    let empty = empty_text(&app.users, "users", "");
+    let widths = [Constraint::Min(10), Constraint::Length(5)];
+    let focused = app.images_pane == Pane::List;
+    let header = Row::new(["user", "imgs"]);
+    table_or_empty(
+        frame,
+        left,
+        ListTable { block, header, rows, widths: &widths, selected: app.image_user_sel, focused, empty },
+    );
+
+    let images = app.visible_images();
+    let [table, why] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(right);
+    let rows = images
+        .iter()
+        .map(|i| {
+            let thumbs = i
+                .thumbnails
+                .iter()
+                .map(|t| {
+                    let mark = match t.status.as_str() {
+                        "ready" => "✓",
+                        "failed" => "✗",
+                        _ => "…",
+                    };
+                    format!("{}{mark}", t.height)
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            Row::new(vec![
+                i.name.clone(),
+                format!("{}×{}", i.width, i.height),
+                human_bytes(i.size_bytes),
+                thumbs,
+                i.created_at.format("%m-%d %H:%M").to_string(),
+            ])
+        })
+        .collect();
+    let header = Row::new(["name", "size", "bytes", "thumbnails", "uploaded"]);
+    let widths = [
+        Constraint::Min(10),
+        Constraint::Length(11),
+        Constraint::Length(8),
+        Constraint::Length(12),
+        Constraint::Length(11),
+    ];
+    let whose = app.selected_image_user().map(|u| u.username.clone()).unwrap_or_default();
+    let block = Block::bordered().title(title(
+        &format!("Images of {whose}, newest first"),
+        images.len(),
+        app.images.error.as_deref(),
+    ));
+    let empty = if app.selected_image_user().is_none() {
+        "select a user".to_owned()
+    } else {
+        empty_text(&app.images, "images", &app.filter)
+    };
+    let focused = app.images_pane == Pane::Detail;
+    table_or_empty(
+        frame,
+        table,
+        ListTable { block, header, rows, widths: &widths, selected: app.image_sel, focused, empty },
+    );
+
+    // The selected image's thumbnail states in words (why one failed).
+    let detail = images.get(app.image_sel).map(|i| {
+        i.thumbnails
+            .iter()
+            .map(|t| match &t.error {
+                Some(e) => format!("{} px {}: {e}", t.height, t.status),
+                None => format!("{} px {}", t.height, t.status),
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    });
+    let text = detail.unwrap_or_else(|| "✓ ready  … pending  ✗ failed".to_owned());
+    frame.render_widget(Paragraph::new(Line::from(text)).block(Block::bordered().title(" Thumbnails ")), why);
+}
+
+pub fn links(frame: &mut Frame, app: &App, area: Rect) {
+    let links = app.visible_links();
+    let rows = links
+        .iter()
+        .map(|l| {
+            let variant = match &l.variant {
+                serde_json::Value::String(s) => s.clone(),
+                other => format!("{other} px"),
+            };
+            Row::new(vec![
+                l.owner_username.clone().unwrap_or_default(),
+                l.image_id.clone(),
+                variant,
+                countdown(l.expires_at, app.now),
+            ])
+            .style(if l.expires_at - app.now < chrono::Duration::seconds(60) {
+                Style::new().yellow()
+            } else {
+                Style::new()
+            })
+        })
+        .collect();
+    let header = Row::new(["owner", "image", "variant", "expires in"]);
+    let widths = [Constraint::Min(12), Constraint::Length(27), Constraint::Length(9), Constraint::Length(11)];
+    let block = Block::bordered().title(title("Expiring links", links.len(), app.links.error.as_deref()));
+    let empty = empty_text(&app.links, "live links", &app.filter);
+    table_or_empty(
+        frame,
+        area,
+        ListTable { block, header, rows, widths: &widths, selected: app.link_sel, focused: true, empty },
+    );
+}

@@ -1,0 +1,99 @@
+//! The queue view: counts, a throughput sparkline, workers and failed jobs.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Row, Sparkline, Table, TableState};
+use ratatui::Frame;
+
+use crate::app::App;
+
+pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
+    let [counts, spark, workers, failed] =
+        Layout::vertical([Constraint::Length(3), Constraint::Length(4), Constraint::Length(5), Constraint::Min(4)])
+            .areas(area);
+
+    let Some(queue) = &app.queue.data else {
+        let text = match &app.queue.error {
+            Some(e) => format!("could not load the queue: {e}"),
+            None => "loading…".to_owned(),
+        };
+        frame.render_widget(Paragraph::new(text).fg(Color::DarkGray).block(Block::bordered().title(" Queue ")), area);
+        return;
+    };
+    let count = |label: &str, n: u64, color: Color| {
+        vec![Span::raw(format!(" {label} ")), Span::raw(n.to_string()).fg(color).bold(), Span::raw("  ")]
+    };
+    let mut line = Vec::new();
+    line.extend(count("pending", queue.pending, Color::Yellow));
+    line.extend(count("running", queue.running, Color::Cyan));
+    line.extend(count("done", queue.done, Color::Green));
+    line.extend(count("failed", queue.failed, if queue.failed > 0 { Color::Red } else { Color::Green }));
+    if queue.undelivered > 0 {
+        line.extend(count("undelivered", queue.undelivered, Color::Red));
+    }
+    let mut title = format!(" Queue ({}) ", queue.mode);
+    if let Some(e) = &app.queue.error {
+        title = format!("{title}⚠ {e} ");
+    }
+    frame.render_widget(Paragraph::new(Line::from(line)).block(Block::bordered().title(title)), counts);
+
+    let samples: Vec<u64> = app.throughput.iter().copied().collect();
+    let spark_title = format!(" Throughput: {} jobs in the last minute ", queue.throughput_per_minute);
+    frame.render_widget(
+        Sparkline::default()
+            .data(&samples)
+            .style(Style::new().fg(Color::Green))
+            .block(Block::bordered().title(spark_title)),
+        spark,
+    );
+
+    let rows: Vec<Row> = queue
+        .workers
+        .iter()
+        .map(|w| {
+            let age = if w.heartbeat_age_secs > 15 {
+                Span::raw(format!("{} s ago", w.heartbeat_age_secs)).fg(Color::Red)
+            } else {
+                Span::raw(format!("{} s ago", w.heartbeat_age_secs))
+            };
+            let jobs = w.jobs.iter().map(|j| j.image_id.clone().unwrap_or_else(|| j.job.clone())).collect::<Vec<_>>();
+            Row::new(vec![
+                Line::from(w.name.clone()),
+                Line::from(age),
+                Line::from(if jobs.is_empty() { "idle".to_owned() } else { jobs.join(", ") }),
+            ])
+        })
+        .collect();
+    let block = Block::bordered().title(format!(" Workers ({}) ", queue.workers.len()));
+    if rows.is_empty() {
+        frame.render_widget(Paragraph::new("no workers: jobs wait in the queue").fg(Color::Red).block(block), workers);
+    } else {
+        let widths = [Constraint::Length(18), Constraint::Length(10), Constraint::Min(10)];
+        frame.render_widget(
+            Table::new(rows, widths)
+                .header(Row::new(["worker", "heartbeat", "working on"]).style(Style::new().bold()))
+                .block(block),
+            workers,
+        );
+    }
+
+    let failed_jobs = app.visible_failed();
+    let block = Block::bordered().title(format!(" Failed jobs ({}) ", queue.failed));
+    if failed_jobs.is_empty() {
+        let text = if app.filter.is_empty() { "none".to_owned() } else { format!("none match \"{}\"", app.filter) };
+        frame.render_widget(Paragraph::new(text).fg(Color::DarkGray).block(block), failed);
+        return;
+    }
+    let rows = failed_jobs
+        .iter()
+        .map(|f| Row::new(vec![f.image_id.clone().unwrap_or_default(), f.attempts.to_string(), f.reason.clone()]))
+        .collect::<Vec<_>>();
+    let widths = [Constraint::Length(27), Constraint::Length(4), Constraint::Min(10)];
+    let table = Table::new(rows, widths)
+        .header(Row::new(["image", "try", "reason"]).style(Style::new().bold()))
+        .row_highlight_style(Style::new().bg(Color::Cyan).fg(Color::Black).add_modifier(Modifier::BOLD))
+        .block(block);
+    let mut state = TableState::default().with_selected(Some(app.failed_sel));
+    frame.render_stateful_widget(table, failed, &mut state);
+}

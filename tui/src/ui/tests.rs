@@ -1,0 +1,242 @@
+//! Rendering tests: draw to an 80×24 `TestBackend` from fixture data and read the cells.
+
+use chrono::{TimeZone, Utc};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use super::draw;
+use crate::action::{Action, Loaded, View};
+use crate::api::{ApiError, NewToken};
+use crate::app::App;
+use crate::fixtures;
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("time")
+}
+
+/// The screen as lines of text.
+fn render(app: &App) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    terminal.draw(|frame| draw(frame, app)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| (0..buffer.area.width).map(|x| buffer[(x, y)].symbol()).collect::<String>())
+        .collect()
+}
+
+fn screen(app: &App) -> String {
+    render(app).join("\n")
+}
+
+fn app() -> App {
+    let mut app = App::new("http://127.0.0.1:8000", now());
+    app.update(Action::Loaded(Loaded::Users(Ok(fixtures::users()))));
+    app.update(Action::Loaded(Loaded::Tiers(Ok(fixtures::tiers()))));
+    app
+}
+
+fn line_with<'a>(lines: &'a [String], needle: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", lines.join("\n")))
+}
+
+#[test]
+fn the_users_view_lists_users_with_tier_flags_and_image_counts() {
+    let mut app = app();
+    app.update(Action::Loaded(Loaded::UserDetail(Ok(fixtures::user_with_tokens()))));
+    let lines = render(&app);
+    assert!(lines[0].contains("1 Users") && lines[0].contains("5 Links"), "{}", lines[0]);
+    let bob = line_with(&lines, "bob");
+    assert!(bob.contains("premium") && bob.contains("12"), "{bob}");
+    let carol = line_with(&lines, "carol");
+    assert!(carol.contains("basic") && carol.contains('-'), "inactive shows as '-': {carol}");
+    assert!(screen(&app).contains("API tokens of admin"));
+    assert!(screen(&app).contains("01TOKEN2"));
+    assert!(lines[22].contains("127.0.0.1:8000"), "status line: {}", lines[22]);
+    assert!(lines[23].contains("n new") && lines[23].contains("? help"), "footer: {}", lines[23]);
+}
+
+#[test]
+fn an_empty_or_unreachable_server_is_said_plainly() {
+    let mut app = App::new("http://127.0.0.1:8000", now());
+    assert!(screen(&app).contains("loading…"));
+    assert!(screen(&app).contains("connecting to"));
+    app.update(Action::Loaded(Loaded::Users(Err(ApiError::Unreachable("connection refused".into())))));
+    let text = screen(&app);
+    assert!(text.contains("could not load users"), "{text}");
+    assert!(text.contains("server unreachable, retrying"), "{text}");
+    app.update(Action::Loaded(Loaded::Users(Ok(vec![]))));
+    assert!(screen(&app).contains("no users yet"));
+}
+
+#[test]
+fn the_tiers_view_shows_heights_flags_builtin_and_holders() {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Tiers));
+    let lines = render(&app);
+    let premium = line_with(&lines, "Premium");
+    assert!(premium.contains("200,400") && premium.contains("yes"), "{premium}");
+    let tiny = line_with(&lines, "Tiny thumbs");
+    assert!(tiny.contains("64,128") && tiny.contains(" 0"), "{tiny}");
+    app.update(Action::StartFilter);
+    for c in "zzz".chars() {
+        app.update(Action::FilterChar(c));
+    }
+    assert!(screen(&app).contains("no tiers match \"zzz\""));
+}
+
+#[test]
+fn the_images_view_shows_statuses_sizes_and_why_a_thumbnail_failed() {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    app.update(Action::Loaded(Loaded::Images { user: "01USERBOB".into(), result: Ok(fixtures::images()) }));
+    let lines = render(&app);
+    let bird = line_with(&lines, "bird.jpg");
+    assert!(
+        bird.contains("6028×3391") && bird.contains("4.2 MB") && bird.contains("200✓") && bird.contains("400…"),
+        "{bird}"
+    );
+    let broken = line_with(&lines, "broken.png");
+    assert!(broken.contains("200✗"), "{broken}");
+    assert!(screen(&app).contains("Images of bob"));
+    app.update(Action::FocusRight);
+    app.update(Action::Down);
+    assert!(screen(&app).contains("corrupt image data"), "{}", screen(&app));
+}
+
+#[test]
+fn the_queue_view_shows_counts_workers_and_failed_jobs() {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Queue));
+    assert!(screen(&app).contains("loading…"));
+    app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
+    let text = screen(&app);
+    for expected in [
+        "Queue (redis)",
+        "pending 7",
+        "running 2",
+        "done 1234",
+        "failed 1",
+        "42 jobs in the last minute",
+        "host-a-101",
+        "01IMAGEBIRD",
+        "40 s ago",
+        "idle",
+        "disk full",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    app.update(Action::Loaded(Loaded::Queue(Err(ApiError::Status {
+        status: 503,
+        detail: "The job queue is unreachable".into(),
+        fields: Default::default(),
+    }))));
+    assert!(screen(&app).contains("job queue is unreachable"), "the error is shown over the last data");
+}
+
+#[test]
+fn the_links_view_counts_down_to_expiry() {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Links));
+    assert!(screen(&app).contains("loading…"));
+    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    let lines = render(&app);
+    let first = line_with(&lines, "400 px");
+    assert!(first.contains("bob") && first.contains("4m 05s"), "{first}");
+    assert!(line_with(&lines, "original").contains("2h 01m"));
+    app.update(Action::Loaded(Loaded::Links(Ok(vec![]))));
+    assert!(screen(&app).contains("no live links yet"));
+}
+
+#[test]
+fn a_form_shows_the_servers_errors_by_their_fields() {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Tiers));
+    app.update(Action::New);
+    for c in "Bad Id".chars() {
+        app.update(Action::FormChar(c));
+    }
+    app.update(Action::FormSubmit);
+    let refused = ApiError::Status {
+        status: 400,
+        detail: "invalid field(s): id".into(),
+        fields: [("id".to_owned(), vec!["use 1-32 of a-z 0-9 -".to_owned()])].into(),
+    };
+    app.update(Action::Loaded(Loaded::Changed {
+        done: "created tier".into(),
+        attempt: "create tier".into(),
+        result: Err(refused),
+    }));
+    let text = screen(&app);
+    assert!(text.contains("New tier"), "{text}");
+    assert!(text.contains("↳ use 1-32 of a-z 0-9 -"), "{text}");
+    assert!(text.contains("invalid field(s): id"), "{text}");
+    assert!(text.contains("Enter save"), "form keys in the footer: {text}");
+}
+
+#[test]
+fn dialogs_for_confirmation_tokens_and_help() {
+    let mut app = app();
+    app.update(Action::Delete);
+    assert!(screen(&app).contains("Delete user admin and all their images?"));
+    app.update(Action::ConfirmNo);
+    let token = NewToken { id: "01T".into(), token: "iat_abcdef".into() };
+    app.update(Action::Loaded(Loaded::TokenIssued { username: "bob".into(), result: Ok(token) }));
+    let text = screen(&app);
+    assert!(text.contains("iat_abcdef") && text.contains("shown only now"), "{text}");
+    app.update(Action::CloseToken);
+    app.update(Action::ToggleHelp);
+    let text = screen(&app);
+    assert!(text.contains("switch view") && text.contains("quit"), "{text}");
+}
+
+#[test]
+fn everything_fits_a_small_terminal_without_panicking() {
+    let mut app = app();
+    app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
+    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    for view in View::ALL {
+        app.update(Action::SwitchView(view));
+        for (w, h) in [(80, 24), (40, 10), (200, 60)] {
+            let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+            terminal.draw(|frame| draw(frame, &app)).expect("draw");
+        }
+    }
+}
+
+/// Prints every view as text, for the README: `cargo test -p imageapi-tui -- --ignored captures --nocapture`.
+#[test]
+#[ignore = "prints the README's captures; nothing to assert"]
+fn captures() {
+    let mut app = app();
+    app.update(Action::Loaded(Loaded::UserDetail(Ok(fixtures::user_with_tokens()))));
+    app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
+    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    for view in View::ALL {
+        app.update(Action::SwitchView(view));
+        if view == View::Images {
+            app.update(Action::Down);
+            app.update(Action::Loaded(Loaded::Images { user: "01USERBOB".into(), result: Ok(fixtures::images()) }));
+        }
+        if view == View::Queue {
+            for sample in [3, 8, 15, 22, 30, 41, 42, 40, 38, 42] {
+                let mut queue = fixtures::queue();
+                queue.throughput_per_minute = sample;
+                app.update(Action::Loaded(Loaded::Queue(Ok(queue))));
+            }
+        }
+        app.connection = crate::app::Connection::Connected;
+        println!(
+            "--- {} ---\n{}\n",
+            view.title(),
+            render(&app).iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n")
+        );
+    }
+    app.update(Action::SwitchView(View::Tiers));
+    app.update(Action::New);
+    println!("--- New tier ---\n{}\n", render(&app).iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n"));
+}
