@@ -7,7 +7,7 @@ use std::time::Duration;
 use image::ImageFormat;
 use serde_json::Value;
 
-use crate::fixtures::{corpus, jpeg_seeded, png_seeded};
+use crate::fixtures::{corpus, encode_png, jpeg_seeded, png_seeded, pseudo_random_bytes};
 use crate::helpers::{
     all_ready, eventually, id_of, metric_value, spawn_app_with, RedisServer, ServerOptions, TestApp, TestUser,
     WorkerOptions, WorkerProcess,
@@ -28,6 +28,31 @@ fn upload(app: &TestApp, user: &TestUser, n: u8) -> (String, (u32, u32)) {
     let size = (640 + u32::from(n) * 16, 480);
     let image = app.upload_ok(user, &format!("u{n}.jpg"), &jpeg_seeded(size.0, size.1, n));
     (id_of(&image["id"]), size)
+}
+
+/// Uploads a noisy PNG (slow enough to decode that a worker can be caught holding it).
+fn upload_heavy(app: &TestApp, user: &TestUser, n: u8) -> (String, (u32, u32)) {
+    let size = (1800, 1200);
+    let noise = pseudo_random_bytes((size.0 * size.1 * 3) as usize, u64::from(n) + 1);
+    let image = image::RgbImage::from_raw(size.0, size.1, noise).expect("noise of the right size");
+    let bytes = encode_png(&image::DynamicImage::ImageRgb8(image));
+    (id_of(&app.upload_ok(user, &format!("noise{n}.png"), &bytes)["id"]), size)
+}
+
+/// Lets a stopped worker run in short bursts until it is stopped while holding a job; returns
+/// the jobs it holds (as listed by the queue). Stopped, it can neither finish a job nor let go
+/// of it, so what the queue shows is what it holds.
+fn catch_holding(app: &TestApp, worker: &WorkerProcess) -> Value {
+    let mut burst = 2;
+    eventually(SLOW, "the worker to be caught holding a job", || {
+        worker.signal("CONT");
+        std::thread::sleep(Duration::from_millis(burst));
+        worker.signal("STOP");
+        burst = (burst + 3).min(60);
+        let queue = app.queue();
+        let jobs = queue["workers"].as_array()?.iter().find(|w| w["name"] == worker.name.as_str())?["jobs"].clone();
+        jobs.as_array().is_some_and(|j| !j.is_empty()).then_some(jobs)
+    })
 }
 
 fn assert_all_thumbnails(app: &TestApp, user: &TestUser, id: &str, heights: &[u32], source: (u32, u32)) {
@@ -99,28 +124,21 @@ fn jobs_held_by_a_killed_worker_are_recovered_and_finished_by_another() {
     let redis = RedisServer::start();
     let app = redis_app(&redis);
     let user = app.create_user("premium");
-    let big = corpus("photo-volna-5120x2880-progressive.jpg");
     let mut doomed = WorkerProcess::spawn(&app, &redis, "doomed", WorkerOptions::default());
-    let mut uploads = Vec::new();
-    for n in 0..4u8 {
-        match &big {
-            // Large progressive JPEGs keep the worker busy long enough to be killed mid-job.
-            Some(bytes) => uploads.push((id_of(&app.upload_ok(&user, "volna.jpg", bytes)["id"]), (5120, 2880))),
-            None => uploads.push(upload(&app, &user, n)),
-        }
-    }
-    let held = eventually(SLOW, "the worker to hold a job", || {
-        let queue = app.queue();
-        let worker = queue["workers"].as_array()?.iter().find(|w| w["name"] == "doomed")?.clone();
-        (!worker["jobs"].as_array()?.is_empty()).then_some(worker)
-    });
+    doomed.signal("STOP");
+    let uploads: Vec<_> = (0..6u8).map(|n| upload_heavy(&app, &user, n)).collect();
+    let held = catch_holding(&app, &doomed);
     doomed.kill();
+    let held_image = held[0]["image_id"].as_str().expect("the held job names its image").to_owned();
+    assert!(!all_ready(&app.image(&user, &held_image)), "the killed worker did not finish the held job");
 
     let survivor = WorkerProcess::spawn(&app, &redis, "survivor", WorkerOptions::default());
     for (id, source) in &uploads {
-        assert_all_thumbnails(&app, &user, id, &[200, 400], *source);
+        let image = app.wait_until_ready_within(&user, id, SLOW);
+        app.assert_thumbnail_entries(&image, &[200, 400], *source);
+        app.assert_thumbnail(&user, id, 400, ImageFormat::Png, *source);
     }
-    assert!(survivor.metric("imageapi_worker_jobs_total{result=\"ready\"}") >= 1.0, "held: {held:#}");
+    assert!(survivor.metric("imageapi_worker_jobs_total{result=\"ready\"}") >= 1.0);
     let queue = app.queue();
     assert_eq!(
         (queue["pending"].as_u64(), queue["running"].as_u64(), queue["failed"].as_u64()),
@@ -238,24 +256,25 @@ fn sigterm_lets_a_worker_finish_the_job_it_holds_then_exit_zero() {
     let redis = RedisServer::start();
     let app = redis_app(&redis);
     let user = app.create_user("premium");
-    let Some(big) = corpus("photo-volna-5120x2880-progressive.jpg") else { return };
-    let ids: Vec<String> = (0..3).map(|_| id_of(&app.upload_ok(&user, "volna.jpg", &big)["id"])).collect();
     let mut worker = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());
-    let held = eventually(SLOW, "the worker to hold a job", || {
-        let queue = app.queue();
-        let worker = queue["workers"].as_array()?.iter().find(|w| w["name"] == "w1")?.clone();
-        worker["jobs"].as_array()?.first()?["image_id"].as_str().map(str::to_owned)
-    });
-    let status = worker.terminate();
+    worker.signal("STOP");
+    let uploads: Vec<_> = (0..4u8).map(|n| upload_heavy(&app, &user, n)).collect();
+    let held = catch_holding(&app, &worker);
+    let held = held[0]["image_id"].as_str().expect("the held job names its image").to_owned();
+    // SIGTERM while it holds the job, then let it run.
+    worker.signal("TERM");
+    worker.signal("CONT");
+    let status = worker.wait();
     assert!(status.success(), "exit 0 after SIGTERM, got {status}; log:\n{}", worker.log_tail());
-    assert!(ids.contains(&held));
     // The job it held was finished before the exit: no worker runs now.
+    let (_, source) = uploads.iter().find(|(id, _)| *id == held).expect("one of ours");
     let image = app.wait_until_ready_within(&user, &held, SLOW);
-    app.assert_thumbnail_entries(&image, &[200, 400], (5120, 2880));
+    app.assert_thumbnail_entries(&image, &[200, 400], *source);
     let queue = app.queue();
     assert_eq!(queue["running"], 0, "nothing is left held by the stopped worker: {queue:#}");
     assert!(
         queue["workers"].as_array().is_some_and(|w| w.iter().all(|w| w["name"] != "w1")),
-        "it deregistered: {queue:#}"
+        "it left the worker list: {queue:#}"
     );
+    assert!(queue["pending"].as_u64() >= Some(1), "jobs it did not hold wait for other workers: {queue:#}");
 }

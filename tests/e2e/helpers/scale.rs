@@ -164,6 +164,14 @@ impl WorkerProcess {
         metric_value(&self.metrics(), series)
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("a running worker");
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// SIGKILL: the worker vanishes with whatever it holds.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -174,15 +182,19 @@ impl WorkerProcess {
 
     /// SIGTERM; waits for the exit and returns its status.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// Waits (up to 60 s) for the worker to exit; returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("a running worker");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("wait for the worker") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the worker did not exit within 60 s of SIGTERM");
+            assert!(Instant::now() < deadline, "the worker did not exit within 60 s");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
