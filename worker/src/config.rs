@@ -19,6 +19,31 @@ pub struct Cli {
 pub enum Command {
     /// Consume thumbnail jobs until SIGTERM/SIGINT (the default).
     Run,
+    /// Run the production thumbnail pipeline once on one file: writes one file per height
+    /// into DIR and prints their dimensions (for comparisons with other tools as processes).
+    Thumbnail {
+        /// A PNG or JPEG.
+        input: PathBuf,
+        /// A thumbnail height in pixels (repeat for several, made from one decode).
+        #[arg(long = "height", required = true)]
+        heights: Vec<u32>,
+        /// Where the thumbnails go (NAME-HEIGHT.jpg / .png).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also print the time spent in the pipeline and the peak resident memory.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Benchmark the pipeline on every PNG/JPEG in DIR: each run is a whole `thumbnail`
+    /// process; prints per image the median time and the peak memory.
+    Bench {
+        dir: PathBuf,
+        #[arg(long = "height", default_values_t = [200, 400])]
+        heights: Vec<u32>,
+        /// Runs per image (the median is shown).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -11,6 +11,7 @@
 //! - [`embedded`]: the in-process apalis `MemoryStorage` queue and its worker (one process).
 //! - [`redis`]: the apalis-redis queue, the results stream, and the worker process's consumer.
 //! - [`config`]: the `imageapi-worker` process's settings; [`metrics`]: its Prometheus metrics.
+//! - [`oneshot`]: the `thumbnail` and `bench` commands (the pipeline without a queue).
 //!
 //! [`ThumbnailJob`]: imageapi_shared::jobs::ThumbnailJob
 //! [`JobReport`]: imageapi_shared::jobs::JobReport
@@ -19,6 +20,7 @@ pub mod config;
 pub mod embedded;
 pub mod job;
 pub mod metrics;
+pub mod oneshot;
 pub mod pool;
 pub mod queue;
 pub mod redis;

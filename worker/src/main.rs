@@ -1,4 +1,5 @@
-//! `imageapi-worker`: consume thumbnail jobs from Redis until SIGTERM.
+//! `imageapi-worker`: consume thumbnail jobs from Redis until SIGTERM; or run the pipeline
+//! once (`thumbnail`) or over a folder (`bench`).
 
 use clap::Parser;
 use imageapi_worker::config::{Cli, Command};
@@ -10,6 +11,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Run) => imageapi_worker::service::run(cli.config),
+        Some(Command::Thumbnail { input, heights, out, stats }) => {
+            imageapi_worker::oneshot::thumbnail(&input, &heights, &out, stats, &cli.config.limits())
+        }
+        Some(Command::Bench { dir, heights, runs }) => imageapi_worker::oneshot::bench(&dir, &heights, runs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
-//! Thumbnail generation (worker side): decode once, resize to each requested height with
-//! `fast_image_resize` (Lanczos3 convolution), apply the EXIF orientation, and encode in the
-//! source's format with no metadata.
+//! Thumbnail generation (worker side): decode once (JPEG scaled in the DCT domain to what the
+//! largest thumbnail needs), resize to each requested height with `fast_image_resize`
+//! (Lanczos3 convolution), apply the EXIF orientation, and encode in the source's format with
+//! no metadata.
 //!
 //! Memory is bounded by the limits: the decoder refuses images over the side limit, and we
 //! refuse any over the pixel limit or whose decoded buffer would exceed
@@ -85,7 +86,7 @@ pub fn make_thumbnails(original: &[u8], heights: &[u32], limits: &Limits) -> Res
     let format =
         ImageFormat::detect(original).ok_or_else(|| ThumbnailError::Decode("not a PNG or JPEG image".into()))?;
 
-    let (decoded, orientation) = decode_original(original, format, limits)?;
+    let (decoded, orientation, (full_width, full_height)) = decode_for_thumbnails(original, format, heights, limits)?;
     let mut source = to_thumbnail_layout(decoded, format);
     let alpha = source.color().has_alpha();
     if alpha {
@@ -97,9 +98,9 @@ pub fn make_thumbnails(original: &[u8], heights: &[u32], limits: &Limits) -> Res
             .map_err(|err| ThumbnailError::Encode(format!("premultiplying alpha: {err}")))?;
     }
 
+    // Sizes follow the original's dimensions, whatever scale it was decoded at.
     let swap = swaps_dimensions(orientation);
-    let (display_width, display_height) =
-        if swap { (source.height(), source.width()) } else { (source.width(), source.height()) };
+    let (display_width, display_height) = if swap { (full_height, full_width) } else { (full_width, full_height) };
 
     let mut distinct = heights.to_vec();
     distinct.sort_unstable_by(|a, b| b.cmp(a));
@@ -135,7 +136,45 @@ pub fn make_thumbnails(original: &[u8], heights: &[u32], limits: &Limits) -> Res
         .collect()
 }
 
-/// Decodes the original within the limits; returns the pixels as stored and the orientation.
+/// Decodes the original: a JPEG at the smallest DCT scale that leaves at least twice the
+/// largest thumbnail (see [`super::jpeg`]), anything else at full size. Returns the pixels as
+/// stored, the orientation, and the original's stored dimensions.
+fn decode_for_thumbnails(
+    original: &[u8],
+    format: ImageFormat,
+    heights: &[u32],
+    limits: &Limits,
+) -> Result<(DynamicImage, Orientation, (u32, u32)), ThumbnailError> {
+    if format == ImageFormat::Jpeg {
+        // Dimensions and orientation from the same header reader the upload probe uses, so
+        // both always agree on the display size.
+        let (width, height, orientation) = header(original, format, limits)?;
+        let swap = swaps_dimensions(orientation);
+        let (display_width, display_height) = if swap { (height, width) } else { (width, height) };
+        let largest = heights.iter().copied().max().unwrap_or(1);
+        let (thumb_width, thumb_height) = thumbnail_size(display_width, display_height, largest);
+        let (need_width, need_height) = if swap { (thumb_height, thumb_width) } else { (thumb_width, thumb_height) };
+        if let Some(image) = super::jpeg::decode_scaled(original, limits, need_width * 2, need_height * 2)? {
+            return Ok((image, orientation, (width, height)));
+        }
+    }
+    let (image, orientation) = decode_original(original, format, limits)?;
+    let size = (image.width(), image.height());
+    Ok((image, orientation, size))
+}
+
+/// The stored dimensions and the orientation, from the headers only.
+fn header(original: &[u8], format: ImageFormat, limits: &Limits) -> Result<(u32, u32, Orientation), ThumbnailError> {
+    let mut decoder = image::ImageReader::with_format(Cursor::new(original), format.to_image_crate())
+        .into_decoder()
+        .map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
+    Ok((width, height, read_orientation(&mut decoder)))
+}
+
+/// Decodes the whole original within the limits; returns the pixels as stored and the
+/// orientation.
 fn decode_original(
     original: &[u8],
     format: ImageFormat,

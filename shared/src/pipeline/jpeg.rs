@@ -1,0 +1,193 @@
+//! JPEG decoding scaled in the DCT domain: `jpeg-decoder` can run its inverse DCT at 1/2, 1/4
+//! or 1/8 size, so a 20-megapixel photo needed as a 400 px thumbnail is decoded straight to
+//! about 1/4 size. That skips most of the IDCT and colour conversion, and the decoded buffer
+//! is 1/16 of the full one (the memory bound of a job). The smallest scale is chosen that
+//! still leaves at least twice the largest thumbnail on both axes, so the final Lanczos3 resize
+//! has enough pixels to work with (see `make_thumbnails`).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, GrayImage, RgbImage};
+use jpeg_decoder::{Decoder, PixelFormat};
+
+use super::thumbnail::ThumbnailError;
+use super::Limits;
+
+/// Decodes at the smallest DCT scale giving at least `min_width` × `min_height` pixels
+/// (stored orientation). Gray stays gray; CMYK becomes RGB. `None`: this decoder declines
+/// (an unusual file, or one it cannot read); the caller then decodes at full size with the
+/// general decoder, which also gives the definitive error for a broken file.
+pub(super) fn decode_scaled(
+    original: &[u8],
+    limits: &Limits,
+    min_width: u32,
+    min_height: u32,
+) -> Result<Option<DynamicImage>, ThumbnailError> {
+    let mut decoder = Decoder::new(Cursor::new(original));
+    if decoder.read_info().is_err() {
+        return Ok(None);
+    }
+    let Some(info) = decoder.info() else { return Ok(None) };
+    limits.check_dimensions(u32::from(info.width), u32::from(info.height)).map_err(ThumbnailError::TooLarge)?;
+    if !matches!(info.pixel_format, PixelFormat::L8 | PixelFormat::RGB24 | PixelFormat::CMYK32) {
+        return Ok(None);
+    }
+    let (width, height) = match scale_for(&mut decoder, info.width, info.height, min_width, min_height) {
+        Ok(size) => size,
+        Err(_) => return Ok(None),
+    };
+    // Bound what the decoder may allocate for its output at this scale.
+    decoder
+        .set_max_decoding_buffer_size(usize::try_from(u64::from(width) * u64::from(height) * 4).unwrap_or(usize::MAX));
+    let Ok(pixels) = decoder.decode() else { return Ok(None) };
+    let (w, h) = (u32::from(width), u32::from(height));
+    let image = match info.pixel_format {
+        PixelFormat::L8 => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+        PixelFormat::RGB24 => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        PixelFormat::CMYK32 => RgbImage::from_raw(w, h, cmyk_to_rgb(&pixels)).map(DynamicImage::ImageRgb8),
+        PixelFormat::L16 => None,
+    };
+    Ok(image)
+}
+
+/// Sets the smallest DCT scale (1/8, 1/4, 1/2, 1) whose output covers `min_width` ×
+/// `min_height` on both axes. (`jpeg-decoder`'s own choice is satisfied by either axis.)
+fn scale_for(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    width: u16,
+    height: u16,
+    min_width: u32,
+    min_height: u32,
+) -> Result<(u16, u16), jpeg_decoder::Error> {
+    // The decoder's rounding: ceil(len * scale / 8).
+    let scaled = |len: u16, eighths: u32| (u32::from(len) * eighths).div_ceil(8);
+    for eighths in [1, 2, 4] {
+        if scaled(width, eighths) >= min_width && scaled(height, eighths) >= min_height {
+            // Asking for exactly this scale's size selects this scale; tiny sides round the
+            // same at every scale, so the result is checked and full size used otherwise.
+            let request = |len: u16| u16::try_from(scaled(len, eighths)).unwrap_or(len);
+            let got = decoder.scale(request(width), request(height))?;
+            if u32::from(got.0) >= min_width.min(u32::from(width))
+                && u32::from(got.1) >= min_height.min(u32::from(height))
+            {
+                return Ok(got);
+            }
+            break;
+        }
+    }
+    decoder.scale(width, height)
+}
+
+/// `jpeg-decoder` hands CMYK out inverted (as Adobe applications store it); this is the
+/// conversion the `image` crate applied to it, so colours match the general decoder's.
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for px in cmyk.chunks_exact(4) {
+        let k = 255 - u16::from(px[3]);
+        for &channel in &px[..3] {
+            let c = 255 - u16::from(channel);
+            rgb.push(((c * k) / 255) as u8);
+        }
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::test_support::{encode_jpeg, gradient_rgb, mean_abs_diff};
+    use crate::pipeline::{make_thumbnails, thumbnail_size};
+    use image::{Rgb, RgbImage};
+
+    /// A photo-like test image: smooth gradients with fine detail on top.
+    fn detailed(width: u32, height: u32) -> RgbImage {
+        RgbImage::from_fn(width, height, |x, y| {
+            let fine = ((x as f32 * 0.9).sin() * (y as f32 * 0.7).cos() * 40.0) as i32;
+            let r = (x * 255 / width) as i32 + fine;
+            let g = (y * 255 / height) as i32 - fine;
+            let b = ((x + y) * 255 / (width + height)) as i32;
+            Rgb([r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8])
+        })
+    }
+
+    #[test]
+    fn the_smallest_dct_scale_that_still_covers_the_request_is_chosen() {
+        let jpeg = encode_jpeg(&DynamicImage::ImageRgb8(detailed(1600, 1200)));
+        let decoded = |w, h| decode_scaled(&jpeg, &Limits::default(), w, h).expect("ok").expect("decoded");
+        assert_eq!(decoded(400, 300).height(), 300, "1/4");
+        assert_eq!(decoded(401, 300).width(), 800, "one pixel more needs 1/2");
+        assert_eq!(decoded(200, 150).width(), 200, "1/8");
+        assert_eq!(decoded(100, 50).width(), 200, "never below 1/8");
+        assert_eq!(decoded(5000, 5000).width(), 1600, "never above full size");
+    }
+
+    #[test]
+    fn gray_stays_gray_and_over_the_limits_is_refused_before_decoding() {
+        let gray = DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(detailed(640, 480)).into_luma8());
+        let jpeg = encode_jpeg(&gray);
+        let image = decode_scaled(&jpeg, &Limits::default(), 160, 120).expect("ok").expect("decoded");
+        assert!(matches!(image, DynamicImage::ImageLuma8(_)));
+        let tight = Limits { max_side: 600, ..Limits::default() };
+        assert!(matches!(decode_scaled(&jpeg, &tight, 160, 120), Err(ThumbnailError::TooLarge(_))));
+    }
+
+    #[test]
+    fn cmyk_jpegs_get_the_same_colours_as_from_the_general_decoder() {
+        let rgb = detailed(320, 240);
+        // CMYK with K from the darkest channel, as a print workflow would separate it.
+        let mut cmyk = Vec::with_capacity(320 * 240 * 4);
+        for p in rgb.pixels() {
+            let k = 255 - p.0.iter().copied().max().unwrap_or(0);
+            for &c in &p.0 {
+                let v = if k == 255 { 0 } else { (255 - c - k) as u16 * 255 / (255 - k) as u16 };
+                cmyk.push(v as u8);
+            }
+            cmyk.push(k);
+        }
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 95)
+            .encode(&cmyk, 320, 240, jpeg_encoder::ColorType::Cmyk)
+            .expect("encode CMYK");
+        let ours = decode_scaled(&bytes, &Limits::default(), 320, 240).expect("ok").expect("decoded");
+        let general = image::load_from_memory(&bytes).expect("image decodes CMYK");
+        assert!(matches!(ours, DynamicImage::ImageRgb8(_)));
+        let diff = mean_abs_diff(&ours, &DynamicImage::ImageRgb8(general.to_rgb8()));
+        assert!(diff < 1.5, "mean difference {diff}");
+        let back = mean_abs_diff(&ours, &DynamicImage::ImageRgb8(rgb));
+        assert!(back < 6.0, "close to the original colours, mean difference {back}");
+    }
+
+    #[test]
+    fn thumbnails_from_a_scaled_decode_look_like_a_full_size_lanczos_reference() {
+        let source = detailed(2400, 1600);
+        let jpeg = encode_jpeg(&DynamicImage::ImageRgb8(source));
+        let full = image::load_from_memory(&jpeg).expect("decode");
+        let thumbs = make_thumbnails(&jpeg, &[400, 200, 120], &Limits::default()).expect("thumbnails");
+        for thumb in thumbs {
+            let (w, h) = thumbnail_size(2400, 1600, thumb.requested_height);
+            assert_eq!((thumb.width, thumb.height), (w, h));
+            let ours = image::load_from_memory(&thumb.bytes).expect("decode thumbnail");
+            let reference = full.resize_exact(w, h, image::imageops::FilterType::Lanczos3);
+            let diff = mean_abs_diff(&ours, &reference);
+            assert!(diff < 2.5, "{} px: mean difference {diff}", thumb.requested_height);
+        }
+    }
+
+    #[test]
+    fn jpeg_strips_and_small_images_keep_exact_sizes_and_their_content() {
+        for (w, h) in [(1, 2000), (2000, 1), (3, 900), (150, 100)] {
+            // Smooth content: a 1 px strip of fine detail would mostly measure JPEG's loss.
+            let source = DynamicImage::ImageRgb8(gradient_rgb(w, h));
+            let jpeg = encode_jpeg(&source);
+            let full = image::load_from_memory(&jpeg).expect("decode");
+            for thumb in make_thumbnails(&jpeg, &[400, 200], &Limits::default()).expect("thumbnails") {
+                let expected = thumbnail_size(w, h, thumb.requested_height);
+                assert_eq!((thumb.width, thumb.height), expected, "{w}x{h} at {}", thumb.requested_height);
+                let ours = image::load_from_memory(&thumb.bytes).expect("decode thumbnail");
+                let reference = full.resize_exact(expected.0, expected.1, image::imageops::FilterType::Lanczos3);
+                let diff = mean_abs_diff(&ours, &reference);
+                assert!(diff < 4.0, "{w}x{h} at {}: mean difference {diff}", thumb.requested_height);
+            }
+        }
+    }
+}
