@@ -13,7 +13,8 @@ pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits:
     let original = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let format = ImageFormat::detect(&original).context("not a PNG or JPEG")?;
     let started = Instant::now();
-    let thumbnails = make_thumbnails(&original, heights, limits)?;
+    // Handed over as the worker does, so the file is freed once decoded.
+    let thumbnails = make_thumbnails(bytes::Bytes::from(original), heights, limits)?;
     let pipeline = started.elapsed();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("thumbnail");

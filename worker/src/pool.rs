@@ -34,7 +34,12 @@ pub struct Render {
 }
 
 /// The rendering function; production uses [`make_thumbnails`], tests inject failures.
-pub type RenderFn = fn(&[u8], &[u32], &Limits) -> Result<Vec<Thumbnail>, ThumbnailError>;
+pub type RenderFn = fn(Bytes, &[u32], &Limits) -> Result<Vec<Thumbnail>, ThumbnailError>;
+
+/// Production rendering: the original is handed over, so it is freed right after decoding.
+fn render_original(original: Bytes, heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    make_thumbnails(original, heights, limits)
+}
 
 struct RenderActor {
     render: RenderFn,
@@ -49,7 +54,7 @@ impl Handler<Render> for RenderActor {
 
     fn handle(&mut self, job: Render, _: &mut SyncContext<Self>) -> Self::Result {
         let render = self.render;
-        std::panic::catch_unwind(AssertUnwindSafe(|| render(&job.original, &job.heights, &job.limits)))
+        std::panic::catch_unwind(AssertUnwindSafe(|| render(job.original, &job.heights, &job.limits)))
             .map_err(|panic| RenderError::Panicked(panic_message(panic.as_ref())))?
             .map_err(RenderError::from)
     }
@@ -75,7 +80,7 @@ pub struct ThumbnailPool {
 impl ThumbnailPool {
     /// Starts `threads` render actors. Must be called inside a running actix `System`.
     pub fn start(threads: usize) -> Self {
-        Self::start_with(threads, make_thumbnails)
+        Self::start_with(threads, render_original)
     }
 
     /// Like [`ThumbnailPool::start`] with another rendering function (tests, benchmarks).
@@ -112,8 +117,8 @@ mod tests {
         Bytes::from(out.into_inner())
     }
 
-    fn panics_on_request(original: &[u8], heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
-        if original == b"panic" {
+    fn panics_on_request(original: Bytes, heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
+        if original.as_ref() == b"panic" {
             panic!("decoder bug on purpose");
         }
         make_thumbnails(original, heights, limits)

@@ -21,7 +21,7 @@ mod corpus_tests;
 mod test_support;
 
 pub use probe::{probe, Probe, ProbeError};
-pub use thumbnail::{make_thumbnails, Thumbnail, ThumbnailError};
+pub use thumbnail::{make_thumbnails, Original, Thumbnail, ThumbnailError};
 
 use image::metadata::Orientation;
 

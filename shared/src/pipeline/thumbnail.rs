@@ -32,6 +32,40 @@ pub const PNG_COMPRESSION: CompressionType = CompressionType::Fast;
 /// Widest decoded pixel we may have to hold: RGBA with 16 bits per channel.
 const MAX_DECODED_BYTES_PER_PIXEL: u64 = 8;
 
+/// The original's bytes for [`make_thumbnails`]: borrowed, or owned (then released as soon as
+/// it is decoded, which lowers a job's peak memory by the file's size).
+pub enum Original<'a> {
+    Borrowed(&'a [u8]),
+    Owned(bytes::Bytes),
+}
+
+impl AsRef<[u8]> for Original<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Original::Borrowed(b) => b,
+            Original::Owned(b) => b,
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Original<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Original::Borrowed(b)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Original<'a> {
+    fn from(b: &'a Vec<u8>) -> Self {
+        Original::Borrowed(b)
+    }
+}
+
+impl From<bytes::Bytes> for Original<'static> {
+    fn from(b: bytes::Bytes) -> Self {
+        Original::Owned(b)
+    }
+}
+
 /// One encoded thumbnail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thumbnail {
@@ -75,7 +109,13 @@ pub enum ThumbnailError {
 ///
 /// An empty `heights` gives an empty vector without decoding anything (nothing was asked for);
 /// a height of 0 is an [`ThumbnailError::InvalidHeight`] error. Never panics on any input.
-pub fn make_thumbnails(original: &[u8], heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
+pub fn make_thumbnails<'a>(
+    original: impl Into<Original<'a>>,
+    heights: &[u32],
+    limits: &Limits,
+) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    let original_bytes = original.into();
+    let original: &[u8] = original_bytes.as_ref();
     if heights.is_empty() {
         return Ok(Vec::new());
     }
@@ -87,6 +127,9 @@ pub fn make_thumbnails(original: &[u8], heights: &[u32], limits: &Limits) -> Res
         ImageFormat::detect(original).ok_or_else(|| ThumbnailError::Decode("not a PNG or JPEG image".into()))?;
 
     let (decoded, orientation, (full_width, full_height)) = decode_for_thumbnails(original, format, heights, limits)?;
+    // The compressed original is not needed any more: an owned one is released before the
+    // resizes, so it never adds to their memory.
+    drop(original_bytes);
     let mut source = to_thumbnail_layout(decoded, format);
     let alpha = source.color().has_alpha();
     if alpha {
