@@ -16,11 +16,7 @@ use crate::helpers::{
 const SLOW: Duration = Duration::from_secs(60);
 
 fn redis_app(redis: &RedisServer) -> TestApp {
-    spawn_app_with(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() })
-}
-
-fn options() -> ServerOptions {
-    ServerOptions::default()
+    spawn_app_with(options_with(redis))
 }
 
 /// Uploads a generated JPEG; returns its id and source size.
@@ -176,7 +172,7 @@ fn results_made_while_the_server_was_down_are_applied_after_its_restart() {
 }
 
 fn options_with(redis: &RedisServer) -> ServerOptions {
-    ServerOptions { redis_url: Some(redis.url()), ..options() }
+    ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() }
 }
 
 #[test]

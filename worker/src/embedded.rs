@@ -44,8 +44,8 @@ enum Stage {
 struct Book {
     live: HashMap<JobId, (Stage, ThumbnailJob)>,
     done: u64,
-    failed: BTreeMap<JobId, FailedJob>,
-    failed_payloads: HashMap<JobId, ThumbnailJob>,
+    /// Given-up jobs: what admins see, and the job to run again on a retry.
+    failed: BTreeMap<JobId, (FailedJob, ThumbnailJob)>,
 }
 
 /// The push side of the embedded queue; cheap to clone, usable from any thread.
@@ -109,15 +109,14 @@ impl JobQueue for EmbeddedQueue {
             done: book.done,
             failed: book.failed.len() as u64,
             workers: vec![WorkerInfo { name: WORKER_NAME.into(), last_heartbeat: Utc::now(), jobs: running }],
-            failed_jobs: book.failed.values().take(FAILED_JOBS_SHOWN).cloned().collect(),
+            failed_jobs: book.failed.values().take(FAILED_JOBS_SHOWN).map(|(failed, _)| failed.clone()).collect(),
         })
     }
 
     async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {
         let payload = {
             let mut book = self.book();
-            book.failed.remove(&job);
-            book.failed_payloads.remove(&job)
+            book.failed.remove(&job).map(|(_, payload)| payload)
         };
         match payload {
             Some(payload) => self.push(&[payload]).await.map(|()| true),
@@ -129,8 +128,6 @@ impl JobQueue for EmbeddedQueue {
         let mut book = self.book();
         let before = book.failed.len();
         book.failed.retain(|id, _| unfinished.contains(id));
-        let Book { failed, failed_payloads, .. } = &mut *book;
-        failed_payloads.retain(|id, _| failed.contains_key(id));
         Ok((before - book.failed.len()) as u64)
     }
 
@@ -201,8 +198,7 @@ async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt
                     attempts: attempt.current() as u32,
                     failed_at: Some(Utc::now()),
                 };
-                book.failed.insert(job.id, failed);
-                book.failed_payloads.insert(job.id, job);
+                book.failed.insert(job.id, (failed, job));
             } else {
                 tracing::warn!(error = %e, job = %job.id, "thumbnail job failed; retrying");
                 handler.ctx.metrics.retries.inc();

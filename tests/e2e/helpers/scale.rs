@@ -110,11 +110,7 @@ impl WorkerProcess {
     pub fn spawn(app: &TestApp, redis: &RedisServer, name: &str, options: WorkerOptions) -> Self {
         let log = app.root().join(format!("worker-{name}.log"));
         let mut command = Command::new(worker_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("IMAGEAPI_") {
-                command.env_remove(key);
-            }
-        }
+        without_imageapi_env(&mut command);
         command
             .env("IMAGEAPI_REDIS_URL", redis.url())
             .env("IMAGEAPI_BLOB_DIR", app.blob_dir())

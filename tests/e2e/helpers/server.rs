@@ -185,12 +185,7 @@ impl TestApp {
         let log_path = self.log_path();
 
         let mut command = Command::new(server_binary());
-        // Nothing from the developer's shell (say IMAGEAPI_REDIS_URL) may leak in.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("IMAGEAPI_") {
-                command.env_remove(key);
-            }
-        }
+        without_imageapi_env(&mut command);
         command
             .env("IMAGEAPI_BIND", "127.0.0.1:0")
             .env("IMAGEAPI_DATA_DIR", self.data_dir())
@@ -379,6 +374,16 @@ pub(super) fn read_log_tail(path: &Path, test_log: bool) -> String {
             lines[start..].join("\n")
         }
         Err(error) => format!("(could not read {}: {error})", path.display()),
+    }
+}
+
+/// Nothing from the developer's shell (say IMAGEAPI_REDIS_URL) may leak into a process
+/// under test.
+pub(super) fn without_imageapi_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IMAGEAPI_") {
+            command.env_remove(key);
+        }
     }
 }
 
