@@ -10,6 +10,7 @@
 //! thumbnail geometry ([`thumbnail_size`]). The module only uses `super::`/`crate::pipeline`
 //! paths so that the directory can be moved between crates unchanged.
 
+mod cores;
 mod jpeg;
 mod probe;
 mod structure;

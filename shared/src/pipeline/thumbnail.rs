@@ -114,6 +114,8 @@ pub fn make_thumbnails<'a>(
     heights: &[u32],
     limits: &Limits,
 ) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    // This job's core: the decoder borrows only the cores beyond the running jobs'.
+    let _core = super::cores::for_job();
     let original_bytes = original.into();
     let original: &[u8] = original_bytes.as_ref();
     if heights.is_empty() {

@@ -1,9 +1,14 @@
-//! JPEG decoding scaled in the DCT domain: `jpeg-decoder` can run its inverse DCT at 1/2, 1/4
-//! or 1/8 size, so a 20-megapixel photo needed as a 400 px thumbnail is decoded straight to
-//! about 1/4 size. That skips most of the IDCT and colour conversion, and the decoded buffer
-//! is 1/16 of the full one (the memory bound of a job). The smallest scale is chosen that
-//! still leaves at least twice the largest thumbnail on both axes, so the final Lanczos3 resize
-//! has enough pixels to work with (see `make_thumbnails`).
+//! JPEG decoding scaled in the DCT domain: a 20-megapixel photo needed as a 400 px thumbnail
+//! is decoded straight to about 1/4 size. That skips most of the IDCT and colour conversion,
+//! and the decoded buffer is 1/16 of the full one (the memory bound of a job). The smallest
+//! scale is chosen that still leaves at least twice the largest thumbnail on both axes, so the
+//! final Lanczos3 resize has enough pixels to work with (see `make_thumbnails`).
+//!
+//! Baseline files (nearly all photos) go to imageapi's own decoder ([`baseline`]), which
+//! decodes only what the reduced size needs and uses the idle cores; everything else
+//! (progressive, CMYK, ...) to `jpeg-decoder`'s scaled decode.
+
+mod baseline;
 
 use std::io::Cursor;
 
@@ -11,6 +16,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use jpeg_decoder::{Decoder, PixelFormat};
 
 use super::thumbnail::ThumbnailError;
+use baseline::Baseline;
 use super::Limits;
 
 /// Decodes at the smallest DCT scale giving at least `min_width` × `min_height` pixels
@@ -23,6 +29,16 @@ pub(super) fn decode_scaled(
     min_width: u32,
     min_height: u32,
 ) -> Result<Option<DynamicImage>, ThumbnailError> {
+    if let Some(baseline) = Baseline::read(original) {
+        let (width, height) = baseline.dimensions();
+        limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
+        if let Some(eighths) = reduced_scale(width, height, min_width, min_height) {
+            let helpers = super::cores::spare(baseline.useful_threads() - 1);
+            if let Some(image) = baseline.decode(eighths, 1 + helpers.count()) {
+                return Ok(Some(image));
+            }
+        }
+    }
     let mut decoder = Decoder::new(Cursor::new(original));
     if decoder.read_info().is_err() {
         return Ok(None);
@@ -48,6 +64,14 @@ pub(super) fn decode_scaled(
         PixelFormat::L16 => None,
     };
     Ok(image)
+}
+
+/// The smallest reduced scale (1/8, 1/4 or 1/2, as eighths) whose output covers
+/// `min_width` × `min_height`; `None` when only full size does.
+fn reduced_scale(width: u32, height: u32, min_width: u32, min_height: u32) -> Option<u32> {
+    [1, 2, 4].into_iter().find(|&eighths| {
+        (width * eighths).div_ceil(8) >= min_width && (height * eighths).div_ceil(8) >= min_height
+    })
 }
 
 /// Sets the smallest DCT scale (1/8, 1/4, 1/2, 1) whose output covers `min_width` ×

@@ -1,0 +1,332 @@
+//! Decoding the scan in parts at once, on idle cores.
+//!
+//! Baseline JPEG has no index into its entropy-coded data: without restart markers a block's
+//! bits can only be found by decoding everything before them. But Huffman codes
+//! resynchronise: a decoder started at an arbitrary byte in the middle reads garbage for a
+//! few blocks and then, in practice within a few MCUs, lands on the true MCU boundaries and
+//! stays there. So part `k` starts at its share of the bytes and records where each of its
+//! first MCUs begins; part `k - 1` decodes until it reaches such a boundary itself — from
+//! that bit on, both decoders are in the same state and part `k`'s blocks are the true ones.
+//! Only the DC predictors differ (each part started from zero), by a constant per component,
+//! which the assembly adds back before clamping. If part `k - 1` never meets one of those
+//! boundaries, it abandons part `k` and decodes the rest itself: never a wrong pixel, at
+//! worst the speed of one part.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use super::headers::Frame;
+use super::huffman::{BitReader, Corrupt, HuffmanTable};
+use super::idct::Scale;
+
+/// MCUs of a part whose starting positions are offered to the part before it.
+const SYNC_POINTS: usize = 4096;
+/// Fresh starts a speculative part may make before it gives up offering sync points.
+const MAX_FRESH_STARTS: usize = 256;
+/// Each part decodes at least this much of the data; smaller scans are not split.
+pub(super) const MIN_PART_BYTES: usize = 256 * 1024;
+
+/// Where a part starts: a byte of the scan, and that byte's bit position in the stream with
+/// the byte stuffing removed (the positions both decoders compare).
+#[derive(Clone, Copy)]
+struct Start {
+    byte: usize,
+    bits: u64,
+}
+
+impl Start {
+    /// The start at the first usable byte at or after `byte` (counting the stuffed bytes in
+    /// between, so positions stay comparable).
+    fn moved_to(self, scan: &[u8], byte: usize) -> Start {
+        let moved = part_start_from(scan, byte.max(self.byte + 1));
+        let stuffed = scan[self.byte..moved].iter().filter(|&&b| b == 0xFF).count();
+        Start { byte: moved, bits: self.bits + (moved - self.byte - stuffed) as u64 * 8 }
+    }
+}
+
+/// An MCU boundary a part passed: its position, the part's MCU count there, and its DC
+/// predictors before that MCU.
+#[derive(Clone, Copy)]
+struct SyncPoint {
+    position: u64,
+    mcu: usize,
+    predictors: [i32; 3],
+}
+
+/// What part `k` offers part `k - 1`.
+struct Handoff {
+    start: Start,
+    points: OnceLock<Vec<SyncPoint>>,
+    /// Set by part `k - 1` when it went past every offered point: part `k` may stop.
+    abandoned: AtomicBool,
+}
+
+/// How a part ended.
+#[derive(Clone, Copy)]
+enum End {
+    /// It reached its MCU limit.
+    Complete,
+    /// At its MCU `mcu`, with `predictors`, it met the next part's MCU `next_mcu`, where the
+    /// next part's predictors were `next_predictors`.
+    Joined { mcu: usize, predictors: [i32; 3], next_mcu: usize, next_predictors: [i32; 3] },
+    /// Bad data, the data's end, or abandoned: its first `mcus` MCUs are all it has.
+    Stopped,
+}
+
+/// A part's decoded MCUs: for each, every component's blocks in order, each block `side`²
+/// samples (minus 128, unclamped), row-major.
+pub(super) struct Part {
+    pub blocks: Vec<i16>,
+    mcus: usize,
+    end: End,
+}
+
+/// A run of the image's MCUs taken from one part, with that part's DC correction per
+/// component (in quantised DC units).
+pub(super) struct Segment {
+    pub part: usize,
+    pub first: usize,
+    pub count: usize,
+    pub dc_offsets: [i32; 3],
+}
+
+/// Decodes the scan in `parts` parts (1 = sequentially) and says which part's MCUs make up
+/// the image. `None`: the data is bad or ends early, or the parts did not meet.
+pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) -> Option<(Vec<Part>, Vec<Segment>)> {
+    let scan = data.get(frame.scan_start..)?;
+    let parts = if frame.restart_interval > 0 { 1 } else { parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1)) };
+    let handoffs: Vec<Handoff> = (0..parts)
+        .map(|k| Handoff {
+            start: part_start(scan, scan.len() * k / parts),
+            points: OnceLock::new(),
+            abandoned: AtomicBool::new(false),
+        })
+        .collect();
+    let decoded: Vec<Part> = if parts == 1 {
+        vec![decode_part(frame, scale, scan, &handoffs, 0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handoffs = &handoffs;
+            let helpers: Vec<_> = (1..parts)
+                .map(|k| {
+                    let helper = std::thread::Builder::new()
+                        .name("jpeg-part".into())
+                        .spawn_scoped(scope, move || decode_part(frame, scale, scan, handoffs, k));
+                    if helper.is_err() {
+                        // No thread: nothing to meet, the part before decodes this share.
+                        let _ = handoffs[k].points.set(Vec::new());
+                    }
+                    helper
+                })
+                .collect();
+            let mut all = vec![decode_part(frame, scale, scan, handoffs, 0)];
+            for helper in helpers {
+                match helper {
+                    Ok(helper) => all.push(helper.join().ok()?),
+                    Err(_) => all.push(Part { blocks: Vec::new(), mcus: 0, end: End::Stopped }),
+                }
+            }
+            Some(all)
+        })?
+    };
+    let segments = segments(frame, &decoded)?;
+    Some((decoded, segments))
+}
+
+/// Where a part given the bytes from `byte` on starts.
+fn part_start(scan: &[u8], byte: usize) -> Start {
+    if byte == 0 {
+        return Start { byte: 0, bits: 0 };
+    }
+    let byte = part_start_from(scan, byte);
+    // Without restart markers every 0xFF in the scan is followed by a stuffed zero.
+    let stuffed = scan[..byte].iter().filter(|&&b| b == 0xFF).count();
+    Start { byte, bits: (byte - stuffed) as u64 * 8 }
+}
+
+/// The first byte at or after `byte` (> 0) that is neither 0xFF nor the stuffed byte after one.
+fn part_start_from(scan: &[u8], mut byte: usize) -> usize {
+    while byte < scan.len() && (scan[byte] == 0xFF || scan[byte - 1] == 0xFF) {
+        byte += 1;
+    }
+    byte.min(scan.len())
+}
+
+/// Publishes a part's sync points when dropped, so the part before it never waits forever,
+/// whatever way this part ends.
+struct Publisher<'a> {
+    cell: Option<&'a OnceLock<Vec<SyncPoint>>>,
+    points: Vec<SyncPoint>,
+}
+
+impl Publisher<'_> {
+    fn publish(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            let _ = cell.set(std::mem::take(&mut self.points));
+        }
+    }
+}
+
+impl Drop for Publisher<'_> {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
+fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], index: usize) -> Part {
+    let total = frame.total_mcus();
+    let block_len = scale.side * scale.side;
+    let mcu_len = frame.blocks_per_mcu() * block_len;
+    let own = (index > 0).then(|| &handoffs[index]);
+    let mut next = handoffs.get(index + 1);
+    let mut start = handoffs[index].start;
+    let share = match next {
+        Some(next) => (next.start.byte - start.byte) as f64 / scan.len().max(1) as f64,
+        None => (scan.len() - start.byte) as f64 / scan.len().max(1) as f64,
+    };
+    // A little more than this part's share of the MCUs, so it rarely reallocates.
+    let expected = ((total as f64 * share * 1.1) as usize + 16).min(total);
+    let mut blocks: Vec<i16> = Vec::with_capacity(expected * mcu_len);
+
+    let tables: Option<Vec<(&HuffmanTable, &HuffmanTable)>> = frame
+        .components
+        .iter()
+        .map(|c| Some((frame.dc_tables.get(c.dc_table)?.as_ref()?, frame.ac_tables.get(c.ac_table)?.as_ref()?)))
+        .collect();
+    let Some(tables) = tables else { return Part { blocks, mcus: 0, end: End::Stopped } };
+
+    let mut publisher = Publisher {
+        cell: own.map(|h| &h.points),
+        points: Vec::with_capacity(if own.is_some() { SYNC_POINTS } else { 0 }),
+    };
+    let mut reader = BitReader::new(scan, start.byte);
+    let mut predictors = [0i32; 3];
+    let mut next_points: Option<(&[SyncPoint], usize)> = None;
+    let mut coefficients = [0i32; 16];
+    let stopped = |blocks: Vec<i16>, mcus| Part { blocks, mcus, end: End::Stopped };
+    let mut fresh_starts = 0;
+
+    let mut mcu = 0;
+    while mcu < total {
+        let position = start.bits + reader.position();
+        if let Some(own) = own {
+            if mcu < SYNC_POINTS {
+                publisher.points.push(SyncPoint { position, mcu, predictors });
+            } else if mcu == SYNC_POINTS {
+                publisher.publish();
+            }
+            if mcu % 1024 == 0 && own.abandoned.load(Ordering::Relaxed) {
+                return stopped(blocks, mcu);
+            }
+        }
+        if let Some(handoff) = next {
+            if position >= handoff.start.bits {
+                let (points, cursor) = next_points.get_or_insert_with(|| (handoff.points.wait().as_slice(), 0));
+                while *cursor < points.len() && points[*cursor].position < position {
+                    *cursor += 1;
+                }
+                match points.get(*cursor) {
+                    Some(point) if point.position == position => {
+                        let end = End::Joined {
+                            mcu,
+                            predictors,
+                            next_mcu: point.mcu,
+                            next_predictors: point.predictors,
+                        };
+                        return Part { blocks, mcus: mcu, end };
+                    }
+                    Some(_) => {}
+                    None => {
+                        // Past every boundary the next part offered: it is on its own.
+                        handoff.abandoned.store(true, Ordering::Relaxed);
+                        next = None;
+                    }
+                }
+            }
+        }
+        if frame.restart_interval > 0 && mcu > 0 && mcu % frame.restart_interval == 0 {
+            if reader.restart().is_err() {
+                return stopped(blocks, mcu);
+            }
+            predictors = [0; 3];
+        }
+
+        let base = blocks.len();
+        blocks.resize(base + mcu_len, 0);
+        if decode_mcu(frame, scale, &tables, &mut reader, &mut predictors, &mut coefficients, &mut blocks[base..])
+            .is_err()
+            || reader.overran()
+        {
+            blocks.truncate(base);
+            // A speculative start often lands in the middle of a code and soon reads one that
+            // no table has: it starts afresh a little further on, until it has offered its
+            // sync points.
+            let speculating = own.is_some() && publisher.cell.is_some() && !reader.overran();
+            if speculating && fresh_starts < MAX_FRESH_STARTS {
+                fresh_starts += 1;
+                start = start.moved_to(scan, reader.next_byte());
+                reader = BitReader::new(scan, start.byte);
+                blocks.clear();
+                publisher.points.clear();
+                predictors = [0; 3];
+                mcu = 0;
+                continue;
+            }
+            return stopped(blocks, mcu);
+        }
+        mcu += 1;
+    }
+    Part { blocks, mcus: total, end: End::Complete }
+}
+
+/// Decodes one MCU's blocks into `out`.
+fn decode_mcu(
+    frame: &Frame,
+    scale: &Scale,
+    tables: &[(&HuffmanTable, &HuffmanTable)],
+    reader: &mut BitReader,
+    predictors: &mut [i32; 3],
+    coefficients: &mut [i32; 16],
+    out: &mut [i16],
+) -> Result<(), Corrupt> {
+    let block_len = scale.side * scale.side;
+    let mut blocks = out.chunks_exact_mut(block_len);
+    for ((component, (dc, ac)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut()) {
+        for _ in 0..component.h * component.v {
+            coefficients[..block_len].fill(0);
+            let any_ac = reader.block(dc, ac, predictor, &component.quant, &scale.keep, coefficients)?;
+            let Some(block) = blocks.next() else { return Err(Corrupt) };
+            scale.inverse(coefficients, any_ac, block);
+        }
+    }
+    Ok(())
+}
+
+/// Chains the parts: part 0 up to where it met part 1, part 1 from there to where it met
+/// part 2, and so on, until the image's MCUs are all covered. `None` if they are not.
+fn segments(frame: &Frame, parts: &[Part]) -> Option<Vec<Segment>> {
+    let total = frame.total_mcus();
+    let mut segments = Vec::with_capacity(parts.len());
+    let mut covered = 0;
+    let mut first = 0;
+    let mut dc_offsets = [0i32; 3];
+    for (index, part) in parts.iter().enumerate() {
+        let last = match part.end {
+            End::Joined { mcu, .. } => mcu,
+            End::Complete | End::Stopped => part.mcus,
+        };
+        let count = last.checked_sub(first)?.min(total - covered);
+        segments.push(Segment { part: index, first, count, dc_offsets });
+        covered += count;
+        match part.end {
+            End::Joined { predictors, next_mcu, next_predictors, .. } if covered < total => {
+                for c in 0..3 {
+                    dc_offsets[c] = predictors[c].wrapping_add(dc_offsets[c]).wrapping_sub(next_predictors[c]);
+                }
+                first = next_mcu;
+            }
+            _ => break,
+        }
+    }
+    (covered == total).then_some(segments)
+}

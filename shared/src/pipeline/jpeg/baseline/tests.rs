@@ -1,0 +1,192 @@
+//! The baseline decoder against `jpeg-decoder` (the reference for scaled decoding), in one
+//! part and in several, on generated files of every sampling and on the corpus.
+
+use std::io::Cursor;
+
+use image::DynamicImage;
+use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+use super::*;
+use crate::pipeline::test_support::{corpus, mean_abs_diff};
+
+/// Photo-like content with enough fine noise to make a large file.
+fn textured(width: u32, height: u32) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = (state % 48) as i32 - 24;
+            let wave = ((x as f32 * 0.05).sin() * (y as f32 * 0.03).cos() * 60.0) as i32;
+            rgb.push((x * 255 / width) as i32 + noise + wave);
+            rgb.push((y * 255 / height) as i32 - noise);
+            rgb.push(128 + wave - noise / 2);
+        }
+    }
+    rgb.into_iter().map(|v| v.clamp(0, 255) as u8).collect()
+}
+
+fn encode(pixels: &[u8], width: u32, height: u32, color: ColorType, sampling: SamplingFactor, restart: u16) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = Encoder::new(&mut bytes, 90);
+    encoder.set_sampling_factor(sampling);
+    if restart > 0 {
+        encoder.set_restart_interval(restart);
+    }
+    encoder.encode(pixels, width as u16, height as u16, color).expect("encode");
+    bytes
+}
+
+/// `jpeg-decoder`'s decode at the same reduced size.
+fn reference(jpeg: &[u8], eighths: u32) -> DynamicImage {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(jpeg));
+    decoder.read_info().expect("headers");
+    let info = decoder.info().expect("info");
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let size = ((w * eighths).div_ceil(8) as u16, (h * eighths).div_ceil(8) as u16);
+    let got = decoder.scale(size.0, size.1).expect("scale");
+    assert_eq!(got, size, "jpeg-decoder chose the same size");
+    let pixels = decoder.decode().expect("decode");
+    let (w, h) = (u32::from(got.0), u32::from(got.1));
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).expect("size")),
+        _ => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).expect("size")),
+    }
+}
+
+fn ours(jpeg: &[u8], eighths: u32, threads: usize) -> DynamicImage {
+    Baseline::read(jpeg).expect("a baseline file").decode(eighths, threads).expect("decoded")
+}
+
+#[test]
+fn every_sampling_and_scale_matches_jpeg_decoder() {
+    // Odd sizes, so the padding blocks of the last MCU row and column are cropped.
+    let (width, height) = (517, 389);
+    let rgb = textured(width, height);
+    let samplings = [
+        SamplingFactor::F_1_1,
+        SamplingFactor::F_2_1,
+        SamplingFactor::F_1_2,
+        SamplingFactor::F_2_2,
+    ];
+    for sampling in samplings {
+        let jpeg = encode(&rgb, width, height, ColorType::Rgb, sampling, 0);
+        for eighths in [1, 2, 4] {
+            let (a, b) = (ours(&jpeg, eighths, 1), reference(&jpeg, eighths));
+            assert!(matches!(a, DynamicImage::ImageRgb8(_)));
+            assert_eq!((a.width(), a.height()), (b.width(), b.height()), "{sampling:?} at {eighths}/8");
+            let diff = mean_abs_diff(&a, &b);
+            assert!(diff < 1.5, "{sampling:?} at {eighths}/8: mean difference {diff}");
+        }
+    }
+}
+
+#[test]
+fn gray_files_stay_gray_and_match() {
+    let (width, height) = (300, 211);
+    let luma: Vec<u8> = textured(width, height).chunks_exact(3).map(|p| p[0]).collect();
+    let jpeg = encode(&luma, width, height, ColorType::Luma, SamplingFactor::F_1_1, 0);
+    for eighths in [1, 2, 4] {
+        let (a, b) = (ours(&jpeg, eighths, 1), reference(&jpeg, eighths));
+        assert!(matches!(a, DynamicImage::ImageLuma8(_)));
+        let diff = mean_abs_diff(&a, &b);
+        assert!(diff < 1.0, "at {eighths}/8: mean difference {diff}");
+    }
+}
+
+#[test]
+fn restart_markers_are_followed() {
+    let (width, height) = (640, 480);
+    let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 7);
+    assert!(jpeg.windows(2).any(|w| w == [0xFF, 0xD3]), "the file has restart markers");
+    let diff = mean_abs_diff(&ours(&jpeg, 2, 4), &reference(&jpeg, 2));
+    assert!(diff < 1.5, "mean difference {diff}");
+}
+
+/// Splitting the scan changes nothing: the parts meet and give the sequential decode's
+/// pixels (up to the rounding of the DC correction).
+#[test]
+fn parts_meet_and_give_the_sequential_pixels() {
+    let (width, height) = (2400, 1600);
+    let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_1, 0);
+    let baseline = Baseline::read(&jpeg).expect("baseline");
+    assert!(baseline.useful_threads() >= 4, "{} bytes is enough data for four parts", jpeg.len());
+    let scale = Scale::new(2).expect("scale");
+    let (_, segments) = parts::decode(&baseline.frame, &scale, &jpeg, 4).expect("decoded");
+    assert_eq!(segments.len(), 4, "every part met the one before it");
+    assert!(segments.iter().skip(1).any(|s| s.dc_offsets != [0; 3]), "DC corrections were needed");
+
+    let sequential = baseline.decode(2, 1).expect("sequential").into_rgb8();
+    let parallel = baseline.decode(2, 4).expect("parallel").into_rgb8();
+    let worst = sequential.as_raw().iter().zip(parallel.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
+    assert!(worst <= Some(1), "largest difference {worst:?}");
+}
+
+#[test]
+fn other_kinds_of_jpeg_are_declined() {
+    let rgb = textured(64, 48);
+    let mut progressive = Vec::new();
+    let mut encoder = Encoder::new(&mut progressive, 90);
+    encoder.set_progressive(true);
+    encoder.encode(&rgb, 64, 48, ColorType::Rgb).expect("encode");
+    assert!(Baseline::read(&progressive).is_none(), "progressive");
+
+    let cmyk: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 0]).collect();
+    let cmyk = encode(&cmyk, 64, 48, ColorType::Cmyk, SamplingFactor::F_1_1, 0);
+    assert!(Baseline::read(&cmyk).is_none(), "CMYK");
+
+    // jpeg-encoder writes 4:1:1 as one scan per component (not interleaved).
+    let separate_scans = encode(&rgb, 64, 48, ColorType::Rgb, SamplingFactor::F_4_1, 0);
+    assert!(Baseline::read(&separate_scans).is_none(), "one scan per component");
+    assert!(Baseline::read(b"not a jpeg").is_none());
+}
+
+#[test]
+fn broken_files_are_declined_or_decoded_but_never_panic() {
+    let (width, height) = (1200, 800);
+    let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 0);
+    let baseline = Baseline::read(&jpeg).expect("baseline");
+    assert!(baseline.decode(1, 2).is_some());
+    // Cut short: the decoder needs bits that are not there.
+    for cut in [jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 100] {
+        let truncated = &jpeg[..cut];
+        if let Some(baseline) = Baseline::read(truncated) {
+            assert!(baseline.decode(2, 2).is_none(), "cut at {cut}: not enough data");
+        }
+    }
+    // Flipped bytes in the headers and in the data: anything but a panic or a hang.
+    let mut state = 12345u32;
+    for _ in 0..200 {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let mut broken = jpeg.clone();
+        let at = (state as usize >> 4) % broken.len();
+        broken[at] ^= (state >> 24) as u8 | 1;
+        if let Some(baseline) = Baseline::read(&broken) {
+            let _ = baseline.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 3) as usize);
+        }
+    }
+}
+
+/// The corpus' baseline photos and artwork, decoded the way the pipeline does for a 200 px
+/// thumbnail on two cores, against `jpeg-decoder`.
+#[test]
+fn the_corpus_matches_jpeg_decoder() {
+    for name in [
+        "art-grey-2560x1600-gray.jpg",
+        "art-painting-6000x4000.jpg",
+        "art-safelanding-1622x2880-portrait.jpg",
+        "art-safelanding-5120x2880.jpg",
+        "photo-bird-6028x3391.jpg",
+    ] {
+        let Some(path) = corpus(name) else {
+            eprintln!("skipped: {name} is not beside this checkout");
+            continue;
+        };
+        let jpeg = std::fs::read(path).expect("read corpus file");
+        let eighths = if name.contains("portrait") { 2 } else { 1 };
+        let diff = mean_abs_diff(&ours(&jpeg, eighths, 2), &reference(&jpeg, eighths));
+        assert!(diff < 1.5, "{name}: mean difference {diff}");
+    }
+}
