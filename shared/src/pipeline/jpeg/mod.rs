@@ -4,11 +4,11 @@
 //! scale is chosen that still leaves at least twice the largest thumbnail on both axes, so the
 //! final Lanczos3 resize has enough pixels to work with (see `make_thumbnails`).
 //!
-//! Baseline files (nearly all photos) go to imageapi's own decoder ([`baseline`]), which
+//! Baseline files (nearly all photos) go to imageapi's own decoder ([`scaled`]), which
 //! decodes only what the reduced size needs and uses the idle cores; everything else
 //! (progressive, CMYK, ...) to `jpeg-decoder`'s scaled decode.
 
-mod baseline;
+mod scaled;
 
 use std::io::Cursor;
 
@@ -16,8 +16,8 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use jpeg_decoder::{Decoder, PixelFormat};
 
 use super::thumbnail::ThumbnailError;
-use baseline::Baseline;
 use super::Limits;
+use scaled::ScaledJpeg;
 
 /// Decodes at the smallest DCT scale giving at least `min_width` × `min_height` pixels
 /// (stored orientation). Gray stays gray; CMYK becomes RGB. `None`: this decoder declines
@@ -29,12 +29,12 @@ pub(super) fn decode_scaled(
     min_width: u32,
     min_height: u32,
 ) -> Result<Option<DynamicImage>, ThumbnailError> {
-    if let Some(baseline) = Baseline::read(original) {
-        let (width, height) = baseline.dimensions();
+    if let Some(scaled) = ScaledJpeg::read(original) {
+        let (width, height) = scaled.dimensions();
         limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
         if let Some(eighths) = reduced_scale(width, height, min_width, min_height) {
-            let helpers = super::cores::spare(baseline.useful_threads() - 1);
-            if let Some(image) = baseline.decode(eighths, 1 + helpers.count()) {
+            let helpers = super::cores::spare(scaled.useful_threads() - 1);
+            if let Some(image) = scaled.decode(eighths, 1 + helpers.count()) {
                 return Ok(Some(image));
             }
         }
@@ -69,9 +69,9 @@ pub(super) fn decode_scaled(
 /// The smallest reduced scale (1/8, 1/4 or 1/2, as eighths) whose output covers
 /// `min_width` × `min_height`; `None` when only full size does.
 fn reduced_scale(width: u32, height: u32, min_width: u32, min_height: u32) -> Option<u32> {
-    [1, 2, 4].into_iter().find(|&eighths| {
-        (width * eighths).div_ceil(8) >= min_width && (height * eighths).div_ceil(8) >= min_height
-    })
+    [1, 2, 4]
+        .into_iter()
+        .find(|&eighths| (width * eighths).div_ceil(8) >= min_width && (height * eighths).div_ceil(8) >= min_height)
 }
 
 /// Sets the smallest DCT scale (1/8, 1/4, 1/2, 1) whose output covers `min_width` ×

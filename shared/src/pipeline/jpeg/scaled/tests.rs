@@ -51,13 +51,15 @@ fn reference(jpeg: &[u8], eighths: u32) -> DynamicImage {
     let pixels = decoder.decode().expect("decode");
     let (w, h) = (u32::from(got.0), u32::from(got.1));
     match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).expect("size")),
+        jpeg_decoder::PixelFormat::L8 => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).expect("size"))
+        }
         _ => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).expect("size")),
     }
 }
 
 fn ours(jpeg: &[u8], eighths: u32, threads: usize) -> DynamicImage {
-    Baseline::read(jpeg).expect("a baseline file").decode(eighths, threads).expect("decoded")
+    ScaledJpeg::read(jpeg).expect("a baseline file").decode(eighths, threads).expect("decoded")
 }
 
 #[test]
@@ -65,12 +67,7 @@ fn every_sampling_and_scale_matches_jpeg_decoder() {
     // Odd sizes, so the padding blocks of the last MCU row and column are cropped.
     let (width, height) = (517, 389);
     let rgb = textured(width, height);
-    let samplings = [
-        SamplingFactor::F_1_1,
-        SamplingFactor::F_2_1,
-        SamplingFactor::F_1_2,
-        SamplingFactor::F_2_2,
-    ];
+    let samplings = [SamplingFactor::F_1_1, SamplingFactor::F_2_1, SamplingFactor::F_1_2, SamplingFactor::F_2_2];
     for sampling in samplings {
         let jpeg = encode(&rgb, width, height, ColorType::Rgb, sampling, 0);
         for eighths in [1, 2, 4] {
@@ -111,10 +108,10 @@ fn restart_markers_are_followed() {
 fn parts_meet_and_give_the_sequential_pixels() {
     let (width, height) = (2400, 1600);
     let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_1, 0);
-    let baseline = Baseline::read(&jpeg).expect("baseline");
+    let baseline = ScaledJpeg::read(&jpeg).expect("baseline");
     assert!(baseline.useful_threads() >= 4, "{} bytes is enough data for four parts", jpeg.len());
     let scale = Scale::new(2).expect("scale");
-    let (_, segments) = parts::decode(&baseline.frame, &scale, &jpeg, 4).expect("decoded");
+    let (_, segments) = baseline::decode(&baseline.frame, &scale, &jpeg, 4).expect("decoded");
     assert_eq!(segments.len(), 4, "every part met the one before it");
     assert!(segments.iter().skip(1).any(|s| s.dc_offsets != [0; 3]), "DC corrections were needed");
 
@@ -127,32 +124,68 @@ fn parts_meet_and_give_the_sequential_pixels() {
 #[test]
 fn other_kinds_of_jpeg_are_declined() {
     let rgb = textured(64, 48);
-    let mut progressive = Vec::new();
-    let mut encoder = Encoder::new(&mut progressive, 90);
-    encoder.set_progressive(true);
-    encoder.encode(&rgb, 64, 48, ColorType::Rgb).expect("encode");
-    assert!(Baseline::read(&progressive).is_none(), "progressive");
-
     let cmyk: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 0]).collect();
     let cmyk = encode(&cmyk, 64, 48, ColorType::Cmyk, SamplingFactor::F_1_1, 0);
-    assert!(Baseline::read(&cmyk).is_none(), "CMYK");
+    assert!(ScaledJpeg::read(&cmyk).is_none(), "CMYK");
 
     // jpeg-encoder writes 4:1:1 as one scan per component (not interleaved).
     let separate_scans = encode(&rgb, 64, 48, ColorType::Rgb, SamplingFactor::F_4_1, 0);
-    assert!(Baseline::read(&separate_scans).is_none(), "one scan per component");
-    assert!(Baseline::read(b"not a jpeg").is_none());
+    assert!(ScaledJpeg::read(&separate_scans).is_none(), "one scan per component");
+    assert!(ScaledJpeg::read(b"not a jpeg").is_none());
+}
+
+/// Progressive files made by libjpeg-turbo (through vips) with its standard script: DC and
+/// AC bands, first scans and refinement scans, 4:2:0 and gray, 331×197.
+const PROGRESSIVE_420: &[u8] = include_bytes!("fixtures/progressive-420.jpg");
+const PROGRESSIVE_GRAY: &[u8] = include_bytes!("fixtures/progressive-gray.jpg");
+
+#[test]
+fn progressive_files_match_jpeg_decoder_on_one_thread_and_two() {
+    for (name, jpeg) in [("4:2:0", PROGRESSIVE_420), ("gray", PROGRESSIVE_GRAY)] {
+        assert!(ScaledJpeg::read(jpeg).expect("read").frame.scans.iter().any(|s| s.high > 0), "has refinement scans");
+        for eighths in [1, 2, 4] {
+            let one = ours(jpeg, eighths, 1);
+            let diff = mean_abs_diff(&one, &reference(jpeg, eighths));
+            assert!(diff < 1.0, "{name} at {eighths}/8: mean difference {diff}");
+            assert_eq!(one, ours(jpeg, eighths, 2), "{name} at {eighths}/8: threads change nothing");
+        }
+    }
+    // jpeg-encoder's progressive files: spectral bands only, 4:2:2.
+    let (width, height) = (403, 251);
+    let mut jpeg = Vec::new();
+    let mut encoder = Encoder::new(&mut jpeg, 90);
+    encoder.set_progressive(true);
+    encoder.set_sampling_factor(SamplingFactor::F_2_1);
+    encoder.encode(&textured(width, height), width as u16, height as u16, ColorType::Rgb).expect("encode");
+    for eighths in [1, 2, 4] {
+        let diff = mean_abs_diff(&ours(&jpeg, eighths, 2), &reference(&jpeg, eighths));
+        assert!(diff < 1.5, "jpeg-encoder's at {eighths}/8: mean difference {diff}");
+    }
+}
+
+#[test]
+fn scans_only_the_dropped_coefficients_need_are_skipped() {
+    let frame = ScaledJpeg::read(PROGRESSIVE_420).expect("read").frame;
+    let eighth = progressive::needed_scans(&frame, &Scale::new(1).expect("scale"));
+    for (scan, needed) in frame.scans.iter().zip(&eighth) {
+        assert_eq!(*needed, scan.start == 0, "at 1/8 only DC scans are read");
+    }
+    // At 1/4, luma's 6..63 band holds no kept coefficient, but the later 1..63 refinement
+    // needs to know which of them are non-zero.
+    let quarter = progressive::needed_scans(&frame, &Scale::new(2).expect("scale"));
+    assert!(quarter.iter().all(|&needed| needed));
 }
 
 #[test]
 fn broken_files_are_declined_or_decoded_but_never_panic() {
     let (width, height) = (1200, 800);
     let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 0);
-    let baseline = Baseline::read(&jpeg).expect("baseline");
+    let baseline = ScaledJpeg::read(&jpeg).expect("baseline");
     assert!(baseline.decode(1, 2).is_some());
     // Cut short: the decoder needs bits that are not there.
     for cut in [jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 100] {
         let truncated = &jpeg[..cut];
-        if let Some(baseline) = Baseline::read(truncated) {
+        if let Some(baseline) = ScaledJpeg::read(truncated) {
             assert!(baseline.decode(2, 2).is_none(), "cut at {cut}: not enough data");
         }
     }
@@ -163,13 +196,22 @@ fn broken_files_are_declined_or_decoded_but_never_panic() {
         let mut broken = jpeg.clone();
         let at = (state as usize >> 4) % broken.len();
         broken[at] ^= (state >> 24) as u8 | 1;
-        if let Some(baseline) = Baseline::read(&broken) {
+        if let Some(baseline) = ScaledJpeg::read(&broken) {
             let _ = baseline.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 3) as usize);
         }
+        let mut broken = PROGRESSIVE_420.to_vec();
+        let at = (state as usize >> 4) % broken.len();
+        broken[at] ^= (state >> 24) as u8 | 1;
+        if let Some(progressive) = ScaledJpeg::read(&broken) {
+            let _ = progressive.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 2) as usize);
+        }
+    }
+    for cut in [PROGRESSIVE_420.len() / 2, PROGRESSIVE_420.len() - 40] {
+        assert!(ScaledJpeg::read(&PROGRESSIVE_420[..cut]).is_none(), "cut at {cut}: scans missing");
     }
 }
 
-/// The corpus' baseline photos and artwork, decoded the way the pipeline does for a 200 px
+/// The corpus' photos and artwork, decoded the way the pipeline does for a 200 px
 /// thumbnail on two cores, against `jpeg-decoder`.
 #[test]
 fn the_corpus_matches_jpeg_decoder() {
@@ -179,13 +221,15 @@ fn the_corpus_matches_jpeg_decoder() {
         "art-safelanding-1622x2880-portrait.jpg",
         "art-safelanding-5120x2880.jpg",
         "photo-bird-6028x3391.jpg",
+        "photo-summer-2560x1600-progressive.jpg",
+        "photo-volna-5120x2880-progressive.jpg",
     ] {
         let Some(path) = corpus(name) else {
             eprintln!("skipped: {name} is not beside this checkout");
             continue;
         };
         let jpeg = std::fs::read(path).expect("read corpus file");
-        let eighths = if name.contains("portrait") { 2 } else { 1 };
+        let eighths = if name.contains("portrait") || name.contains("progressive") { 2 } else { 1 };
         let diff = mean_abs_diff(&ours(&jpeg, eighths, 2), &reference(&jpeg, eighths));
         assert!(diff < 1.5, "{name}: mean difference {diff}");
     }

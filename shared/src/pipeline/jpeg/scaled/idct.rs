@@ -20,6 +20,8 @@ pub(super) struct Scale {
     pub side: usize,
     /// By zigzag position: the coefficient's slot in an N×N row-major array, or `DROP`.
     pub keep: [u8; 64],
+    /// By slot: the coefficient's zigzag position.
+    pub zigzag: [u8; 16],
 }
 
 impl Scale {
@@ -30,13 +32,16 @@ impl Scale {
             _ => return None,
         };
         let mut keep = [DROP; 64];
+        let mut zigzag = [0u8; 16];
         for (zz, &natural) in ZIGZAG.iter().enumerate() {
             let (row, col) = (usize::from(natural) / 8, usize::from(natural) % 8);
             if row < side && col < side {
-                keep[zz] = (row * side + col) as u8;
+                let slot = row * side + col;
+                keep[zz] = slot as u8;
+                zigzag[slot] = zz as u8;
             }
         }
-        Some(Self { side, keep })
+        Some(Self { side, keep, zigzag })
     }
 
     /// Writes the block (`side`² values, row-major) from its dequantised coefficients.
@@ -89,8 +94,7 @@ fn inverse_4x4(coefficients: &[i32; 16], out: &mut [i16]) {
     for y in 0..4 {
         let basis = &BASIS_4[y];
         for x in 0..4 {
-            let value =
-                rows[0][x] * basis[0] + rows[1][x] * basis[1] + rows[2][x] * basis[2] + rows[3][x] * basis[3];
+            let value = rows[0][x] * basis[0] + rows[1][x] * basis[1] + rows[2][x] * basis[2] + rows[3][x] * basis[3];
             // In eighths, rounded to nearest (the shift keeps the truncating conversion on
             // positive values for every sample that is not clamped to 0 anyway).
             out[y * 4 + x] = saturate((value * 8.0 + 8192.5) as i32 - 8192);
@@ -111,7 +115,9 @@ mod tests {
                 let mut sum = 0.0;
                 for v in 0..8 {
                     for u in 0..8 {
-                        sum += c(u) * c(v) * natural[v * 8 + u]
+                        sum += c(u)
+                            * c(v)
+                            * natural[v * 8 + u]
                             * (((2 * x + 1) * u) as f32 * core::f32::consts::PI / 16.0).cos()
                             * (((2 * y + 1) * v) as f32 * core::f32::consts::PI / 16.0).cos();
                     }

@@ -1,34 +1,36 @@
-//! imageapi's own decoder for baseline JPEGs at 1/8, 1/4 or 1/2 size, the common case of
-//! camera photos and exported artwork. It exists for speed: it decodes only the coefficients
-//! the reduced size needs into a block-sized inverse DCT, and it decodes one image on several
-//! cores when they are idle (see [`parts`]), which neither `jpeg-decoder` nor libjpeg-turbo
-//! can do for files without restart markers.
+//! imageapi's own JPEG decoder for thumbnails: it decodes straight to 1/8, 1/4 or 1/2 size.
+//! It exists for speed. It reads only the coefficients the reduced size needs into a
+//! block-sized inverse DCT, and it uses idle cores for one image, which neither
+//! `jpeg-decoder` nor libjpeg-turbo can do: a baseline file's data is split into parts that
+//! resynchronise (see [`baseline`]), a progressive file's luma and chroma scans are decoded
+//! side by side (see [`progressive`]).
 //!
-//! It handles 8-bit sequential Huffman files with one interleaved scan, gray or YCbCr, with
-//! any power-of-two chroma subsampling, with or without restart markers. Anything else —
-//! progressive, CMYK, Adobe RGB-coded, 12-bit, arithmetic coded, or a file it finds broken —
-//! is declined (`None`) and goes to the general decoders, which also give the definitive
-//! error for a broken file.
+//! It handles 8-bit Huffman-coded files, baseline (one interleaved scan) or progressive, gray
+//! or YCbCr, with any power-of-two chroma subsampling, with or without restart markers.
+//! Anything else — CMYK, Adobe RGB-coded, 12-bit, arithmetic-coded, a baseline file in
+//! several scans, or a file it finds broken — is declined (`None`) and goes to the general
+//! decoders, which also give the definitive error for a broken file.
 
+mod baseline;
 mod headers;
 mod huffman;
 mod idct;
-mod parts;
+mod progressive;
 #[cfg(test)]
 mod tests;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
+use baseline::{Part, Segment};
 use headers::Frame;
 use idct::Scale;
-use parts::{Part, Segment};
 
-pub(in crate::pipeline) struct Baseline<'a> {
+pub(in crate::pipeline) struct ScaledJpeg<'a> {
     data: &'a [u8],
     frame: Frame,
 }
 
-impl<'a> Baseline<'a> {
+impl<'a> ScaledJpeg<'a> {
     /// Reads the headers; `None` if the file is not one this decoder handles.
     pub fn read(data: &'a [u8]) -> Option<Self> {
         Some(Self { frame: headers::read(data)?, data })
@@ -43,35 +45,41 @@ impl<'a> Baseline<'a> {
     /// `threads` threads. Gray stays gray, YCbCr becomes RGB.
     pub fn decode(&self, eighths: u32, threads: usize) -> Option<DynamicImage> {
         let scale = Scale::new(eighths)?;
-        let (parts, segments) = parts::decode(&self.frame, &scale, self.data, threads)?;
+        let planes = if self.frame.progressive {
+            progressive::decode(&self.frame, &scale, self.data, threads)?
+        } else {
+            let (parts, segments) = baseline::decode(&self.frame, &scale, self.data, threads)?;
+            baseline_planes(&self.frame, &scale, parts, &segments)?
+        };
         let width = (self.frame.width * eighths).div_ceil(8);
         let height = (self.frame.height * eighths).div_ceil(8);
-        assemble(&self.frame, &scale, parts, &segments, width, height)
+        to_image(&self.frame, &scale, &planes, width, height)
     }
 
-    /// How many threads are worth using on this file: about one per 256 KiB of data.
+    /// How many threads this file can use: a baseline file about one per 256 KiB of data, a
+    /// progressive colour file two (luma and chroma).
     pub fn useful_threads(&self) -> usize {
-        (self.data.len() / parts::MIN_PART_BYTES).max(1)
+        if self.frame.progressive {
+            self.frame.components.len().min(2)
+        } else {
+            (self.data.len() / baseline::MIN_PART_BYTES).max(1)
+        }
     }
 }
 
-/// Lays the parts' blocks out as planes (DC corrections added), frees the blocks, and
-/// converts: chroma upsampled with libjpeg's "fancy" triangle filter for factor 2 (nearest for
-/// factor 4, as libjpeg), YCbCr to RGB, rounded and clamped once, padding cropped.
-fn assemble(
-    frame: &Frame,
-    scale: &Scale,
-    parts: Vec<Part>,
-    segments: &[Segment],
-    width: u32,
-    height: u32,
-) -> Option<DynamicImage> {
+/// A component's plane size in samples: whole MCUs.
+fn plane_size(frame: &Frame, scale: &Scale, component: usize) -> (usize, usize) {
+    let (blocks_x, blocks_y) = frame.padded_blocks(component);
+    (blocks_x * scale.side, blocks_y * scale.side)
+}
+
+/// Lays the baseline parts' blocks out as planes, DC corrections added, and frees the blocks.
+fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[Segment]) -> Option<Vec<Vec<i16>>> {
     let side = scale.side;
     let block_len = side * side;
     let mcu_len = frame.blocks_per_mcu() * block_len;
     let components = &frame.components;
-    let sizes: Vec<(usize, usize)> =
-        components.iter().map(|c| (frame.mcus_x * c.h * side, frame.mcus_y * c.v * side)).collect();
+    let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
     let mut planes: Vec<Vec<i16>> = sizes.iter().map(|(w, h)| vec![0i16; w * h]).collect();
     // Each segment's DC correction in samples (eighths of a level): exact.
     let offsets: Vec<[i16; 3]> = segments
@@ -113,14 +121,21 @@ fn assemble(
             }
         }
     }
-    drop(parts);
+    Some(planes)
+}
 
+/// Converts planes to pixels: chroma upsampled with libjpeg's "fancy" triangle filter for
+/// factor 2 (nearest for factor 4, as libjpeg), YCbCr to RGB, rounded and clamped once,
+/// padding cropped.
+fn to_image(frame: &Frame, scale: &Scale, planes: &[Vec<i16>], width: u32, height: u32) -> Option<DynamicImage> {
+    let components = &frame.components;
+    let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
     let (width, height) = (width as usize, height as usize);
     if components.len() == 1 {
         let plane_width = sizes[0].0;
         let mut pixels = Vec::with_capacity(width * height);
         for y in 0..height {
-            let row = &planes[0][y * plane_width..y * plane_width + width];
+            let row = planes[0].get(y * plane_width..y * plane_width + width)?;
             pixels.extend(row.iter().map(|&v| clamp(((i32::from(v) + 4) >> 3) + 128)));
         }
         return GrayImage::from_raw(width as u32, height as u32, pixels).map(DynamicImage::ImageLuma8);
@@ -147,7 +162,13 @@ fn assemble(
 
 /// Output row `y` of a component plane upsampled by `factors` (1, 2 or 4 per axis), in
 /// 1/128 of a level (the plane's eighths times the filter's 16).
-fn upsample_row(plane: &[i16], (plane_width, plane_height): (usize, usize), factors: (usize, usize), y: usize, out: &mut [i32]) {
+fn upsample_row(
+    plane: &[i16],
+    (plane_width, plane_height): (usize, usize),
+    factors: (usize, usize),
+    y: usize,
+    out: &mut [i32],
+) {
     let source_y = y / factors.1;
     // Vertically: 3/4 of the nearest chroma row, 1/4 of the next nearest, for factor 2.
     let (near, far, weight_near, weight_far) = if factors.1 == 2 {
@@ -164,7 +185,8 @@ fn upsample_row(plane: &[i16], (plane_width, plane_height): (usize, usize), fact
         2 => {
             for (x, v) in out.iter_mut().enumerate() {
                 let source_x = x / 2;
-                let other = if x.is_multiple_of(2) { source_x.saturating_sub(1) } else { (source_x + 1).min(plane_width - 1) };
+                let other =
+                    if x.is_multiple_of(2) { source_x.saturating_sub(1) } else { (source_x + 1).min(plane_width - 1) };
                 *v = 3 * column(source_x) + column(other);
             }
         }

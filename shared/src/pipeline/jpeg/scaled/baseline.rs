@@ -1,4 +1,4 @@
-//! Decoding the scan in parts at once, on idle cores.
+//! Decoding a baseline file's one scan, in parts at once on idle cores.
 //!
 //! Baseline JPEG has no index into its entropy-coded data: without restart markers a block's
 //! bits can only be found by decoding everything before them. But Huffman codes
@@ -93,8 +93,9 @@ pub(super) struct Segment {
 /// Decodes the scan in `parts` parts (1 = sequentially) and says which part's MCUs make up
 /// the image. `None`: the data is bad or ends early, or the parts did not meet.
 pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) -> Option<(Vec<Part>, Vec<Segment>)> {
-    let scan = data.get(frame.scan_start..)?;
-    let parts = if frame.restart_interval > 0 { 1 } else { parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1)) };
+    let restart_interval = frame.scans.first()?.restart_interval;
+    let scan = data.get(frame.scans.first()?.data..)?;
+    let parts = if restart_interval > 0 { 1 } else { parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1)) };
     let handoffs: Vec<Handoff> = (0..parts)
         .map(|k| Handoff {
             start: part_start(scan, scan.len() * k / parts),
@@ -188,10 +189,13 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     let expected = ((total as f64 * share * 1.1) as usize + 16).min(total);
     let mut blocks: Vec<i16> = Vec::with_capacity(expected * mcu_len);
 
+    let restart_interval = frame.scans.first().map_or(0, |scan| scan.restart_interval);
     let tables: Option<Vec<(&HuffmanTable, &HuffmanTable)>> = frame
-        .components
-        .iter()
-        .map(|c| Some((frame.dc_tables.get(c.dc_table)?.as_ref()?, frame.ac_tables.get(c.ac_table)?.as_ref()?)))
+        .scans
+        .first()
+        .into_iter()
+        .flat_map(|scan| &scan.components)
+        .map(|c| Some((c.dc.as_ref()?, c.ac.as_ref()?)))
         .collect();
     let Some(tables) = tables else { return Part { blocks, mcus: 0, end: End::Stopped } };
 
@@ -227,12 +231,8 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                 }
                 match points.get(*cursor) {
                     Some(point) if point.position == position => {
-                        let end = End::Joined {
-                            mcu,
-                            predictors,
-                            next_mcu: point.mcu,
-                            next_predictors: point.predictors,
-                        };
+                        let end =
+                            End::Joined { mcu, predictors, next_mcu: point.mcu, next_predictors: point.predictors };
                         return Part { blocks, mcus: mcu, end };
                     }
                     Some(_) => {}
@@ -244,7 +244,7 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                 }
             }
         }
-        if frame.restart_interval > 0 && mcu > 0 && mcu % frame.restart_interval == 0 {
+        if restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(restart_interval) {
             if reader.restart().is_err() {
                 return stopped(blocks, mcu);
             }

@@ -150,6 +150,30 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Makes at least 32 bits available: enough for one code and its value.
+    #[inline(always)]
+    pub fn ensure(&mut self) {
+        if self.bits < 32 {
+            self.refill();
+        }
+    }
+
+    /// One bit.
+    #[inline(always)]
+    pub fn bit(&mut self) -> bool {
+        let bit = self.acc >> 63 != 0;
+        self.consume(1);
+        bit
+    }
+
+    /// `count` (1..=14) bits as an unsigned number.
+    #[inline(always)]
+    pub fn bits(&mut self, count: u32) -> u32 {
+        let bits = (self.acc >> (64 - count)) as u32;
+        self.consume(count);
+        bits
+    }
+
     /// Makes at least 57 bits available.
     #[inline(always)]
     fn refill(&mut self) {
@@ -211,7 +235,7 @@ impl<'a> BitReader<'a> {
 
     /// One Huffman symbol. Needs 16 bits available.
     #[inline(always)]
-    fn symbol(&mut self, table: &HuffmanTable) -> Result<u8, Corrupt> {
+    pub fn symbol(&mut self, table: &HuffmanTable) -> Result<u8, Corrupt> {
         let entry = table.lookup[self.peek_lookup()];
         if entry != 0 {
             self.consume(u32::from(entry >> 8));
@@ -230,7 +254,7 @@ impl<'a> BitReader<'a> {
 
     /// A `size`-bit signed value. Needs `size` bits available; `size` is 1..=15.
     #[inline(always)]
-    fn value(&mut self, size: u32) -> i32 {
+    pub fn value(&mut self, size: u32) -> i32 {
         let bits = (self.acc >> (64 - size)) as i32;
         self.consume(size);
         extend(bits, size)

@@ -1,0 +1,310 @@
+//! The markers of a JPEG: quantisation and Huffman tables, the frame and its scans. Anything
+//! this decoder does not handle (lossless or arithmetic-coded frames, 12-bit samples, a
+//! baseline file in several scans, CMYK, RGB-coded files, unusual sampling) gives `None`, and
+//! the caller decodes with the general decoder instead.
+
+use super::huffman::HuffmanTable;
+
+/// One colour component of the frame.
+#[derive(Clone, Debug)]
+pub(super) struct Component {
+    /// Horizontal and vertical sampling factors, in blocks per MCU.
+    pub h: usize,
+    pub v: usize,
+    /// Quantisation table in zigzag order.
+    pub quant: [u16; 64],
+}
+
+/// One component's part in a scan, with the Huffman tables in force for that scan.
+pub(super) struct ScanComponent {
+    /// Index into the frame's components.
+    pub index: usize,
+    pub dc: Option<HuffmanTable>,
+    pub ac: Option<HuffmanTable>,
+}
+
+/// One scan: which components, which coefficients (`start..=end` in zigzag order), which
+/// bits of them (successive approximation: `high` is the previous scan's `low`, 0 for a
+/// first scan), and where its entropy-coded data begins.
+pub(super) struct Scan {
+    pub components: Vec<ScanComponent>,
+    pub start: usize,
+    pub end: usize,
+    pub high: u8,
+    pub low: u8,
+    pub data: usize,
+    /// MCUs between restart markers; 0 when there are none.
+    pub restart_interval: usize,
+}
+
+/// Everything needed to decode the image.
+pub(super) struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub progressive: bool,
+    pub components: Vec<Component>,
+    pub h_max: usize,
+    pub v_max: usize,
+    pub mcus_x: usize,
+    pub mcus_y: usize,
+    /// A baseline file's one scan, or every scan of a progressive one, in file order.
+    pub scans: Vec<Scan>,
+}
+
+impl Frame {
+    /// Blocks in one MCU of an interleaved scan, over all components.
+    pub fn blocks_per_mcu(&self) -> usize {
+        self.components.iter().map(|c| c.h * c.v).sum()
+    }
+
+    pub fn total_mcus(&self) -> usize {
+        self.mcus_x * self.mcus_y
+    }
+
+    /// A component's blocks per row and column as stored: whole MCUs.
+    pub fn padded_blocks(&self, component: usize) -> (usize, usize) {
+        let c = &self.components[component];
+        (self.mcus_x * c.h, self.mcus_y * c.v)
+    }
+
+    /// A component's blocks per row and column that hold image data: what a scan of that
+    /// component alone covers.
+    pub fn covered_blocks(&self, component: usize) -> (usize, usize) {
+        let c = &self.components[component];
+        let width = (self.width as usize * c.h).div_ceil(self.h_max);
+        let height = (self.height as usize * c.v).div_ceil(self.v_max);
+        (width.div_ceil(8), height.div_ceil(8))
+    }
+}
+
+const SOI: u8 = 0xD8;
+const EOI: u8 = 0xD9;
+const SOF0: u8 = 0xC0;
+const SOF1: u8 = 0xC1;
+const SOF2: u8 = 0xC2;
+const DHT: u8 = 0xC4;
+const DQT: u8 = 0xDB;
+const DRI: u8 = 0xDD;
+const SOS: u8 = 0xDA;
+const APP14: u8 = 0xEE;
+
+/// Component specifications of a frame header: (id, h, v, quantisation table).
+type ComponentSpecs = Vec<(u8, usize, usize, usize)>;
+
+/// Reads the headers: up to the one scan of a baseline file, every scan of a progressive one.
+/// `None` if the file is not one this decoder handles.
+pub(super) fn read(data: &[u8]) -> Option<Frame> {
+    if data.get(..2)? != [0xFF, SOI] {
+        return None;
+    }
+    let mut pos = 2;
+    let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
+    let mut dc_tables: [Option<HuffmanTable>; 4] = Default::default();
+    let mut ac_tables: [Option<HuffmanTable>; 4] = Default::default();
+    let mut restart_interval = 0;
+    let mut header: Option<(u32, u32, bool, ComponentSpecs)> = None;
+    let mut components: Vec<Component> = Vec::new();
+    let mut scans: Vec<Scan> = Vec::new();
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while *data.get(pos)? == 0xFF && *data.get(pos + 1)? == 0xFF {
+            pos += 1;
+        }
+        if *data.get(pos)? != 0xFF {
+            return None;
+        }
+        let marker = *data.get(pos + 1)?;
+        if marker == EOI {
+            break;
+        }
+        let length = usize::from(u16::from_be_bytes([*data.get(pos + 2)?, *data.get(pos + 3)?]));
+        if length < 2 {
+            return None;
+        }
+        let segment = data.get(pos + 4..pos + 2 + length)?;
+        pos += 2 + length;
+        match marker {
+            SOF0 | SOF1 | SOF2 if header.is_none() => {
+                let (width, height, specs) = read_frame(segment)?;
+                header = Some((width, height, marker == SOF2, specs));
+            }
+            DHT => read_huffman(segment, &mut dc_tables, &mut ac_tables)?,
+            DQT => read_quant(segment, &mut quant)?,
+            DRI => restart_interval = usize::from(u16::from_be_bytes([*segment.first()?, *segment.get(1)?])),
+            // Adobe's transform flag: 0 means the three components are RGB, not YCbCr.
+            APP14 if segment.starts_with(b"Adobe") && segment.len() >= 12 && segment[11] == 0 => return None,
+            0xE0..=0xEF | 0xFE => {}
+            SOS => {
+                let (_, _, progressive, specs) = header.as_ref()?;
+                if components.is_empty() {
+                    // The quantisation tables in force at the first scan (they may not change
+                    // between scans of one component).
+                    for &(_, h, v, table) in specs {
+                        components.push(Component { h, v, quant: (*quant.get(table)?)? });
+                    }
+                }
+                let scan = read_scan(segment, specs, &dc_tables, &ac_tables, pos, restart_interval, *progressive)?;
+                scans.push(scan);
+                if !progressive {
+                    // A baseline file's one scan must cover every component at once.
+                    let scan = &scans[0];
+                    let whole = scan.components.len() == specs.len()
+                        && scan.components.iter().enumerate().all(|(i, c)| c.index == i)
+                        && (scan.start, scan.end, scan.high, scan.low) == (0, 63, 0, 0);
+                    return if whole { build(header?, components, scans) } else { None };
+                }
+                pos = end_of_entropy_data(data, pos)?;
+            }
+            // Any other frame type (lossless, arithmetic, hierarchical) or marker.
+            _ => return None,
+        }
+    }
+    build(header?, components, scans)
+}
+
+/// The offset of the first marker after entropy-coded data starting at `pos` (restart
+/// markers and stuffed bytes are part of the data).
+fn end_of_entropy_data(data: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        pos += data.get(pos..)?.iter().position(|&b| b == 0xFF)?;
+        match *data.get(pos + 1)? {
+            0x00 | 0xD0..=0xD7 | 0xFF => pos += 1,
+            _ => return Some(pos),
+        }
+    }
+}
+
+fn read_frame(segment: &[u8]) -> Option<(u32, u32, ComponentSpecs)> {
+    let precision = *segment.first()?;
+    let height = u32::from(u16::from_be_bytes([*segment.get(1)?, *segment.get(2)?]));
+    let width = u32::from(u16::from_be_bytes([*segment.get(3)?, *segment.get(4)?]));
+    let count = usize::from(*segment.get(5)?);
+    // Height 0 (defined later by a DNL marker) is not supported; 4 components are CMYK.
+    if precision != 8 || width == 0 || height == 0 || !(count == 1 || count == 3) {
+        return None;
+    }
+    let mut specs = Vec::with_capacity(count);
+    for c in 0..count {
+        let spec = segment.get(6 + 3 * c..9 + 3 * c)?;
+        let (h, v) = (usize::from(spec[1] >> 4), usize::from(spec[1] & 15));
+        if !(1..=4).contains(&h) || !(1..=4).contains(&v) || spec[2] > 3 {
+            return None;
+        }
+        specs.push((spec[0], h, v, usize::from(spec[2])));
+    }
+    // Components named R, G, B hold RGB without a colour transform.
+    if specs.iter().map(|s| s.0).eq(*b"RGB") {
+        return None;
+    }
+    Some((width, height, specs))
+}
+fn read_quant(mut segment: &[u8], quant: &mut [Option<[u16; 64]>; 4]) -> Option<()> {
+    while let Some(&spec) = segment.first() {
+        let (precision, id) = (spec >> 4, usize::from(spec & 15));
+        let mut table = [0u16; 64];
+        let size = if precision == 0 { 64 } else { 128 };
+        let values = segment.get(1..1 + size)?;
+        for (i, value) in table.iter_mut().enumerate() {
+            *value = if precision == 0 {
+                u16::from(values[i])
+            } else {
+                u16::from_be_bytes([values[2 * i], values[2 * i + 1]])
+            };
+        }
+        *quant.get_mut(id)? = Some(table);
+        segment = &segment[1 + size..];
+    }
+    Some(())
+}
+
+fn read_huffman(
+    mut segment: &[u8],
+    dc_tables: &mut [Option<HuffmanTable>; 4],
+    ac_tables: &mut [Option<HuffmanTable>; 4],
+) -> Option<()> {
+    while let Some(&spec) = segment.first() {
+        let (class, id) = (spec >> 4, usize::from(spec & 15));
+        let counts: [u8; 16] = segment.get(1..17)?.try_into().ok()?;
+        let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
+        let values = segment.get(17..17 + total)?;
+        let table = HuffmanTable::new(&counts, values, class == 1)?;
+        match class {
+            0 => *dc_tables.get_mut(id)? = Some(table),
+            1 => *ac_tables.get_mut(id)? = Some(table),
+            _ => return None,
+        }
+        segment = &segment[17 + total..];
+    }
+    Some(())
+}
+
+fn read_scan(
+    segment: &[u8],
+    specs: &ComponentSpecs,
+    dc_tables: &[Option<HuffmanTable>; 4],
+    ac_tables: &[Option<HuffmanTable>; 4],
+    data: usize,
+    restart_interval: usize,
+    progressive: bool,
+) -> Option<Scan> {
+    let count = usize::from(*segment.first()?);
+    if count == 0 || count > specs.len() {
+        return None;
+    }
+    let spectral = segment.get(1 + 2 * count..4 + 2 * count)?;
+    let (start, end, high, low) =
+        (usize::from(spectral[0]), usize::from(spectral[1]), spectral[2] >> 4, spectral[2] & 15);
+    // In progressive files DC and AC are never mixed, AC scans have one component, and the
+    // bits fit a 16-bit coefficient.
+    let bad_progressive = start > end || (start == 0 && end != 0) || (start > 0 && count != 1) || low > 13 || high > 13;
+    if end > 63 || (progressive && bad_progressive) {
+        return None;
+    }
+    let mut components = Vec::with_capacity(count);
+    for c in 0..count {
+        let id = *segment.get(1 + 2 * c)?;
+        let tables = *segment.get(2 + 2 * c)?;
+        let index = specs.iter().position(|s| s.0 == id)?;
+        if components.iter().any(|sc: &ScanComponent| sc.index == index) {
+            return None;
+        }
+        // Only the tables the scan uses must exist: DC for DC scans, AC for AC scans (a
+        // baseline scan uses both).
+        let dc = if start == 0 { Some(dc_tables.get(usize::from(tables >> 4))?.clone()?) } else { None };
+        let ac = if end > 0 { Some(ac_tables.get(usize::from(tables & 15))?.clone()?) } else { None };
+        components.push(ScanComponent { index, dc, ac });
+    }
+    Some(Scan { components, start, end, high, low, data, restart_interval })
+}
+
+fn build(header: (u32, u32, bool, ComponentSpecs), mut components: Vec<Component>, scans: Vec<Scan>) -> Option<Frame> {
+    let (width, height, progressive, _) = header;
+    if scans.is_empty() {
+        return None;
+    }
+    if components.len() == 1 {
+        // A single-component image is not interleaved: one block per MCU whatever the factors.
+        components[0].h = 1;
+        components[0].v = 1;
+    }
+    let h_max = components.iter().map(|c| c.h).max()?;
+    let v_max = components.iter().map(|c| c.v).max()?;
+    // Chroma is upsampled by 1, 2 or 4 only.
+    let whole = |max: usize, factor: usize| max.is_multiple_of(factor) && (max / factor).is_power_of_two();
+    if components.iter().any(|c| !whole(h_max, c.h) || !whole(v_max, c.v)) {
+        return None;
+    }
+    let frame = Frame {
+        width,
+        height,
+        progressive,
+        mcus_x: (width as usize).div_ceil(8 * h_max),
+        mcus_y: (height as usize).div_ceil(8 * v_max),
+        h_max,
+        v_max,
+        components,
+        scans,
+    };
+    // At most 10 blocks per MCU (the JPEG limit).
+    (frame.blocks_per_mcu() <= 10).then_some(frame)
+}
