@@ -206,7 +206,6 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     let mut reader = BitReader::new(scan, start.byte);
     let mut predictors = [0i32; 3];
     let mut next_points: Option<(&[SyncPoint], usize)> = None;
-    let mut coefficients = [0i32; 16];
     let stopped = |blocks: Vec<i16>, mcus| Part { blocks, mcus, end: End::Stopped };
     let mut fresh_starts = 0;
 
@@ -252,11 +251,13 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
         }
 
         let base = blocks.len();
-        blocks.resize(base + mcu_len, 0);
-        if decode_mcu(frame, scale, &tables, &mut reader, &mut predictors, &mut coefficients, &mut blocks[base..])
-            .is_err()
-            || reader.overran()
-        {
+        // One instance per block size, so the per-block copies have a constant length.
+        let decoded = match scale.side {
+            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
+            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
+            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
+        };
+        if decoded.is_err() || reader.overran() {
             blocks.truncate(base);
             // A speculative start often lands in the middle of a code and soon reads one that
             // no table has: it starts afresh a little further on, until it has offered its
@@ -279,24 +280,23 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     Part { blocks, mcus: total, end: End::Complete }
 }
 
-/// Decodes one MCU's blocks into `out`.
-fn decode_mcu(
+/// Decodes one MCU, appending its blocks of `N` samples each to `out`.
+#[inline(always)]
+fn decode_mcu<const N: usize>(
     frame: &Frame,
     scale: &Scale,
     tables: &[(&HuffmanTable, &HuffmanTable)],
     reader: &mut BitReader,
     predictors: &mut [i32; 3],
-    coefficients: &mut [i32; 16],
-    out: &mut [i16],
+    out: &mut Vec<i16>,
 ) -> Result<(), Corrupt> {
-    let block_len = scale.side * scale.side;
-    let mut blocks = out.chunks_exact_mut(block_len);
     for ((component, (dc, ac)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut()) {
         for _ in 0..component.h * component.v {
-            coefficients[..block_len].fill(0);
-            let any_ac = reader.block(dc, ac, predictor, &component.quant, &scale.keep, coefficients)?;
-            let Some(block) = blocks.next() else { return Err(Corrupt) };
-            scale.inverse(coefficients, any_ac, block);
+            let mut coefficients = [0i32; 16];
+            let any_ac = reader.block(dc, ac, predictor, &component.quant, &scale.keep, &mut coefficients)?;
+            let mut samples = [0i16; N];
+            scale.inverse(&coefficients, any_ac, &mut samples);
+            out.extend_from_slice(&samples);
         }
     }
     Ok(())

@@ -19,6 +19,8 @@ mod progressive;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Mutex;
+
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use baseline::{Part, Segment};
@@ -53,7 +55,7 @@ impl<'a> ScaledJpeg<'a> {
         };
         let width = (self.frame.width * eighths).div_ceil(8);
         let height = (self.frame.height * eighths).div_ceil(8);
-        to_image(&self.frame, &scale, &planes, width, height)
+        to_image(&self.frame, &scale, &planes, width, height, threads)
     }
 
     /// How many threads this file can use: a baseline file about one per 256 KiB of data, a
@@ -93,29 +95,38 @@ fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[S
             offsets
         })
         .collect();
-    let mut mcus = segments
+    // Where each block of an MCU goes: its component, and its offset in that component's
+    // plane from the MCU's first sample.
+    let layout: Vec<(usize, usize)> = components
         .iter()
         .enumerate()
-        .flat_map(|(index, segment)| (segment.first..segment.first + segment.count).map(move |local| (index, local)));
-    for mcu_row in 0..frame.mcus_y {
-        for mcu_x in 0..frame.mcus_x {
-            let (segment, local) = mcus.next()?;
-            let mcu = parts.get(segments[segment].part)?.blocks.get(local * mcu_len..(local + 1) * mcu_len)?;
-            let mut blocks = mcu.chunks_exact(block_len);
+        .flat_map(|(c, component)| {
+            let plane_width = sizes[c].0;
+            (0..component.v).flat_map(move |by| (0..component.h).map(move |bx| (c, (by * plane_width + bx) * side)))
+        })
+        .collect();
+    let mut global = 0;
+    for (segment, add) in segments.iter().zip(&offsets) {
+        let blocks =
+            parts.get(segment.part)?.blocks.get(segment.first * mcu_len..(segment.first + segment.count) * mcu_len)?;
+        for mcu in blocks.chunks_exact(mcu_len) {
+            let (mcu_row, mcu_x) = (global / frame.mcus_x, global % frame.mcus_x);
+            global += 1;
+            let mut origins = [0usize; 3];
             for (c, component) in components.iter().enumerate() {
-                let add = offsets[segment][c];
-                let plane_width = sizes[c].0;
-                for block_y in 0..component.v {
-                    for block_x in 0..component.h {
-                        let block = blocks.next()?;
-                        let x0 = (mcu_x * component.h + block_x) * side;
-                        let y0 = (mcu_row * component.v + block_y) * side;
-                        for (y, samples) in block.chunks_exact(side).enumerate() {
-                            let start = (y0 + y) * plane_width + x0;
-                            for (dst, &src) in planes[c][start..start + side].iter_mut().zip(samples) {
-                                *dst = src.saturating_add(add);
-                            }
-                        }
+                origins[c] = mcu_row * component.v * side * sizes[c].0 + mcu_x * component.h * side;
+            }
+            for (block, &(c, offset)) in mcu.chunks_exact(block_len).zip(&layout) {
+                let start = origins[c] + offset;
+                let plane = &mut planes[c];
+                if side == 1 {
+                    plane[start] = block[0].saturating_add(add[c]);
+                    continue;
+                }
+                for (y, samples) in block.chunks_exact(side).enumerate() {
+                    let row = start + y * sizes[c].0;
+                    for (dst, &src) in plane[row..row + side].iter_mut().zip(samples) {
+                        *dst = src.saturating_add(add[c]);
                     }
                 }
             }
@@ -126,71 +137,116 @@ fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[S
 
 /// Converts planes to pixels: chroma upsampled with libjpeg's "fancy" triangle filter for
 /// factor 2 (nearest for factor 4, as libjpeg), YCbCr to RGB, rounded and clamped once,
-/// padding cropped.
-fn to_image(frame: &Frame, scale: &Scale, planes: &[Vec<i16>], width: u32, height: u32) -> Option<DynamicImage> {
+/// padding cropped. Bands of rows are converted on `threads` threads.
+fn to_image(
+    frame: &Frame,
+    scale: &Scale,
+    planes: &[Vec<i16>],
+    width: u32,
+    height: u32,
+    threads: usize,
+) -> Option<DynamicImage> {
+    let channels = if frame.components.len() == 1 { 1 } else { 3 };
+    let (width, height) = (width as usize, height as usize);
+    let mut pixels = vec![0u8; width * height * channels];
+    let rows_per_band = height.div_ceil(threads.max(1)).max(1);
+    // Each band in a slot, so that a band whose thread cannot be started is converted here.
+    let bands: Vec<Mutex<Option<&mut [u8]>>> =
+        pixels.chunks_mut(rows_per_band * width * channels).map(|band| Mutex::new(Some(band))).collect();
+    let convert = |index: usize| {
+        if let Some(out) = bands[index].lock().ok().and_then(|mut slot| slot.take()) {
+            convert_rows(frame, scale, planes, width, index * rows_per_band, out);
+        }
+    };
+    std::thread::scope(|scope| {
+        for index in 1..bands.len() {
+            let spawned =
+                std::thread::Builder::new().name("jpeg-convert".into()).spawn_scoped(scope, move || convert(index));
+            if spawned.is_err() {
+                convert(index);
+            }
+        }
+        convert(0);
+    });
+    drop(bands);
+    let (width, height) = (width as u32, height as u32);
+    if channels == 1 {
+        GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
+    }
+}
+
+/// Converts the rows from `first_row` on into `out` (whole rows of `width` pixels).
+fn convert_rows(frame: &Frame, scale: &Scale, planes: &[Vec<i16>], width: usize, first_row: usize, out: &mut [u8]) {
     let components = &frame.components;
     let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
-    let (width, height) = (width as usize, height as usize);
     if components.len() == 1 {
         let plane_width = sizes[0].0;
-        let mut pixels = Vec::with_capacity(width * height);
-        for y in 0..height {
-            let row = planes[0].get(y * plane_width..y * plane_width + width)?;
-            pixels.extend(row.iter().map(|&v| clamp(((i32::from(v) + 4) >> 3) + 128)));
+        for (i, out) in out.chunks_exact_mut(width).enumerate() {
+            let y = first_row + i;
+            let row = &planes[0][y * plane_width..y * plane_width + width];
+            for (dst, &v) in out.iter_mut().zip(row) {
+                *dst = clamp(((i32::from(v) + 4) >> 3) + 128);
+            }
         }
-        return GrayImage::from_raw(width as u32, height as u32, pixels).map(DynamicImage::ImageLuma8);
+        return;
     }
-    let mut pixels = vec![0u8; width * height * 3];
     let mut rows = [vec![0i32; width], vec![0i32; width], vec![0i32; width]];
-    for (y, out) in pixels.chunks_exact_mut(width * 3).enumerate() {
+    let mut blended = Vec::new();
+    for (i, out) in out.chunks_exact_mut(width * 3).enumerate() {
+        let y = first_row + i;
         for (c, row) in rows.iter_mut().enumerate() {
             let factors = (frame.h_max / components[c].h, frame.v_max / components[c].v);
-            upsample_row(&planes[c], sizes[c], factors, y, row);
+            upsample_row(&planes[c], sizes[c], factors, y, &mut blended, row);
         }
-        for (x, rgb) in out.chunks_exact_mut(3).enumerate() {
+        for (((rgb, &luma), &b), &r) in out.chunks_exact_mut(3).zip(&rows[0]).zip(&rows[1]).zip(&rows[2]) {
             // Rows are in 1/128 of a level.
-            let luma = (level(rows[0][x]) + 128) << 16;
-            let (b, r) = (level(rows[1][x]), level(rows[2][x]));
+            let luma = (level(luma) + 128) << 16;
+            let (b, r) = (level(b), level(r));
             // JFIF's YCbCr → RGB in 16.16 fixed point, rounded.
             rgb[0] = clamp((luma + 91_881 * r + 32_768) >> 16);
             rgb[1] = clamp((luma - 22_554 * b - 46_802 * r + 32_768) >> 16);
             rgb[2] = clamp((luma + 116_130 * b + 32_768) >> 16);
         }
     }
-    RgbImage::from_raw(width as u32, height as u32, pixels).map(DynamicImage::ImageRgb8)
 }
 
 /// Output row `y` of a component plane upsampled by `factors` (1, 2 or 4 per axis), in
-/// 1/128 of a level (the plane's eighths times the filter's 16).
+/// 1/128 of a level (the plane's eighths times the filter's 16). `blended` is scratch space.
 fn upsample_row(
     plane: &[i16],
     (plane_width, plane_height): (usize, usize),
     factors: (usize, usize),
     y: usize,
+    blended: &mut Vec<i32>,
     out: &mut [i32],
 ) {
     let source_y = y / factors.1;
-    // Vertically: 3/4 of the nearest chroma row, 1/4 of the next nearest, for factor 2.
-    let (near, far, weight_near, weight_far) = if factors.1 == 2 {
+    let near = &plane[source_y * plane_width..(source_y + 1) * plane_width];
+    // Vertically: 3/4 of the nearest source row, 1/4 of the next nearest, for factor 2.
+    blended.clear();
+    if factors.1 == 2 {
         let other = if y.is_multiple_of(2) { source_y.saturating_sub(1) } else { (source_y + 1).min(plane_height - 1) };
-        (source_y, other, 3, 1)
+        let far = &plane[other * plane_width..(other + 1) * plane_width];
+        blended.extend(near.iter().zip(far).map(|(&n, &f)| 3 * i32::from(n) + i32::from(f)));
     } else {
-        (source_y, source_y, 4, 0)
-    };
-    let near = &plane[near * plane_width..(near + 1) * plane_width];
-    let far = &plane[far * plane_width..(far + 1) * plane_width];
-    let column = |x: usize| weight_near * i32::from(near[x]) + weight_far * i32::from(far[x]);
+        blended.extend(near.iter().map(|&n| 4 * i32::from(n)));
+    }
     match factors.0 {
-        1 => out.iter_mut().enumerate().for_each(|(x, v)| *v = column(x) * 4),
+        1 => out.iter_mut().zip(blended.iter()).for_each(|(v, &b)| *v = b * 4),
         2 => {
-            for (x, v) in out.iter_mut().enumerate() {
-                let source_x = x / 2;
-                let other =
-                    if x.is_multiple_of(2) { source_x.saturating_sub(1) } else { (source_x + 1).min(plane_width - 1) };
-                *v = 3 * column(source_x) + column(other);
+            // Horizontally the same: each source sample makes two, leaning to either side.
+            let last = blended.len() - 1;
+            for (x, pair) in out.chunks_mut(2).enumerate() {
+                let here = 3 * blended[x];
+                pair[0] = here + blended[x.saturating_sub(1)];
+                if let Some(right) = pair.get_mut(1) {
+                    *right = here + blended[(x + 1).min(last)];
+                }
             }
         }
-        _ => out.iter_mut().enumerate().for_each(|(x, v)| *v = column(x / factors.0) * 4),
+        factor => out.iter_mut().enumerate().for_each(|(x, v)| *v = blended[x / factor] * 4),
     }
 }
 
