@@ -293,7 +293,7 @@ fn decode_mcu<const N: usize>(
     for ((component, (dc, ac)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut()) {
         for _ in 0..component.h * component.v {
             let mut coefficients = [0i32; 16];
-            let any_ac = reader.block(dc, ac, predictor, &component.quant, &scale.keep, &mut coefficients)?;
+            let any_ac = reader.block(dc, ac, predictor, &component.quant, scale, &mut coefficients)?;
             let mut samples = [0i16; N];
             scale.inverse(&coefficients, any_ac, &mut samples);
             out.extend_from_slice(&samples);

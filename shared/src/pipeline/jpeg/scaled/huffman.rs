@@ -6,6 +6,8 @@
 //! coefficients most (run, size, value) triples too; longer codes take the canonical-code
 //! path. A file with a bad code is reported, never read past.
 
+use super::idct::Scale;
+
 /// Bits resolved by one table lookup.
 const LOOKUP_BITS: u32 = 9;
 const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
@@ -260,9 +262,9 @@ impl<'a> BitReader<'a> {
         extend(bits, size)
     }
 
-    /// Decodes one block. The DC predictor is updated; coefficients at zigzag positions `keep`
-    /// maps to a slot are dequantised into `out[slot]` (which the caller zeroed), all others
-    /// are read and dropped. Returns whether any kept AC coefficient is non-zero.
+    /// Decodes one block. The DC predictor is updated; the coefficients `scale` keeps are
+    /// dequantised into `out[slot]` (which the caller zeroed), all others are read and dropped. Returns whether any kept AC
+    /// coefficient is non-zero.
     #[inline(always)]
     pub fn block(
         &mut self,
@@ -270,9 +272,10 @@ impl<'a> BitReader<'a> {
         ac: &HuffmanTable,
         predictor: &mut i32,
         quant: &[u16; 64],
-        keep: &[u8; 64],
+        scale: &Scale,
         out: &mut [i32],
     ) -> Result<bool, Corrupt> {
+        let (keep, last_kept) = (&scale.keep, scale.last_kept);
         if self.bits < 32 {
             self.refill();
         }
@@ -288,10 +291,8 @@ impl<'a> BitReader<'a> {
 
         let mut any_ac = false;
         let mut k = 1usize;
-        while k < 64 {
-            if self.bits < 32 {
-                self.refill();
-            }
+        while k <= last_kept {
+            self.ensure();
             let fast = ac.fast_ac[self.peek_lookup()];
             let value = if fast != 0 {
                 k += ((fast >> 4) & 15) as usize;
@@ -302,7 +303,7 @@ impl<'a> BitReader<'a> {
                 let (run, size) = (usize::from(symbol >> 4), u32::from(symbol & 15));
                 if size == 0 {
                     if run != 15 {
-                        break; // end of block
+                        return Ok(any_ac); // end of block
                     }
                     k += 16;
                     continue;
@@ -316,6 +317,30 @@ impl<'a> BitReader<'a> {
                 any_ac = true;
             }
             k += 1;
+        }
+        // Past the last kept coefficient: the rest is only parsed.
+        while k < 64 {
+            self.ensure();
+            let fast = ac.fast_ac[self.peek_lookup()];
+            if fast != 0 {
+                k += ((fast >> 4) & 15) as usize + 1;
+                self.consume((fast & 15) as u32);
+            } else {
+                let symbol = self.symbol(ac)?;
+                let (run, size) = (usize::from(symbol >> 4), u32::from(symbol & 15));
+                if size == 0 {
+                    if run != 15 {
+                        break; // end of block
+                    }
+                    k += 16;
+                    continue;
+                }
+                k += run + 1;
+                self.consume(size);
+            }
+            if k > 64 {
+                return Err(Corrupt);
+            }
         }
         Ok(any_ac)
     }

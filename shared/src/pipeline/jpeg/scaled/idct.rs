@@ -22,6 +22,8 @@ pub(super) struct Scale {
     pub keep: [u8; 64],
     /// By slot: the coefficient's zigzag position.
     pub zigzag: [u8; 16],
+    /// The highest zigzag position kept.
+    pub last_kept: usize,
 }
 
 impl Scale {
@@ -41,7 +43,8 @@ impl Scale {
                 zigzag[slot] = zz as u8;
             }
         }
-        Some(Self { side, keep, zigzag })
+        let last_kept = keep.iter().rposition(|&slot| slot != DROP).unwrap_or(0);
+        Some(Self { side, keep, zigzag, last_kept })
     }
 
     /// Writes the block (`side`² values, row-major) from its dequantised coefficients.
