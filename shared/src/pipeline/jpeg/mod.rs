@@ -4,9 +4,9 @@
 //! scale is chosen that still leaves at least twice the largest thumbnail on both axes, so the
 //! final Lanczos3 resize has enough pixels to work with (see `make_thumbnails`).
 //!
-//! Baseline files (nearly all photos) go to imageapi's own decoder ([`scaled`]), which
-//! decodes only what the reduced size needs and uses the idle cores; everything else
-//! (progressive, CMYK, ...) to `jpeg-decoder`'s scaled decode.
+//! Baseline and progressive files (nearly all photos) go to imageapi's own decoder
+//! ([`scaled`]), which decodes only what the reduced size needs and uses the idle cores;
+//! everything else (CMYK, 12-bit, ...) to `jpeg-decoder`'s scaled decode.
 
 mod scaled;
 

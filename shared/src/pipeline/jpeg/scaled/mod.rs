@@ -18,14 +18,14 @@ mod idct;
 mod progressive;
 #[cfg(test)]
 mod tests;
-
-use std::sync::Mutex;
+mod threads;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use baseline::{Part, Segment};
 use headers::Frame;
 use idct::Scale;
+use threads::Task;
 
 pub(in crate::pipeline) struct ScaledJpeg<'a> {
     data: &'a [u8],
@@ -51,7 +51,7 @@ impl<'a> ScaledJpeg<'a> {
             progressive::decode(&self.frame, &scale, self.data, threads)?
         } else {
             let (parts, segments) = baseline::decode(&self.frame, &scale, self.data, threads)?;
-            baseline_planes(&self.frame, &scale, parts, &segments)?
+            baseline_planes(&self.frame, &scale, parts, &segments, threads)?
         };
         let width = (self.frame.width * eighths).div_ceil(8);
         let height = (self.frame.height * eighths).div_ceil(8);
@@ -76,10 +76,14 @@ fn plane_size(frame: &Frame, scale: &Scale, component: usize) -> (usize, usize) 
 }
 
 /// Lays the baseline parts' blocks out as planes, DC corrections added, and frees the blocks.
-fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[Segment]) -> Option<Vec<Vec<i16>>> {
+fn baseline_planes(
+    frame: &Frame,
+    scale: &Scale,
+    parts: Vec<Part>,
+    segments: &[Segment],
+    threads: usize,
+) -> Option<Vec<Vec<i16>>> {
     let side = scale.side;
-    let block_len = side * side;
-    let mcu_len = frame.blocks_per_mcu() * block_len;
     let components = &frame.components;
     let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
     let mut planes: Vec<Vec<i16>> = sizes.iter().map(|(w, h)| vec![0i16; w * h]).collect();
@@ -105,26 +109,59 @@ fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[S
             (0..component.v).flat_map(move |by| (0..component.h).map(move |bx| (c, (by * plane_width + bx) * side)))
         })
         .collect();
+    // Luma here, chroma on a second thread if there is one.
+    let split = if threads > 1 { 1 } else { components.len() };
+    let (first, rest) = planes.split_at_mut(split.min(components.len()));
+    let fill = |components: std::ops::Range<usize>, planes: &mut [Vec<i16>]| {
+        fill_planes(frame, scale, &parts, segments, &offsets, &layout, components, planes)
+    };
+    let mut tasks: Vec<Task<'_, Option<()>>> = vec![Box::new(move || fill(0..split, first))];
+    if !rest.is_empty() {
+        tasks.push(Box::new(move || fill(split..components.len(), rest)));
+    }
+    if threads::run_all(tasks).into_iter().any(|done| done.flatten().is_none()) {
+        return None;
+    }
+    drop(parts);
+    Some(planes)
+}
+
+/// Lays out the blocks of `components` (whose planes `planes` are) from every MCU.
+#[allow(clippy::too_many_arguments)]
+fn fill_planes(
+    frame: &Frame,
+    scale: &Scale,
+    parts: &[Part],
+    segments: &[Segment],
+    offsets: &[[i16; 3]],
+    layout: &[(usize, usize)],
+    components: std::ops::Range<usize>,
+    planes: &mut [Vec<i16>],
+) -> Option<()> {
+    let side = scale.side;
+    let block_len = side * side;
+    let mcu_len = frame.blocks_per_mcu() * block_len;
+    let widths: Vec<usize> = (0..frame.components.len()).map(|c| plane_size(frame, scale, c).0).collect();
     let mut global = 0;
-    for (segment, add) in segments.iter().zip(&offsets) {
+    for (segment, add) in segments.iter().zip(offsets) {
         let blocks =
             parts.get(segment.part)?.blocks.get(segment.first * mcu_len..(segment.first + segment.count) * mcu_len)?;
         for mcu in blocks.chunks_exact(mcu_len) {
             let (mcu_row, mcu_x) = (global / frame.mcus_x, global % frame.mcus_x);
             global += 1;
-            let mut origins = [0usize; 3];
-            for (c, component) in components.iter().enumerate() {
-                origins[c] = mcu_row * component.v * side * sizes[c].0 + mcu_x * component.h * side;
-            }
-            for (block, &(c, offset)) in mcu.chunks_exact(block_len).zip(&layout) {
-                let start = origins[c] + offset;
-                let plane = &mut planes[c];
+            for (block, &(c, offset)) in mcu.chunks_exact(block_len).zip(layout) {
+                if !components.contains(&c) {
+                    continue;
+                }
+                let component = &frame.components[c];
+                let start = (mcu_row * component.v * side * widths[c] + mcu_x * component.h * side) + offset;
+                let plane = &mut planes[c - components.start];
                 if side == 1 {
                     plane[start] = block[0].saturating_add(add[c]);
                     continue;
                 }
                 for (y, samples) in block.chunks_exact(side).enumerate() {
-                    let row = start + y * sizes[c].0;
+                    let row = start + y * widths[c];
                     for (dst, &src) in plane[row..row + side].iter_mut().zip(samples) {
                         *dst = src.saturating_add(add[c]);
                     }
@@ -132,7 +169,7 @@ fn baseline_planes(frame: &Frame, scale: &Scale, parts: Vec<Part>, segments: &[S
             }
         }
     }
-    Some(planes)
+    Some(())
 }
 
 /// Converts planes to pixels: chroma upsampled with libjpeg's "fancy" triangle filter for
@@ -150,25 +187,16 @@ fn to_image(
     let (width, height) = (width as usize, height as usize);
     let mut pixels = vec![0u8; width * height * channels];
     let rows_per_band = height.div_ceil(threads.max(1)).max(1);
-    // Each band in a slot, so that a band whose thread cannot be started is converted here.
-    let bands: Vec<Mutex<Option<&mut [u8]>>> =
-        pixels.chunks_mut(rows_per_band * width * channels).map(|band| Mutex::new(Some(band))).collect();
-    let convert = |index: usize| {
-        if let Some(out) = bands[index].lock().ok().and_then(|mut slot| slot.take()) {
-            convert_rows(frame, scale, planes, width, index * rows_per_band, out);
-        }
-    };
-    std::thread::scope(|scope| {
-        for index in 1..bands.len() {
-            let spawned =
-                std::thread::Builder::new().name("jpeg-convert".into()).spawn_scoped(scope, move || convert(index));
-            if spawned.is_err() {
-                convert(index);
-            }
-        }
-        convert(0);
-    });
-    drop(bands);
+    let tasks: Vec<Task<'_, ()>> = pixels
+        .chunks_mut(rows_per_band * width * channels)
+        .enumerate()
+        .map(|(band, out)| {
+            Box::new(move || convert_rows(frame, scale, planes, width, band * rows_per_band, out)) as Task<'_, ()>
+        })
+        .collect();
+    if threads::run_all(tasks).iter().any(Option::is_none) {
+        return None;
+    }
     let (width, height) = (width as u32, height as u32);
     if channels == 1 {
         GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)

@@ -11,6 +11,7 @@
 use super::headers::{Frame, Scan, ScanComponent};
 use super::huffman::{BitReader, Corrupt, HuffmanTable, DROP};
 use super::idct::Scale;
+use super::threads::{self, Task};
 
 /// One component's kept AC coefficients (quantised), and which of its 63 AC coefficients
 /// are non-zero so far, per block.
@@ -73,27 +74,17 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
     let wanted = |scan: &&Scan| needed[scan_index(frame, scan)];
 
     if threads >= 2 && frame.components.len() > 1 {
-        // Luma's AC scans and all DC scans here, the chroma AC scans on a helper thread.
+        // Luma's AC scans and all DC scans here, the chroma AC scans on a second thread.
         let (ac_luma, ac_chroma) = ac.split_at_mut(1);
+        let dc = &mut dc;
         let chroma_scans = frame.scans.iter().filter(wanted).filter(|s| s.start > 0 && s.components[0].index > 0);
         let luma_scans = frame.scans.iter().filter(wanted).filter(|s| s.start == 0 || s.components[0].index == 0);
-        let (luma, chroma) = std::thread::scope(|scope| {
-            let chroma = std::thread::Builder::new()
-                .name("jpeg-chroma".into())
-                .spawn_scoped(scope, move || run_scans(frame, scale, data, chroma_scans, None, ac_chroma, 1));
-            let luma = run_scans(frame, scale, data, luma_scans, Some(&mut dc), ac_luma, 0);
-            (luma, chroma.map(|helper| helper.join()))
-        });
-        luma.ok()?;
-        match chroma {
-            Ok(Ok(result)) => result.ok()?,
-            // No thread to be had: decode the chroma scans here.
-            Err(_) => {
-                let chroma_scans =
-                    frame.scans.iter().filter(wanted).filter(|s| s.start > 0 && s.components[0].index > 0);
-                run_scans(frame, scale, data, chroma_scans, None, &mut ac[1..], 1).ok()?;
-            }
-            Ok(Err(_)) => return None,
+        let tasks: Vec<Task<'_, Result<(), Corrupt>>> = vec![
+            Box::new(move || run_scans(frame, scale, data, luma_scans, Some(dc), ac_luma, 0)),
+            Box::new(move || run_scans(frame, scale, data, chroma_scans, None, ac_chroma, 1)),
+        ];
+        if threads::run_all(tasks).into_iter().any(|result| !matches!(result, Some(Ok(())))) {
+            return None;
         }
     } else {
         run_scans(frame, scale, data, frame.scans.iter().filter(wanted), Some(&mut dc), &mut ac, 0).ok()?;
