@@ -74,9 +74,13 @@ enum End {
 }
 
 /// A part's decoded MCUs: for each, every component's blocks in order, each block `side`²
-/// samples (minus 128, unclamped), row-major.
+/// samples (eighths of a level) of its AC coefficients only, row-major; and each block's DC
+/// value (quantised, as this part's predictor had it). The DC term is kept apart so that a
+/// part that started with a wrong predictor is corrected exactly, however far off it was:
+/// the DC term adds `dc × quant[0]` eighths to every sample of the block, at every scale.
 pub(super) struct Part {
     pub blocks: Vec<i16>,
+    pub dc: Vec<i32>,
     mcus: usize,
     end: End,
 }
@@ -124,7 +128,7 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
             for helper in helpers {
                 match helper {
                     Ok(helper) => all.push(helper.join().ok()?),
-                    Err(_) => all.push(Part { blocks: Vec::new(), mcus: 0, end: End::Stopped }),
+                    Err(_) => all.push(Part { blocks: Vec::new(), dc: Vec::new(), mcus: 0, end: End::Stopped }),
                 }
             }
             Some(all)
@@ -188,6 +192,12 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     // A little more than this part's share of the MCUs, so it rarely reallocates.
     let expected = ((total as f64 * share * 1.1) as usize + 16).min(total);
     let mut blocks: Vec<i16> = Vec::with_capacity(expected * mcu_len);
+    let mut dc: Vec<i32> = Vec::with_capacity(expected * frame.blocks_per_mcu());
+    // Offers this part's sync points however it ends, so the part before never waits forever.
+    let mut publisher = Publisher {
+        cell: own.map(|h| &h.points),
+        points: Vec::with_capacity(if own.is_some() { SYNC_POINTS } else { 0 }),
+    };
 
     let restart_interval = frame.scans.first().map_or(0, |scan| scan.restart_interval);
     let tables: Option<Vec<(&HuffmanTable, &HuffmanTable)>> = frame
@@ -195,18 +205,14 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
         .first()
         .into_iter()
         .flat_map(|scan| &scan.components)
-        .map(|c| Some((c.dc.as_ref()?, c.ac.as_ref()?)))
+        .map(|c| Some((frame.table(c.dc)?, frame.table(c.ac)?)))
         .collect();
-    let Some(tables) = tables else { return Part { blocks, mcus: 0, end: End::Stopped } };
+    let Some(tables) = tables else { return Part { blocks, dc, mcus: 0, end: End::Stopped } };
 
-    let mut publisher = Publisher {
-        cell: own.map(|h| &h.points),
-        points: Vec::with_capacity(if own.is_some() { SYNC_POINTS } else { 0 }),
-    };
     let mut reader = BitReader::new(scan, start.byte);
     let mut predictors = [0i32; 3];
     let mut next_points: Option<(&[SyncPoint], usize)> = None;
-    let stopped = |blocks: Vec<i16>, mcus| Part { blocks, mcus, end: End::Stopped };
+    let stopped = |blocks: Vec<i16>, dc: Vec<i32>, mcus| Part { blocks, dc, mcus, end: End::Stopped };
     let mut fresh_starts = 0;
 
     let mut mcu = 0;
@@ -219,7 +225,7 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                 publisher.publish();
             }
             if mcu % 1024 == 0 && own.abandoned.load(Ordering::Relaxed) {
-                return stopped(blocks, mcu);
+                return stopped(blocks, dc, mcu);
             }
         }
         if let Some(handoff) = next {
@@ -232,7 +238,7 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                     Some(point) if point.position == position => {
                         let end =
                             End::Joined { mcu, predictors, next_mcu: point.mcu, next_predictors: point.predictors };
-                        return Part { blocks, mcus: mcu, end };
+                        return Part { blocks, dc, mcus: mcu, end };
                     }
                     Some(_) => {}
                     None => {
@@ -245,20 +251,22 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
         }
         if restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(restart_interval) {
             if reader.restart().is_err() {
-                return stopped(blocks, mcu);
+                return stopped(blocks, dc, mcu);
             }
             predictors = [0; 3];
         }
 
-        let base = blocks.len();
+        let (base, dc_base) = (blocks.len(), dc.len());
         // One instance per block size, so the per-block copies have a constant length.
+        let out = (&mut blocks, &mut dc);
         let decoded = match scale.side {
-            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
-            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
-            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, &mut blocks),
+            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, out),
+            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, out),
+            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, out),
         };
         if decoded.is_err() || reader.overran() {
             blocks.truncate(base);
+            dc.truncate(dc_base);
             // A speculative start often lands in the middle of a code and soon reads one that
             // no table has: it starts afresh a little further on, until it has offered its
             // sync points.
@@ -268,19 +276,20 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                 start = start.moved_to(scan, reader.next_byte());
                 reader = BitReader::new(scan, start.byte);
                 blocks.clear();
+                dc.clear();
                 publisher.points.clear();
                 predictors = [0; 3];
                 mcu = 0;
                 continue;
             }
-            return stopped(blocks, mcu);
+            return stopped(blocks, dc, mcu);
         }
         mcu += 1;
     }
-    Part { blocks, mcus: total, end: End::Complete }
+    Part { blocks, dc, mcus: total, end: End::Complete }
 }
 
-/// Decodes one MCU, appending its blocks of `N` samples each to `out`.
+/// Decodes one MCU, appending its blocks' AC samples (`N` per block) and DC values.
 #[inline(always)]
 fn decode_mcu<const N: usize>(
     frame: &Frame,
@@ -288,15 +297,18 @@ fn decode_mcu<const N: usize>(
     tables: &[(&HuffmanTable, &HuffmanTable)],
     reader: &mut BitReader,
     predictors: &mut [i32; 3],
-    out: &mut Vec<i16>,
+    (out, dc): (&mut Vec<i16>, &mut Vec<i32>),
 ) -> Result<(), Corrupt> {
-    for ((component, (dc, ac)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut()) {
+    for ((component, (dc_table, ac_table)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut())
+    {
         for _ in 0..component.h * component.v {
             let mut coefficients = [0i32; 16];
-            let any_ac = reader.block(dc, ac, predictor, &component.quant, scale, &mut coefficients)?;
+            let any_ac = reader.block(dc_table, ac_table, predictor, &component.quant, scale, &mut coefficients)?;
+            coefficients[0] = 0;
             let mut samples = [0i16; N];
             scale.inverse(&coefficients, any_ac, &mut samples);
             out.extend_from_slice(&samples);
+            dc.push(*predictor);
         }
     }
     Ok(())

@@ -15,12 +15,13 @@ pub(super) struct Component {
     pub quant: [u16; 64],
 }
 
-/// One component's part in a scan, with the Huffman tables in force for that scan.
+/// One component's part in a scan, with the Huffman tables in force for that scan (indices
+/// into [`Frame::tables`]).
 pub(super) struct ScanComponent {
     /// Index into the frame's components.
     pub index: usize,
-    pub dc: Option<HuffmanTable>,
-    pub ac: Option<HuffmanTable>,
+    pub dc: Option<usize>,
+    pub ac: Option<usize>,
 }
 
 /// One scan: which components, which coefficients (`start..=end` in zigzag order), which
@@ -49,9 +50,16 @@ pub(super) struct Frame {
     pub mcus_y: usize,
     /// A baseline file's one scan, or every scan of a progressive one, in file order.
     pub scans: Vec<Scan>,
+    /// Every Huffman table the file defines, in order (a table redefined between scans is a
+    /// new entry).
+    pub tables: Vec<HuffmanTable>,
 }
 
 impl Frame {
+    pub fn table(&self, index: Option<usize>) -> Option<&HuffmanTable> {
+        self.tables.get(index?)
+    }
+
     /// Blocks in one MCU of an interleaved scan, over all components.
     pub fn blocks_per_mcu(&self) -> usize {
         self.components.iter().map(|c| c.h * c.v).sum()
@@ -88,6 +96,12 @@ const DRI: u8 = 0xDD;
 const SOS: u8 = 0xDA;
 const APP14: u8 = 0xEE;
 
+/// More scans than any encoder makes (libjpeg's richest script has about a dozen): a file
+/// with more is declined rather than costing time and memory per scan.
+const MAX_SCANS: usize = 128;
+/// Huffman table definitions: four per scan is already generous.
+const MAX_TABLES: usize = 4 * MAX_SCANS;
+
 /// Component specifications of a frame header: (id, h, v, quantisation table).
 type ComponentSpecs = Vec<(u8, usize, usize, usize)>;
 
@@ -99,8 +113,10 @@ pub(super) fn read(data: &[u8]) -> Option<Frame> {
     }
     let mut pos = 2;
     let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
-    let mut dc_tables: [Option<HuffmanTable>; 4] = Default::default();
-    let mut ac_tables: [Option<HuffmanTable>; 4] = Default::default();
+    let mut tables: Vec<HuffmanTable> = Vec::new();
+    // The table in force in each DC and AC slot, as an index into `tables`.
+    let mut dc_tables: [Option<usize>; 4] = [None; 4];
+    let mut ac_tables: [Option<usize>; 4] = [None; 4];
     let mut restart_interval = 0;
     let mut header: Option<(u32, u32, bool, ComponentSpecs)> = None;
     let mut components: Vec<Component> = Vec::new();
@@ -128,7 +144,7 @@ pub(super) fn read(data: &[u8]) -> Option<Frame> {
                 let (width, height, specs) = read_frame(segment)?;
                 header = Some((width, height, marker == SOF2, specs));
             }
-            DHT => read_huffman(segment, &mut dc_tables, &mut ac_tables)?,
+            DHT => read_huffman(segment, &mut tables, &mut dc_tables, &mut ac_tables)?,
             DQT => read_quant(segment, &mut quant)?,
             DRI => restart_interval = usize::from(u16::from_be_bytes([*segment.first()?, *segment.get(1)?])),
             // Adobe's transform flag: 0 means the three components are RGB, not YCbCr.
@@ -145,13 +161,16 @@ pub(super) fn read(data: &[u8]) -> Option<Frame> {
                 }
                 let scan = read_scan(segment, specs, &dc_tables, &ac_tables, pos, restart_interval, *progressive)?;
                 scans.push(scan);
+                if scans.len() > MAX_SCANS {
+                    return None;
+                }
                 if !progressive {
                     // A baseline file's one scan must cover every component at once.
                     let scan = &scans[0];
                     let whole = scan.components.len() == specs.len()
                         && scan.components.iter().enumerate().all(|(i, c)| c.index == i)
                         && (scan.start, scan.end, scan.high, scan.low) == (0, 63, 0, 0);
-                    return if whole { build(header?, components, scans) } else { None };
+                    return if whole { build(header?, components, scans, tables) } else { None };
                 }
                 pos = end_of_entropy_data(data, pos)?;
             }
@@ -159,7 +178,7 @@ pub(super) fn read(data: &[u8]) -> Option<Frame> {
             _ => return None,
         }
     }
-    build(header?, components, scans)
+    build(header?, components, scans, tables)
 }
 
 /// The offset of the first marker after entropy-coded data starting at `pos` (restart
@@ -219,20 +238,25 @@ fn read_quant(mut segment: &[u8], quant: &mut [Option<[u16; 64]>; 4]) -> Option<
 
 fn read_huffman(
     mut segment: &[u8],
-    dc_tables: &mut [Option<HuffmanTable>; 4],
-    ac_tables: &mut [Option<HuffmanTable>; 4],
+    tables: &mut Vec<HuffmanTable>,
+    dc_tables: &mut [Option<usize>; 4],
+    ac_tables: &mut [Option<usize>; 4],
 ) -> Option<()> {
     while let Some(&spec) = segment.first() {
         let (class, id) = (spec >> 4, usize::from(spec & 15));
         let counts: [u8; 16] = segment.get(1..17)?.try_into().ok()?;
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         let values = segment.get(17..17 + total)?;
-        let table = HuffmanTable::new(&counts, values, class == 1)?;
-        match class {
-            0 => *dc_tables.get_mut(id)? = Some(table),
-            1 => *ac_tables.get_mut(id)? = Some(table),
+        let slot = match class {
+            0 => dc_tables.get_mut(id)?,
+            1 => ac_tables.get_mut(id)?,
             _ => return None,
+        };
+        if tables.len() == MAX_TABLES {
+            return None;
         }
+        tables.push(HuffmanTable::new(&counts, values, class == 1)?);
+        *slot = Some(tables.len() - 1);
         segment = &segment[17 + total..];
     }
     Some(())
@@ -241,8 +265,8 @@ fn read_huffman(
 fn read_scan(
     segment: &[u8],
     specs: &ComponentSpecs,
-    dc_tables: &[Option<HuffmanTable>; 4],
-    ac_tables: &[Option<HuffmanTable>; 4],
+    dc_tables: &[Option<usize>; 4],
+    ac_tables: &[Option<usize>; 4],
     data: usize,
     restart_interval: usize,
     progressive: bool,
@@ -270,14 +294,19 @@ fn read_scan(
         }
         // Only the tables the scan uses must exist: DC for DC scans, AC for AC scans (a
         // baseline scan uses both).
-        let dc = if start == 0 { Some(dc_tables.get(usize::from(tables >> 4))?.clone()?) } else { None };
-        let ac = if end > 0 { Some(ac_tables.get(usize::from(tables & 15))?.clone()?) } else { None };
+        let dc = if start == 0 { Some((*dc_tables.get(usize::from(tables >> 4))?)?) } else { None };
+        let ac = if end > 0 { Some((*ac_tables.get(usize::from(tables & 15))?)?) } else { None };
         components.push(ScanComponent { index, dc, ac });
     }
     Some(Scan { components, start, end, high, low, data, restart_interval })
 }
 
-fn build(header: (u32, u32, bool, ComponentSpecs), mut components: Vec<Component>, scans: Vec<Scan>) -> Option<Frame> {
+fn build(
+    header: (u32, u32, bool, ComponentSpecs),
+    mut components: Vec<Component>,
+    scans: Vec<Scan>,
+    tables: Vec<HuffmanTable>,
+) -> Option<Frame> {
     let (width, height, progressive, _) = header;
     if scans.is_empty() {
         return None;
@@ -304,6 +333,7 @@ fn build(header: (u32, u32, bool, ComponentSpecs), mut components: Vec<Component
         v_max,
         components,
         scans,
+        tables,
     };
     // At most 10 blocks per MCU (the JPEG limit).
     (frame.blocks_per_mcu() <= 10).then_some(frame)

@@ -112,12 +112,14 @@ pub(super) struct BitReader<'a> {
     loaded: u64,
     /// Zero bytes supplied after the data ended.
     padding: u64,
+    /// The restart marker expected next (RST0..RST7 in turn).
+    next_restart: u8,
 }
 
 impl<'a> BitReader<'a> {
     /// A reader from `start` in `data` (which begins at the entropy-coded data).
     pub fn new(data: &'a [u8], start: usize) -> Self {
-        Self { data, pos: start, acc: 0, bits: 0, loaded: 0, padding: 0 }
+        Self { data, pos: start, acc: 0, bits: 0, loaded: 0, padding: 0, next_restart: 0 }
     }
 
     /// Bits consumed since `start`, stuffing removed.
@@ -137,15 +139,20 @@ impl<'a> BitReader<'a> {
         self.padding * 8 > u64::from(self.bits)
     }
 
-    /// Moves past a restart marker: drops the rest of the current byte and expects `RSTn`.
+    /// Moves past a restart marker: drops the rest of the current byte and expects the next
+    /// `RSTn`. An interval that needed more data than it had is an error.
     pub fn restart(&mut self) -> Result<(), Corrupt> {
+        if self.overran() {
+            return Err(Corrupt);
+        }
         self.acc = 0;
         self.loaded -= u64::from(self.bits);
         self.bits = 0;
         self.padding = 0;
         match self.data.get(self.pos..self.pos + 2) {
-            Some([0xFF, 0xD0..=0xD7]) => {
+            Some(&[0xFF, marker]) if marker == 0xD0 + self.next_restart => {
                 self.pos += 2;
+                self.next_restart = (self.next_restart + 1) % 8;
                 Ok(())
             }
             _ => Err(Corrupt),

@@ -100,7 +100,7 @@ fn inverse_4x4(coefficients: &[i32; 16], out: &mut [i16]) {
             let value = rows[0][x] * basis[0] + rows[1][x] * basis[1] + rows[2][x] * basis[2] + rows[3][x] * basis[3];
             // In eighths, rounded to nearest (the shift keeps the truncating conversion on
             // positive values for every sample that is not clamped to 0 anyway).
-            out[y * 4 + x] = saturate((value * 8.0 + 8192.5) as i32 - 8192);
+            out[y * 4 + x] = saturate(((value * 8.0 + 8192.5) as i32).saturating_sub(8192));
         }
     }
 }
@@ -165,6 +165,18 @@ mod tests {
                     let got = f32::from(out[y * side + x]) / 8.0;
                     assert!((got - mean).abs() < 4.0, "side {side} ({x},{y}): {got} against {mean}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_coefficients_saturate_instead_of_overflowing() {
+        for side in [1u32, 2, 4] {
+            let scale = Scale::new(side).expect("scale");
+            let mut out = vec![0i16; (side * side) as usize];
+            for extreme in [i32::MIN, i32::MIN / 2, i32::MAX / 2, i32::MAX] {
+                scale.inverse(&[extreme; 16], true, &mut out);
+                scale.inverse(&[extreme, extreme / -2, extreme, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], true, &mut out);
             }
         }
     }

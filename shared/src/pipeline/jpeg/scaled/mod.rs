@@ -87,18 +87,6 @@ fn baseline_planes(
     let components = &frame.components;
     let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
     let mut planes: Vec<Vec<i16>> = sizes.iter().map(|(w, h)| vec![0i16; w * h]).collect();
-    // Each segment's DC correction in samples (eighths of a level): exact.
-    let offsets: Vec<[i16; 3]> = segments
-        .iter()
-        .map(|segment| {
-            let mut offsets = [0i16; 3];
-            for (c, component) in components.iter().enumerate() {
-                let eighths = segment.dc_offsets[c].wrapping_mul(i32::from(component.quant[0]));
-                offsets[c] = eighths.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
-            }
-            offsets
-        })
-        .collect();
     // Where each block of an MCU goes: its component, and its offset in that component's
     // plane from the MCU's first sample.
     let layout: Vec<(usize, usize)> = components
@@ -113,7 +101,7 @@ fn baseline_planes(
     let split = if threads > 1 { 1 } else { components.len() };
     let (first, rest) = planes.split_at_mut(split.min(components.len()));
     let fill = |components: std::ops::Range<usize>, planes: &mut [Vec<i16>]| {
-        fill_planes(frame, scale, &parts, segments, &offsets, &layout, components, planes)
+        fill_planes(frame, scale, &parts, segments, &layout, components, planes)
     };
     let mut tasks: Vec<Task<'_, Option<()>>> = vec![Box::new(move || fill(0..split, first))];
     if !rest.is_empty() {
@@ -126,44 +114,44 @@ fn baseline_planes(
     Some(planes)
 }
 
-/// Lays out the blocks of `components` (whose planes `planes` are) from every MCU.
-#[allow(clippy::too_many_arguments)]
+/// Lays out the blocks of `components` (whose planes `planes` are) from every MCU: each
+/// block's AC samples plus its DC term, the segment's DC correction included — exactly, in
+/// 32 bits, before anything is saturated.
 fn fill_planes(
     frame: &Frame,
     scale: &Scale,
     parts: &[Part],
     segments: &[Segment],
-    offsets: &[[i16; 3]],
     layout: &[(usize, usize)],
     components: std::ops::Range<usize>,
     planes: &mut [Vec<i16>],
 ) -> Option<()> {
     let side = scale.side;
     let block_len = side * side;
-    let mcu_len = frame.blocks_per_mcu() * block_len;
+    let blocks_per_mcu = frame.blocks_per_mcu();
+    let mcu_len = blocks_per_mcu * block_len;
     let widths: Vec<usize> = (0..frame.components.len()).map(|c| plane_size(frame, scale, c).0).collect();
     let mut global = 0;
-    for (segment, add) in segments.iter().zip(offsets) {
-        let blocks =
-            parts.get(segment.part)?.blocks.get(segment.first * mcu_len..(segment.first + segment.count) * mcu_len)?;
-        for mcu in blocks.chunks_exact(mcu_len) {
+    for segment in segments {
+        let part = parts.get(segment.part)?;
+        let range = segment.first..segment.first + segment.count;
+        let blocks = part.blocks.get(range.start * mcu_len..range.end * mcu_len)?;
+        let dc = part.dc.get(range.start * blocks_per_mcu..range.end * blocks_per_mcu)?;
+        for (mcu, mcu_dc) in blocks.chunks_exact(mcu_len).zip(dc.chunks_exact(blocks_per_mcu)) {
             let (mcu_row, mcu_x) = (global / frame.mcus_x, global % frame.mcus_x);
             global += 1;
-            for (block, &(c, offset)) in mcu.chunks_exact(block_len).zip(layout) {
+            for ((block, &dc), &(c, offset)) in mcu.chunks_exact(block_len).zip(mcu_dc).zip(layout) {
                 if !components.contains(&c) {
                     continue;
                 }
                 let component = &frame.components[c];
+                let level = dc.wrapping_add(segment.dc_offsets[c]).wrapping_mul(i32::from(component.quant[0]));
                 let start = (mcu_row * component.v * side * widths[c] + mcu_x * component.h * side) + offset;
                 let plane = &mut planes[c - components.start];
-                if side == 1 {
-                    plane[start] = block[0].saturating_add(add[c]);
-                    continue;
-                }
                 for (y, samples) in block.chunks_exact(side).enumerate() {
                     let row = start + y * widths[c];
-                    for (dst, &src) in plane[row..row + side].iter_mut().zip(samples) {
-                        *dst = src.saturating_add(add[c]);
+                    for (dst, &ac) in plane[row..row + side].iter_mut().zip(samples) {
+                        *dst = saturate(level.saturating_add(i32::from(ac)));
                     }
                 }
             }
@@ -283,6 +271,11 @@ fn upsample_row(
 #[inline(always)]
 fn level(value: i32) -> i32 {
     ((value + 64) >> 7).clamp(-1024, 1024)
+}
+
+#[inline(always)]
+fn saturate(value: i32) -> i16 {
+    value.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
 #[inline(always)]

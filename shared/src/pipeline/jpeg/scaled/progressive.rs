@@ -71,14 +71,13 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
     let mut ac: Vec<AcPlane> =
         counts.iter().map(|&n| AcPlane { values: vec![0i16; n * kept], nonzero: vec![0u64; n], kept }).collect();
     let needed = needed_scans(frame, scale);
-    let wanted = |scan: &&Scan| needed[scan_index(frame, scan)];
 
     if threads >= 2 && frame.components.len() > 1 {
         // Luma's AC scans and all DC scans here, the chroma AC scans on a second thread.
         let (ac_luma, ac_chroma) = ac.split_at_mut(1);
         let dc = &mut dc;
-        let chroma_scans = frame.scans.iter().filter(wanted).filter(|s| s.start > 0 && s.components[0].index > 0);
-        let luma_scans = frame.scans.iter().filter(wanted).filter(|s| s.start == 0 || s.components[0].index == 0);
+        let chroma_scans = needed_only(frame, &needed).filter(|s| s.start > 0 && s.components[0].index > 0);
+        let luma_scans = needed_only(frame, &needed).filter(|s| s.start == 0 || s.components[0].index == 0);
         let tasks: Vec<Task<'_, Result<(), Corrupt>>> = vec![
             Box::new(move || run_scans(frame, scale, data, luma_scans, Some(dc), ac_luma, 0)),
             Box::new(move || run_scans(frame, scale, data, chroma_scans, None, ac_chroma, 1)),
@@ -87,13 +86,14 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
             return None;
         }
     } else {
-        run_scans(frame, scale, data, frame.scans.iter().filter(wanted), Some(&mut dc), &mut ac, 0).ok()?;
+        run_scans(frame, scale, data, needed_only(frame, &needed), Some(&mut dc), &mut ac, 0).ok()?;
     }
     Some(planes(frame, scale, &dc, &ac))
 }
 
-fn scan_index(frame: &Frame, scan: &Scan) -> usize {
-    frame.scans.iter().position(|s| std::ptr::eq(s, scan)).unwrap_or(0)
+/// The scans `needed` marks, in file order.
+fn needed_only<'a>(frame: &'a Frame, needed: &'a [bool]) -> impl Iterator<Item = &'a Scan> + Clone + Send + 'a {
+    frame.scans.iter().zip(needed).filter(|(_, &needed)| needed).map(|(scan, _)| scan)
 }
 
 /// Which scans must be read: every DC scan, and every AC scan whose band holds a kept
@@ -135,7 +135,7 @@ fn run_scans<'a>(
         let low = scan.low;
         if scan.start == 0 {
             let Some(dc) = dc.as_deref_mut() else { return Err(Corrupt) };
-            let tables: Vec<Option<&HuffmanTable>> = scan.components.iter().map(|c| c.dc.as_ref()).collect();
+            let tables: Vec<Option<&HuffmanTable>> = scan.components.iter().map(|c| frame.table(c.dc)).collect();
             for_each_block(frame, scan, &mut reader, |reader, state, position, block| {
                 let component = scan.components[position].index;
                 reader.ensure();
@@ -157,7 +157,8 @@ fn run_scans<'a>(
                 Ok(())
             })?;
         } else {
-            let ScanComponent { index, ac: Some(table), .. } = &scan.components[0] else { return Err(Corrupt) };
+            let ScanComponent { index, ac: ac_table, .. } = &scan.components[0];
+            let Some(table) = frame.table(*ac_table) else { return Err(Corrupt) };
             let Some(plane) = ac.get_mut(index.wrapping_sub(ac_first)) else { return Err(Corrupt) };
             let band = Band { table, scan, keep: &scale.keep };
             if scan.high == 0 {

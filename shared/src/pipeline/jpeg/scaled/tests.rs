@@ -115,10 +115,34 @@ fn parts_meet_and_give_the_sequential_pixels() {
     assert_eq!(segments.len(), 4, "every part met the one before it");
     assert!(segments.iter().skip(1).any(|s| s.dc_offsets != [0; 3]), "DC corrections were needed");
 
-    let sequential = baseline.decode(2, 1).expect("sequential").into_rgb8();
-    let parallel = baseline.decode(2, 4).expect("parallel").into_rgb8();
-    let worst = sequential.as_raw().iter().zip(parallel.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
-    assert!(worst <= Some(1), "largest difference {worst:?}");
+    for eighths in [1, 2, 4] {
+        let sequential = baseline.decode(eighths, 1).expect("sequential");
+        for threads in [2, 3, 4] {
+            assert!(baseline.decode(eighths, threads) == Some(sequential.clone()), "{threads} parts at {eighths}/8");
+        }
+    }
+}
+
+/// A part that started with a DC predictor far from the true one (a speculative start reads
+/// garbage before it synchronises) is corrected exactly: the correction is applied to the
+/// DC values, not to samples that may have been saturated.
+#[test]
+fn a_part_far_off_in_dc_is_corrected_exactly() {
+    let (width, height) = (320, 240);
+    let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 0);
+    let decoder = ScaledJpeg::read(&jpeg).expect("baseline");
+    let scale = Scale::new(2).expect("scale");
+    let expected = decoder.decode(2, 1).expect("decoded");
+
+    let (mut parts, mut segments) = baseline::decode(&decoder.frame, &scale, &jpeg, 1).expect("decoded");
+    // As if the part had started 30 000 quantisation steps off in every component.
+    for dc in &mut parts[0].dc {
+        *dc += 30_000;
+    }
+    segments[0].dc_offsets = [-30_000; 3];
+    let planes = baseline_planes(&decoder.frame, &scale, parts, &segments, 2).expect("planes");
+    let image = to_image(&decoder.frame, &scale, &planes, expected.width(), expected.height(), 1).expect("image");
+    assert!(image == expected);
 }
 
 #[test]
@@ -206,9 +230,53 @@ fn broken_files_are_declined_or_decoded_but_never_panic() {
             let _ = progressive.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 2) as usize);
         }
     }
+    // A restart interval cut short.
+    let (width, height) = (96, 64);
+    let mut restarts = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_1_1, 2);
+    let first_rst = restarts.windows(2).position(|w| w == [0xFF, 0xD0]).expect("RST0");
+    restarts.drain(first_rst - 20..first_rst);
+    assert!(ScaledJpeg::read(&restarts).and_then(|j| j.decode(2, 1)).is_none(), "interval short of data");
+
     for cut in [PROGRESSIVE_420.len() / 2, PROGRESSIVE_420.len() - 40] {
         assert!(ScaledJpeg::read(&PROGRESSIVE_420[..cut]).is_none(), "cut at {cut}: scans missing");
     }
+}
+
+/// A gray 8×8 progressive file: one DC scan, then `ac_scans` AC scans of band 1..1, each
+/// an end-of-band code (one-bit codes "0" in both tables).
+fn gray_progressive_with_scans(ac_scans: usize) -> Vec<u8> {
+    fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xFF, marker];
+        out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+    let one_code = |class: u8, symbol: u8| {
+        let mut body = vec![class, 1];
+        body.extend([0u8; 15]);
+        body.push(symbol);
+        body
+    };
+    let mut jpeg = vec![0xFF, 0xD8];
+    jpeg.extend(segment(0xDB, &[[0u8].as_slice(), &[1u8; 64]].concat()));
+    jpeg.extend(segment(0xC2, &[8, 0, 8, 0, 8, 1, 1, 0x11, 0]));
+    jpeg.extend(segment(0xC4, &one_code(0x00, 0)));
+    jpeg.extend(segment(0xC4, &one_code(0x10, 0x00)));
+    jpeg.extend(segment(0xDA, &[1, 1, 0x00, 0, 0, 0]));
+    jpeg.push(0x7F); // DC difference 0, then padding
+    for _ in 0..ac_scans {
+        jpeg.extend(segment(0xDA, &[1, 1, 0x00, 1, 1, 0]));
+        jpeg.push(0x7F); // end of band
+    }
+    jpeg.extend([0xFF, 0xD9]);
+    jpeg
+}
+
+#[test]
+fn files_with_more_scans_than_any_encoder_makes_are_declined() {
+    let gray = ours(&gray_progressive_with_scans(100), 1, 1);
+    assert_eq!(gray.to_luma8().as_raw(), &vec![128u8; 1], "a flat mid-gray block");
+    assert!(ScaledJpeg::read(&gray_progressive_with_scans(100_000)).is_none());
 }
 
 /// The corpus' photos and artwork, decoded the way the pipeline does for a 200 px
