@@ -1,5 +1,8 @@
 //! Decoding a baseline file's one scan, in parts at once on idle cores.
 //!
+//! A file with restart markers is cut at the markers (see `decode_between_restarts`). Without
+//! them:
+//!
 //! Baseline JPEG has no index into its entropy-coded data: without restart markers a block's
 //! bits can only be found by decoding everything before them. But Huffman codes
 //! resynchronise: a decoder started at an arbitrary byte in the middle reads garbage for a
@@ -18,6 +21,7 @@ use std::sync::OnceLock;
 use super::headers::Frame;
 use super::huffman::{BitReader, Corrupt, HuffmanTable};
 use super::idct::Scale;
+use super::threads::{self, Task};
 
 /// MCUs of a part whose starting positions are offered to the part before it.
 const SYNC_POINTS: usize = 4096;
@@ -99,7 +103,14 @@ pub(super) struct Segment {
 pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) -> Option<(Vec<Part>, Vec<Segment>)> {
     let restart_interval = frame.scans.first()?.restart_interval;
     let scan = data.get(frame.scans.first()?.data..)?;
-    let parts = if restart_interval > 0 { 1 } else { parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1)) };
+    let parts = parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1));
+    if restart_interval > 0 && parts > 1 {
+        // Restart markers are an index into the data: no need to speculate.
+        if let Some(decoded) = decode_between_restarts(frame, scale, scan, restart_interval, parts) {
+            return Some(decoded);
+        }
+    }
+    let parts = if restart_interval > 0 { 1 } else { parts };
     let handoffs: Vec<Handoff> = (0..parts)
         .map(|k| Handoff {
             start: part_start(scan, scan.len() * k / parts),
@@ -136,6 +147,100 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
     };
     let segments = segments(frame, &decoded)?;
     Some((decoded, segments))
+}
+
+/// Decodes a file with restart markers in `parts` runs of whole restart intervals, each from
+/// the byte after its first interval's marker, where the DC predictors restart at zero — so
+/// the runs need no joining. `None` when the markers are not where the headers say (the
+/// caller then decodes in one part, which reports a broken file).
+fn decode_between_restarts(
+    frame: &Frame,
+    scale: &Scale,
+    scan: &[u8],
+    interval: usize,
+    parts: usize,
+) -> Option<(Vec<Part>, Vec<Segment>)> {
+    // Where each interval starts: the data's start, then after each RSTn.
+    let mut starts = vec![0usize];
+    let mut pos = 0;
+    while let Some(found) = scan.get(pos..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) {
+        pos += found;
+        match *scan.get(pos + 1)? {
+            0xD0..=0xD7 => starts.push(pos + 2),
+            0x00 | 0xFF => {}
+            _ => break, // the end of the scan
+        }
+        pos += 1;
+    }
+    let total = frame.total_mcus();
+    if starts.len() != total.div_ceil(interval) {
+        return None;
+    }
+    // Runs of intervals of about equal bytes.
+    let mut firsts: Vec<usize> =
+        (0..parts).map(|k| starts.partition_point(|&start| start < scan.len() * k / parts)).collect();
+    // Fewer intervals than parts leave some runs empty.
+    firsts.retain(|&first| first < starts.len());
+    firsts.dedup();
+    let tasks: Vec<Task<'_, Option<Part>>> = firsts
+        .iter()
+        .enumerate()
+        .map(|(run, &first)| {
+            let last = firsts.get(run + 1).copied().unwrap_or(starts.len());
+            let count = (last * interval).min(total) - first * interval;
+            let start = starts[first];
+            Box::new(move || decode_run(frame, scale, scan, start, first, count, interval)) as Task<'_, Option<Part>>
+        })
+        .collect();
+    let decoded: Vec<Part> = threads::run_all(tasks).into_iter().map(Option::flatten).collect::<Option<_>>()?;
+    let segments = decoded
+        .iter()
+        .enumerate()
+        .map(|(part, decoded)| Segment { part, first: 0, count: decoded.mcus, dc_offsets: [0; 3] })
+        .collect();
+    Some((decoded, segments))
+}
+
+/// Decodes `count` MCUs from restart interval number `interval_index`, which starts at byte
+/// `start` of the scan.
+fn decode_run(
+    frame: &Frame,
+    scale: &Scale,
+    scan: &[u8],
+    start: usize,
+    interval_index: usize,
+    count: usize,
+    interval: usize,
+) -> Option<Part> {
+    let tables: Vec<(&HuffmanTable, &HuffmanTable)> = frame
+        .scans
+        .first()?
+        .components
+        .iter()
+        .map(|c| Some((frame.table(c.dc)?, frame.table(c.ac)?)))
+        .collect::<Option<_>>()?;
+    let block_len = scale.side * scale.side;
+    let mut blocks = Vec::with_capacity(count * frame.blocks_per_mcu() * block_len);
+    let mut dc = Vec::with_capacity(count * frame.blocks_per_mcu());
+    let mut reader = BitReader::after_restart(scan, start, interval_index);
+    let mut predictors = [0i32; 3];
+    for mcu in 0..count {
+        if mcu > 0 && mcu.is_multiple_of(interval) {
+            reader.restart().ok()?;
+            predictors = [0; 3];
+        }
+        let out = (&mut blocks, &mut dc);
+        match scale.side {
+            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, out),
+            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, out),
+            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, out),
+        }
+        .ok()?;
+        if reader.overran() {
+            return None;
+        }
+    }
+    Some(Part { blocks, dc, mcus: count, end: End::Complete })
 }
 
 /// Where a part given the bytes from `byte` on starts.

@@ -122,6 +122,12 @@ impl<'a> BitReader<'a> {
         Self { data, pos: start, acc: 0, bits: 0, loaded: 0, padding: 0, next_restart: 0 }
     }
 
+    /// A reader from `start`, the byte after the restart marker that begins restart interval
+    /// number `interval` (0 for the data's start): the next marker expected is RST(interval mod 8).
+    pub fn after_restart(data: &'a [u8], start: usize, interval: usize) -> Self {
+        Self { next_restart: (interval % 8) as u8, ..Self::new(data, start) }
+    }
+
     /// Bits consumed since `start`, stuffing removed.
     #[inline(always)]
     pub fn position(&self) -> u64 {

@@ -94,12 +94,29 @@ fn gray_files_stay_gray_and_match() {
 }
 
 #[test]
-fn restart_markers_are_followed() {
+fn restart_markers_are_followed_and_split_the_work_exactly() {
     let (width, height) = (640, 480);
     let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 7);
     assert!(jpeg.windows(2).any(|w| w == [0xFF, 0xD3]), "the file has restart markers");
     let diff = mean_abs_diff(&ours(&jpeg, 2, 4), &reference(&jpeg, 2));
     assert!(diff < 1.5, "mean difference {diff}");
+
+    // Large enough for several parts: cut at restart markers, no joining needed.
+    let (width, height) = (2400, 1600);
+    let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_1, 7);
+    let decoder = ScaledJpeg::read(&jpeg).expect("baseline");
+    let (_, segments) = baseline::decode(&decoder.frame, &Scale::new(1).expect("scale"), &jpeg, 4).expect("decoded");
+    assert_eq!(segments.len(), 4, "four runs of intervals");
+    for eighths in [1, 2, 4] {
+        let sequential = decoder.decode(eighths, 1).expect("sequential");
+        assert!(decoder.decode(eighths, 3) == Some(sequential.clone()), "three parts at {eighths}/8");
+        let diff = mean_abs_diff(&sequential, &reference(&jpeg, eighths));
+        assert!(diff < 1.5, "at {eighths}/8: mean difference {diff}");
+    }
+    // Fewer intervals than parts: one interval covers the whole image.
+    let one_interval = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_1, 65535);
+    let decoder = ScaledJpeg::read(&one_interval).expect("baseline");
+    assert!(decoder.decode(1, 4) == decoder.decode(1, 1) && decoder.decode(1, 1).is_some());
 }
 
 /// Splitting the scan changes nothing: the parts meet and give the sequential decode's
