@@ -78,8 +78,11 @@ pub struct ThumbnailPool {
 }
 
 impl ThumbnailPool {
-    /// Starts `threads` render actors. Must be called inside a running actix `System`.
+    /// Starts `threads` render actors. Must be called inside a running actix `System`. The
+    /// pipeline may then use `threads` cores in all: a job decodes on several only while
+    /// others are idle.
     pub fn start(threads: usize) -> Self {
+        imageapi_shared::pipeline::set_thread_budget(threads);
         Self::start_with(threads, render_original)
     }
 

@@ -1,17 +1,34 @@
-//! The cores the pipeline may use right now. A worker runs one render job per core; a job may
-//! borrow the cores no other job is using, to decode one image on several of them, and gives
-//! them back when it is done. So one upload on an idle machine is decoded on every core, and
-//! a busy worker never runs more CPU-bound threads than it has cores.
+//! The cores the pipeline may use right now. A worker runs one render job per render thread; a
+//! job may borrow the budget no other job is using, to decode one image on several cores, and
+//! gives it back when it is done. So one upload on an idle worker is decoded on every core the
+//! worker may use, and a busy worker never runs more CPU-bound threads than that budget: its
+//! render threads (`IMAGEAPI_WORKER_THREADS`, by default the machine's cores).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 /// Cores in use by jobs and their helpers, in this process.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
 
+/// CPU-bound threads the pipeline may run at once in this process; 0 until set or first used.
+static BUDGET: AtomicUsize = AtomicUsize::new(0);
+
 fn cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    match BUDGET.load(Ordering::Acquire) {
+        0 => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            // Whoever sets it first wins; a render pool's setting overrides this default.
+            let _ = BUDGET.compare_exchange(0, cores, Ordering::AcqRel, Ordering::Acquire);
+            BUDGET.load(Ordering::Acquire)
+        }
+        budget => budget,
+    }
+}
+
+/// Sets how many CPU-bound threads the pipeline may run at once in this process: a render
+/// pool's thread count, so that decoding one image on several cores never exceeds what the
+/// operator gave the worker.
+pub fn set_thread_budget(threads: usize) {
+    BUDGET.store(threads.max(1), Ordering::Release);
 }
 
 /// Cores held until dropped.
@@ -66,5 +83,15 @@ mod tests {
         drop(job);
         // Other tests in this process may hold cores; at least none are lost.
         assert!(BUSY.load(Ordering::Acquire) <= all);
+    }
+
+    #[test]
+    fn a_render_pools_thread_count_caps_what_a_job_may_borrow() {
+        set_thread_budget(1);
+        let job = for_job();
+        assert_eq!(spare(usize::MAX).count(), 0, "a one-thread worker decodes on one core");
+        set_thread_budget(3);
+        assert_eq!(spare(usize::MAX).count(), 2, "a three-thread worker lends the other two");
+        drop(job);
     }
 }

@@ -21,6 +21,7 @@ mod corpus_tests;
 #[cfg(test)]
 mod test_support;
 
+pub use cores::set_thread_budget;
 pub use probe::{probe, Probe, ProbeError};
 pub use thumbnail::{make_thumbnails, Original, Thumbnail, ThumbnailError};
 
