@@ -67,11 +67,22 @@ fn two_worker_processes_share_the_uploads_of_several_users() {
     let second = WorkerProcess::spawn(&app, &redis, "w2", WorkerOptions::default());
     let users: Vec<TestUser> = ["basic", "premium", "enterprise"].iter().map(|tier| app.create_user(tier)).collect();
 
+    // Each half of the uploads goes in while the other worker is frozen, so both must take
+    // part: left to themselves, one worker can take every job before the other next polls.
     let mut uploads = Vec::new();
-    for round in 0..4u8 {
-        for (i, user) in users.iter().enumerate() {
-            uploads.push((i, upload(&app, user, round * 3 + i as u8)));
+    for (half, frozen) in [&second, &first].into_iter().enumerate() {
+        frozen.signal("STOP");
+        let start = uploads.len();
+        for round in 0..2u8 {
+            for (i, user) in users.iter().enumerate() {
+                uploads.push((i, upload(&app, user, (half as u8 * 2 + round) * 3 + i as u8)));
+            }
         }
+        for (i, (id, source)) in &uploads[start..] {
+            let heights: &[u32] = if *i == 0 { &[200] } else { &[200, 400] };
+            assert_all_thumbnails(&app, &users[*i], id, heights, *source);
+        }
+        frozen.signal("CONT");
     }
     if let Some(bird) = corpus("photo-bird-6028x3391.jpg") {
         let image = app.upload_ok(&users[1], "bird.jpg", &bird);
