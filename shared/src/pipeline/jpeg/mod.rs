@@ -74,8 +74,8 @@ fn reduced_scale(width: u32, height: u32, min_width: u32, min_height: u32) -> Op
         .find(|&eighths| (width * eighths).div_ceil(8) >= min_width && (height * eighths).div_ceil(8) >= min_height)
 }
 
-/// Sets the smallest DCT scale (1/8, 1/4, 1/2, 1) whose output covers `min_width` ×
-/// `min_height` on both axes. (`jpeg-decoder`'s own choice is satisfied by either axis.)
+/// Sets `jpeg-decoder` to the scale [`reduced_scale`] chooses, or full size. (`jpeg-decoder`'s
+/// own choice is satisfied by either axis.)
 fn scale_for(
     decoder: &mut Decoder<Cursor<&[u8]>>,
     width: u16,
@@ -83,20 +83,15 @@ fn scale_for(
     min_width: u32,
     min_height: u32,
 ) -> Result<(u16, u16), jpeg_decoder::Error> {
-    // The decoder's rounding: ceil(len * scale / 8).
-    let scaled = |len: u16, eighths: u32| (u32::from(len) * eighths).div_ceil(8);
-    for eighths in [1, 2, 4] {
-        if scaled(width, eighths) >= min_width && scaled(height, eighths) >= min_height {
-            // Asking for exactly this scale's size selects this scale; tiny sides round the
-            // same at every scale, so the result is checked and full size used otherwise.
-            let request = |len: u16| u16::try_from(scaled(len, eighths)).unwrap_or(len);
-            let got = decoder.scale(request(width), request(height))?;
-            if u32::from(got.0) >= min_width.min(u32::from(width))
-                && u32::from(got.1) >= min_height.min(u32::from(height))
-            {
-                return Ok(got);
-            }
-            break;
+    if let Some(eighths) = reduced_scale(width.into(), height.into(), min_width, min_height) {
+        // Asking for exactly this scale's size (the decoder rounds up too) selects this scale;
+        // tiny sides round the same at every scale, so the result is checked and full size
+        // used otherwise.
+        let request = |len: u16| u16::try_from((u32::from(len) * eighths).div_ceil(8)).unwrap_or(len);
+        let got = decoder.scale(request(width), request(height))?;
+        if u32::from(got.0) >= min_width.min(u32::from(width)) && u32::from(got.1) >= min_height.min(u32::from(height))
+        {
+            return Ok(got);
         }
     }
     decoder.scale(width, height)

@@ -1,7 +1,7 @@
 //! Decoding a baseline file's one scan, in parts at once on idle cores.
 //!
-//! A file with restart markers is cut at the markers (see `decode_between_restarts`). Without
-//! them:
+//! A file with restart markers is cut at the markers (see `decode_between_restarts`), in one
+//! part or several. Without them:
 //!
 //! Baseline JPEG has no index into its entropy-coded data: without restart markers a block's
 //! bits can only be found by decoding everything before them. But Huffman codes
@@ -104,13 +104,11 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
     let restart_interval = frame.scans.first()?.restart_interval;
     let scan = data.get(frame.scans.first()?.data..)?;
     let parts = parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1));
-    if restart_interval > 0 && parts > 1 {
+    let decoder = McuDecoder::new(frame, scale)?;
+    if restart_interval > 0 {
         // Restart markers are an index into the data: no need to speculate.
-        if let Some(decoded) = decode_between_restarts(frame, scale, scan, restart_interval, parts) {
-            return Some(decoded);
-        }
+        return decode_between_restarts(&decoder, scan, restart_interval, parts);
     }
-    let parts = if restart_interval > 0 { 1 } else { parts };
     let handoffs: Vec<Handoff> = (0..parts)
         .map(|k| Handoff {
             start: part_start(scan, scan.len() * k / parts),
@@ -119,15 +117,15 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
         })
         .collect();
     let decoded: Vec<Part> = if parts == 1 {
-        vec![decode_part(frame, scale, scan, &handoffs, 0)]
+        vec![decode_part(&decoder, scan, &handoffs, 0)]
     } else {
         std::thread::scope(|scope| {
-            let handoffs = &handoffs;
+            let (decoder, handoffs) = (&decoder, &handoffs);
             let helpers: Vec<_> = (1..parts)
                 .map(|k| {
                     let helper = std::thread::Builder::new()
                         .name("jpeg-part".into())
-                        .spawn_scoped(scope, move || decode_part(frame, scale, scan, handoffs, k));
+                        .spawn_scoped(scope, move || decode_part(decoder, scan, handoffs, k));
                     if helper.is_err() {
                         // No thread: nothing to meet, the part before decodes this share.
                         let _ = handoffs[k].points.set(Vec::new());
@@ -135,7 +133,9 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
                     helper
                 })
                 .collect();
-            let mut all = vec![decode_part(frame, scale, scan, handoffs, 0)];
+            // Not `threads::run_all`: a part whose thread cannot start must not run later here,
+            // where the part before it would wait for its sync points forever.
+            let mut all = vec![decode_part(decoder, scan, handoffs, 0)];
             for helper in helpers {
                 match helper {
                     Ok(helper) => all.push(helper.join().ok()?),
@@ -149,17 +149,17 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
     Some((decoded, segments))
 }
 
-/// Decodes a file with restart markers in `parts` runs of whole restart intervals, each from
-/// the byte after its first interval's marker, where the DC predictors restart at zero — so
-/// the runs need no joining. `None` when the markers are not where the headers say (the
-/// caller then decodes in one part, which reports a broken file).
+/// Decodes a file with restart markers in up to `parts` runs of whole restart intervals, each
+/// from the byte after its first interval's marker, where the DC predictors restart at zero —
+/// so the runs need no joining. `None` when the data is bad or has fewer markers than the
+/// headers promise.
 fn decode_between_restarts(
-    frame: &Frame,
-    scale: &Scale,
+    decoder: &McuDecoder,
     scan: &[u8],
     interval: usize,
     parts: usize,
 ) -> Option<(Vec<Part>, Vec<Segment>)> {
+    let frame = decoder.frame;
     // Where each interval starts: the data's start, then after each RSTn.
     let mut starts = vec![0usize];
     let mut pos = 0;
@@ -173,9 +173,11 @@ fn decode_between_restarts(
         pos += 1;
     }
     let total = frame.total_mcus();
-    if starts.len() != total.div_ceil(interval) {
+    // Markers after the last interval are never read, as by a sequential decoder.
+    if starts.len() < total.div_ceil(interval) {
         return None;
     }
+    starts.truncate(total.div_ceil(interval));
     // Runs of intervals of about equal bytes.
     let mut firsts: Vec<usize> =
         (0..parts).map(|k| starts.partition_point(|&start| start < scan.len() * k / parts)).collect();
@@ -189,7 +191,7 @@ fn decode_between_restarts(
             let last = firsts.get(run + 1).copied().unwrap_or(starts.len());
             let count = (last * interval).min(total) - first * interval;
             let start = starts[first];
-            Box::new(move || decode_run(frame, scale, scan, start, first, count, interval)) as Task<'_, Option<Part>>
+            Box::new(move || decode_run(decoder, scan, start, first, count, interval)) as Task<'_, Option<Part>>
         })
         .collect();
     let decoded: Vec<Part> = threads::run_all(tasks).into_iter().map(Option::flatten).collect::<Option<_>>()?;
@@ -204,24 +206,15 @@ fn decode_between_restarts(
 /// Decodes `count` MCUs from restart interval number `interval_index`, which starts at byte
 /// `start` of the scan.
 fn decode_run(
-    frame: &Frame,
-    scale: &Scale,
+    decoder: &McuDecoder,
     scan: &[u8],
     start: usize,
     interval_index: usize,
     count: usize,
     interval: usize,
 ) -> Option<Part> {
-    let tables: Vec<(&HuffmanTable, &HuffmanTable)> = frame
-        .scans
-        .first()?
-        .components
-        .iter()
-        .map(|c| Some((frame.table(c.dc)?, frame.table(c.ac)?)))
-        .collect::<Option<_>>()?;
-    let block_len = scale.side * scale.side;
-    let mut blocks = Vec::with_capacity(count * frame.blocks_per_mcu() * block_len);
-    let mut dc = Vec::with_capacity(count * frame.blocks_per_mcu());
+    let mut blocks = Vec::with_capacity(count * decoder.mcu_len());
+    let mut dc = Vec::with_capacity(count * decoder.frame.blocks_per_mcu());
     let mut reader = BitReader::after_restart(scan, start, interval_index);
     let mut predictors = [0i32; 3];
     for mcu in 0..count {
@@ -229,13 +222,7 @@ fn decode_run(
             reader.restart().ok()?;
             predictors = [0; 3];
         }
-        let out = (&mut blocks, &mut dc);
-        match scale.side {
-            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, out),
-            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, out),
-            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, out),
-        }
-        .ok()?;
+        decoder.decode(&mut reader, &mut predictors, &mut blocks, &mut dc).ok()?;
         if reader.overran() {
             return None;
         }
@@ -283,10 +270,10 @@ impl Drop for Publisher<'_> {
     }
 }
 
-fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], index: usize) -> Part {
+/// Decodes part `index` of a file without restart markers (see the module's doc).
+fn decode_part(decoder: &McuDecoder, scan: &[u8], handoffs: &[Handoff], index: usize) -> Part {
+    let frame = decoder.frame;
     let total = frame.total_mcus();
-    let block_len = scale.side * scale.side;
-    let mcu_len = frame.blocks_per_mcu() * block_len;
     let own = (index > 0).then(|| &handoffs[index]);
     let mut next = handoffs.get(index + 1);
     let mut start = handoffs[index].start;
@@ -296,23 +283,13 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     };
     // A little more than this part's share of the MCUs, so it rarely reallocates.
     let expected = ((total as f64 * share * 1.1) as usize + 16).min(total);
-    let mut blocks: Vec<i16> = Vec::with_capacity(expected * mcu_len);
+    let mut blocks: Vec<i16> = Vec::with_capacity(expected * decoder.mcu_len());
     let mut dc: Vec<i32> = Vec::with_capacity(expected * frame.blocks_per_mcu());
     // Offers this part's sync points however it ends, so the part before never waits forever.
     let mut publisher = Publisher {
         cell: own.map(|h| &h.points),
         points: Vec::with_capacity(if own.is_some() { SYNC_POINTS } else { 0 }),
     };
-
-    let restart_interval = frame.scans.first().map_or(0, |scan| scan.restart_interval);
-    let tables: Option<Vec<(&HuffmanTable, &HuffmanTable)>> = frame
-        .scans
-        .first()
-        .into_iter()
-        .flat_map(|scan| &scan.components)
-        .map(|c| Some((frame.table(c.dc)?, frame.table(c.ac)?)))
-        .collect();
-    let Some(tables) = tables else { return Part { blocks, dc, mcus: 0, end: End::Stopped } };
 
     let mut reader = BitReader::new(scan, start.byte);
     let mut predictors = [0i32; 3];
@@ -354,21 +331,8 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
                 }
             }
         }
-        if restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(restart_interval) {
-            if reader.restart().is_err() {
-                return stopped(blocks, dc, mcu);
-            }
-            predictors = [0; 3];
-        }
-
         let (base, dc_base) = (blocks.len(), dc.len());
-        // One instance per block size, so the per-block copies have a constant length.
-        let out = (&mut blocks, &mut dc);
-        let decoded = match scale.side {
-            1 => decode_mcu::<1>(frame, scale, &tables, &mut reader, &mut predictors, out),
-            2 => decode_mcu::<4>(frame, scale, &tables, &mut reader, &mut predictors, out),
-            _ => decode_mcu::<16>(frame, scale, &tables, &mut reader, &mut predictors, out),
-        };
+        let decoded = decoder.decode(&mut reader, &mut predictors, &mut blocks, &mut dc);
         if decoded.is_err() || reader.overran() {
             blocks.truncate(base);
             dc.truncate(dc_base);
@@ -394,29 +358,70 @@ fn decode_part(frame: &Frame, scale: &Scale, scan: &[u8], handoffs: &[Handoff], 
     Part { blocks, dc, mcus: total, end: End::Complete }
 }
 
-/// Decodes one MCU, appending its blocks' AC samples (`N` per block) and DC values.
-#[inline(always)]
-fn decode_mcu<const N: usize>(
-    frame: &Frame,
-    scale: &Scale,
-    tables: &[(&HuffmanTable, &HuffmanTable)],
-    reader: &mut BitReader,
-    predictors: &mut [i32; 3],
-    (out, dc): (&mut Vec<i16>, &mut Vec<i32>),
-) -> Result<(), Corrupt> {
-    for ((component, (dc_table, ac_table)), predictor) in frame.components.iter().zip(tables).zip(predictors.iter_mut())
-    {
-        for _ in 0..component.h * component.v {
-            let mut coefficients = [0i32; 16];
-            let any_ac = reader.block(dc_table, ac_table, predictor, &component.quant, scale, &mut coefficients)?;
-            coefficients[0] = 0;
-            let mut samples = [0i16; N];
-            scale.inverse(&coefficients, any_ac, &mut samples);
-            out.extend_from_slice(&samples);
-            dc.push(*predictor);
+/// Decodes the MCUs of a baseline scan at one scale: the components' Huffman tables are
+/// looked up once.
+struct McuDecoder<'a> {
+    frame: &'a Frame,
+    scale: &'a Scale,
+    tables: Vec<(&'a HuffmanTable, &'a HuffmanTable)>,
+}
+
+impl<'a> McuDecoder<'a> {
+    fn new(frame: &'a Frame, scale: &'a Scale) -> Option<Self> {
+        let tables = frame
+            .scans
+            .first()?
+            .components
+            .iter()
+            .map(|c| Some((frame.table(c.dc)?, frame.table(c.ac)?)))
+            .collect::<Option<_>>()?;
+        Some(Self { frame, scale, tables })
+    }
+
+    /// Samples one MCU takes in a part.
+    fn mcu_len(&self) -> usize {
+        self.frame.blocks_per_mcu() * self.scale.side * self.scale.side
+    }
+
+    /// Decodes one MCU, appending its blocks' AC samples and DC values. One instance of the
+    /// loop per block size, so the per-block copies have a constant length.
+    fn decode(
+        &self,
+        reader: &mut BitReader,
+        predictors: &mut [i32; 3],
+        blocks: &mut Vec<i16>,
+        dc: &mut Vec<i32>,
+    ) -> Result<(), Corrupt> {
+        match self.scale.side {
+            1 => self.decode_sized::<1>(reader, predictors, blocks, dc),
+            2 => self.decode_sized::<4>(reader, predictors, blocks, dc),
+            _ => self.decode_sized::<16>(reader, predictors, blocks, dc),
         }
     }
-    Ok(())
+
+    #[inline(always)]
+    fn decode_sized<const N: usize>(
+        &self,
+        reader: &mut BitReader,
+        predictors: &mut [i32; 3],
+        blocks: &mut Vec<i16>,
+        dc: &mut Vec<i32>,
+    ) -> Result<(), Corrupt> {
+        let components = self.frame.components.iter().zip(&self.tables).zip(predictors.iter_mut());
+        for ((component, (dc_table, ac_table)), predictor) in components {
+            for _ in 0..component.h * component.v {
+                let mut coefficients = [0i32; 16];
+                let any_ac =
+                    reader.block(dc_table, ac_table, predictor, &component.quant, self.scale, &mut coefficients)?;
+                coefficients[0] = 0;
+                let mut samples = [0i16; N];
+                self.scale.inverse(&coefficients, any_ac, &mut samples);
+                blocks.extend_from_slice(&samples);
+                dc.push(*predictor);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Chains the parts: part 0 up to where it met part 1, part 1 from there to where it met

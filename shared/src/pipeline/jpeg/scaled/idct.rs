@@ -170,10 +170,16 @@ mod tests {
     }
 
     #[test]
-    fn extreme_coefficients_saturate_instead_of_overflowing() {
+    fn extreme_coefficients_never_overflow_and_a_flat_block_saturates() {
         for side in [1u32, 2, 4] {
             let scale = Scale::new(side).expect("scale");
             let mut out = vec![0i16; (side * side) as usize];
+            let mut flat = [0i32; 16];
+            for (extreme, saturated) in [(i32::MAX, i16::MAX), (i32::MIN, i16::MIN)] {
+                flat[0] = extreme;
+                scale.inverse(&flat, false, &mut out);
+                assert!(out.iter().all(|&v| v == saturated), "side {side}: {out:?}");
+            }
             for extreme in [i32::MIN, i32::MIN / 2, i32::MAX / 2, i32::MAX] {
                 scale.inverse(&[extreme; 16], true, &mut out);
                 scale.inverse(&[extreme, extreme / -2, extreme, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], true, &mut out);

@@ -92,7 +92,7 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
 }
 
 /// The scans `needed` marks, in file order.
-fn needed_only<'a>(frame: &'a Frame, needed: &'a [bool]) -> impl Iterator<Item = &'a Scan> + Clone + Send + 'a {
+fn needed_only<'a>(frame: &'a Frame, needed: &'a [bool]) -> impl Iterator<Item = &'a Scan> + Send + 'a {
     frame.scans.iter().zip(needed).filter(|(_, &needed)| needed).map(|(scan, _)| scan)
 }
 
