@@ -1,6 +1,6 @@
 //! Authentication: Basic (username:password) and Bearer (API token) on every `/api/` route.
 //!
-//! Passwords are argon2id-hashed. A busy client sending Basic credentials on every request
+//! Passwords are argon2id-hashed, on the [`PasswordPool`]'s threads (fixed memory). A busy client sending Basic credentials on every request
 //! must not pay a full argon2 verification each time: after one successful verification we
 //! cache a keyed SHA-256 digest of the credentials (keyed with a per-process random secret,
 //! so the cache holds nothing an attacker could reuse), bound to the user's
@@ -15,32 +15,20 @@ use std::sync::{Arc, Mutex};
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderValue, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpRequest};
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use futures_util::future::LocalBoxFuture;
-use imageapi_shared::domain::Password;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::passwords::PasswordPool;
 use crate::repo::{SledRepo, UserRecord};
 use crate::state::AppState;
 
 /// Entries kept in the Basic-auth cache before it is cleared (bounded memory).
 const CACHE_CAPACITY: usize = 10_000;
-
-pub fn hash_password(password: &Password) -> anyhow::Result<String> {
-    let hash = Argon2::default()
-        .hash_password(password.expose().as_bytes())
-        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?;
-    Ok(hash.to_string())
-}
-
-pub fn verify_password(phc: &str, password: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
-}
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
@@ -67,28 +55,18 @@ struct CachedLogin {
 
 pub struct Authenticator {
     repo: Arc<SledRepo>,
+    passwords: Arc<PasswordPool>,
     /// Key for the cache digests; new each process start.
     secret: [u8; 32],
     cache: Mutex<HashMap<String, CachedLogin>>,
     /// Verified against when the username is unknown, to keep timing uniform.
     dummy_hash: String,
-    /// Each argon2 verification takes ~19 MiB and a core for tens of milliseconds; bounding
-    /// how many run at once keeps a flood of bad credentials from exhausting memory (they
-    /// queue instead).
-    verify_slots: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
-    pub fn new(repo: Arc<SledRepo>) -> anyhow::Result<Self> {
-        let dummy = Password::parse("not-a-real-password").map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Ok(Self {
-            repo,
-            secret: random_bytes(),
-            cache: Mutex::new(HashMap::new()),
-            dummy_hash: hash_password(&dummy)?,
-            verify_slots: tokio::sync::Semaphore::new(cores),
-        })
+    pub async fn new(repo: Arc<SledRepo>, passwords: Arc<PasswordPool>) -> anyhow::Result<Self> {
+        let dummy_hash = passwords.hash("not-a-real-password".to_owned()).await?;
+        Ok(Self { repo, passwords, secret: random_bytes(), cache: Mutex::new(HashMap::new()), dummy_hash })
     }
 
     fn digest(&self, username: &str, password: &str) -> [u8; 32] {
@@ -126,7 +104,7 @@ impl Authenticator {
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let (scheme, rest) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         let user = if scheme.eq_ignore_ascii_case("bearer") {
-            self.bearer(rest.trim().to_owned()).await?
+            self.bearer(rest.trim())?
         } else if scheme.eq_ignore_ascii_case("basic") {
             self.basic(rest.trim()).await?
         } else {
@@ -138,20 +116,13 @@ impl Authenticator {
         Ok(user)
     }
 
-    async fn bearer(&self, token: String) -> Result<UserRecord, ApiError> {
-        let repo = self.repo.clone();
-        web::block(move || -> Result<Option<UserRecord>, crate::repo::RepoError> {
-            let Some(record) = repo.token_by_hash(&sha256(token.as_bytes()))? else {
-                return Ok(None);
-            };
-            match repo.user(record.user_id) {
-                Ok(user) => Ok(Some(user)),
-                Err(crate::repo::RepoError::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await??
-        .ok_or(ApiError::Unauthorized)
+    fn bearer(&self, token: &str) -> Result<UserRecord, ApiError> {
+        let record = self.repo.token_by_hash(&sha256(token.as_bytes()))?.ok_or(ApiError::Unauthorized)?;
+        match self.repo.user(record.user_id) {
+            Ok(user) => Ok(user),
+            Err(crate::repo::RepoError::NotFound) => Err(ApiError::Unauthorized),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn basic(&self, encoded: &str) -> Result<UserRecord, ApiError> {
@@ -160,9 +131,7 @@ impl Authenticator {
         let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
         let (username, password) = (username.to_owned(), password.to_owned());
 
-        let repo = self.repo.clone();
-        let name = username.clone();
-        let user = web::block(move || repo.user_by_name(&name)).await??;
+        let user = self.repo.user_by_name(&username)?;
         let digest = self.digest(&username, &password);
         if let Some(user) = &user {
             if self.cached(&username, &digest, user) {
@@ -170,10 +139,7 @@ impl Authenticator {
             }
         }
         let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
-        let verified = {
-            let _slot = self.verify_slots.acquire().await.map_err(ApiError::internal)?;
-            web::block(move || verify_password(&phc, &password)).await?
-        };
+        let verified = self.passwords.verify(phc, password).await?;
         match user {
             Some(user) if verified => {
                 self.remember(&username, digest, &user);
@@ -224,15 +190,6 @@ impl FromRequest for AdminUser {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_password_verifies_against_its_own_hash_only() {
-        let p = Password::parse("correct horse").expect("valid");
-        let phc = hash_password(&p).expect("hash");
-        assert!(verify_password(&phc, "correct horse"));
-        assert!(!verify_password(&phc, "correct horse!"));
-        assert!(!verify_password("not a phc string", "correct horse"));
-    }
 
     #[test]
     fn secrets_are_long_random_and_hashed() {

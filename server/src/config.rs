@@ -80,6 +80,18 @@ pub struct Config {
     /// How long expired links are kept (answering 410) before they are purged (then 404).
     #[arg(long, env = "IMAGEAPI_EXPIRED_LINK_RETENTION_HOURS", default_value_t = 168, global = true)]
     pub expired_link_retention_hours: u64,
+    /// Threads for password hashing and verification; each holds argon2's 19 MiB for good
+    /// (default: the number of cores).
+    #[arg(long, env = "IMAGEAPI_PASSWORD_THREADS", global = true)]
+    pub password_threads: Option<usize>,
+    /// sled's page cache in MiB (sled's own default of 1 GiB would dominate the server's memory).
+    #[arg(long, env = "IMAGEAPI_DB_CACHE_MB", default_value_t = 64, global = true)]
+    pub db_cache_mb: u64,
+    /// At SIGTERM/SIGINT: how long in-flight requests and running thumbnail jobs get to finish
+    /// before the final flush; whatever still hangs after that (plus the flush) ends the
+    /// process with a non-zero exit code.
+    #[arg(long, env = "IMAGEAPI_SHUTDOWN_GRACE_SECS", default_value_t = 30, global = true)]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Config {
@@ -95,7 +107,15 @@ impl Config {
         self.data_dir.join("db")
     }
 
-    pub fn worker_threads(&self) -> usize {
-        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    pub fn password_threads(&self) -> usize {
+        self.password_threads.unwrap_or_else(cores).max(1)
     }
+
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(cores)
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -183,6 +183,16 @@ impl From<RepoError> for ApiError {
     }
 }
 
+impl From<crate::passwords::PoolError> for ApiError {
+    fn from(e: crate::passwords::PoolError) -> Self {
+        use crate::passwords::PoolError;
+        match e {
+            PoolError::Busy => Self::Unavailable { detail: e.to_string(), retry_after_secs: 1 },
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::internal(e)

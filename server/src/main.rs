@@ -6,6 +6,7 @@ use imageapi_server::{startup, superuser, telemetry};
 
 fn main() -> std::process::ExitCode {
     telemetry::init();
+    imageapi_shared::malloc::tune_for_servers();
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Serve) => startup::serve(cli.config),

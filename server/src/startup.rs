@@ -20,15 +20,19 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{self, ApiError};
 use crate::metrics::ServerMetrics;
+use crate::passwords::PasswordPool;
 use crate::repo::SledRepo;
 use crate::state::AppState;
 use crate::thumbnails::{self, DirectSink, Thumbnails};
-use crate::{openapi, routes, superuser};
+use crate::{openapi, routes, shutdown, superuser};
 
 /// Largest JSON request body (every JSON body of this API is tiny).
 const JSON_LIMIT: usize = 64 * 1024;
-/// How long in-flight requests and jobs get to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Password checks allowed to wait per password thread (each takes ~20 ms); beyond that,
+/// logins answer 503 at once instead of queueing for seconds.
+const PASSWORD_QUEUE_PER_THREAD: usize = 32;
+/// At shutdown, the final flush gets at least this long, however much of the grace is left.
+const FINAL_FLUSH_MIN: Duration = Duration::from_secs(10);
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ pub struct Application {
     local_url: String,
     repo: Arc<SledRepo>,
     shutdown: CancellationToken,
+    grace: Duration,
     worker: Option<tokio::task::JoinHandle<()>>,
     /// With no worker threads configured the queue must still accept jobs; it is kept here.
     _idle_queue: Option<imageapi_worker::EmbeddedWorker>,
@@ -57,9 +62,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        let repo = Arc::new(SledRepo::open(&config.db_dir())?);
+        let repo = Arc::new(SledRepo::open_with_cache(&config.db_dir(), config.db_cache_mb * 1024 * 1024)?);
         repo.seed_builtin_tiers()?;
-        superuser::ensure_bootstrap_admin(&repo, &config).await?;
+        let passwords = Arc::new(
+            PasswordPool::start(config.password_threads(), PASSWORD_QUEUE_PER_THREAD * config.password_threads())
+                .context("starting the password threads")?,
+        );
+        superuser::ensure_bootstrap_admin(&repo, &passwords, &config).await?;
         let store: Arc<dyn BlobStore> = Arc::new(
             FsBlobStore::open(config.blob_dir())
                 .with_context(|| format!("opening the blob store at {}", config.blob_dir().display()))?,
@@ -128,37 +137,76 @@ impl Application {
             upload_timeout: Duration::from_secs(config.upload_timeout_secs),
             repo: repo.clone(),
             store,
-            auth: Arc::new(Authenticator::new(repo.clone())?),
+            auth: Arc::new(Authenticator::new(repo.clone(), passwords.clone()).await?),
+            passwords,
             thumbnails,
             clock: Clock::default(),
             metrics,
             upload_slots: tokio::sync::Semaphore::new(crate::state::UPLOAD_SLOTS),
         });
-        let server = http_server(state.clone(), listener)?;
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let server = http_server(state.clone(), listener, grace)?;
         tracing::info!(%local, workers = threads, data_dir = %config.data_dir.display(), "imageapi-server started");
-        Ok(Self { server, local_url, repo, shutdown, worker, _idle_queue: idle_queue, state })
+        Ok(Self { server, local_url, repo, shutdown, grace, worker, _idle_queue: idle_queue, state })
     }
 
     pub fn local_url(&self) -> &str {
         &self.local_url
     }
 
-    /// Serves until a shutdown signal; then lets running jobs finish and flushes metadata.
+    /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight requests and running
+    /// thumbnail jobs finish within the grace period, and flushes metadata. Whatever still hangs
+    /// after the grace period and the final flush ends the process with a non-zero exit code
+    /// (see [`crate::shutdown`]).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
-        tracing::info!("shutting down: finishing running thumbnail jobs");
-        self.shutdown.cancel();
-        if let Some(worker) = self.worker {
-            if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
-                tracing::warn!("thumbnail jobs still running at the deadline; they will be redone at the next start");
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::select! {
+            served = &mut server => {
+                // The server ended by itself (it only does on an error).
+                served??;
+                return Ok(());
             }
+            () = shutdown::signal() => {}
         }
-        self.repo.flush().await?;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let watchdog = shutdown::Watchdog::exit_on_hang(self.grace + FINAL_FLUSH_MIN * 2);
+        watchdog.stage("finishing in-flight requests and running thumbnail jobs");
+        // New jobs stop at once; uploads still in flight leave theirs in the outbox for the
+        // next start.
+        self.shutdown.cancel();
+        let jobs = async {
+            match self.worker {
+                Some(worker) => tokio::time::timeout_at(deadline, worker).await.is_ok(),
+                None => true,
+            }
+        };
+        let (_, jobs_finished, _) = tokio::join!(handle.stop(true), jobs, &mut server);
+        if !jobs_finished {
+            tracing::warn!("thumbnail jobs still running at the deadline; they will be redone at the next start");
+        }
+        watchdog.stage("flushing the database");
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(FINAL_FLUSH_MIN);
+        let repo = self.repo.clone();
+        // A plain thread: the runtime's blocking pool would keep the process alive if it hung.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("final-flush".into())
+            .spawn(move || {
+                let _ = tx.send(repo.close(left));
+            })
+            .context("starting the final flush")?;
+        match rx.await {
+            Ok(true) => {
+                tracing::info!("shut down cleanly");
+                Ok(())
+            }
+            _ => anyhow::bail!("the final database flush did not finish within {} s", left.as_secs()),
+        }
     }
 }
 
-fn http_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duration) -> anyhow::Result<Server> {
     let doc = openapi::document();
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
@@ -190,7 +238,9 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Res
             .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc.clone()))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
     })
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    // Signals are ours (see `run_until_stopped`): one deadline covers requests, jobs and flush.
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs())
     .listen(listener)?
     .run();
     Ok(server)

@@ -21,6 +21,8 @@ pub struct AppState {
     pub repo: Arc<SledRepo>,
     pub store: Arc<dyn BlobStore>,
     pub auth: Arc<Authenticator>,
+    /// Password hashing and verification (fixed memory; see [`crate::passwords`]).
+    pub passwords: Arc<crate::passwords::PasswordPool>,
     pub thumbnails: Arc<Thumbnails>,
     pub clock: Clock,
     pub metrics: ServerMetrics,

@@ -6,18 +6,21 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use imageapi_shared::domain::{Password, TierId, UserId, Username};
 
-use crate::auth::hash_password;
 use crate::config::Config;
+use crate::passwords::{Argon, PasswordPool};
 use crate::repo::{RepoError, SledRepo, UserRecord};
 
 /// Admins get the Enterprise tier so that every feature is at hand.
 const ADMIN_TIER: &str = TierId::ENTERPRISE;
 
-/// Creates the admin, or makes an existing user an active admin with this password.
-fn upsert_admin(repo: &SledRepo, username: &str, password: &str) -> anyhow::Result<bool> {
+fn parse_admin(username: &str, password: &str) -> anyhow::Result<(Username, Password)> {
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!("username {e}"))?;
     let password = Password::parse(password).map_err(|e| anyhow::anyhow!("password {e}"))?;
-    let hash = hash_password(&password)?;
+    Ok((username, password))
+}
+
+/// Creates the admin, or makes an existing user an active admin with the password `hash`.
+fn upsert_admin(repo: &SledRepo, username: Username, hash: String) -> anyhow::Result<bool> {
     match repo.user_by_name(username.as_str())? {
         Some(existing) => {
             repo.update_user(existing.id, |u| {
@@ -47,20 +50,22 @@ fn upsert_admin(repo: &SledRepo, username: &str, password: &str) -> anyhow::Resu
 
 /// At start: make sure the admin named in the environment exists (idempotent; the password
 /// is re-hashed only when it no longer matches).
-pub async fn ensure_bootstrap_admin(repo: &SledRepo, config: &Config) -> anyhow::Result<()> {
+pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, config: &Config) -> anyhow::Result<()> {
     let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
         if config.admin_username.is_some() != config.admin_password.is_some() {
             bail!("set both IMAGEAPI_ADMIN_USERNAME and IMAGEAPI_ADMIN_PASSWORD, or neither");
         }
         return Ok(());
     };
+    let (name, valid) = parse_admin(username, password)?;
     if let Some(existing) = repo.user_by_name(username)? {
-        let matches = crate::auth::verify_password(&existing.password_hash, password);
+        let matches = passwords.verify(existing.password_hash.clone(), password.clone()).await?;
         if matches && existing.is_admin && existing.is_active {
             return Ok(());
         }
     }
-    let created = upsert_admin(repo, username, password)?;
+    let hash = passwords.hash(valid.expose().to_owned()).await?;
+    let created = upsert_admin(repo, name, hash)?;
     repo.flush().await?;
     tracing::info!(username = %username, created, "bootstrap admin ensured from IMAGEAPI_ADMIN_USERNAME");
     Ok(())
@@ -91,7 +96,8 @@ pub fn run(config: &Config, username: &str, password_stdin: bool) -> anyhow::Res
         }
         first
     };
-    let created = upsert_admin(&repo, username, &password)?;
+    let (name, valid) = parse_admin(username, &password)?;
+    let created = upsert_admin(&repo, name, Argon::new().hash(valid.expose())?)?;
     repo.flush_blocking()?;
     if created {
         println!("Superuser '{username}' created.");

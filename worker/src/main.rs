@@ -8,6 +8,7 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    imageapi_shared::malloc::tune_for_servers();
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Run) => imageapi_worker::service::run(cli.config),

@@ -4,10 +4,16 @@
 //! prefix/range scan: a user's images are `user ++ image` keys with time-ordered image ids,
 //! so "newest first after a cursor" is a reverse range scan, never a full scan. Writes that
 //! touch several trees run in one sled transaction; acknowledged writes are flushed by the
-//! caller ([`SledRepo::flush`]) before it answers.
+//! caller ([`SledRepo::flush`], a group commit shared by concurrent callers) before it answers.
 //!
-//! All methods are synchronous (sled is); async callers run them via `spawn_blocking`.
+//! All methods are synchronous (sled is). Point lookups (`user`, `user_by_name`,
+//! `token_by_hash`, `tier`, `image`, `thumbnail`, `thumbnails*`, `link`, `link_by_token_hash`)
+//! and a page of a user's images (at most 101 point reads after one short range scan) are
+//! reads of sled's cache — or, past it, of the OS page cache — and are called directly on the
+//! request threads, as nginx reads its files: a hop to a blocking thread costs more than the
+//! read. Writes, transactions, unbounded scans and flushes go through [`SledRepo::blocking`].
 
+mod group_commit;
 mod jobs;
 mod records;
 #[cfg(test)]
@@ -39,6 +45,8 @@ pub enum RepoError {
     Storage(#[from] sled::Error),
     #[error("corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error(transparent)]
+    Flush(#[from] group_commit::FlushError),
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<RepoError>>;
@@ -131,11 +139,23 @@ pub struct SledRepo {
     /// Serialises admin writes to users and tiers, so that checks like "no user holds this
     /// tier" cannot race with a user being moved onto it. These writes are rare.
     admin_writes: Mutex<()>,
+    /// The one flusher: acknowledged writes wait for it (see [`group_commit`]).
+    commit: group_commit::GroupCommit,
 }
 
+/// sled's page cache when none is configured. sled's own default (1 GiB) would let the cache
+/// alone outgrow a small server; pict-rs uses 64 MiB too.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl SledRepo {
+    /// Opens (or creates) the database with the default cache.
     pub fn open(path: &Path) -> Result<Self, RepoError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database with a page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, RepoError> {
+        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).open().map_err(|e| match e {
             sled::Error::Io(ref io)
                 if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
             {
@@ -163,6 +183,11 @@ impl SledRepo {
             reconcile: tree("reconcile")?,
             outbox: tree("outbox")?,
             admin_writes: Mutex::new(()),
+            commit: {
+                let db = db.clone();
+                group_commit::GroupCommit::start(move || db.flush().map(|_| ()).map_err(|e| e.to_string()))
+                    .map_err(|e| RepoError::Storage(sled::Error::Io(e)))?
+            },
             db,
         })
     }
@@ -180,10 +205,20 @@ impl SledRepo {
             .map_err(|e| RepoError::Storage(sled::Error::ReportableBug(format!("blocking task: {e}"))))?
     }
 
-    /// Makes every write so far durable. Call before acknowledging a write.
+    /// Makes every write that finished before this call durable. Call before acknowledging a
+    /// write. Concurrent callers share one flush (never sled's `flush_async`, which deadlocks).
     pub async fn flush(&self) -> Result<(), RepoError> {
-        self.db.flush_async().await?;
-        Ok(())
+        Ok(self.commit.flush().await?)
+    }
+
+    /// Flushes run so far by the group commit.
+    pub fn flushes(&self) -> u64 {
+        self.commit.flushes()
+    }
+
+    /// Stops the flusher after a final flush; false if that did not finish within `deadline`.
+    pub fn close(&self, deadline: std::time::Duration) -> bool {
+        self.commit.stop(deadline)
     }
 
     /// [`Self::flush`] for synchronous callers (command-line tools).
@@ -536,6 +571,22 @@ impl SledRepo {
             let (key, value) = entry?;
             if let Ok(h) = <[u8; 4]>::try_from(&key[16..]) {
                 out.insert(u32::from_be_bytes(h), decode(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded thumbnails of an image among `heights` (point reads: cheaper than the
+    /// prefix scan of [`Self::thumbnails`] when the tier's heights are known).
+    pub fn thumbnails_of_heights(
+        &self,
+        image: ImageId,
+        heights: impl IntoIterator<Item = u32>,
+    ) -> Result<BTreeMap<u32, ThumbState>, RepoError> {
+        let mut out = BTreeMap::new();
+        for h in heights {
+            if let Some(state) = self.thumbnail(image, h)? {
+                out.insert(h, state);
             }
         }
         Ok(out)

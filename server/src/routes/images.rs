@@ -249,7 +249,7 @@ pub fn load_page(
                 tier
             }
         };
-        let thumbs = repo.thumbnails(record.id)?;
+        let thumbs = repo.thumbnails_of_heights(record.id, tier.thumbnail_heights.iter().map(|h| h.get()))?;
         out.push((record, tier, thumbs));
     }
     let next = if more { out.last().map(|(r, _, _)| r.id) } else { None };
@@ -270,13 +270,9 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let Page { limit, cursor } = query.parse()?;
-    let owner = user.id;
-    let (rows, next) = state
-        .repo(move |repo| {
-            let records = repo.user_images(owner, cursor, limit + 1)?;
-            load_page(repo, records, limit)
-        })
-        .await?;
+    // At most 101 point reads and one short range scan: inline, like the other lookups.
+    let records = state.repo.user_images(user.id, cursor, limit + 1)?;
+    let (rows, next) = load_page(&state.repo, records, limit)?;
     let base = &state.public_url;
     Ok(HttpResponse::Ok().json(ImagePage {
         results: rows.iter().map(|(image, tier, thumbs)| ImageView::new(base, image, tier, thumbs)).collect(),
@@ -297,9 +293,9 @@ pub async fn detail(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path).await?;
-    let (tier_id, id) = (user.tier.clone(), image.id);
-    let (tier, thumbs) = state.repo(move |repo| Ok((repo.tier(&tier_id)?, repo.thumbnails(id)?))).await?;
+    let image = owned_image(&state, &user, &path)?;
+    let tier = state.repo.tier(&user.tier)?;
+    let thumbs = state.repo.thumbnails_of_heights(image.id, tier.thumbnail_heights.iter().map(|h| h.get()))?;
     Ok(HttpResponse::Ok().json(ImageView::new(&state.public_url, &image, &tier, &thumbs)))
 }
 
@@ -316,7 +312,7 @@ pub async fn delete(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path).await?;
+    let image = owned_image(&state, &user, &path)?;
     delete_image(&state, image.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -55,15 +55,14 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Json<CreateLink>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path).await?;
+    let image = owned_image(&state, &user, &path)?;
     let mut errors = FieldErrors::new();
     let expiry = parse_expiry(body.expires_in.as_ref()).map_err(|e| errors.insert("expires_in".into(), vec![e])).ok();
     let variant = parse_variant(body.variant.as_ref()).map_err(|e| errors.insert("variant".into(), vec![e])).ok();
     let (Some(expiry), Some(variant)) = (expiry, variant) else {
         return Err(ApiError::Validation(errors));
     };
-    let tier_id = user.tier.clone();
-    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    let tier = state.repo.tier(&user.tier)?;
     if !tier.expiring_links {
         return Err(ApiError::Forbidden("your tier does not include expiring links".to_owned()));
     }
@@ -117,7 +116,7 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
-    let link = state.repo(move |repo| repo.link(id)).await?;
+    let link = state.repo.link(id)?;
     if link.owner != user.id {
         return Err(ApiError::NotFound);
     }

@@ -8,7 +8,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{route, web, HttpRequest, HttpResponse};
 use imageapi_shared::domain::{Height, Variant};
-use imageapi_shared::store::{BlobKey, ByteRange, StoreError};
+use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
 use crate::auth::{sha256, AuthUser};
 use crate::error::ApiError;
@@ -93,7 +93,7 @@ async fn serve(
         req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == blob.etag)
     });
     let range = parse_range(range_header, blob.size)?;
-    let stream = state.store.open(&blob.key, range).await.map_err(|e| match e {
+    let body = state.store.open(&blob.key, range).await.map_err(|e| match e {
         StoreError::NotFound(_) => ApiError::internal(anyhow::anyhow!("blob {} is missing", blob.key.as_str())),
         other => other.into(),
     })?;
@@ -107,8 +107,10 @@ async fn serve(
     };
     common(&mut builder);
     builder.insert_header((header::CONTENT_TYPE, blob.content_type)).insert_header((header::ACCEPT_RANGES, "bytes"));
-    let length = range.map_or(blob.size, ByteRange::len);
-    Ok(builder.body(SizedStream::new(length, stream)))
+    Ok(match body {
+        BlobBody::Whole(bytes) => builder.body(bytes),
+        BlobBody::Stream { len, stream } => builder.body(SizedStream::new(len, stream)),
+    })
 }
 
 fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
@@ -181,10 +183,9 @@ pub async fn thumbnail(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
-    let image = owned_image(&state, &user, &id).await?;
+    let image = owned_image(&state, &user, &id)?;
     let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
-    let tier_id = user.tier.clone();
-    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    let tier = state.repo.tier(&user.tier)?;
     if !tier.grants(Variant::Thumbnail(height)) {
         return Err(ApiError::Forbidden(format!("your tier does not include {height}px thumbnails")));
     }
@@ -213,9 +214,8 @@ pub async fn original(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path).await?;
-    let tier_id = user.tier.clone();
-    let tier = state.repo(move |repo| repo.tier(&tier_id)).await?;
+    let image = owned_image(&state, &user, &path)?;
+    let tier = state.repo.tier(&user.tier)?;
     if !tier.original_link {
         return Err(ApiError::Forbidden("your tier does not include original downloads".to_owned()));
     }
@@ -245,23 +245,13 @@ pub async fn public_link(
     // Links are found by the SHA-256 of their token: the secret itself is never stored, and
     // lookup timing depends only on a hash the caller cannot steer.
     let hash = sha256(path.as_bytes());
-    let link = state.repo(move |repo| repo.link_by_token_hash(&hash)).await?.ok_or(ApiError::NotFound)?;
+    let link = state.repo.link_by_token_hash(&hash)?.ok_or(ApiError::NotFound)?;
     if link.is_expired(state.clock.now()) {
         return Err(ApiError::Gone("this link has expired".to_owned()));
     }
-    let (owner, image_id) = (link.owner, link.image_id);
-    let found = state
-        .repo(move |repo| {
-            let user = repo.user(owner)?;
-            let tier = repo.tier(&user.tier)?;
-            Ok((user, tier, repo.image(image_id)?))
-        })
-        .await;
-    let (user, tier, image) = match found {
-        Ok(found) => found,
-        Err(ApiError::NotFound) => return Err(ApiError::NotFound),
-        Err(e) => return Err(e),
-    };
+    let repo = &state.repo;
+    let user = repo.user(link.owner)?;
+    let (tier, image) = (repo.tier(&user.tier)?, repo.image(link.image_id)?);
     // The link dies with the owner's grant: inactive owner, tier without links or variant.
     if !user.is_active || !tier.expiring_links || !tier.grants(link.variant) {
         return Err(ApiError::NotFound);

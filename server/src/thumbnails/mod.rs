@@ -165,7 +165,7 @@ impl Thumbnails {
         let mut changes = self.applied.subscribe();
         loop {
             changes.mark_unchanged();
-            let state = self.blocking(move |repo| repo.thumbnail(image, height)).await?.unwrap_or(ThumbState::Pending);
+            let state = self.repo.thumbnail(image, height)?.unwrap_or(ThumbState::Pending);
             if state != ThumbState::Pending {
                 return Ok(state);
             }

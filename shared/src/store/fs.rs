@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobKey, BlobStore, BlobStream, ByteRange, StoreError};
+use super::{BlobBody, BlobKey, BlobStore, ByteRange, StoreError, WHOLE_BODY_MAX};
 use crate::domain::ImageId;
 
 /// Chunk size when streaming a blob to a client.
@@ -77,6 +77,36 @@ async fn create_dir_durable(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+enum Opened {
+    Whole(Bytes),
+    /// Positioned at the start of the wanted bytes.
+    Large {
+        file: std::fs::File,
+        len: u64,
+    },
+}
+
+fn open_for_serving(path: &Path, range: Option<ByteRange>) -> io::Result<Opened> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    let (start, len) = match range {
+        Some(r) => (r.start, r.len()),
+        None => (0, file.metadata()?.len()),
+    };
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start))?;
+    }
+    if len > WHOLE_BODY_MAX {
+        return Ok(Opened::Large { file, len });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
+    if (bytes.len() as u64) < len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob is shorter than expected"));
+    }
+    Ok(Opened::Whole(Bytes::from(bytes)))
+}
+
 async fn remove_missing_ok(result: io::Result<()>) -> io::Result<()> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -110,15 +140,21 @@ impl BlobStore for FsBlobStore {
         tokio::fs::read(self.path(key)).await.map(Bytes::from).map_err(|e| io_error(key, e))
     }
 
-    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobStream, StoreError> {
-        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(|e| io_error(key, e))?;
-        match range {
-            None => Ok(ReaderStream::with_capacity(file, READ_CHUNK).boxed()),
-            Some(range) => {
-                file.seek(io::SeekFrom::Start(range.start)).await.map_err(|e| io_error(key, e))?;
-                Ok(ReaderStream::with_capacity(file.take(range.len()), READ_CHUNK).boxed())
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobBody, StoreError> {
+        let path = self.path(key);
+        // One blocking call opens the file and, for a small body, reads all of it.
+        let opened = tokio::task::spawn_blocking(move || open_for_serving(&path, range))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| io_error(key, e))?;
+        Ok(match opened {
+            Opened::Whole(bytes) => BlobBody::Whole(bytes),
+            Opened::Large { file, len } => {
+                let file = tokio::fs::File::from_std(file).take(len);
+                BlobBody::Stream { len, stream: ReaderStream::with_capacity(file, READ_CHUNK).boxed() }
             }
-        }
+        })
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
@@ -142,12 +178,18 @@ mod tests {
     use super::*;
     use crate::pipeline::ImageFormat;
 
-    async fn read_all(mut stream: BlobStream) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk.expect("chunk"));
+    async fn read_all(body: BlobBody) -> Vec<u8> {
+        match body {
+            BlobBody::Whole(bytes) => bytes.to_vec(),
+            BlobBody::Stream { len, mut stream } => {
+                let mut out = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    out.extend_from_slice(&chunk.expect("chunk"));
+                }
+                assert_eq!(out.len() as u64, len, "the stream has the announced length");
+                out
+            }
         }
-        out
     }
 
     #[tokio::test]
@@ -161,12 +203,32 @@ mod tests {
         assert_eq!(store.get(&key).await.expect("get"), Bytes::from_static(b"0123456789"));
         let ranged = store.open(&key, Some(ByteRange { start: 2, end: 4 })).await.expect("open");
         assert_eq!(read_all(ranged).await, b"234");
+        assert!(matches!(store.open(&key, None).await.expect("open"), BlobBody::Whole(_)), "small blobs come whole");
         let leftovers: Vec<_> = std::fs::read_dir(store.path(&key).parent().expect("dir"))
             .expect("read_dir")
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left behind");
+    }
+
+    #[tokio::test]
+    async fn large_blobs_stream_whole_and_by_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("store");
+        let key = BlobKey::original(ImageId::from_ulid(ulid::Ulid::new()));
+        let data: Vec<u8> = (0..(WHOLE_BODY_MAX as usize * 3)).map(|i| (i % 251) as u8).collect();
+        store.put(&key, Bytes::from(data.clone())).await.expect("put");
+
+        let whole = store.open(&key, None).await.expect("open");
+        assert!(matches!(whole, BlobBody::Stream { .. }), "large blobs stream");
+        assert_eq!(read_all(whole).await, data);
+        let (start, end) = (100, WHOLE_BODY_MAX * 2);
+        let ranged = store.open(&key, Some(ByteRange { start, end })).await.expect("open");
+        assert!(matches!(ranged, BlobBody::Stream { .. }));
+        assert_eq!(read_all(ranged).await, &data[start as usize..=end as usize]);
+        let small_range = store.open(&key, Some(ByteRange { start: 10, end: 19 })).await.expect("open");
+        assert_eq!(read_all(small_range).await, &data[10..20]);
     }
 
     #[tokio::test]

@@ -66,6 +66,18 @@ impl ByteRange {
 /// A blob opened for streaming.
 pub type BlobStream = BoxStream<'static, io::Result<Bytes>>;
 
+/// Blobs (or ranges) up to this size are read whole and sent with the response headers in one
+/// write; larger ones stream in chunks, so memory per download stays bounded.
+pub const WHOLE_BODY_MAX: u64 = 512 * 1024;
+
+/// What [`BlobStore::open`] gives for serving a blob.
+pub enum BlobBody {
+    /// Small: the bytes themselves (one read; no per-chunk round trips).
+    Whole(Bytes),
+    /// Large: a stream of chunks.
+    Stream { len: u64, stream: BlobStream },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("blob {0} not found")]
@@ -86,8 +98,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The whole blob in memory (workers reading an original).
     async fn get(&self, key: &BlobKey) -> Result<Bytes, StoreError>;
 
-    /// Streams the blob, or the given range of it, in chunks (serving downloads with bounded memory).
-    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobStream, StoreError>;
+    /// The blob, or the given range of it, for serving: whole when it is at most
+    /// [`WHOLE_BODY_MAX`] bytes, else streamed in chunks (bounded memory).
+    async fn open(&self, key: &BlobKey, range: Option<ByteRange>) -> Result<BlobBody, StoreError>;
 
     /// Removes one blob; a missing blob is not an error.
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;

@@ -3,7 +3,7 @@
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
 
-use crate::auth::{hash_password, new_secret, AdminUser};
+use crate::auth::{new_secret, AdminUser};
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{RepoError, TokenRecord, UserRecord};
 use crate::routes::images::delete_image;
@@ -34,8 +34,8 @@ async fn existing_tier(state: &AppState, raw: &str, errors: &mut FieldErrors) ->
     }
 }
 
-async fn hash(password: Password) -> Result<String, ApiError> {
-    web::block(move || hash_password(&password)).await?.map_err(ApiError::internal)
+async fn hash(state: &AppState, password: Password) -> Result<String, ApiError> {
+    Ok(state.passwords.hash(password.expose().to_owned()).await?)
 }
 
 async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<UserView, ApiError> {
@@ -91,7 +91,7 @@ pub async fn create(
     let user = UserRecord {
         id: UserId::from_ulid(ulid::Ulid::new()),
         username,
-        password_hash: hash(password).await?,
+        password_hash: hash(&state, password).await?,
         tier,
         is_active: true,
         is_admin: body.is_admin,
@@ -162,7 +162,7 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let password_hash = match password {
-        Some(p) => Some(hash(p).await?),
+        Some(p) => Some(hash(&state, p).await?),
         None => None,
     };
     let (is_active, is_admin) = (body.is_active, body.is_admin);
