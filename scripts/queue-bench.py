@@ -24,7 +24,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +32,12 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchlib import free_port, wait_line  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 BIN = ROOT / "target" / "release"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method, url, auth, body=None, content_type=None):
@@ -84,17 +80,6 @@ def wait_all_ready(base, auth, ids, poll=0.01, timeout=600):
                 seen[image_id] = time.monotonic()
         time.sleep(poll)
     return seen
-
-
-def wait_line(proc, prefix, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line.strip()
-    sys.exit(f"no line starting with {prefix!r}")
 
 
 def main():

@@ -12,6 +12,7 @@ mod auth;
 mod images;
 mod isolation;
 mod links;
+mod load;
 mod pipeline;
 mod queue;
 mod restart;
