@@ -150,7 +150,7 @@ class Stack:
     def server(self, **env):
         env = clean_env(IMAGEAPI_BIND="127.0.0.1:0", IMAGEAPI_DATA_DIR=self.tmp / "data",
                         IMAGEAPI_ADMIN_USERNAME=ADMIN[0], IMAGEAPI_ADMIN_PASSWORD=ADMIN[1],
-                        RUST_LOG=env.pop("RUST_LOG", "warn"), **env)
+                        **env)
         wrap = os.environ.get("IMAGEAPI_BENCH_WRAP", "").split()
         proc = subprocess.Popen(wrap + [str(BIN / "imageapi-server")], env=env, stdout=subprocess.PIPE, text=True,
                                 stderr=open(self.tmp / f"server-{len(self.procs)}.log", "w"))

@@ -85,11 +85,71 @@ pub struct ImageRecord {
 
 /// The state of one thumbnail (an image and a requested height).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
+#[serde(tag = "status", rename_all = "lowercase", try_from = "StoredThumbState")]
 pub enum ThumbState {
     Pending,
     Ready { width: u32, height: u32, size_bytes: u64 },
     Failed { reason: String },
+}
+
+/// [`ThumbState`] as stored, read as one flat struct: serde's internally tagged enums buffer
+/// every field before choosing a variant, which made decoding these the largest single cost
+/// of listing images.
+#[derive(Deserialize)]
+struct StoredThumbState {
+    status: StoredStatus,
+    width: Option<u32>,
+    height: Option<u32>,
+    size_bytes: Option<u64>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoredStatus {
+    Pending,
+    Ready,
+    Failed,
+}
+
+impl TryFrom<StoredThumbState> for ThumbState {
+    type Error = &'static str;
+
+    fn try_from(s: StoredThumbState) -> Result<Self, Self::Error> {
+        Ok(match s.status {
+            StoredStatus::Pending => ThumbState::Pending,
+            StoredStatus::Ready => ThumbState::Ready {
+                width: s.width.ok_or("a ready thumbnail without its width")?,
+                height: s.height.ok_or("a ready thumbnail without its height")?,
+                size_bytes: s.size_bytes.ok_or("a ready thumbnail without its size")?,
+            },
+            StoredStatus::Failed => ThumbState::Failed { reason: s.reason.unwrap_or_default() },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbnail_states_read_back_what_was_written() {
+        for state in [
+            ThumbState::Pending,
+            ThumbState::Ready { width: 356, height: 200, size_bytes: 12_345 },
+            ThumbState::Failed { reason: "not a JPEG".into() },
+        ] {
+            let json = serde_json::to_string(&state).expect("encode");
+            assert_eq!(serde_json::from_str::<ThumbState>(&json).expect("decode"), state, "{json}");
+        }
+        assert_eq!(
+            serde_json::to_string(&ThumbState::Ready { width: 1, height: 2, size_bytes: 3 }).expect("encode"),
+            r#"{"status":"ready","width":1,"height":2,"size_bytes":3}"#,
+            "the stored form is unchanged"
+        );
+        assert!(serde_json::from_str::<ThumbState>(r#"{"status":"ready","width":1}"#).is_err());
+        assert!(serde_json::from_str::<ThumbState>(r#"{"status":"lost"}"#).is_err());
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
