@@ -10,7 +10,9 @@
 //! SHA-256 hashes, so a token check is one hash and one lookup.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderValue, AUTHORIZATION};
@@ -23,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::login_limits::{client_key, LoginLimiter, LoginLimits};
 use crate::passwords::PasswordPool;
 use crate::repo::{SledRepo, UserRecord};
 use crate::state::AppState;
@@ -56,17 +59,28 @@ struct CachedLogin {
 pub struct Authenticator {
     repo: Arc<SledRepo>,
     passwords: Arc<PasswordPool>,
+    limiter: LoginLimiter,
     /// Key for the cache digests; new each process start.
     secret: [u8; 32],
     cache: Mutex<HashMap<String, CachedLogin>>,
     /// Verified against when the username is unknown, to keep timing uniform.
     dummy_hash: String,
+    /// Verifications running now, by credentials digest, for the requests that share them.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl Authenticator {
-    pub async fn new(repo: Arc<SledRepo>, passwords: Arc<PasswordPool>) -> anyhow::Result<Self> {
+    pub async fn new(repo: Arc<SledRepo>, passwords: Arc<PasswordPool>, limits: LoginLimits) -> anyhow::Result<Self> {
         let dummy_hash = passwords.hash("not-a-real-password".to_owned()).await?;
-        Ok(Self { repo, passwords, secret: random_bytes(), cache: Mutex::new(HashMap::new()), dummy_hash })
+        Ok(Self {
+            repo,
+            passwords,
+            limiter: LoginLimiter::new(limits),
+            secret: random_bytes(),
+            cache: Mutex::new(HashMap::new()),
+            dummy_hash,
+            in_flight: Mutex::new(HashMap::new()),
+        })
     }
 
     fn digest(&self, username: &str, password: &str) -> [u8; 32] {
@@ -98,15 +112,20 @@ impl Authenticator {
         );
     }
 
-    /// Resolves an `Authorization` header to an active user, or `Unauthorized`.
-    pub async fn authenticate(self: Arc<Self>, header: Option<HeaderValue>) -> Result<UserRecord, ApiError> {
+    /// Resolves an `Authorization` header sent from `client` to an active user, or
+    /// `Unauthorized` (or `TooManyRequests` when the client or username has failed too often).
+    pub async fn authenticate(
+        self: Arc<Self>,
+        header: Option<HeaderValue>,
+        client: IpAddr,
+    ) -> Result<UserRecord, ApiError> {
         let header = header.ok_or(ApiError::Unauthorized)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let (scheme, rest) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         let user = if scheme.eq_ignore_ascii_case("bearer") {
             self.bearer(rest.trim())?
         } else if scheme.eq_ignore_ascii_case("basic") {
-            self.basic(rest.trim()).await?
+            self.basic(rest.trim(), client).await?
         } else {
             return Err(ApiError::Unauthorized);
         };
@@ -125,7 +144,7 @@ impl Authenticator {
         }
     }
 
-    async fn basic(&self, encoded: &str) -> Result<UserRecord, ApiError> {
+    async fn basic(&self, encoded: &str, client: IpAddr) -> Result<UserRecord, ApiError> {
         let decoded = STANDARD.decode(encoded).map_err(|_| ApiError::Unauthorized)?;
         let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized)?;
         let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
@@ -139,7 +158,38 @@ impl Authenticator {
             }
         }
         let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
-        let verified = self.passwords.verify(phc, password).await?;
+        // The same credentials arriving on several connections at once (a client starting up,
+        // all clients after a restart) are verified once; the others wait for that answer.
+        let flight = {
+            let mut flights = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            flights.entry(digest).or_default().clone()
+        };
+        let outcome = flight
+            .get_or_try_init(|| async {
+                // Only attempts that need argon2 meet the limits: cached logins never do.
+                let _admission = self.limiter.admit(client, &username, Instant::now()).map_err(|refused| {
+                    ApiError::TooManyRequests {
+                        detail: refused.reason.to_owned(),
+                        retry_after_secs: refused.retry_after.as_secs(),
+                    }
+                })?;
+                let verified = self.passwords.verify(Some(client_key(client)), phc, password).await?;
+                if verified && user.is_some() {
+                    self.limiter.succeeded(&username);
+                } else {
+                    self.limiter.failed(client, &username, Instant::now());
+                }
+                Ok::<bool, ApiError>(verified)
+            })
+            .await
+            .copied();
+        {
+            let mut flights = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.get(&digest).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(&digest);
+            }
+        }
+        let verified = outcome?;
         match user {
             Some(user) if verified => {
                 self.remember(&username, digest, &user);
@@ -148,6 +198,23 @@ impl Authenticator {
             _ => Err(ApiError::Unauthorized),
         }
     }
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the last address
+/// in `X-Forwarded-For` that is not one (the proxies' own additions are to the right).
+pub fn client_address(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .flat_map(|v| v.rsplit(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .find(|a| !trusted_proxies.contains(a))
+        .unwrap_or(peer)
 }
 
 /// An authenticated, active user.
@@ -160,9 +227,12 @@ impl FromRequest for AuthUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let header = req.headers().get(AUTHORIZATION).cloned();
+        let client = state.as_ref().map(|s| client_address(req, &s.trusted_proxies));
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
-            state.auth.clone().authenticate(header).await.map(AuthUser)
+            let (Some(state), Some(client)) = (state, client) else {
+                return Err(ApiError::internal(anyhow::anyhow!("app state missing")));
+            };
+            state.auth.clone().authenticate(header, client).await.map(AuthUser)
         })
     }
 }

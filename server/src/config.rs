@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use imageapi_shared::pipeline::Limits;
+use imageapi_shared::settings::{LimitSettings, RenderSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,18 +63,17 @@ pub struct Config {
     /// cores; 0: make none).
     #[arg(long, env = "IMAGEAPI_WORKERS", global = true)]
     pub workers: Option<usize>,
-    /// Largest accepted upload in bytes.
-    #[arg(long, env = "IMAGEAPI_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024, global = true)]
-    pub max_upload_bytes: u64,
-    /// Largest accepted image in pixels (width × height).
-    #[arg(long, env = "IMAGEAPI_MAX_PIXELS", default_value_t = 100_000_000, global = true)]
-    pub max_pixels: u64,
-    /// Largest accepted width or height in pixels.
-    #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = 30_000, global = true)]
-    pub max_side: u32,
+    #[command(flatten)]
+    pub limit_settings: LimitSettings,
+    #[command(flatten)]
+    pub render_settings: RenderSettings,
     /// Longest time an upload body may take to arrive (then 408).
     #[arg(long, env = "IMAGEAPI_UPLOAD_TIMEOUT_SECS", default_value_t = 300, global = true)]
     pub upload_timeout_secs: u64,
+    /// Uploads one user may have in progress at once; more answer 429 (16 can run in all, so
+    /// one user cannot hold more than half of them).
+    #[arg(long, env = "IMAGEAPI_UPLOADS_PER_USER", default_value_t = 8, global = true)]
+    pub uploads_per_user: usize,
     /// How long a GET on a pending thumbnail waits before answering 503.
     #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
     pub thumbnail_wait_secs: u64,
@@ -84,6 +84,21 @@ pub struct Config {
     /// (default: the number of cores).
     #[arg(long, env = "IMAGEAPI_PASSWORD_THREADS", global = true)]
     pub password_threads: Option<usize>,
+    /// Failed logins per minute from one client address; then its uncached logins answer 429.
+    #[arg(long, env = "IMAGEAPI_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 30, global = true)]
+    pub login_failures_per_address: u32,
+    /// Failed logins per minute for one username, from anywhere; then uncached logins with that
+    /// username answer 429 (cached logins and tokens keep working).
+    #[arg(long, env = "IMAGEAPI_LOGIN_FAILURES_PER_USERNAME", default_value_t = 10, global = true)]
+    pub login_failures_per_username: u32,
+    /// Reverse proxies (comma-separated addresses) whose `X-Forwarded-For` names the client;
+    /// without them every client behind a proxy would share the proxy's login limits.
+    #[arg(long, env = "IMAGEAPI_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Serve `/metrics` on this address, without authentication (for a Prometheus on an
+    /// internal network); unset: `/metrics` on the API's listener, for admins only.
+    #[arg(long, env = "IMAGEAPI_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
     /// sled's page cache in MiB (sled's own default of 1 GiB would dominate the server's memory).
     #[arg(long, env = "IMAGEAPI_DB_CACHE_MB", default_value_t = 64, global = true)]
     pub db_cache_mb: u64,
@@ -96,7 +111,7 @@ pub struct Config {
 
 impl Config {
     pub fn limits(&self) -> Limits {
-        Limits { max_bytes: self.max_upload_bytes, max_pixels: self.max_pixels, max_side: self.max_side }
+        self.limit_settings.limits()
     }
 
     pub fn blob_dir(&self) -> PathBuf {
@@ -105,6 +120,14 @@ impl Config {
 
     pub fn db_dir(&self) -> PathBuf {
         self.data_dir.join("db")
+    }
+
+    pub fn login_limits(&self) -> crate::login_limits::LoginLimits {
+        crate::login_limits::LoginLimits {
+            failures_per_address: self.login_failures_per_address.max(1),
+            failures_per_username: self.login_failures_per_username.max(1),
+            ..crate::login_limits::LoginLimits::default()
+        }
     }
 
     pub fn password_threads(&self) -> usize {

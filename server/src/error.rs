@@ -43,6 +43,8 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("{detail}")]
     Unavailable { detail: String, retry_after_secs: u32 },
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -72,6 +74,7 @@ impl ApiError {
             Self::Unprocessable(_) => "thumbnail-failed",
             Self::RangeNotSatisfiable { .. } => "range-not-satisfiable",
             Self::Unavailable { .. } => "unavailable",
+            Self::TooManyRequests { .. } => "too-many-requests",
             Self::Internal(_) => "internal",
         }
     }
@@ -90,6 +93,7 @@ impl ApiError {
             Self::Unprocessable(_) => "Unprocessable Content",
             Self::RangeNotSatisfiable { .. } => "Range Not Satisfiable",
             Self::Unavailable { .. } => "Service Unavailable",
+            Self::TooManyRequests { .. } => "Too Many Requests",
             Self::Internal(_) => "Internal Server Error",
         }
     }
@@ -125,6 +129,7 @@ impl ResponseError for ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -162,6 +167,9 @@ impl ResponseError for ApiError {
                 ));
             }
             Self::Unavailable { retry_after_secs, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::TooManyRequests { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             Self::RangeNotSatisfiable { size } => {

@@ -5,11 +5,13 @@
 //! block and then keeps later ones in per-thread arenas, so a flood of bad passwords grew the
 //! process by gigabytes. Here each [`Argon`] owns its memory for good, and the server runs a
 //! [`PasswordPool`] of a few threads, one `Argon` each: password work costs
-//! `threads × 19 MiB`, allocated once, whatever clients send. Work waits in a bounded queue;
-//! when it is full the caller learns at once ([`PoolError::Busy`]) instead of piling up.
+//! `threads × 19 MiB`, allocated once, whatever clients send. Work waits in a bounded queue
+//! served in turns per client address ([`Lane`]); when it is full the caller learns at once
+//! ([`PoolError::Busy`]) instead of piling up.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -102,9 +104,85 @@ enum Work {
     Hash { password: String, reply: oneshot::Sender<anyhow::Result<String>> },
 }
 
-/// A few threads, each with its own [`Argon`], behind a bounded queue.
+/// Who a piece of work is for: a client address, or the server itself (`None`: admin
+/// operations and start-up).
+pub type Lane = Option<IpAddr>;
+
+/// A bounded queue served in turns: each lane with waiting work gets one item per round, so a
+/// lane that floods the queue delays the others by about one item each, not by its backlog.
+struct FairQueue {
+    state: Mutex<Lanes>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Lanes {
+    waiting: HashMap<Lane, VecDeque<Work>>,
+    /// Lanes with waiting work, in the order they are served.
+    turns: VecDeque<Lane>,
+    len: usize,
+    closed: bool,
+}
+
+impl FairQueue {
+    fn lock(&self) -> MutexGuard<'_, Lanes> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, lane: Lane, work: Work) -> Result<(), PoolError> {
+        let mut lanes = self.lock();
+        if lanes.closed {
+            return Err(PoolError::Stopped);
+        }
+        if lanes.len >= self.capacity {
+            return Err(PoolError::Busy);
+        }
+        let queue = lanes.waiting.entry(lane).or_default();
+        queue.push_back(work);
+        if queue.len() == 1 {
+            lanes.turns.push_back(lane);
+        }
+        lanes.len += 1;
+        drop(lanes);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next item, in turn; `None` once the queue is closed.
+    fn pop(&self) -> Option<Work> {
+        let mut lanes = self.lock();
+        loop {
+            if lanes.closed {
+                return None;
+            }
+            if let Some(lane) = lanes.turns.pop_front() {
+                let Some(queue) = lanes.waiting.get_mut(&lane) else { continue };
+                let work = queue.pop_front();
+                if queue.is_empty() {
+                    lanes.waiting.remove(&lane);
+                } else {
+                    lanes.turns.push_back(lane);
+                }
+                if let Some(work) = work {
+                    lanes.len -= 1;
+                    return Some(work);
+                }
+                continue;
+            }
+            lanes = self.ready.wait(lanes).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// A few threads, each with its own [`Argon`], behind a bounded queue served fairly by lane.
 pub struct PasswordPool {
-    queue: SyncSender<Work>,
+    queue: Arc<FairQueue>,
     threads: usize,
     memory_bytes: usize,
 }
@@ -113,16 +191,15 @@ impl PasswordPool {
     /// Starts `threads` password threads with room for `queue` waiting requests.
     pub fn start(threads: usize, queue: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
-        let (tx, rx) = mpsc::sync_channel::<Work>(queue);
-        let rx = Arc::new(Mutex::new(rx));
+        let fair = Arc::new(FairQueue { state: Mutex::default(), ready: Condvar::new(), capacity: queue });
         let mut memory_bytes = 0;
         for n in 0..threads {
-            let rx = rx.clone();
+            let fair = fair.clone();
             let argon = Argon::new();
             memory_bytes += argon.memory_bytes();
-            std::thread::Builder::new().name(format!("passwords-{n}")).spawn(move || run(argon, &rx))?;
+            std::thread::Builder::new().name(format!("passwords-{n}")).spawn(move || run(argon, &fair))?;
         }
-        Ok(Self { queue: tx, threads, memory_bytes })
+        Ok(Self { queue: fair, threads, memory_bytes })
     }
 
     pub fn threads(&self) -> usize {
@@ -134,31 +211,29 @@ impl PasswordPool {
         self.memory_bytes
     }
 
-    pub async fn verify(&self, phc: String, password: String) -> Result<bool, PoolError> {
+    /// Checks a password, waiting in `lane`'s turn.
+    pub async fn verify(&self, lane: Lane, phc: String, password: String) -> Result<bool, PoolError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Work::Verify { phc, password, reply })?;
+        self.queue.push(lane, Work::Verify { phc, password, reply })?;
         answer.await.map_err(|_| PoolError::Stopped)
     }
 
+    /// Hashes a new password (admin operations: the server's own lane).
     pub async fn hash(&self, password: String) -> Result<String, PoolError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Work::Hash { password, reply })?;
+        self.queue.push(None, Work::Hash { password, reply })?;
         Ok(answer.await.map_err(|_| PoolError::Stopped)??)
-    }
-
-    fn submit(&self, work: Work) -> Result<(), PoolError> {
-        self.queue.try_send(work).map_err(|e| match e {
-            TrySendError::Full(_) => PoolError::Busy,
-            TrySendError::Disconnected(_) => PoolError::Stopped,
-        })
     }
 }
 
-fn run(mut argon: Argon, queue: &Mutex<Receiver<Work>>) {
-    loop {
-        // The lock is held only while waiting for the next item; work runs outside it.
-        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(work) = next else { return };
+impl Drop for PasswordPool {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+fn run(mut argon: Argon, queue: &FairQueue) {
+    while let Some(work) = queue.pop() {
         match work {
             Work::Verify { phc, password, reply } => {
                 // A caller that gave up (its connection closed) still had its turn: no matter.
@@ -213,15 +288,15 @@ mod tests {
         let pool = PasswordPool::start(1, 1).expect("pool");
         assert_eq!(pool.memory_bytes(), 19 * 1024 * 1024);
         let phc = pool.hash("pool-password".into()).await.expect("hash");
-        assert!(pool.verify(phc.clone(), "pool-password".into()).await.expect("verify"));
-        assert!(!pool.verify(phc.clone(), "wrong".into()).await.expect("verify"));
+        assert!(pool.verify(None, phc.clone(), "pool-password".into()).await.expect("verify"));
+        assert!(!pool.verify(None, phc.clone(), "wrong".into()).await.expect("verify"));
 
         // One running, one queued: the next ones are refused without waiting.
         let mut waiting = Vec::new();
         let mut busy = 0;
         for _ in 0..8 {
             let (reply, answer) = oneshot::channel();
-            match pool.submit(Work::Verify { phc: phc.clone(), password: "x".into(), reply }) {
+            match pool.queue.push(None, Work::Verify { phc: phc.clone(), password: "x".into(), reply }) {
                 Ok(()) => waiting.push(answer),
                 Err(PoolError::Busy) => busy += 1,
                 Err(e) => panic!("{e}"),
@@ -231,5 +306,34 @@ mod tests {
         for answer in waiting {
             assert!(!answer.await.expect("answered"));
         }
+    }
+
+    fn lane(n: u8) -> Lane {
+        Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, n)))
+    }
+
+    #[test]
+    fn lanes_are_served_in_turns_so_a_flooding_lane_delays_others_by_one_item() {
+        let queue = FairQueue { state: Mutex::default(), ready: Condvar::new(), capacity: 100 };
+        let mut answers = Vec::new();
+        let mut push = |l: Lane, tag: &str| {
+            let (reply, answer) = oneshot::channel();
+            queue.push(l, Work::Hash { password: tag.to_owned(), reply }).expect("room");
+            answers.push(answer);
+        };
+        for n in 0..50 {
+            push(lane(1), &format!("flood{n}"));
+        }
+        push(lane(2), "good");
+        push(lane(3), "other");
+        let order: Vec<String> = (0..5)
+            .map(|_| match queue.pop() {
+                Some(Work::Hash { password, .. }) => password,
+                _ => panic!("hash work"),
+            })
+            .collect();
+        assert_eq!(order, ["flood0", "good", "other", "flood1", "flood2"]);
+        queue.close();
+        assert!(queue.pop().is_none(), "a closed queue hands out nothing");
     }
 }

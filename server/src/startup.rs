@@ -47,6 +47,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
 pub struct Application {
     server: Server,
+    /// `/metrics` on its own listener (`IMAGEAPI_METRICS_BIND`).
+    metrics_server: Option<Server>,
     local_url: String,
     repo: Arc<SledRepo>,
     shutdown: CancellationToken,
@@ -98,7 +100,7 @@ impl Application {
                     Arc::new(Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics.clone()));
                 if threads > 0 {
                     let ctx = Arc::new(JobContext {
-                        pool: ThumbnailPool::start(threads),
+                        pool: ThumbnailPool::start(threads, &config.render_settings),
                         store: store.clone(),
                         sink: Arc::new(DirectSink(thumbnails.clone())),
                         limits,
@@ -137,17 +139,28 @@ impl Application {
             upload_timeout: Duration::from_secs(config.upload_timeout_secs),
             repo: repo.clone(),
             store,
-            auth: Arc::new(Authenticator::new(repo.clone(), passwords.clone()).await?),
+            auth: Arc::new(Authenticator::new(repo.clone(), passwords.clone(), config.login_limits()).await?),
+            trusted_proxies: config.trusted_proxies.clone(),
             passwords,
             thumbnails,
             clock: Clock::default(),
             metrics,
-            upload_slots: tokio::sync::Semaphore::new(crate::state::UPLOAD_SLOTS),
+            metrics_elsewhere: config.metrics_bind.is_some(),
+            uploads: crate::upload_gate::UploadGate::new(crate::state::UPLOAD_SLOTS, config.uploads_per_user),
         });
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let server = http_server(state.clone(), listener, grace)?;
+        let metrics_server = match &config.metrics_bind {
+            Some(bind) => {
+                let listener =
+                    TcpListener::bind(bind).with_context(|| format!("binding the metrics address {bind}"))?;
+                tracing::info!(address = %listener.local_addr()?, "metrics served without authentication");
+                Some(metrics_server(state.clone(), listener)?)
+            }
+            None => None,
+        };
         tracing::info!(%local, workers = threads, data_dir = %config.data_dir.display(), "imageapi-server started");
-        Ok(Self { server, local_url, repo, shutdown, grace, worker, _idle_queue: idle_queue, state })
+        Ok(Self { server, metrics_server, local_url, repo, shutdown, grace, worker, _idle_queue: idle_queue, state })
     }
 
     pub fn local_url(&self) -> &str {
@@ -161,6 +174,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
+        let metrics = self.metrics_server.map(|m| (m.handle(), actix_web::rt::spawn(m)));
         tokio::select! {
             served = &mut server => {
                 // The server ended by itself (it only does on an error).
@@ -181,7 +195,13 @@ impl Application {
                 None => true,
             }
         };
-        let (_, jobs_finished, _) = tokio::join!(handle.stop(true), jobs, &mut server);
+        let metrics_stopped = async {
+            if let Some((handle, server)) = metrics {
+                handle.stop(false).await;
+                let _ = server.await;
+            }
+        };
+        let (_, jobs_finished, _, ()) = tokio::join!(handle.stop(true), jobs, &mut server, metrics_stopped);
         if !jobs_finished {
             tracing::warn!("thumbnail jobs still running at the deadline; they will be redone at the next start");
         }
@@ -221,7 +241,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
                 let call = srv.call(req);
                 let metrics = metrics.clone();
                 async move {
-                    let res = call.await?;
+                    let mut res = call.await?;
+                    secure_headers(&mut res);
                     // The route pattern, not the path: paths carry ids and link tokens, and
                     // one label value per path would grow the metrics without bound.
                     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
@@ -244,6 +265,40 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// The docs page may load only its own files (and talk only to this API); API answers carry
+/// private data, some of it secret (a new token, a link's URL), so no cache may keep them
+/// unless a route says otherwise (media does).
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    frame-ancestors 'none'; form-action 'self'";
+
+fn secure_headers<B>(res: &mut actix_web::dev::ServiceResponse<B>) {
+    use actix_web::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY};
+    let path = res.request().path();
+    let (docs, api) = (path.starts_with("/api/docs"), path.starts_with("/api/v1/"));
+    let headers = res.headers_mut();
+    if docs {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    }
+    if api && !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// The separate metrics listener: `/metrics` only, no authentication.
+fn metrics_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/metrics",
+            web::get().to(|state: web::Data<AppState>| async move { routes::health::render_metrics(&state).await }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 /// Expired links answer 410 for a while, then are purged (and answer 404).

@@ -25,10 +25,14 @@ pub struct AppState {
     pub passwords: Arc<crate::passwords::PasswordPool>,
     pub thumbnails: Arc<Thumbnails>,
     pub clock: Clock,
+    /// Peers whose `X-Forwarded-For` names the client (`IMAGEAPI_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub metrics: ServerMetrics,
-    /// Bounds how many uploads are buffered at once (each up to the upload limit), so memory
-    /// stays bounded under a burst; further uploads wait for a slot.
-    pub upload_slots: tokio::sync::Semaphore,
+    /// Metrics are served on their own listener (`IMAGEAPI_METRICS_BIND`), not on the API's.
+    pub metrics_elsewhere: bool,
+    /// Bounds how many uploads are buffered at once (each up to the upload limit), in all and
+    /// per user (see [`crate::upload_gate`]).
+    pub uploads: crate::upload_gate::UploadGate,
 }
 
 /// Uploads buffered concurrently: 16 × 25 MiB is at most 400 MiB of upload buffers.

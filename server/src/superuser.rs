@@ -59,7 +59,7 @@ pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, c
     };
     let (name, valid) = parse_admin(username, password)?;
     if let Some(existing) = repo.user_by_name(username)? {
-        let matches = passwords.verify(existing.password_hash.clone(), password.clone()).await?;
+        let matches = passwords.verify(None, existing.password_hash.clone(), password.clone()).await?;
         if matches && existing.is_admin && existing.is_active {
             return Ok(());
         }

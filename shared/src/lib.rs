@@ -6,10 +6,12 @@
 //! - [`store`]: the [`store::BlobStore`] trait for originals and thumbnails, with a
 //!   filesystem implementation; keys are built from ids, never from user input.
 //! - [`pipeline`]: probing uploads (format, dimensions, limits) and making thumbnails.
+//! - [`settings`]: settings the server and workers share (the image limits), defined once.
 //! - [`malloc`]: allocator settings the long-running binaries apply at start.
 
 pub mod domain;
 pub mod jobs;
 pub mod malloc;
 pub mod pipeline;
+pub mod settings;
 pub mod store;

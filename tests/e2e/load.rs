@@ -92,7 +92,9 @@ fn assert_listed_and_ready(app: &TestApp, users: &[TestUser], uploaded: &BTreeSe
 #[test]
 fn four_hundred_concurrent_uploads_are_accepted_listed_and_made_then_sigterm_exits_zero() {
     let mut app = spawn_app();
-    let users = [app.create_user("basic"), app.create_user("premium")];
+    // Four users with four clients each: a user may have four uploads in flight.
+    let users =
+        [app.create_user("basic"), app.create_user("premium"), app.create_user("basic"), app.create_user("premium")];
     let uploaded = upload_flood(&app, &users);
     assert_listed_and_ready(&app, &users, &uploaded);
 
@@ -108,7 +110,9 @@ fn four_hundred_concurrent_uploads_through_redis_and_a_worker_process_all_get_ma
     let redis = RedisServer::start();
     let mut app = spawn_app_with(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() });
     let mut worker = WorkerProcess::spawn(&app, &redis, "load-w1", WorkerOptions::default());
-    let users = [app.create_user("basic"), app.create_user("premium")];
+    // Four users with four clients each: a user may have four uploads in flight.
+    let users =
+        [app.create_user("basic"), app.create_user("premium"), app.create_user("basic"), app.create_user("premium")];
     let uploaded = upload_flood(&app, &users);
     assert_listed_and_ready(&app, &users, &uploaded);
 

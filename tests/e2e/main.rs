@@ -7,6 +7,7 @@
 mod fixtures;
 mod helpers;
 
+mod abuse;
 mod admin_cli;
 mod auth;
 mod images;

@@ -113,7 +113,8 @@ fn two_worker_processes_share_the_uploads_of_several_users() {
     assert!(names.contains(&"w1") && names.contains(&"w2"), "both workers listed: {queue:#}");
     assert!(queue["throughput_per_minute"].as_u64() >= Some(uploads.len() as u64), "{queue:#}");
 
-    let metrics = app.get_anonymous("/metrics");
+    app.get_anonymous("/metrics").assert_status(401);
+    let metrics = app.get_as(&app.admin, "/metrics");
     metrics.assert_status(200);
     let text = metrics.text();
     assert!(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use imageapi_shared::pipeline::Limits;
+use imageapi_shared::settings::{LimitSettings, RenderSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "imageapi-worker", version, about = "Makes thumbnails for imageapi-server from the Redis job queue")]
@@ -77,15 +78,10 @@ pub struct WorkerConfig {
     /// Name in the queue's worker list (default: host-pid); must be unique among live workers.
     #[arg(long, env = "IMAGEAPI_WORKER_NAME", global = true)]
     pub name: Option<String>,
-    /// Largest image in pixels, as on the server (checked again before decoding).
-    #[arg(long, env = "IMAGEAPI_MAX_PIXELS", default_value_t = Limits::default().max_pixels, global = true)]
-    pub max_pixels: u64,
-    /// Largest width or height in pixels, as on the server.
-    #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = Limits::default().max_side, global = true)]
-    pub max_side: u32,
-    /// Largest original in bytes, as on the server.
-    #[arg(long, env = "IMAGEAPI_MAX_UPLOAD_BYTES", default_value_t = Limits::default().max_bytes, global = true)]
-    pub max_upload_bytes: u64,
+    #[command(flatten)]
+    pub limit_settings: LimitSettings,
+    #[command(flatten)]
+    pub render_settings: RenderSettings,
 }
 
 impl WorkerConfig {
@@ -102,7 +98,7 @@ impl WorkerConfig {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits { max_bytes: self.max_upload_bytes, max_pixels: self.max_pixels, max_side: self.max_side }
+        self.limit_settings.limits()
     }
 
     pub fn name(&self) -> String {

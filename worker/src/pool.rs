@@ -4,12 +4,22 @@
 //! A `SyncArbiter` thread that panics is gone for good and later sends fail, so every render
 //! runs inside `catch_unwind`: a panicking job becomes a [`RenderError::Panicked`] and the actor
 //! lives on to take the next job.
+//!
+//! Renders side by side stay within a memory budget: each is estimated from its headers and
+//! waits until its share is free. A render that takes longer than the timeout ends its job as
+//! [`RenderError::TimedOut`]; the thread finishes it in the background (the upload limits bound
+//! how long) and keeps its share of the budget until then.
 
 use std::panic::AssertUnwindSafe;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
-use imageapi_shared::pipeline::{make_thumbnails, Limits, Thumbnail, ThumbnailError};
+use imageapi_shared::pipeline::{make_thumbnails, render_memory_estimate, Limits, Thumbnail, ThumbnailError};
+use imageapi_shared::settings::RenderSettings;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -19,6 +29,9 @@ pub enum RenderError {
     /// The renderer panicked; the pool survived. Final for this job.
     #[error("the thumbnailer crashed on this image: {0}")]
     Panicked(String),
+    /// The render took longer than the timeout. Final for this job.
+    #[error("rendering took longer than {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
     /// The pool is not running (shutting down).
     #[error("the render pool is unavailable: {0}")]
     Unavailable(String),
@@ -31,6 +44,9 @@ pub struct Render {
     pub original: Bytes,
     pub heights: Vec<u32>,
     pub limits: Limits,
+    /// Told when a render thread takes the job: the deadline counts from there, not from
+    /// the wait for a free thread.
+    pub started: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The rendering function; production uses [`make_thumbnails`], tests inject failures.
@@ -52,7 +68,10 @@ impl Actor for RenderActor {
 impl Handler<Render> for RenderActor {
     type Result = Result<Vec<Thumbnail>, RenderError>;
 
-    fn handle(&mut self, job: Render, _: &mut SyncContext<Self>) -> Self::Result {
+    fn handle(&mut self, mut job: Render, _: &mut SyncContext<Self>) -> Self::Result {
+        if let Some(started) = job.started.take() {
+            let _ = started.send(());
+        }
         let render = self.render;
         std::panic::catch_unwind(AssertUnwindSafe(|| render(job.original, &job.heights, &job.limits)))
             .map_err(|panic| RenderError::Panicked(panic_message(panic.as_ref())))?
@@ -75,21 +94,35 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub struct ThumbnailPool {
     addr: Addr<RenderActor>,
     threads: usize,
+    /// The memory budget in MiB, one permit each.
+    budget: Arc<Semaphore>,
+    budget_mib: u32,
+    timeout: Duration,
 }
+
+/// Budget permits are MiB: a u32 of them covers 4 PiB.
+const MIB: u64 = 1024 * 1024;
 
 impl ThumbnailPool {
     /// Starts `threads` render actors. Must be called inside a running actix `System`. The
     /// pipeline may then use `threads` cores in all: a job decodes on several only while
     /// others are idle.
-    pub fn start(threads: usize) -> Self {
+    pub fn start(threads: usize, settings: &RenderSettings) -> Self {
         imageapi_shared::pipeline::set_thread_budget(threads);
-        Self::start_with(threads, render_original)
+        Self::start_with(threads, settings, render_original)
     }
 
     /// Like [`ThumbnailPool::start`] with another rendering function (tests, benchmarks).
-    pub fn start_with(threads: usize, render: RenderFn) -> Self {
+    pub fn start_with(threads: usize, settings: &RenderSettings, render: RenderFn) -> Self {
         let threads = threads.max(1);
-        Self { addr: SyncArbiter::start(threads, move || RenderActor { render }), threads }
+        let budget_mib = u32::try_from((settings.memory_budget_bytes() / MIB).max(1)).unwrap_or(u32::MAX);
+        Self {
+            addr: SyncArbiter::start(threads, move || RenderActor { render }),
+            threads,
+            budget: Arc::new(Semaphore::new(budget_mib as usize)),
+            budget_mib,
+            timeout: settings.timeout(),
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -102,10 +135,26 @@ impl ThumbnailPool {
         heights: Vec<u32>,
         limits: Limits,
     ) -> Result<Vec<Thumbnail>, RenderError> {
-        self.addr
-            .send(Render { original, heights, limits })
-            .await
-            .map_err(|e| RenderError::Unavailable(e.to_string()))?
+        let estimate = render_memory_estimate(&original, &heights, &limits);
+        let share = u32::try_from(estimate.div_ceil(MIB)).unwrap_or(u32::MAX).clamp(1, self.budget_mib);
+        let permit =
+            self.budget.clone().acquire_many_owned(share).await.map_err(|e| RenderError::Unavailable(e.to_string()))?;
+        let (started, taken) = tokio::sync::oneshot::channel();
+        let sent = self.addr.send(Render { original, heights, limits, started: Some(started) });
+        // The share is given back when the actor is done, also if this job stopped waiting.
+        let rendering = actix_rt::spawn(async move {
+            let result = sent.await;
+            drop(permit);
+            result
+        });
+        // Waiting for a free render thread is not rendering. (An error here means the pool
+        // dropped the job; the result below says why.)
+        let _ = taken.await;
+        match tokio::time::timeout(self.timeout, rendering).await {
+            Err(_) => Err(RenderError::TimedOut(self.timeout)),
+            Ok(Err(e)) => Err(RenderError::Unavailable(e.to_string())),
+            Ok(Ok(sent)) => sent.map_err(|e| RenderError::Unavailable(e.to_string()))?,
+        }
     }
 }
 
@@ -130,7 +179,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_panic_inside_a_render_is_contained_and_the_pool_keeps_working() {
         // One thread: if the panic killed it, every later render would fail.
-        let pool = ThumbnailPool::start_with(1, panics_on_request);
+        let pool = ThumbnailPool::start_with(1, &RenderSettings::default(), panics_on_request);
         for _ in 0..3 {
             let err = pool.render(Bytes::from_static(b"panic"), vec![5], Limits::default()).await;
             match err {

@@ -35,7 +35,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
         let name = config.name();
         let threads = config.threads();
         let ctx = Arc::new(JobContext {
-            pool: ThumbnailPool::start(threads),
+            pool: ThumbnailPool::start(threads, &config.render_settings),
             store,
             sink: Arc::new(RedisSink::new(conn.clone())),
             limits: config.limits(),

@@ -27,7 +27,7 @@ impl OutcomeSink for Collect {
 
 fn context(threads: usize, store: Arc<FsBlobStore>, sink: Arc<Collect>) -> Arc<JobContext> {
     Arc::new(JobContext {
-        pool: ThumbnailPool::start(threads),
+        pool: ThumbnailPool::start(threads, &Default::default()),
         store,
         sink,
         limits: Limits::default(),

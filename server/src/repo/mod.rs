@@ -777,6 +777,24 @@ impl SledRepo {
         Ok(())
     }
 
+    /// Deletes the links of `user` that their grant no longer covers: all of them when the user
+    /// is inactive or the tier has no expiring links, else those to variants the tier does not
+    /// grant. A link that died stays dead when the grant comes back. Returns how many went.
+    pub fn revoke_links_not_granted(&self, user: &UserRecord, tier: &TierRecord) -> Result<usize, RepoError> {
+        let mut revoked = 0;
+        for link in self.user_links(user.id)? {
+            if user.is_active && tier.expiring_links && tier.grants(link.variant) {
+                continue;
+            }
+            match self.delete_link(link.id) {
+                Ok(()) => revoked += 1,
+                Err(RepoError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Removes links that expired before `cutoff` (kept until then to answer 410, not 404).
     pub fn purge_links_expired_before(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<usize, RepoError> {
         let mut purged = 0;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use actix_web::{get, web, HttpResponse};
 
+use crate::auth::AdminUser;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::thumbnails::QueueHealth;
 use crate::views::Health;
@@ -72,9 +74,29 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus metrics in the text exposition format: HTTP requests and latency by route and
 /// status, jobs enqueued and completed, upload-to-ready latency, queue depth.
-#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+///
+/// For admins (Basic or Bearer, as Prometheus' `basic_auth` / `authorization` send them).
+/// With `IMAGEAPI_METRICS_BIND` set, metrics are served there instead, without
+/// authentication, and this route answers 404.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+    if state.metrics_elsewhere {
+        return Err(ApiError::NotFound);
+    }
+    Ok(render_metrics(&state).await)
+}
+
+/// The metrics, for the admin route and the separate metrics listener.
+pub async fn render_metrics(state: &AppState) -> HttpResponse {
     // Refreshes the queue gauges; a scrape while the queue is away still shows the rest.
     if let Err(e) = state.thumbnails.queue_status().await {
         tracing::debug!(error = %e, "queue gauges not refreshed");

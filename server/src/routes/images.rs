@@ -22,21 +22,38 @@ use crate::views::{ImagePage, ImageView};
 
 /// Room for multipart boundaries and part headers on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-/// After rejecting an oversized upload, read (and discard) at most this much more of the
-/// body so that the client receives the 413 instead of a reset connection.
+/// What each part costs against the body limit besides its bytes (boundary and headers), so
+/// that millions of empty parts cannot be sent for free.
+const PART_OVERHEAD: u64 = 256;
+/// An upload is one file field and perhaps a few others; more parts are refused.
+const MAX_PARTS: usize = 8;
+/// After rejecting an upload early, read (and discard) at most this much more of the body,
+/// for at most [`DRAIN_DEADLINE`], so that the client receives the answer instead of a reset
+/// connection — and a slow client cannot keep the connection busy for long.
 const DRAIN_CAP: u64 = 64 * 1024 * 1024;
+const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Suggested wait when every upload slot is busy.
+const BUSY_RETRY_AFTER_SECS: u32 = 5;
 
 /// The part of a client-supplied file name worth showing: the last path component, no
-/// control characters, at most 255 characters. Display only; never a path.
+/// control characters and no invisible formatting ones (bidi overrides that would show
+/// `evil\u{202E}gpj.exe` as `evilexe.jpg`, zero-width characters), at most 255 characters.
+/// Display only; never a path.
 fn display_name(raw: Option<&str>) -> String {
     let raw = raw.unwrap_or("");
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean: String = last.chars().filter(|&c| !c.is_control() && !is_invisible_format(c)).take(255).collect();
     if clean.trim().is_empty() {
         "image".to_owned()
     } else {
         clean
     }
+}
+
+/// Unicode format characters that change how text is shown or hide in it: bidi embeddings,
+/// overrides, isolates and marks, zero-width characters, the BOM.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// The multipart form of an upload.
@@ -48,31 +65,57 @@ pub struct UploadForm {
     image: Vec<u8>,
 }
 
-async fn drain(mut multipart: Multipart) {
-    let mut seen = 0u64;
-    while let Some(Ok(mut field)) = multipart.next().await {
-        while let Some(Ok(chunk)) = field.next().await {
-            seen += chunk.len() as u64;
+/// Reads and discards what is left of a rejected body, within [`DRAIN_CAP`] bytes and
+/// [`DRAIN_DEADLINE`] (or the upload deadline, if that comes first).
+async fn drain(mut multipart: Multipart, deadline: tokio::time::Instant) {
+    let deadline = deadline.min(tokio::time::Instant::now() + DRAIN_DEADLINE);
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(Ok(mut field)) = multipart.next().await {
+            seen += PART_OVERHEAD;
+            while let Some(Ok(chunk)) = field.next().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_CAP {
+                    return;
+                }
+            }
             if seen > DRAIN_CAP {
                 return;
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout_at(deadline, read).await;
 }
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes"))
 }
 
-/// Reads the `image` field into memory, refusing more than `limit` bytes of file and more
-/// than `limit` plus multipart overhead of body in all (other fields are read and dropped).
-async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(String, bytes::Bytes), ApiError> {
-    let malformed = |e: actix_multipart::MultipartError| ApiError::BadRequest(format!("malformed multipart body: {e}"));
+/// Reads the `image` field into memory, refusing more than `limit` bytes of file, more than
+/// [`MAX_PARTS`] parts, and more than `limit` plus multipart overhead of body in all, each
+/// part counting its bytes and [`PART_OVERHEAD`] (other fields are read and dropped). On a
+/// refusal the multipart stream is handed back, so the caller can drain it within the deadline.
+async fn read_image_field(
+    mut multipart: Multipart,
+    limit: u64,
+) -> Result<(String, bytes::Bytes), (ApiError, Option<Multipart>)> {
+    let malformed =
+        |e: actix_multipart::MultipartError| (ApiError::BadRequest(format!("malformed multipart body: {e}")), None);
     let body_limit = limit + MULTIPART_OVERHEAD;
     let mut body_bytes = 0u64;
+    let mut parts = 0usize;
     let mut found: Option<(String, BytesMut)> = None;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed)?;
+        parts += 1;
+        body_bytes += PART_OVERHEAD;
+        if parts > MAX_PARTS {
+            drop(field);
+            return Err((
+                ApiError::BadRequest(format!("an upload has at most {MAX_PARTS} multipart parts")),
+                Some(multipart),
+            ));
+        }
         let wanted = field.name() == Some("image") && found.is_none();
         let name = display_name(field.content_disposition().and_then(|cd| cd.get_filename()));
         let mut buffer = BytesMut::new();
@@ -80,8 +123,8 @@ async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(Strin
             let chunk = chunk.map_err(malformed)?;
             body_bytes += chunk.len() as u64;
             if body_bytes > body_limit || (wanted && (buffer.len() + chunk.len()) as u64 > limit) {
-                drain(multipart).await;
-                return Err(too_large(limit));
+                drop(field);
+                return Err((too_large(limit), Some(multipart)));
             }
             if wanted {
                 buffer.extend_from_slice(&chunk);
@@ -92,7 +135,7 @@ async fn read_image_field(mut multipart: Multipart, limit: u64) -> Result<(Strin
         }
     }
     let (name, buffer) =
-        found.ok_or_else(|| ApiError::field("image", "send the file in a multipart field named 'image'"))?;
+        found.ok_or_else(|| (ApiError::field("image", "send the file in a multipart field named 'image'"), None))?;
     Ok((name, buffer.freeze()))
 }
 
@@ -121,18 +164,40 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.limits.max_bytes;
+    // One deadline for all of it: waiting for a slot, then the body. Slow or stalled clients
+    // cannot hold a slot (or a drain) for ever.
+    let deadline = tokio::time::Instant::now() + state.upload_timeout;
     let multipart = Multipart::new(req.headers(), payload);
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
-        drain(multipart).await;
+        drain(multipart, deadline).await;
         return Err(too_large(limit));
     }
-    let _slot = state.upload_slots.acquire().await.map_err(ApiError::internal)?;
-    // A deadline keeps slow or stalled clients from holding an upload slot for ever.
-    let (name, bytes) =
-        tokio::time::timeout(state.upload_timeout, read_image_field(multipart, limit)).await.map_err(|_| {
-            ApiError::RequestTimeout(format!("the upload took longer than {} s", state.upload_timeout.as_secs()))
-        })??;
+    let Some(_turn) = state.uploads.user_turn(user.id) else {
+        drain(multipart, deadline).await;
+        return Err(ApiError::TooManyRequests {
+            detail: format!("you have {} uploads in progress; wait for one to finish", state.uploads.per_user()),
+            retry_after_secs: 1,
+        });
+    };
+    let Ok(Some(_slot)) = tokio::time::timeout_at(deadline, state.uploads.slot()).await else {
+        return Err(ApiError::Unavailable {
+            detail: "the server is busy with other uploads; try again shortly".to_owned(),
+            retry_after_secs: BUSY_RETRY_AFTER_SECS,
+        });
+    };
+    let timed_out =
+        || ApiError::RequestTimeout(format!("the upload took longer than {} s", state.upload_timeout.as_secs()));
+    let (name, bytes) = match tokio::time::timeout_at(deadline, read_image_field(multipart, limit)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Ok(read)) => read,
+        Ok(Err((error, rest))) => {
+            if let Some(rest) = rest {
+                drain(rest, deadline).await;
+            }
+            return Err(error);
+        }
+    };
 
     let limits = state.limits;
     let probe_input = bytes.clone();
@@ -337,6 +402,9 @@ mod tests {
         assert_eq!(display_name(Some("../../etc/passwd")), "passwd");
         assert_eq!(display_name(Some("C:\\pics\\bird.jpg")), "bird.jpg");
         assert_eq!(display_name(Some("a\u{0}b\nc.png")), "abc.png");
+        assert_eq!(display_name(Some("evil\u{202E}gpj.exe")), "evilgpj.exe");
+        assert_eq!(display_name(Some("\u{2066}x\u{2069}\u{200B}.jpg\u{FEFF}")), "x.jpg");
+        assert_eq!(display_name(Some("café ünïcødé.jpg")), "café ünïcødé.jpg");
         assert_eq!(display_name(None), "image");
         assert_eq!(display_name(Some("   ")), "image");
         assert_eq!(display_name(Some(&"x".repeat(1000))).len(), 255);

@@ -16,10 +16,40 @@ use crate::repo::{ImageRecord, ThumbState};
 use crate::routes::owned_image;
 use crate::state::AppState;
 
-/// Owners may cache their own media; access can change with the tier, so only privately.
-const OWNER_CACHE: &str = "private, max-age=3600";
-/// Expiring links can be revoked at any moment: no cache may keep a copy.
-const LINK_CACHE: &str = "no-store";
+/// Who a response goes to, which decides how it may be cached and what its ETag shows.
+#[derive(Clone, Copy)]
+enum Audience {
+    /// The owner (authenticated).
+    Owner,
+    /// Anyone holding a link, identified by its token's hash.
+    Link([u8; 32]),
+}
+
+impl Audience {
+    fn cache_control(self) -> &'static str {
+        match self {
+            // Owners may cache their own media; access can change with the tier: privately.
+            Audience::Owner => "private, max-age=3600",
+            // Links can be revoked at any moment: no cache may keep a copy.
+            Audience::Link(_) => "no-store",
+        }
+    }
+
+    /// The ETag as sent. Link holders get one derived from the link and the blob's own tag,
+    /// which changes when the bytes do but does not show the image's id.
+    fn etag(self, blob_etag: &str) -> String {
+        match self {
+            Audience::Owner => blob_etag.to_owned(),
+            Audience::Link(token_hash) => {
+                let mut input = token_hash.to_vec();
+                input.extend_from_slice(blob_etag.as_bytes());
+                let digest = sha256(&input);
+                let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("\"l-{hex}\"")
+            }
+        }
+    }
+}
 /// Suggested wait before asking again for a pending thumbnail.
 const RETRY_AFTER_SECS: u32 = 2;
 
@@ -71,26 +101,22 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag))
 }
 
-async fn serve(
-    req: &HttpRequest,
-    state: &AppState,
-    blob: Blob,
-    cache_control: &'static str,
-) -> Result<HttpResponse, ApiError> {
+async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, audience: Audience) -> Result<HttpResponse, ApiError> {
+    let etag = audience.etag(&blob.etag);
     let common = |builder: &mut actix_web::HttpResponseBuilder| {
         builder
-            .insert_header((header::ETAG, blob.etag.clone()))
-            .insert_header((header::CACHE_CONTROL, cache_control))
+            .insert_header((header::ETAG, etag.clone()))
+            .insert_header((header::CACHE_CONTROL, audience.cache_control()))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
     };
-    if etag_matches(req.headers(), &blob.etag) {
+    if etag_matches(req.headers(), &etag) {
         let mut builder = HttpResponse::NotModified();
         common(&mut builder);
         return Ok(builder.finish());
     }
     // If-Range: a range only applies while the client's copy is still current.
     let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| {
-        req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == blob.etag)
+        req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == etag)
     });
     let range = parse_range(range_header, blob.size)?;
     let body = state.store.open(&blob.key, range).await.map_err(|e| match e {
@@ -139,11 +165,11 @@ async fn serve_thumbnail(
     state: &AppState,
     image: &ImageRecord,
     height: u32,
-    cache_control: &'static str,
+    audience: Audience,
 ) -> Result<HttpResponse, ApiError> {
     match state.thumbnails.wait_for(image.id, height, state.thumbnail_wait).await? {
         ThumbState::Ready { size_bytes, .. } => {
-            serve(req, state, thumbnail_blob(image, height, size_bytes), cache_control).await
+            serve(req, state, thumbnail_blob(image, height, size_bytes), audience).await
         }
         ThumbState::Pending => Err(ApiError::Unavailable {
             detail: format!("the {height}px thumbnail is still being made; try again shortly"),
@@ -189,7 +215,7 @@ pub async fn thumbnail(
     if !tier.grants(Variant::Thumbnail(height)) {
         return Err(ApiError::Forbidden(format!("your tier does not include {height}px thumbnails")));
     }
-    serve_thumbnail(&req, &state, &image, height.get(), OWNER_CACHE).await
+    serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
 }
 
 /// The original bytes, exactly as uploaded (tiers with the original link).
@@ -219,7 +245,7 @@ pub async fn original(
     if !tier.original_link {
         return Err(ApiError::Forbidden("your tier does not include original downloads".to_owned()));
     }
-    serve(&req, &state, original_blob(&image), OWNER_CACHE).await
+    serve(&req, &state, original_blob(&image), Audience::Owner).await
 }
 
 /// Fetch through an expiring link; no authentication.
@@ -252,13 +278,20 @@ pub async fn public_link(
     let repo = &state.repo;
     let user = repo.user(link.owner)?;
     let (tier, image) = (repo.tier(&user.tier)?, repo.image(link.image_id)?);
-    // The link dies with the owner's grant: inactive owner, tier without links or variant.
+    // The link dies with the owner's grant (inactive owner, tier without links or variant),
+    // for good: it is deleted, so it does not come back with the grant.
     if !user.is_active || !tier.expiring_links || !tier.grants(link.variant) {
+        let id = link.id;
+        match state.repo(move |repo| repo.delete_link(id)).await {
+            Ok(()) | Err(ApiError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        state.flush().await?;
         return Err(ApiError::NotFound);
     }
     match link.variant {
-        Variant::Original => serve(&req, &state, original_blob(&image), LINK_CACHE).await,
-        Variant::Thumbnail(h) => serve_thumbnail(&req, &state, &image, h.get(), LINK_CACHE).await,
+        Variant::Original => serve(&req, &state, original_blob(&image), Audience::Link(hash)).await,
+        Variant::Thumbnail(h) => serve_thumbnail(&req, &state, &image, h.get(), Audience::Link(hash)).await,
     }
 }
 

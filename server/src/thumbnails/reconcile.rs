@@ -1,5 +1,6 @@
 //! Tier changes reaching existing images: heights the tier grants but an image lacks become
-//! pending with a job in the outbox. (Heights no longer granted are hidden at read time; their
+//! pending with a job in the outbox, and expiring links the tier no longer covers are deleted
+//! (a link that died stays dead). (Heights no longer granted are hidden at read time; their
 //! thumbnails are kept in case the grant comes back.)
 
 use std::sync::Arc;
@@ -41,11 +42,16 @@ impl Thumbnails {
             Err(e) => return Err(e),
         };
         let tier_id = user.tier.clone();
-        let heights: Vec<u32> = match self.blocking(move |repo| repo.tier(&tier_id)).await {
-            Ok(tier) => tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+        let tier = match self.blocking(move |repo| repo.tier(&tier_id)).await {
+            Ok(tier) => tier,
             Err(RepoError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
+        let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+        let revoked = self.blocking(move |repo| repo.revoke_links_not_granted(&user, &tier)).await?;
+        if revoked > 0 {
+            tracing::info!(user = %user_id, links = revoked, "deleted links the new tier no longer grants");
+        }
         let mut cursor = None;
         loop {
             let page = self.blocking(move |repo| repo.user_images(user_id, cursor, RECONCILE_BATCH)).await?;

@@ -23,7 +23,7 @@ mod test_support;
 
 pub use cores::set_thread_budget;
 pub use probe::{probe, Probe, ProbeError};
-pub use thumbnail::{make_thumbnails, Original, Thumbnail, ThumbnailError};
+pub use thumbnail::{make_thumbnails, render_memory_estimate, Original, Thumbnail, ThumbnailError};
 
 use image::metadata::Orientation;
 
@@ -100,11 +100,14 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Maximum width and maximum height.
     pub max_side: u32,
+    /// Maximum number of scans in a JPEG (progressive files have several; see [`Limits::check_scans`]).
+    pub max_scans: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 25 * 1024 * 1024, max_pixels: 100_000_000, max_side: 30_000 }
+        // 64 scans: the corpus' progressive photos have 10 and 12, libjpeg's default script 10.
+        Limits { max_bytes: 25 * 1024 * 1024, max_pixels: 100_000_000, max_side: 30_000, max_scans: 64 }
     }
 }
 
@@ -120,6 +123,15 @@ impl Limits {
                 "image is {width}x{height} px ({pixels} pixels); the limit is {} pixels",
                 self.max_pixels
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks a JPEG's scan count: decoding costs time in proportion to the scans, and a small
+    /// file can carry thousands of them.
+    pub(crate) fn check_scans(&self, scans: u32) -> Result<(), String> {
+        if scans > self.max_scans {
+            return Err(format!("the JPEG has {scans} scans; the limit is {}", self.max_scans));
         }
         Ok(())
     }

@@ -36,8 +36,8 @@ pub enum ProbeError {
 ///
 /// Order: byte size (before anything else, so an oversized body costs nothing), format by magic
 /// bytes, header via the image crate (dimensions only), side and pixel limits (so a header
-/// declaring 60000x60000 is `TooLarge` before any allocation), structural completeness, and
-/// EXIF orientation.
+/// declaring 60000x60000 is `TooLarge` before any allocation), structural completeness (with
+/// the scan count of a JPEG against its limit), and EXIF orientation.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ProbeError> {
     limits.check_bytes(bytes.len()).map_err(ProbeError::TooLarge)?;
     let format = ImageFormat::detect(bytes).ok_or_else(|| ProbeError::Unsupported(unsupported_message(bytes)))?;
@@ -61,10 +61,13 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ProbeError> {
     }
 
     match format {
-        ImageFormat::Jpeg => structure::check_jpeg(bytes),
-        ImageFormat::Png => structure::check_png(bytes),
+        ImageFormat::Jpeg => {
+            let mut scans = 0u32;
+            structure::walk_jpeg(bytes, |marker| scans += u32::from(marker == 0xDA)).map_err(ProbeError::Corrupt)?;
+            limits.check_scans(scans).map_err(ProbeError::TooLarge)?;
+        }
+        ImageFormat::Png => structure::check_png(bytes).map_err(ProbeError::Corrupt)?,
     }
-    .map_err(ProbeError::Corrupt)?;
 
     let (width, height) =
         if swaps_dimensions(read_orientation(&mut decoder)) { (height, width) } else { (width, height) };

@@ -83,6 +83,7 @@ pub(crate) fn walk_jpeg(bytes: &[u8], mut visit: impl FnMut(u8)) -> Result<(), S
 }
 
 /// Checks that a JPEG is complete (see [`walk_jpeg`]).
+#[cfg(test)]
 pub(crate) fn check_jpeg(bytes: &[u8]) -> Result<(), String> {
     walk_jpeg(bytes, |_| {})
 }

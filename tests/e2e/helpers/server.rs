@@ -101,6 +101,8 @@ pub struct ServerOptions {
     pub thumbnail_wait_secs: Option<u64>,
     /// `IMAGEAPI_REDIS_URL`: jobs go to Redis for worker processes (see `scale`).
     pub redis_url: Option<String>,
+    /// Any other `IMAGEAPI_*` settings, as (variable, value).
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// One running server process.
@@ -202,6 +204,9 @@ impl TestApp {
         if let Some(url) = &options.redis_url {
             command.env("IMAGEAPI_REDIS_URL", url);
         }
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
         if test_log {
             if std::env::var_os("RUST_LOG").is_none() {
                 command.env("RUST_LOG", "info");
@@ -275,6 +280,16 @@ impl TestApp {
         );
         self.address = address.clone();
         self.server = Some(ServerProcess { child, address });
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().expect("a running server").child.id()
+    }
+
+    /// The server's resident memory now and at its peak (VmRSS, VmHWM), in MiB.
+    pub fn memory_mib(&self) -> (u64, u64) {
+        process_memory_mib(self.pid())
     }
 
     /// SIGKILL the server (no graceful shutdown) and wait for it to be gone.
@@ -385,6 +400,21 @@ pub(super) fn without_imageapi_env(command: &mut Command) {
             command.env_remove(key);
         }
     }
+}
+
+/// (VmRSS, VmHWM) of a process in MiB, from /proc.
+pub fn process_memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// 32 hex characters from the std library's per-process random hash keys.

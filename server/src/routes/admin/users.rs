@@ -169,7 +169,7 @@ pub async fn update(
     let tier_changed = tier.is_some();
     state
         .repo(move |repo| {
-            repo.update_user(id, |user| {
+            let user = repo.update_user(id, |user| {
                 if let Some(tier) = &tier {
                     user.tier = tier.clone();
                 }
@@ -183,7 +183,13 @@ pub async fn update(
                     user.password_hash = hash.clone();
                     user.credentials_version += 1;
                 }
-            })
+            })?;
+            // Deactivation kills the user's links for good (a tier change is reconciled in
+            // the background, links included).
+            if is_active == Some(false) {
+                repo.revoke_links_not_granted(&user, &repo.tier(&user.tier)?)?;
+            }
+            Ok(())
         })
         .await?;
     state.flush().await?;

@@ -68,7 +68,7 @@ pub(super) fn decode_scaled(
 
 /// The smallest reduced scale (1/8, 1/4 or 1/2, as eighths) whose output covers
 /// `min_width` × `min_height`; `None` when only full size does.
-fn reduced_scale(width: u32, height: u32, min_width: u32, min_height: u32) -> Option<u32> {
+pub(super) fn reduced_scale(width: u32, height: u32, min_width: u32, min_height: u32) -> Option<u32> {
     [1, 2, 4]
         .into_iter()
         .find(|&eighths| (width * eighths).div_ceil(8) >= min_width && (height * eighths).div_ceil(8) >= min_height)

@@ -1,0 +1,68 @@
+//! Settings read by both the server and the workers, defined once: the same variables, flags,
+//! defaults and help text on both sides.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::pipeline::Limits;
+
+/// The image limits: checked at upload (from the header) and again before a worker decodes.
+#[derive(Debug, Clone, Args)]
+pub struct LimitSettings {
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "IMAGEAPI_MAX_UPLOAD_BYTES", default_value_t = Limits::default().max_bytes, global = true)]
+    pub max_upload_bytes: u64,
+    /// Largest accepted image in pixels (width × height).
+    #[arg(long, env = "IMAGEAPI_MAX_PIXELS", default_value_t = Limits::default().max_pixels, global = true)]
+    pub max_pixels: u64,
+    /// Largest accepted width or height in pixels.
+    #[arg(long, env = "IMAGEAPI_MAX_SIDE", default_value_t = Limits::default().max_side, global = true)]
+    pub max_side: u32,
+    /// Most scans a (progressive) JPEG may have. Real encoders write 1 to about 12; files with
+    /// hundreds cost a decoder time in proportion, so they are refused at upload (413).
+    #[arg(long, env = "IMAGEAPI_MAX_JPEG_SCANS", default_value_t = Limits::default().max_scans, global = true)]
+    pub max_jpeg_scans: u32,
+}
+
+impl LimitSettings {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bytes: self.max_upload_bytes,
+            max_pixels: self.max_pixels,
+            max_side: self.max_side,
+            max_scans: self.max_jpeg_scans.max(1),
+        }
+    }
+}
+
+/// How thumbnail rendering is bounded, wherever it runs (worker processes, or the server in
+/// embedded mode).
+#[derive(Debug, Clone, Args)]
+pub struct RenderSettings {
+    /// Memory the renders of one process may use together, in MiB. Each job is estimated from
+    /// its headers before it starts and waits until its share is free; a job larger than the
+    /// whole budget runs alone. The default fits the largest image the default limits accept
+    /// (100 megapixels of 16-bit RGBA PNG: about 1.2 GB).
+    #[arg(long, env = "IMAGEAPI_RENDER_MEMORY_MB", default_value_t = 1536, global = true)]
+    pub render_memory_mb: u64,
+    /// Longest time one render may take; then the job's thumbnails end `failed` with the reason.
+    #[arg(long, env = "IMAGEAPI_RENDER_TIMEOUT_SECS", default_value_t = 60, global = true)]
+    pub render_timeout_secs: u64,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        Self { render_memory_mb: 1536, render_timeout_secs: 60 }
+    }
+}
+
+impl RenderSettings {
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.render_memory_mb.max(1).saturating_mul(1024 * 1024)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.render_timeout_secs.max(1))
+    }
+}
