@@ -19,7 +19,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
-BIN = ROOT / "target" / "release"
+# Another build can be measured with IMAGEAPI_BENCH_BIN=/path/to/target/release.
+BIN = pathlib.Path(os.environ.get("IMAGEAPI_BENCH_BIN", ROOT / "target" / "release"))
 ADMIN = ("admin", "bench-admin-password")
 
 
@@ -44,11 +45,12 @@ def multipart(data, filename="image.jpg", boundary="imageapibench"):
 class Client:
     """One keep-alive HTTP/1.1 connection; reconnects after an error."""
 
-    def __init__(self, base, authorization=None, timeout=60):
+    def __init__(self, base, authorization=None, timeout=60, source=None):
         m = re.match(r"http://([^:/]+):(\d+)", base)
         self.host, self.port = m.group(1), int(m.group(2))
         self.authorization = authorization
         self.timeout = timeout
+        self.source = (source, 0) if source else None
         self.conn = None
 
     def request(self, method, path, body=None, content_type=None, headers=None):
@@ -60,7 +62,8 @@ class Client:
             h["Content-Type"] = content_type
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                       source_address=self.source)
             try:
                 self.conn.request(method, path, body=body, headers=h)
                 resp = self.conn.getresponse()
