@@ -1,11 +1,12 @@
 //! Configuration: `IMAGEAPI_*` environment variables or the matching flags. Every setting has a
 //! default, so the server runs with no configuration at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use imageapi_shared::pipeline::Limits;
 use imageapi_shared::settings::{LimitSettings, RenderSettings};
+use imageapi_shared::store::StoreSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +25,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API (the default).
     Serve,
+    /// Copy every blob of the configured store into another (`s3://bucket/prefix` or a
+    /// directory), verifying sizes; blobs already there with the right size are skipped, so an
+    /// interrupted run resumes. Run it with the server stopped (or no uploads), then point
+    /// IMAGEAPI_BLOB_URL / IMAGEAPI_BLOB_DIR at the new store.
+    MigrateStore {
+        /// The destination store.
+        #[arg(long)]
+        to: String,
+    },
     /// Create an admin user (or make an existing user an admin and set their password).
     /// The server must not be running on the same data dir.
     Createsuperuser {
@@ -40,12 +50,9 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "IMAGEAPI_BIND", default_value = "127.0.0.1:8000", global = true)]
     pub bind: String,
-    /// Folder for the sled database and, by default, the blob store.
-    #[arg(long, env = "IMAGEAPI_DATA_DIR", default_value = "./data", global = true)]
-    pub data_dir: PathBuf,
-    /// Folder for originals and thumbnails (default: DATA_DIR/blobs).
-    #[arg(long, env = "IMAGEAPI_BLOB_DIR", global = true)]
-    pub blob_dir: Option<PathBuf>,
+    /// Data dir, blob directory or S3 bucket.
+    #[command(flatten)]
+    pub store: StoreSettings,
     /// Base of every link the API returns (default: http:// + the bound address).
     #[arg(long, env = "IMAGEAPI_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -114,12 +121,12 @@ impl Config {
         self.limit_settings.limits()
     }
 
-    pub fn blob_dir(&self) -> PathBuf {
-        self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
+    pub fn data_dir(&self) -> &Path {
+        &self.store.data_dir
     }
 
     pub fn db_dir(&self) -> PathBuf {
-        self.data_dir.join("db")
+        self.store.data_dir.join("db")
     }
 
     pub fn login_limits(&self) -> crate::login_limits::LoginLimits {

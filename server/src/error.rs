@@ -203,7 +203,17 @@ impl From<crate::passwords::PoolError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            // The store (S3) is away: the client may try again; nothing was recorded.
+            StoreError::Unavailable { .. } => {
+                tracing::error!(error = %e, "blob store unavailable");
+                Self::Unavailable {
+                    detail: "the blob store is unavailable; try again shortly".into(),
+                    retry_after_secs: 5,
+                }
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! one place ([`error`]).
 
 pub mod auth;
+pub mod blobs;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -2,14 +2,16 @@
 
 use clap::Parser;
 use imageapi_server::config::{Cli, Command};
-use imageapi_server::{startup, superuser, telemetry};
+use imageapi_server::{blobs, startup, superuser, telemetry};
 
 fn main() -> std::process::ExitCode {
     telemetry::init();
     imageapi_shared::malloc::tune_for_servers();
+    imageapi_shared::store::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Serve) => startup::serve(cli.config),
+        Some(Command::MigrateStore { to }) => blobs::migrate_command(&cli.config, &to),
         Some(Command::Createsuperuser { username, password_stdin }) => {
             superuser::run(&cli.config, &username, password_stdin)
         }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use imageapi_shared::store::{BlobStore, FsBlobStore};
 use imageapi_worker::redis::results::ResultsReader;
 use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
@@ -64,8 +63,8 @@ pub struct Application {
 impl Application {
     /// Opens everything and binds the listener; serving starts with [`Self::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(config.data_dir())
+            .with_context(|| format!("creating the data dir {}", config.data_dir().display()))?;
         let repo = Arc::new(SledRepo::open_with_cache(&config.db_dir(), config.db_cache_mb * 1024 * 1024)?);
         repo.seed_builtin_tiers()?;
         let passwords = Arc::new(
@@ -73,10 +72,7 @@ impl Application {
                 .context("starting the password threads")?,
         );
         superuser::ensure_bootstrap_admin(&repo, &passwords, &config).await?;
-        let store: Arc<dyn BlobStore> = Arc::new(
-            FsBlobStore::open(config.blob_dir())
-                .with_context(|| format!("opening the blob store at {}", config.blob_dir().display()))?,
-        );
+        let (store, marker) = crate::blobs::open_checked(&config.store, &repo).await?;
 
         let metrics = ServerMetrics::new()?;
         let shutdown = CancellationToken::new();
@@ -87,12 +83,17 @@ impl Application {
         let thumbnails = match &config.redis_url {
             Some(url) => {
                 let conn = imageapi_worker::redis::connect(url)?;
-                let queue = Arc::new(imageapi_worker::redis::RedisQueue::new(conn));
+                let queue = Arc::new(imageapi_worker::redis::RedisQueue::new(conn.clone()));
                 let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone()));
                 // Its own connection: a blocking read would hold up every other command on a
                 // shared (multiplexed) one.
                 let reader = ResultsReader::new(imageapi_worker::redis::connect(url)?);
                 thumbnails::spawn_redis_tasks(thumbnails.clone(), reader);
+                actix_web::rt::spawn(imageapi_worker::redis::store_check::keep_publishing(
+                    conn.clone(),
+                    marker.clone(),
+                    shutdown.clone(),
+                ));
                 tracing::info!("thumbnail jobs go to Redis for imageapi-worker processes");
                 thumbnails
             }
@@ -161,7 +162,7 @@ impl Application {
             }
             None => None,
         };
-        tracing::info!(%local, workers = threads, data_dir = %config.data_dir.display(), "imageapi-server started");
+        tracing::info!(%local, workers = threads, data_dir = %config.data_dir().display(), store = %marker.location, "imageapi-server started");
         Ok(Self { server, metrics_server, local_url, repo, shutdown, grace, worker, _idle_queue: idle_queue, state })
     }
 

@@ -74,7 +74,7 @@ pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, c
 /// `imageapi-server createsuperuser --username NAME [--password-stdin]`.
 pub fn run(config: &Config, username: &str, password_stdin: bool) -> anyhow::Result<()> {
     Username::parse(username).map_err(|e| anyhow::anyhow!("username {e}"))?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(config.data_dir()).with_context(|| format!("creating {}", config.data_dir().display()))?;
     let repo = match SledRepo::open(&config.db_dir()) {
         Err(RepoError::Locked { path }) => bail!(
             "the database at {path} is in use by a running imageapi-server. Stop it first, or create the admin \

@@ -357,6 +357,10 @@ pub struct QueueWorkerView {
     pub heartbeat_age_secs: i64,
     /// Jobs the worker holds now.
     pub jobs: Vec<QueueJobView>,
+    /// `ok`, or `misconfigured` for a worker that takes no jobs (see `problem`).
+    pub status: &'static str,
+    /// Why a misconfigured worker takes no jobs (it does not see the server's blob store).
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -55,6 +55,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
     };
     state.repo.insert_link(&link, &hash).expect("link");
     let url = format!("{base}/l/{token}");
+    imageapi_shared::store::install_tls_provider();
     let client = reqwest::Client::new();
 
     let fresh = client.get(&url).send().await.expect("request");

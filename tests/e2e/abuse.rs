@@ -16,6 +16,7 @@ use crate::helpers::{id_of, spawn_app, spawn_app_with, ServerOptions, TestApp, T
 
 /// A client whose connections come from `address` (any of 127/8 reaches the server).
 fn client_from(address: Ipv4Addr) -> reqwest::blocking::Client {
+    crate::helpers::install_tls_provider();
     reqwest::blocking::Client::builder()
         .no_proxy()
         .local_address(IpAddr::V4(address))

@@ -17,6 +17,7 @@ mod load;
 mod pipeline;
 mod queue;
 mod restart;
+mod s3;
 mod scale_out;
 mod service;
 mod tiers;

@@ -131,6 +131,9 @@ pub struct QueueWorker {
     pub name: String,
     pub heartbeat_age_secs: i64,
     pub jobs: Vec<QueueJob>,
+    /// Why the worker takes no jobs (a worker that does not see the server's blob store).
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -178,6 +181,9 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str, credentials: Credentials) -> anyhow::Result<Self> {
+        // reqwest's rustls has no built-in provider here (the workspace avoids aws-lc-rs'
+        // C build); ring is it. Idempotent. It also lets the TUI reach an https:// server.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))

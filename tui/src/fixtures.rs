@@ -121,8 +121,15 @@ pub fn queue() -> Queue {
                 name: "host-a-101".into(),
                 heartbeat_age_secs: 1,
                 jobs: vec![QueueJob { job: "01JOBRUN".into(), image_id: Some("01IMAGEBIRD".into()) }],
+                problem: None,
             },
-            QueueWorker { name: "host-b-202".into(), heartbeat_age_secs: 40, jobs: vec![] },
+            QueueWorker { name: "host-b-202".into(), heartbeat_age_secs: 40, jobs: vec![], problem: None },
+            QueueWorker {
+                name: "host-c-303".into(),
+                heartbeat_age_secs: 2,
+                jobs: vec![],
+                problem: Some("this worker's blob store (directory /srv/blobs) has no store marker".into()),
+            },
         ],
         failed_jobs: vec![FailedJob {
             job: "01JOBFAILED".into(),

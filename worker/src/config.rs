@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use imageapi_shared::pipeline::Limits;
 use imageapi_shared::settings::{LimitSettings, RenderSettings};
+use imageapi_shared::store::StoreSettings;
 
 #[derive(Debug, Parser)]
 #[command(name = "imageapi-worker", version, about = "Makes thumbnails for imageapi-server from the Redis job queue")]
@@ -52,9 +53,10 @@ pub struct WorkerConfig {
     /// The Redis the server enqueues to (required to consume jobs).
     #[arg(long, env = "IMAGEAPI_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
-    /// The blob store shared with the server (originals are read, thumbnails written).
-    #[arg(long, env = "IMAGEAPI_BLOB_DIR", default_value = "./data/blobs", global = true)]
-    pub blob_dir: PathBuf,
+    /// The blob store shared with the server (originals are read, thumbnails written): the
+    /// same settings as the server's.
+    #[command(flatten)]
+    pub store: StoreSettings,
     /// Render threads (default: the number of cores).
     #[arg(long, env = "IMAGEAPI_WORKER_THREADS", global = true)]
     pub threads: Option<usize>,

@@ -29,8 +29,9 @@ use tokio_util::sync::CancellationToken;
 use crate::job::{run_job, JobContext};
 use crate::queue::{FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
 
-/// Immediate in-process retries of a job whose failure was transient (store or report I/O).
-const RETRIES: usize = 3;
+/// In-process retries of a job whose failure was transient (blob store or report I/O): five
+/// attempts in all, attempt n waiting n seconds before the next, as with Redis.
+const RETRIES: usize = 4;
 const WORKER_NAME: &str = "embedded";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,12 @@ impl JobQueue for EmbeddedQueue {
             running: running.len() as u64,
             done: book.done,
             failed: book.failed.len() as u64,
-            workers: vec![WorkerInfo { name: WORKER_NAME.into(), last_heartbeat: Utc::now(), jobs: running }],
+            workers: vec![WorkerInfo {
+                name: WORKER_NAME.into(),
+                last_heartbeat: Utc::now(),
+                jobs: running,
+                problem: None,
+            }],
             failed_jobs: book.failed.values().take(FAILED_JOBS_SHOWN).map(|(failed, _)| failed.clone()).collect(),
         })
     }
@@ -202,6 +208,9 @@ async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt
             } else {
                 tracing::warn!(error = %e, job = %job.id, "thumbnail job failed; retrying");
                 handler.ctx.metrics.retries.inc();
+                // A store that is away for a moment (S3 restarting) should not exhaust the
+                // attempts at once.
+                tokio::time::sleep(std::time::Duration::from_secs(attempt.current() as u64)).await;
             }
             Err(e.into())
         }

@@ -22,6 +22,12 @@ use crate::pool::{RenderError, ThumbnailPool};
 #[async_trait]
 pub trait OutcomeSink: Send + Sync + 'static {
     async fn report(&self, report: JobReport) -> anyhow::Result<()>;
+
+    /// Whether the job is still wanted (its image not deleted since). Asked only when the
+    /// original is missing; a sink that cannot tell says yes, and the job is retried.
+    async fn is_wanted(&self, _job: &ThumbnailJob) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// What a job needs; shared by all jobs of a worker.
@@ -48,7 +54,16 @@ pub enum JobError {
 #[tracing::instrument(skip_all, fields(job = %job.id, image = %job.image_id, heights = ?job.heights))]
 pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError> {
     let started = Instant::now();
-    let outcomes = make_thumbnails(&job, ctx).await?;
+    let outcomes = match make_thumbnails(&job, ctx).await {
+        Err(JobError::Store(StoreError::NotFound(key))) => {
+            if !ctx.sink.is_wanted(&job).await.map_err(JobError::Report)? {
+                tracing::debug!("the image was deleted after its job was queued; nothing to make");
+                return Ok(());
+            }
+            return Err(JobError::Store(StoreError::NotFound(key)));
+        }
+        other => other?,
+    };
     let duration = started.elapsed();
     ctx.metrics.job_duration.observe(duration.as_secs_f64());
     let failed = outcomes.iter().any(|o| matches!(o.result, ThumbnailResult::Failed { .. }));
@@ -66,12 +81,10 @@ pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError
 
 /// Renders and stores every height; a bad image becomes `failed` outcomes, not an error.
 async fn make_thumbnails(job: &ThumbnailJob, ctx: &JobContext) -> Result<Vec<ThumbnailOutcome>, JobError> {
-    let original = match ctx.store.get(&BlobKey::original(job.image_id)).await {
-        Ok(bytes) => bytes,
-        // The image was deleted after the job was queued: nothing to make.
-        Err(StoreError::NotFound(_)) => return Ok(all_failed(job, "the original is missing")),
-        Err(e) => return Err(e.into()),
-    };
+    // A missing original is the store's fault, not the image's: this worker may not see the
+    // server's store. The job is retried (then kept in the dead set for an admin), and the
+    // thumbnails stay pending — unless the image was deleted meanwhile (see `run_job`).
+    let original = ctx.store.get(&BlobKey::original(job.image_id)).await?;
     match ctx.pool.render(original, job.heights.clone(), ctx.limits).await {
         Ok(thumbnails) => {
             let mut outcomes = Vec::with_capacity(thumbnails.len());

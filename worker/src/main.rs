@@ -9,6 +9,7 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     imageapi_shared::malloc::tune_for_servers();
+    imageapi_shared::store::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Run) => imageapi_worker::service::run(cli.config),

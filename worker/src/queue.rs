@@ -56,6 +56,8 @@ pub struct WorkerInfo {
     pub last_heartbeat: DateTime<Utc>,
     /// Jobs the worker holds now.
     pub jobs: Vec<JobRef>,
+    /// Why the worker takes no jobs (it does not see the server's blob store), if it does not.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use imageapi_shared::store::{BlobStore, FsBlobStore};
+use imageapi_shared::store::BlobStore;
 use prometheus::Registry;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
@@ -18,6 +19,7 @@ use crate::metrics::{self, WorkerMetrics};
 use crate::pool::ThumbnailPool;
 use crate::redis::consumer::{self, ConsumerConfig};
 use crate::redis::results::RedisSink;
+use crate::redis::store_check::{self, StoreStatus};
 
 pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let Some(redis_url) = config.redis_url.clone() else {
@@ -28,11 +30,19 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
         let registry = Registry::new();
         let metrics = WorkerMetrics::register(&registry)?;
         let conn = crate::redis::connect(&redis_url)?;
-        let store: Arc<dyn BlobStore> = Arc::new(
-            FsBlobStore::open(&config.blob_dir)
-                .with_context(|| format!("opening the blob store at {}", config.blob_dir.display()))?,
-        );
+        let store: Arc<dyn BlobStore> = config.store.open()?;
         let name = config.name();
+        let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));
+        let shutdown = CancellationToken::new();
+        let (store_status, store_seen) = watch::channel(StoreStatus::Unchecked);
+        actix_rt::spawn(store_check::watch_store(
+            store.clone(),
+            conn.clone(),
+            name.clone(),
+            heartbeat,
+            store_status,
+            shutdown.clone(),
+        ));
         let threads = config.threads();
         let ctx = Arc::new(JobContext {
             pool: ThumbnailPool::start(threads, &config.render_settings),
@@ -47,11 +57,13 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("binding the metrics endpoint {}", config.metrics_bind))?;
         let metrics_addr = listener.local_addr()?;
         let registry = web::Data::new(registry);
+        let health = web::Data::new(store_seen.clone());
         let http = HttpServer::new(move || {
-            App::new().app_data(registry.clone()).route("/metrics", web::get().to(render_metrics)).route(
-                "/healthz",
-                web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
-            )
+            App::new()
+                .app_data(registry.clone())
+                .app_data(health.clone())
+                .route("/metrics", web::get().to(render_metrics))
+                .route("/healthz", web::get().to(healthz))
         })
         .workers(1)
         // This process handles SIGTERM itself, to drain jobs before the endpoint goes away.
@@ -61,7 +73,6 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
         let http_handle = http.handle();
         actix_rt::spawn(http);
 
-        let shutdown = CancellationToken::new();
         spawn_signal_listener(shutdown.clone());
         println!("imageapi-worker {name} ready ({threads} render threads); metrics on http://{metrics_addr}/metrics");
         use std::io::Write;
@@ -71,14 +82,28 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
             name,
             concurrency: config.concurrency(),
             poll_interval: config.poll_interval(),
-            heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
+            heartbeat,
             max_attempts: usize::from(config.max_attempts),
         };
-        consumer::run(ctx, conn, consumer_config, shutdown).await;
+        consumer::run(ctx, conn, consumer_config, store_seen, shutdown).await;
         tracing::info!("stopped taking jobs; running jobs finished; exiting");
         http_handle.stop(true).await;
         Ok(())
     })
+}
+
+/// 200 while the worker takes jobs; 503 with the reason while it does not (it does not see the
+/// server's blob store, or has not checked yet).
+async fn healthz(status: web::Data<watch::Receiver<StoreStatus>>) -> HttpResponse {
+    let current = status.borrow().clone();
+    match current {
+        StoreStatus::Same => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        StoreStatus::Unchecked => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "starting", "problem": "the blob store has not been checked yet"})),
+        StoreStatus::Problem(problem) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "misconfigured", "problem": problem}))
+        }
+    }
 }
 
 async fn render_metrics(registry: web::Data<Registry>) -> HttpResponse {

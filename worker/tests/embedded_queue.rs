@@ -11,7 +11,7 @@ use imageapi_shared::domain::JobId;
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::{ImageFormat, Limits};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
-use imageapi_worker::{embedded, JobContext, JobQueue, OutcomeSink, ThumbnailPool, WorkerMetrics};
+use imageapi_worker::{embedded, JobContext, JobQueue, OutcomeSink, QueueSnapshot, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -96,8 +96,24 @@ async fn a_pushed_job_is_rendered_stored_and_reported_per_height() {
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("worker stops").expect("join");
 }
 
+/// The queue's snapshot once one job is in the failed list (five attempts, attempt n waiting
+/// n seconds: about 10 s), or after 20 s.
+async fn after_one_failed(queue: &impl JobQueue) -> QueueSnapshot {
+    let mut snapshot = queue.snapshot().await.expect("snapshot");
+    for _ in 0..800 {
+        if snapshot.failed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        snapshot = queue.snapshot().await.expect("snapshot");
+    }
+    snapshot
+}
+
 #[actix_rt::test]
-async fn a_job_for_a_missing_original_reports_failure_instead_of_retrying_forever() {
+async fn a_job_for_a_missing_original_is_retried_then_listed_failed_without_failing_its_thumbnails() {
+    // A missing original says the store is wrong or away, not that the image is bad: no
+    // `failed` thumbnails, but retries and then the failed list, for an admin.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
     let sink = Arc::new(Collect::default());
@@ -108,8 +124,11 @@ async fn a_job_for_a_missing_original_reports_failure_instead_of_retrying_foreve
 
     let gone = ImageId::from_ulid(ulid::Ulid::new());
     queue.push(&[job(gone, ImageFormat::Jpeg, vec![200])]).await.expect("push");
-    let outcomes = outcomes_after(&sink, 1).await;
-    assert!(matches!(&outcomes[0].result, ThumbnailResult::Failed { reason } if reason.contains("missing")));
+    let snapshot = after_one_failed(&queue).await;
+    assert_eq!(snapshot.failed, 1, "the job ends in the failed list: {snapshot:?}");
+    assert_eq!(snapshot.failed_jobs[0].attempts, 5, "{snapshot:?}");
+    assert!(snapshot.failed_jobs[0].reason.contains("not found"), "{snapshot:?}");
+    assert!(sink.0.lock().expect("lock").is_empty(), "no outcome is reported for a job whose original is missing");
     shutdown.cancel();
 }
 
@@ -133,17 +152,10 @@ async fn a_job_failing_every_attempt_is_listed_as_failed_and_an_admin_retry_runs
     let failing = job(id, ImageFormat::Png, vec![20]);
     queue.push(std::slice::from_ref(&failing)).await.expect("push");
 
-    let mut snapshot = queue.snapshot().await.expect("snapshot");
-    for _ in 0..200 {
-        if snapshot.failed == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        snapshot = queue.snapshot().await.expect("snapshot");
-    }
+    let snapshot = after_one_failed(&queue).await;
     assert_eq!((snapshot.failed, snapshot.pending, snapshot.running), (1, 0, 0), "{snapshot:?}");
     let listed = &snapshot.failed_jobs[0];
-    assert_eq!((listed.job, listed.attempts), (failing.id, 4), "one attempt and three retries");
+    assert_eq!((listed.job, listed.attempts), (failing.id, 5), "one attempt and four retries");
     assert!(listed.reason.contains("blob store"), "{}", listed.reason);
     assert!(sink.0.lock().expect("lock").is_empty(), "nothing reported for a job that never finished");
     queue.push(std::slice::from_ref(&failing)).await.expect("push again");

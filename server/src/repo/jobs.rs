@@ -44,6 +44,11 @@ impl SledRepo {
         Ok(ids)
     }
 
+    /// Whether the job is still in the outbox (not applied, and its image not deleted).
+    pub fn in_outbox(&self, job: JobId) -> Result<bool, RepoError> {
+        Ok(self.outbox.contains_key(job.to_bytes())?)
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }

@@ -147,6 +147,9 @@ pub struct SledRepo {
 /// alone outgrow a small server; pict-rs uses 64 MiB too.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// In sled's default tree, beside the named trees.
+const STORE_MARKER_KEY: &[u8] = b"store_marker";
+
 impl SledRepo {
     /// Opens (or creates) the database with the default cache.
     pub fn open(path: &Path) -> Result<Self, RepoError> {
@@ -229,6 +232,18 @@ impl SledRepo {
 
     pub fn check(&self) -> Result<(), RepoError> {
         self.tiers.get(TierId::BASIC)?;
+        Ok(())
+    }
+
+    /// The id of the blob store this metadata belongs to (see
+    /// [`imageapi_shared::store::StoreMarker`]), once recorded.
+    pub fn store_marker(&self) -> Result<Option<String>, RepoError> {
+        Ok(self.db.get(STORE_MARKER_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records the blob store's id; durable when the next flush returns.
+    pub fn record_store_marker(&self, id: &str) -> Result<(), RepoError> {
+        self.db.insert(STORE_MARKER_KEY, id.as_bytes())?;
         Ok(())
     }
 

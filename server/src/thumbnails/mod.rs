@@ -235,6 +235,11 @@ impl OutcomeSink for DirectSink {
     async fn report(&self, report: JobReport) -> anyhow::Result<()> {
         Ok(self.0.apply_reports(vec![report]).await?)
     }
+
+    async fn is_wanted(&self, job: &ThumbnailJob) -> anyhow::Result<bool> {
+        // A point read of sled's cache, as on the request paths.
+        Ok(self.0.repo.in_outbox(job.id)?)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobBody, BlobKey, BlobStore, ByteRange, StoreError, WHOLE_BODY_MAX};
+use futures_util::stream::BoxStream;
+
+use super::{BlobBody, BlobInfo, BlobKey, BlobStore, ByteRange, StoreError, WHOLE_BODY_MAX};
 use crate::domain::ImageId;
 
 /// Chunk size when streaming a blob to a client.
@@ -171,6 +173,61 @@ impl BlobStore for FsBlobStore {
         let root = BlobKey(String::new());
         tokio::fs::metadata(&self.root).await.map(|_| ()).map_err(|e| io_error(&root, e))
     }
+
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(key, e)),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<BlobInfo, StoreError>> {
+        // A blocking walk feeding a small channel: memory stays bounded for any number of blobs.
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || walk(&root, &root, &tx));
+        tokio_stream_from(rx).boxed()
+    }
+
+    fn location(&self) -> String {
+        let absolute = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        format!("directory {}", absolute.display())
+    }
+}
+
+type ListSender = tokio::sync::mpsc::Sender<Result<BlobInfo, StoreError>>;
+
+/// Sends every blob under `dir`; returns false once the receiver is gone.
+fn walk(root: &Path, dir: &Path, tx: &ListSender) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+        Err(e) => return tx.blocking_send(Err(io_error(&BlobKey(dir.display().to_string()), e))).is_ok(),
+    };
+    for entry in entries {
+        let sent = match entry.and_then(|e| Ok((e.path(), e.file_type()?, e.metadata()?.len()))) {
+            Ok((path, kind, _)) if kind.is_dir() => walk(root, &path, tx),
+            Ok((path, _, len)) => {
+                let relative = path.strip_prefix(root).ok().and_then(|p| p.to_str()).and_then(BlobKey::from_listing);
+                match relative {
+                    Some(key) => tx.blocking_send(Ok(BlobInfo { key, size: len })).is_ok(),
+                    None => true,
+                }
+            }
+            Err(e) => tx.blocking_send(Err(io_error(&BlobKey(dir.display().to_string()), e))).is_ok(),
+        };
+        if !sent {
+            return false;
+        }
+    }
+    true
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 #[cfg(test)]

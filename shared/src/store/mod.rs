@@ -1,8 +1,12 @@
-//! Blob storage for originals and thumbnails, behind [`BlobStore`] so that an object store
-//! can replace the filesystem later. Keys are [`BlobKey`]s built only from ids and heights —
-//! never from anything a user sent — so a key cannot escape the store's root.
+//! Blob storage for originals and thumbnails, behind [`BlobStore`]: a directory
+//! ([`FsBlobStore`]) or an S3-compatible bucket ([`S3BlobStore`]), chosen by
+//! [`StoreSettings`]. Keys are [`BlobKey`]s built only from ids and heights — never from
+//! anything a user sent — so a key cannot escape the store's root.
 
 mod fs;
+mod marker;
+mod s3;
+mod settings;
 
 use std::io;
 
@@ -14,6 +18,9 @@ use crate::domain::ImageId;
 use crate::pipeline::ImageFormat;
 
 pub use fs::FsBlobStore;
+pub use marker::{ensure_marker, read_marker, StoreMarker};
+pub use s3::{S3BlobStore, S3Options};
+pub use settings::StoreSettings;
 
 /// Where a blob lives inside a store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,6 +40,33 @@ impl BlobKey {
     /// The folder-like prefix holding all thumbnails of an image.
     fn thumbnails_of(id: ImageId) -> Self {
         Self(format!("thumbnails/{}/{id}", shard(id)))
+    }
+
+    /// The store's identity (see [`StoreMarker`]), outside the blob folders.
+    pub fn store_marker() -> Self {
+        Self("imageapi-store-id".to_owned())
+    }
+
+    /// A key found by listing a store, if it has one of the shapes above (anything else in
+    /// the store — temporary files, foreign objects — is not ours and is skipped).
+    fn from_listing(relative: &str) -> Option<Self> {
+        let parts: Vec<&str> = relative.split('/').collect();
+        let id_of = |shard_part: &str, id: &str| {
+            let id = ImageId::parse(id)?;
+            (shard(id) == shard_part).then_some(id)
+        };
+        let valid = match parts.as_slice() {
+            ["imageapi-store-id"] => true,
+            ["originals", shard_part, id] => id_of(shard_part, id).is_some(),
+            ["thumbnails", shard_part, id, file] => {
+                id_of(shard_part, id).is_some()
+                    && file
+                        .split_once('.')
+                        .is_some_and(|(height, ext)| height.parse::<u32>().is_ok() && matches!(ext, "jpg" | "png"))
+            }
+            _ => false,
+        };
+        valid.then(|| Self(relative.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,10 +112,22 @@ pub enum BlobBody {
     Stream { len: u64, stream: BlobStream },
 }
 
+/// One blob found by [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub key: BlobKey,
+    pub size: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("blob {0} not found")]
     NotFound(String),
+    /// The store did not answer (in time), after retries: try again later.
+    #[error("blob store unavailable for {key}: {detail}")]
+    Unavailable { key: String, detail: String },
+    #[error("blob store configuration: {0}")]
+    Config(String),
     #[error("blob store I/O on {key}: {source}")]
     Io {
         key: String,
@@ -110,4 +156,20 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Cheap check that the store is usable (for readiness).
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// The blob's size, or `None` when there is no such blob.
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>, StoreError>;
+
+    /// Every blob of the store (originals, thumbnails and the marker), in no particular order.
+    fn list(&self) -> BoxStream<'_, Result<BlobInfo, StoreError>>;
+
+    /// Where the store is, for logs and error messages (`s3://bucket/prefix at endpoint`, or
+    /// the directory).
+    fn location(&self) -> String;
+}
+
+/// Makes ring the process's TLS crypto provider (HTTPS to S3). Idempotent; the build has no
+/// other provider (see the workspace's Cargo.toml), so this cannot pick the wrong one.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -10,12 +10,21 @@
 //! - `reply`: [`TestUser`], [`Reply`] and JSON/assertion helpers.
 //! - `api`: typed request methods on [`TestApp`], one per API call.
 //! - `scale`: a private `redis-server` per test and `imageapi-worker` processes.
+//! - `s3`: a private S3-compatible server (`s3s-fs`) per test.
 
 mod api;
 mod reply;
+mod s3;
 mod scale;
 mod server;
 
 pub use reply::*;
+pub use s3::*;
 pub use scale::*;
 pub use server::*;
+
+/// Makes ring the TLS provider of this test process: the workspace's reqwest has rustls without
+/// one, and a client cannot be built before. Idempotent; call before building a client.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -18,7 +18,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
@@ -87,11 +87,14 @@ pub struct WorkerOptions {
     pub threads: usize,
     pub heartbeat_secs: u64,
     pub max_attempts: usize,
+    /// The worker's blob store settings; `None`: the app's blob directory. With `Some`, the
+    /// worker also runs in a working directory of its own, sharing no folder with the server.
+    pub store_env: Option<Vec<(&'static str, String)>>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        Self { threads: 1, heartbeat_secs: 1, max_attempts: 3 }
+        Self { threads: 1, heartbeat_secs: 1, max_attempts: 3, store_env: None }
     }
 }
 
@@ -111,9 +114,18 @@ impl WorkerProcess {
         let log = app.root().join(format!("worker-{name}.log"));
         let mut command = Command::new(worker_binary());
         without_imageapi_env(&mut command);
+        match &options.store_env {
+            None => {
+                command.env("IMAGEAPI_BLOB_DIR", app.blob_dir());
+            }
+            Some(env) => {
+                let cwd = app.root().join(format!("worker-{name}-cwd"));
+                std::fs::create_dir_all(&cwd).expect("the worker's own working directory");
+                command.current_dir(cwd).envs(env.iter().map(|(k, v)| (k, v)));
+            }
+        }
         command
             .env("IMAGEAPI_REDIS_URL", redis.url())
-            .env("IMAGEAPI_BLOB_DIR", app.blob_dir())
             .env("IMAGEAPI_WORKER_NAME", name)
             .env("IMAGEAPI_WORKER_THREADS", options.threads.to_string())
             .env("IMAGEAPI_WORKER_HEARTBEAT_SECS", options.heartbeat_secs.to_string())
@@ -148,8 +160,14 @@ impl WorkerProcess {
         Self { name: name.to_owned(), child: Some(child), metrics_url, log }
     }
 
+    /// `http://…/metrics` of this worker (its `/healthz` is beside it).
+    pub fn metrics_url(&self) -> &str {
+        &self.metrics_url
+    }
+
     /// The worker's Prometheus text.
     pub fn metrics(&self) -> String {
+        install_tls_provider();
         reqwest::blocking::get(&self.metrics_url)
             .and_then(|r| r.text())
             .unwrap_or_else(|e| panic!("GET {}: {e}", self.metrics_url))

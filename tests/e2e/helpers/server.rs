@@ -146,6 +146,7 @@ pub fn spawn_app_with(options: ServerOptions) -> TestApp {
         password: format!("admin-{}", random_hex()),
         token: None,
     };
+    install_tls_provider();
     let client = Client::builder().no_proxy().timeout(Duration::from_secs(90)).build().expect("build the HTTP client");
     let mut app = TestApp {
         address: String::new(),
@@ -169,6 +170,11 @@ impl TestApp {
     /// The blob store (`IMAGEAPI_BLOB_DIR`, by default inside the data dir); workers share it.
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir().join("blobs")
+    }
+
+    /// The app's temporary root (the data dir and logs are inside).
+    pub fn root_path(&self) -> &Path {
+        self.root()
     }
 
     pub(super) fn root(&self) -> &Path {
@@ -396,8 +402,9 @@ pub(super) fn read_log_tail(path: &Path, test_log: bool) -> String {
 /// under test.
 pub(super) fn without_imageapi_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("IMAGEAPI_") {
-            command.env_remove(key);
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("IMAGEAPI_") || key_text.starts_with("AWS_") {
+            command.env_remove(&key);
         }
     }
 }

@@ -9,9 +9,15 @@ use ratatui::Frame;
 use crate::app::App;
 
 pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
-    let [counts, spark, workers, failed] =
-        Layout::vertical([Constraint::Length(3), Constraint::Length(4), Constraint::Length(5), Constraint::Min(4)])
-            .areas(area);
+    // One row per worker (up to 8), plus the borders and the header.
+    let worker_rows = app.queue.data.as_ref().map_or(2, |q| q.workers.len().clamp(2, 8)) as u16;
+    let [counts, spark, workers, failed] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(4),
+        Constraint::Length(worker_rows + 3),
+        Constraint::Min(4),
+    ])
+    .areas(area);
 
     let Some(queue) = &app.queue.data else {
         let text = match &app.queue.error {
@@ -58,11 +64,12 @@ pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
                 Span::raw(format!("{} s ago", w.heartbeat_age_secs))
             };
             let jobs = w.jobs.iter().map(|j| j.image_id.clone().unwrap_or_else(|| j.job.clone())).collect::<Vec<_>>();
-            Row::new(vec![
-                Line::from(w.name.clone()),
-                Line::from(age),
-                Line::from(if jobs.is_empty() { "idle".to_owned() } else { jobs.join(", ") }),
-            ])
+            let doing = match &w.problem {
+                Some(problem) => Line::from(format!("MISCONFIGURED, takes no jobs: {problem}")).fg(Color::Red),
+                None if jobs.is_empty() => Line::from("idle"),
+                None => Line::from(jobs.join(", ")),
+            };
+            Row::new(vec![Line::from(w.name.clone()), Line::from(age), doing])
         })
         .collect();
     let block = Block::bordered().title(format!(" Workers ({}) ", queue.workers.len()));

@@ -127,6 +127,8 @@ fn the_queue_view_shows_counts_workers_and_failed_jobs() {
         "40 s ago",
         "idle",
         "disk full",
+        "host-c-303",
+        "MISCONFIGURED, takes no jobs",
     ] {
         assert!(text.contains(expected), "{expected:?} missing:\n{text}");
     }

@@ -15,7 +15,10 @@ use apalis_core::worker::builder::WorkerBuilder;
 use apalis_redis::RedisStorage;
 use imageapi_shared::jobs::ThumbnailJob;
 use redis::aio::ConnectionManager;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use super::store_check::StoreStatus;
 
 use crate::job::{run_job, JobContext};
 
@@ -92,8 +95,16 @@ return #held
     Ok(())
 }
 
-/// Consumes jobs until `shutdown` is cancelled; running jobs finish first.
-pub async fn run(ctx: Arc<JobContext>, conn: ConnectionManager, config: ConsumerConfig, shutdown: CancellationToken) {
+/// Consumes jobs until `shutdown` is cancelled; running jobs finish first. Only while `store`
+/// says the worker sees the server's blob store: when it stops seeing it, the worker stops
+/// taking jobs (running ones finish, fetched ones are handed back) until it sees it again.
+pub async fn run(
+    ctx: Arc<JobContext>,
+    conn: ConnectionManager,
+    config: ConsumerConfig,
+    mut store: watch::Receiver<StoreStatus>,
+    shutdown: CancellationToken,
+) {
     let handler = Arc::new(Handler { ctx, max_attempts: config.max_attempts.max(1) });
     let apalis_config = super::queue_config()
         // One job per fetch: apalis fetches a new batch whenever a slot frees up, so larger
@@ -104,6 +115,10 @@ pub async fn run(ctx: Arc<JobContext>, conn: ConnectionManager, config: Consumer
         .missed_heartbeats(3);
     let mut restarts = 0u32;
     loop {
+        tokio::select! {
+            seen = store.wait_for(|s| *s == StoreStatus::Same) => if seen.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
         let name = if restarts == 0 { config.name.clone() } else { format!("{}.{restarts}", config.name) };
         let storage = RedisStorage::<ThumbnailJob>::new(conn.clone())
             .with_config(apalis_config.clone())
@@ -115,13 +130,27 @@ pub async fn run(ctx: Arc<JobContext>, conn: ConnectionManager, config: Consumer
             .data(handler.clone())
             .build(handle);
         let stop = shutdown.clone();
+        let mut store_seen = store.clone();
+        let lost_store = CancellationToken::new();
+        let lost = lost_store.clone();
         tracing::info!(worker = %name, "consuming thumbnail jobs");
         let result = worker
             .run_until(async move {
-                stop.cancelled().await;
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = store_seen.wait_for(|s| *s != StoreStatus::Same) => lost.cancel(),
+                }
                 Ok::<(), apalis_core::error::WorkerError>(())
             })
             .await;
+        if lost_store.is_cancelled() && !shutdown.is_cancelled() {
+            if let Err(e) = deregister(&conn, &name).await {
+                tracing::warn!(error = %e, "could not leave the worker list; the others will clear it after three missed heartbeats");
+            }
+            tracing::warn!(worker = %name, "stopped taking jobs until the blob store is the server's again");
+            restarts += 1;
+            continue;
+        }
         if shutdown.is_cancelled() {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "the worker stopped with an error while shutting down");

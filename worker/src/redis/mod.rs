@@ -12,6 +12,7 @@
 
 pub mod consumer;
 pub mod results;
+pub mod store_check;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -165,10 +166,12 @@ impl JobQueue for RedisQueue {
             if dead_ids.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await? };
 
         let running: u64 = inflight.iter().map(|jobs| jobs.len() as u64).sum();
-        let workers = workers
+        let mut problems = store_check::worker_problems(&self.conn).await?;
+        let mut workers: Vec<WorkerInfo> = workers
             .into_iter()
             .zip(inflight)
             .map(|((name, seen), jobs)| WorkerInfo {
+                problem: problems.remove(&name).map(|p| p.problem),
                 name,
                 last_heartbeat: timestamp(seen as i64).unwrap_or_else(Utc::now),
                 jobs: jobs
@@ -180,6 +183,14 @@ impl JobQueue for RedisQueue {
                     .collect(),
             })
             .collect();
+        // Workers that take no jobs are not in apalis' list: they are shown from their reports.
+        workers.extend(problems.into_iter().map(|(name, p)| WorkerInfo {
+            name,
+            last_heartbeat: p.at,
+            jobs: Vec::new(),
+            problem: Some(p.problem),
+        }));
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut failed_jobs: Vec<FailedJob> = dead_ids
             .iter()
             .zip(metas)

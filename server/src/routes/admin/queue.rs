@@ -50,6 +50,8 @@ pub async fn status(state: web::Data<AppState>, _admin: AdminUser) -> Result<Htt
                     .into_iter()
                     .map(|j| QueueJobView { job: j.job.to_string(), image_id: j.image.map(|i| i.to_string()) })
                     .collect(),
+                status: if w.problem.is_some() { "misconfigured" } else { "ok" },
+                problem: w.problem,
             })
             .collect(),
         failed_jobs: s
