@@ -111,7 +111,7 @@ def rss_mb(pid):
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEAPI_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEAPI_", "AWS_"))}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -149,6 +149,27 @@ class Stack:
             except OSError:
                 time.sleep(0.05)
         return f"redis://127.0.0.1:{port}/"
+
+    def s3(self):
+        """A private s3s-fs with a bucket `imageapi`; returns the env naming `s3://imageapi/blobs`."""
+        binary = shutil.which("s3s-fs") or str(pathlib.Path.home() / ".cargo" / "bin" / "s3s-fs")
+        if not os.path.exists(binary):
+            sys.exit("s3s-fs is missing: cargo install s3s-fs --version 0.14.1 --features binary --locked")
+        root = self.tmp / "s3"
+        (root / "imageapi").mkdir(parents=True)
+        port = free_port()
+        access, secret = "bench-key", "bench-secret-0123456789"
+        self.procs.append(subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(port), "--access-key", access, "--secret-key", secret,
+             str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return {"IMAGEAPI_BLOB_URL": "s3://imageapi/blobs", "IMAGEAPI_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "IMAGEAPI_S3_REGION": "us-east-1"}
 
     def server(self, **env):
         env = clean_env(IMAGEAPI_BIND="127.0.0.1:0", IMAGEAPI_DATA_DIR=self.tmp / "data",

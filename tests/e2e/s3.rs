@@ -198,6 +198,12 @@ fn with_s3_away_uploads_answer_503_record_nothing_and_accepted_ones_get_their_th
     }
 }
 
+/// A worker configured with `IMAGEAPI_DATA_DIR` alone, in a working directory of its own.
+fn worker_with_data_dir(app: &TestApp, redis: &RedisServer, name: &str, data_dir: &Path) -> WorkerProcess {
+    let store_env = Some(vec![("IMAGEAPI_DATA_DIR", data_dir.display().to_string())]);
+    WorkerProcess::spawn(app, redis, name, WorkerOptions { store_env, ..WorkerOptions::default() })
+}
+
 /// The worker's `/healthz`: status and body.
 fn worker_health(worker: &WorkerProcess) -> (u16, Value) {
     let url = worker.metrics_url().replace("/metrics", "/healthz");
@@ -214,15 +220,7 @@ fn a_worker_that_does_not_see_the_servers_store_takes_no_jobs_and_says_so() {
     let redis = RedisServer::start();
     let app = spawn_app_with(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() });
     let elsewhere = tempfile::tempdir().expect("another data dir");
-    let wrong = WorkerProcess::spawn(
-        &app,
-        &redis,
-        "wrong",
-        WorkerOptions {
-            store_env: Some(vec![("IMAGEAPI_DATA_DIR", elsewhere.path().display().to_string())]),
-            ..WorkerOptions::default()
-        },
-    );
+    let wrong = worker_with_data_dir(&app, &redis, "wrong", elsewhere.path());
     let (status, body) = eventually(SLOW, "the wrong worker's /healthz to say misconfigured", || {
         let (status, body) = worker_health(&wrong);
         (body["status"] == "misconfigured").then_some((status, body))
@@ -258,15 +256,7 @@ fn a_worker_that_does_not_see_the_servers_store_takes_no_jobs_and_says_so() {
     assert_eq!(wrong.metric("imageapi_worker_jobs_total{result=\"ready\"}"), 0.0);
 
     // A worker configured by IMAGEAPI_DATA_DIR alone, like the server, makes them.
-    let right = WorkerProcess::spawn(
-        &app,
-        &redis,
-        "right",
-        WorkerOptions {
-            store_env: Some(vec![("IMAGEAPI_DATA_DIR", app.data_dir().display().to_string())]),
-            ..WorkerOptions::default()
-        },
-    );
+    let right = worker_with_data_dir(&app, &redis, "right", &app.data_dir());
     for (id, size) in &uploads {
         assert_ready_thumbnails(&app, &user, id, &[200, 400], ImageFormat::Jpeg, *size);
     }
