@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::login_limits::{client_key, LoginLimiter, LoginLimits};
 use crate::passwords::PasswordPool;
-use crate::repo::{SledRepo, UserRecord};
+use crate::repo::{SharedRepo, UserRecord};
 use crate::state::AppState;
 
 /// Entries kept in the Basic-auth cache before it is cleared (bounded memory).
@@ -57,7 +57,7 @@ struct CachedLogin {
 }
 
 pub struct Authenticator {
-    repo: Arc<SledRepo>,
+    repo: SharedRepo,
     passwords: Arc<PasswordPool>,
     limiter: LoginLimiter,
     /// Key for the cache digests; new each process start.
@@ -70,7 +70,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub async fn new(repo: Arc<SledRepo>, passwords: Arc<PasswordPool>, limits: LoginLimits) -> anyhow::Result<Self> {
+    pub async fn new(repo: SharedRepo, passwords: Arc<PasswordPool>, limits: LoginLimits) -> anyhow::Result<Self> {
         let dummy_hash = passwords.hash("not-a-real-password".to_owned()).await?;
         Ok(Self {
             repo,
@@ -123,7 +123,7 @@ impl Authenticator {
         let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
         let (scheme, rest) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         let user = if scheme.eq_ignore_ascii_case("bearer") {
-            self.bearer(rest.trim())?
+            self.bearer(rest.trim()).await?
         } else if scheme.eq_ignore_ascii_case("basic") {
             self.basic(rest.trim(), client).await?
         } else {
@@ -135,9 +135,9 @@ impl Authenticator {
         Ok(user)
     }
 
-    fn bearer(&self, token: &str) -> Result<UserRecord, ApiError> {
-        let record = self.repo.token_by_hash(&sha256(token.as_bytes()))?.ok_or(ApiError::Unauthorized)?;
-        match self.repo.user(record.user_id) {
+    async fn bearer(&self, token: &str) -> Result<UserRecord, ApiError> {
+        let record = self.repo.token_by_hash(&sha256(token.as_bytes())).await?.ok_or(ApiError::Unauthorized)?;
+        match self.repo.user(record.user_id).await {
             Ok(user) => Ok(user),
             Err(crate::repo::RepoError::NotFound) => Err(ApiError::Unauthorized),
             Err(e) => Err(e.into()),
@@ -150,7 +150,7 @@ impl Authenticator {
         let (username, password) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
         let (username, password) = (username.to_owned(), password.to_owned());
 
-        let user = self.repo.user_by_name(&username)?;
+        let user = self.repo.user_by_name(&username).await?;
         let digest = self.digest(&username, &password);
         if let Some(user) = &user {
             if self.cached(&username, &digest, user) {

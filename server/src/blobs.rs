@@ -7,18 +7,18 @@ use anyhow::{bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use imageapi_shared::store::{ensure_marker, read_marker, BlobInfo, BlobKey, BlobStore, StoreMarker, StoreSettings};
 
-use crate::repo::SledRepo;
+use crate::repo::Repo;
 
 /// The configured store and its marker. The first start records the store's marker in the
 /// metadata; later starts refuse a store with another marker or none, since serving from it
 /// would answer "missing blob" for every image (a mistyped bucket, an empty directory).
 pub async fn open_checked(
     settings: &StoreSettings,
-    repo: &Arc<SledRepo>,
+    repo: &dyn Repo,
 ) -> anyhow::Result<(Arc<dyn BlobStore>, StoreMarker)> {
     let store = settings.open()?;
     let location = store.location();
-    let recorded = repo.store_marker()?;
+    let recorded = repo.store_marker().await?;
     let marker = match &recorded {
         None => ensure_marker(store.as_ref()).await.map(Some),
         Some(_) => read_marker(store.as_ref())
@@ -41,8 +41,7 @@ pub async fn open_checked(
         ),
         Some(_) => {}
         None => {
-            repo.record_store_marker(&marker.id)?;
-            repo.flush().await?;
+            repo.record_store_marker(&marker.id).await?;
         }
     }
     tracing::info!(store = %location, marker = %marker.id, "blob store");

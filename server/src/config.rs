@@ -107,6 +107,17 @@ pub struct Config {
     #[arg(long, env = "IMAGEAPI_METRICS_BIND", global = true)]
     pub metrics_bind: Option<String>,
     /// sled's page cache in MiB (sled's own default of 1 GiB would dominate the server's memory).
+    /// PostgreSQL for metadata (`postgres://user:pass@host/db`), so that several servers can
+    /// share it; unset: sled in the data directory (one server).
+    #[arg(long, env = "IMAGEAPI_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// This server's name among the servers sharing Redis (the results stream's consumer).
+    /// Default: host-pid.
+    #[arg(long, env = "IMAGEAPI_NODE_NAME", global = true)]
+    pub node_name: Option<String>,
+    /// PostgreSQL connections per server.
+    #[arg(long, env = "IMAGEAPI_DATABASE_POOL", default_value_t = crate::repo::postgres::DEFAULT_POOL_SIZE, global = true)]
+    pub database_pool: usize,
     #[arg(long, env = "IMAGEAPI_DB_CACHE_MB", default_value_t = 64, global = true)]
     pub db_cache_mb: u64,
     /// At SIGTERM/SIGINT: how long in-flight requests and running thumbnail jobs get to finish
@@ -123,6 +134,19 @@ impl Config {
 
     pub fn data_dir(&self) -> &Path {
         &self.store.data_dir
+    }
+
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| imageapi_shared::settings::host_and_pid("server"))
+    }
+
+    pub fn repo_settings(&self) -> crate::repo::RepoSettings {
+        crate::repo::RepoSettings {
+            database_url: self.database_url.clone(),
+            pool_size: self.database_pool,
+            sled_dir: self.db_dir(),
+            sled_cache_bytes: self.db_cache_mb * 1024 * 1024,
+        }
     }
 
     pub fn db_dir(&self) -> PathBuf {

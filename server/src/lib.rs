@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod repo;
 pub mod routes;
+pub mod services;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{self, ApiError};
 use crate::metrics::ServerMetrics;
 use crate::passwords::PasswordPool;
-use crate::repo::SledRepo;
+use crate::repo::SharedRepo;
 use crate::state::AppState;
 use crate::thumbnails::{self, DirectSink, Thumbnails};
 use crate::{openapi, routes, shutdown, superuser};
@@ -51,7 +51,7 @@ pub struct Application {
     /// `/metrics` on its own listener (`IMAGEAPI_METRICS_BIND`).
     metrics_server: Option<Server>,
     local_url: String,
-    repo: Arc<SledRepo>,
+    repo: SharedRepo,
     shutdown: CancellationToken,
     grace: Duration,
     worker: Option<tokio::task::JoinHandle<()>>,
@@ -65,14 +65,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(config.data_dir())
             .with_context(|| format!("creating the data dir {}", config.data_dir().display()))?;
-        let repo = Arc::new(SledRepo::open_with_cache(&config.db_dir(), config.db_cache_mb * 1024 * 1024)?);
-        repo.seed_builtin_tiers()?;
+        let repo = crate::repo::open(&config.repo_settings()).await?;
         let passwords = Arc::new(
             PasswordPool::start(config.password_threads(), PASSWORD_QUEUE_PER_THREAD * config.password_threads())
                 .context("starting the password threads")?,
         );
-        superuser::ensure_bootstrap_admin(&repo, &passwords, &config).await?;
-        let (store, marker) = crate::blobs::open_checked(&config.store, &repo).await?;
+        superuser::ensure_bootstrap_admin(repo.as_ref(), &passwords, &config).await?;
+        let (store, marker) = crate::blobs::open_checked(&config.store, repo.as_ref()).await?;
 
         let metrics = ServerMetrics::new()?;
         let shutdown = CancellationToken::new();
@@ -87,7 +86,7 @@ impl Application {
                 let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone()));
                 // Its own connection: a blocking read would hold up every other command on a
                 // shared (multiplexed) one.
-                let reader = ResultsReader::new(imageapi_worker::redis::connect(url)?);
+                let reader = ResultsReader::new(imageapi_worker::redis::connect(url)?, config.node_name());
                 thumbnails::spawn_redis_tasks(thumbnails.clone(), reader);
                 actix_web::rt::spawn(imageapi_worker::redis::store_check::keep_publishing(
                     conn.clone(),
@@ -313,18 +312,16 @@ fn metrics_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::
 }
 
 /// Expired links answer 410 for a while, then are purged (and answer 404).
-fn spawn_link_purger(repo: Arc<SledRepo>, retention: Duration) {
+fn spawn_link_purger(repo: SharedRepo, retention: Duration) {
     actix_web::rt::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
             let cutoff =
                 chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
-            let repo = repo.clone();
-            match tokio::task::spawn_blocking(move || repo.purge_links_expired_before(cutoff)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "purged long-expired links"),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "purging expired links failed"),
+            match repo.purge_links_expired_before(cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "purged long-expired links"),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purging expired links failed"),
             }
         }

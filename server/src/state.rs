@@ -8,7 +8,7 @@ use imageapi_shared::store::BlobStore;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::metrics::ServerMetrics;
-use crate::repo::SledRepo;
+use crate::repo::SharedRepo;
 use crate::thumbnails::Thumbnails;
 
 pub struct AppState {
@@ -18,7 +18,7 @@ pub struct AppState {
     pub thumbnail_wait: std::time::Duration,
     /// Longest time an upload body may take to arrive.
     pub upload_timeout: std::time::Duration,
-    pub repo: Arc<SledRepo>,
+    pub repo: SharedRepo,
     pub store: Arc<dyn BlobStore>,
     pub auth: Arc<Authenticator>,
     /// Password hashing and verification (fixed memory; see [`crate::passwords`]).
@@ -37,19 +37,3 @@ pub struct AppState {
 
 /// Uploads buffered concurrently: 16 × 25 MiB is at most 400 MiB of upload buffers.
 pub const UPLOAD_SLOTS: usize = 16;
-
-impl AppState {
-    /// Runs a repository call off the async runtime (sled blocks).
-    pub async fn repo<T, F>(&self, f: F) -> Result<T, crate::error::ApiError>
-    where
-        F: FnOnce(&SledRepo) -> Result<T, crate::repo::RepoError> + Send + 'static,
-        T: Send + 'static,
-    {
-        Ok(self.repo.blocking(f).await?)
-    }
-
-    /// Makes acknowledged writes durable before the response goes out.
-    pub async fn flush(&self) -> Result<(), crate::error::ApiError> {
-        Ok(self.repo.flush().await?)
-    }
-}

@@ -8,7 +8,7 @@ use imageapi_shared::domain::{Password, TierId, UserId, Username};
 
 use crate::config::Config;
 use crate::passwords::{Argon, PasswordPool};
-use crate::repo::{RepoError, SledRepo, UserRecord};
+use crate::repo::{Repo, RepoError, UserEdit, UserRecord};
 
 /// Admins get the Enterprise tier so that every feature is at hand.
 const ADMIN_TIER: &str = TierId::ENTERPRISE;
@@ -20,15 +20,16 @@ fn parse_admin(username: &str, password: &str) -> anyhow::Result<(Username, Pass
 }
 
 /// Creates the admin, or makes an existing user an active admin with the password `hash`.
-fn upsert_admin(repo: &SledRepo, username: Username, hash: String) -> anyhow::Result<bool> {
-    match repo.user_by_name(username.as_str())? {
+async fn upsert_admin(repo: &dyn Repo, username: Username, hash: String) -> anyhow::Result<bool> {
+    match repo.user_by_name(username.as_str()).await? {
         Some(existing) => {
-            repo.update_user(existing.id, |u| {
-                u.is_admin = true;
-                u.is_active = true;
-                u.password_hash = hash.clone();
-                u.credentials_version += 1;
-            })?;
+            let edit = UserEdit {
+                is_admin: Some(true),
+                is_active: Some(true),
+                password_hash: Some(hash),
+                ..UserEdit::default()
+            };
+            repo.update_user(existing.id, &edit).await?;
             Ok(false)
         }
         None => {
@@ -42,7 +43,7 @@ fn upsert_admin(repo: &SledRepo, username: Username, hash: String) -> anyhow::Re
                 created_at: chrono::Utc::now(),
                 credentials_version: 0,
             };
-            repo.create_user(&user)?;
+            repo.create_user(&user).await?;
             Ok(true)
         }
     }
@@ -50,7 +51,7 @@ fn upsert_admin(repo: &SledRepo, username: Username, hash: String) -> anyhow::Re
 
 /// At start: make sure the admin named in the environment exists (idempotent; the password
 /// is re-hashed only when it no longer matches).
-pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, config: &Config) -> anyhow::Result<()> {
+pub async fn ensure_bootstrap_admin(repo: &dyn Repo, passwords: &PasswordPool, config: &Config) -> anyhow::Result<()> {
     let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
         if config.admin_username.is_some() != config.admin_password.is_some() {
             bail!("set both IMAGEAPI_ADMIN_USERNAME and IMAGEAPI_ADMIN_PASSWORD, or neither");
@@ -58,15 +59,14 @@ pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, c
         return Ok(());
     };
     let (name, valid) = parse_admin(username, password)?;
-    if let Some(existing) = repo.user_by_name(username)? {
+    if let Some(existing) = repo.user_by_name(username).await? {
         let matches = passwords.verify(None, existing.password_hash.clone(), password.clone()).await?;
         if matches && existing.is_admin && existing.is_active {
             return Ok(());
         }
     }
     let hash = passwords.hash(valid.expose().to_owned()).await?;
-    let created = upsert_admin(repo, name, hash)?;
-    repo.flush().await?;
+    let created = upsert_admin(repo, name, hash).await?;
     tracing::info!(username = %username, created, "bootstrap admin ensured from IMAGEAPI_ADMIN_USERNAME");
     Ok(())
 }
@@ -75,7 +75,9 @@ pub async fn ensure_bootstrap_admin(repo: &SledRepo, passwords: &PasswordPool, c
 pub fn run(config: &Config, username: &str, password_stdin: bool) -> anyhow::Result<()> {
     Username::parse(username).map_err(|e| anyhow::anyhow!("username {e}"))?;
     std::fs::create_dir_all(config.data_dir()).with_context(|| format!("creating {}", config.data_dir().display()))?;
-    let repo = match SledRepo::open(&config.db_dir()) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let opened = runtime.block_on(crate::repo::open(&config.repo_settings()));
+    let repo = match opened {
         Err(RepoError::Locked { path }) => bail!(
             "the database at {path} is in use by a running imageapi-server. Stop it first, or create the admin \
              through the running server (IMAGEAPI_ADMIN_USERNAME/IMAGEAPI_ADMIN_PASSWORD at start, or \
@@ -83,7 +85,6 @@ pub fn run(config: &Config, username: &str, password_stdin: bool) -> anyhow::Res
         ),
         other => other?,
     };
-    repo.seed_builtin_tiers()?;
     let password = if password_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
@@ -97,8 +98,8 @@ pub fn run(config: &Config, username: &str, password_stdin: bool) -> anyhow::Res
         first
     };
     let (name, valid) = parse_admin(username, &password)?;
-    let created = upsert_admin(&repo, name, Argon::new().hash(valid.expose())?)?;
-    repo.flush_blocking()?;
+    let created = runtime.block_on(upsert_admin(repo.as_ref(), name, Argon::new().hash(valid.expose())?))?;
+    repo.close(std::time::Duration::from_secs(10));
     if created {
         println!("Superuser '{username}' created.");
     } else {

@@ -114,11 +114,11 @@ pub struct TierView {
     pub builtin: bool,
     /// How many users hold the tier (admin views only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_count: Option<usize>,
+    pub user_count: Option<u64>,
 }
 
 impl TierView {
-    pub fn new(tier: &TierRecord, user_count: Option<usize>) -> Self {
+    pub fn new(tier: &TierRecord, user_count: Option<u64>) -> Self {
         Self {
             id: tier.id.to_string(),
             name: tier.name.as_str().to_owned(),

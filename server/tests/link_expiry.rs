@@ -31,7 +31,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         created_at: now,
         credentials_version: 0,
     };
-    state.repo.create_user(&owner).expect("user");
+    state.repo.create_user(&owner).await.expect("user");
     let image = ImageRecord {
         id: ImageId::from_ulid(ulid::Ulid::new()),
         owner: owner.id,
@@ -42,7 +42,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         size_bytes: 4,
         created_at: now,
     };
-    state.repo.insert_image(&image, imageapi_server::ids::new_job_id()).expect("image");
+    state.repo.insert_image(&image, imageapi_server::ids::new_job_id()).await.expect("image");
     state.store.put(&BlobKey::original(image.id), Bytes::from_static(b"blob")).await.expect("blob");
     let (token, hash) = imageapi_server::auth::new_secret("l_");
     let link = LinkRecord {
@@ -53,7 +53,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         created_at: now,
         expires_at: now + chrono::Duration::seconds(300),
     };
-    state.repo.insert_link(&link, &hash).expect("link");
+    state.repo.insert_link(&link, &hash).await.expect("link");
     let url = format!("{base}/l/{token}");
     imageapi_shared::store::install_tls_provider();
     let client = reqwest::Client::new();
@@ -70,6 +70,6 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
     assert_eq!(expired.status(), 410, "expired at its second");
     assert_eq!(expired.headers()["content-type"], "application/problem+json");
 
-    let listed = state.repo.user_links(owner.id).expect("links");
+    let listed = state.repo.user_links(owner.id).await.expect("links");
     assert!(listed.iter().all(|l| l.is_expired(state.clock.now())), "expired links are not live");
 }

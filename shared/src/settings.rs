@@ -66,3 +66,15 @@ impl RenderSettings {
         Duration::from_secs(self.render_timeout_secs.max(1))
     }
 }
+
+/// A name for this process among its peers (workers in the queue, servers on the results
+/// stream) when none is configured: `host-pid`.
+pub fn host_and_pid(fallback_host: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback_host.to_owned());
+    format!("{host}-{}", std::process::id())
+}

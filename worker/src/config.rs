@@ -104,14 +104,6 @@ impl WorkerConfig {
     }
 
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME")
-                .ok()
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "worker".to_owned());
-            format!("{host}-{}", std::process::id())
-        })
+        self.name.clone().unwrap_or_else(|| imageapi_shared::settings::host_and_pid("worker"))
     }
 }

@@ -24,12 +24,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let repo = state.repo.clone();
-    let metadata = match web::block(move || repo.check()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let metadata = state.repo.check().await.map_err(|e| e.to_string());
     let blobs = state.store.check().await.map_err(|e| e.to_string());
     let mut checks = BTreeMap::new();
     let mut ready = true;

@@ -15,8 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::repo::{ImageRecord, SledRepo, ThumbState, TierRecord};
+use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState};
 use crate::routes::owned_image;
+use crate::services::images::{delete_image, load_page};
 use crate::state::AppState;
 use crate::views::{ImagePage, ImageView};
 
@@ -220,17 +221,14 @@ pub async fn upload(
     let original = BlobKey::original(record.id);
     state.store.put(&original, bytes).await?;
 
-    let to_insert = record.clone();
-    let job_id = crate::ids::new_job_id();
-    let (tier, job) = match state.repo(move |repo| repo.insert_image(&to_insert, job_id)).await {
+    let NewImage { tier, job } = match state.repo.insert_image(&record, crate::ids::new_job_id()).await {
         Ok(inserted) => inserted,
         Err(e) => {
             let _ = state.store.delete(&original).await;
             // The owner was deleted or deactivated while the body was streaming.
-            return Err(if matches!(e, ApiError::NotFound) { ApiError::Unauthorized } else { e });
+            return Err(if matches!(e, RepoError::NotFound) { ApiError::Unauthorized } else { e.into() });
         }
     };
-    state.flush().await?;
     state.thumbnails.submitted(job.as_ref());
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
@@ -286,41 +284,6 @@ impl PageQuery {
     }
 }
 
-/// One listed image with what rendering it needs: its owner's tier and its thumbnails.
-pub type PageRow = (ImageRecord, TierRecord, BTreeMap<u32, ThumbState>);
-
-/// Loads a page of records plus their thumbnail states. `records` holds one more than
-/// `limit` when another page follows; the cursor for it is returned.
-pub fn load_page(
-    repo: &SledRepo,
-    records: Vec<ImageRecord>,
-    limit: usize,
-) -> Result<(Vec<PageRow>, Option<ImageId>), crate::repo::RepoError> {
-    let more = records.len() > limit;
-    let mut out = Vec::with_capacity(limit);
-    let mut tiers: BTreeMap<UserId, TierRecord> = BTreeMap::new();
-    for record in records.into_iter().take(limit) {
-        let tier = match tiers.get(&record.owner) {
-            Some(tier) => tier.clone(),
-            None => {
-                let owner_tier = repo.user(record.owner).and_then(|owner| repo.tier(&owner.tier));
-                let tier = match owner_tier {
-                    Ok(tier) => tier,
-                    // Being deleted together with its owner: not part of the page.
-                    Err(crate::repo::RepoError::NotFound) => continue,
-                    Err(e) => return Err(e),
-                };
-                tiers.insert(record.owner, tier.clone());
-                tier
-            }
-        };
-        let thumbs = repo.thumbnails_of_heights(record.id, tier.thumbnail_heights.iter().map(|h| h.get()))?;
-        out.push((record, tier, thumbs));
-    }
-    let next = if more { out.last().map(|(r, _, _)| r.id) } else { None };
-    Ok((out, next))
-}
-
 /// Your images, newest first.
 #[utoipa::path(
     tag = "images",
@@ -335,9 +298,9 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let Page { limit, cursor } = query.parse()?;
-    // At most 101 point reads and one short range scan: inline, like the other lookups.
-    let records = state.repo.user_images(user.id, cursor, limit + 1)?;
-    let (rows, next) = load_page(&state.repo, records, limit)?;
+    let (records, tier) =
+        futures_util::try_join!(state.repo.user_images(user.id, cursor, limit + 1), state.repo.tier(&user.tier))?;
+    let (rows, next) = load_page(state.repo.as_ref(), records, limit, Some((user.id, tier))).await?;
     let base = &state.public_url;
     Ok(HttpResponse::Ok().json(ImagePage {
         results: rows.iter().map(|(image, tier, thumbs)| ImageView::new(base, image, tier, thumbs)).collect(),
@@ -358,9 +321,10 @@ pub async fn detail(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path)?;
-    let tier = state.repo.tier(&user.tier)?;
-    let thumbs = state.repo.thumbnails_of_heights(image.id, tier.thumbnail_heights.iter().map(|h| h.get()))?;
+    let image = owned_image(&state, &user, &path).await?;
+    let tier = state.repo.tier(&user.tier).await?;
+    let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+    let thumbs = state.repo.thumbnails_of_heights(image.id, &heights).await?;
     Ok(HttpResponse::Ok().json(ImageView::new(&state.public_url, &image, &tier, &thumbs)))
 }
 
@@ -377,20 +341,9 @@ pub async fn delete(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path)?;
+    let image = owned_image(&state, &user, &path).await?;
     delete_image(&state, image.id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Deletes metadata first (durably), then blobs: a crash in between leaves unreachable
-/// blobs, never a record pointing at nothing.
-pub async fn delete_image(state: &AppState, id: ImageId) -> Result<(), ApiError> {
-    state.repo(move |repo| repo.delete_image(id)).await?;
-    state.flush().await?;
-    if let Err(e) = state.store.delete_image(id).await {
-        tracing::warn!(image = %id, error = %e, "image deleted but its blobs could not be removed");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

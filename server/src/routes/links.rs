@@ -8,6 +8,7 @@ use crate::auth::{new_secret, AuthUser};
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::LinkRecord;
 use crate::routes::owned_image;
+use crate::services::grants;
 use crate::state::AppState;
 use crate::views::{CreateLink, LinkList, LinkView};
 
@@ -55,20 +56,15 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Json<CreateLink>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path)?;
+    let image = owned_image(&state, &user, &path).await?;
     let mut errors = FieldErrors::new();
     let expiry = parse_expiry(body.expires_in.as_ref()).map_err(|e| errors.insert("expires_in".into(), vec![e])).ok();
     let variant = parse_variant(body.variant.as_ref()).map_err(|e| errors.insert("variant".into(), vec![e])).ok();
     let (Some(expiry), Some(variant)) = (expiry, variant) else {
         return Err(ApiError::Validation(errors));
     };
-    let tier = state.repo.tier(&user.tier)?;
-    if !tier.expiring_links {
-        return Err(ApiError::Forbidden("your tier does not include expiring links".to_owned()));
-    }
-    if !tier.grants(variant) {
-        return Err(ApiError::Forbidden("your tier does not grant this variant".to_owned()));
-    }
+    let tier = grants::tier_of(state.repo.as_ref(), &user).await?;
+    grants::require_link(&tier, variant)?;
     let now = state.clock.now();
     let link = LinkRecord {
         id: LinkId::from_ulid(ulid::Ulid::new()),
@@ -79,9 +75,7 @@ pub async fn create(
         expires_at: now + Duration::seconds(i64::from(expiry.get())),
     };
     let (token, hash) = new_secret(LINK_TOKEN_PREFIX);
-    let to_insert = link.clone();
-    state.repo(move |repo| repo.insert_link(&to_insert, &hash)).await?;
-    state.flush().await?;
+    state.repo.insert_link(&link, &hash).await?;
     let mut view = LinkView::new(&link, Some(format!("{}/l/{token}", state.public_url)), now);
     view.expires_in = i64::from(expiry.get());
     Ok(HttpResponse::Created().json(view))
@@ -95,8 +89,7 @@ pub async fn create(
 )]
 #[get("/links")]
 pub async fn list(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
-    let owner = user.id;
-    let links = state.repo(move |repo| repo.user_links(owner)).await?;
+    let links = state.repo.user_links(user.id).await?;
     let now = state.clock.now();
     let results = links.iter().filter(|l| !l.is_expired(now)).map(|l| LinkView::new(l, None, now)).collect();
     Ok(HttpResponse::Ok().json(LinkList { results }))
@@ -116,12 +109,11 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
-    let link = state.repo.link(id)?;
+    let link = state.repo.link(id).await?;
     if link.owner != user.id {
         return Err(ApiError::NotFound);
     }
-    state.repo(move |repo| repo.delete_link(id)).await?;
-    state.flush().await?;
+    state.repo.delete_link(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

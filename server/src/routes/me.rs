@@ -16,7 +16,7 @@ use crate::views::{MeView, TierView};
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
     let tier_id = user.tier.clone();
-    let tier = state.repo.tier(&tier_id)?;
+    let tier = state.repo.tier(&tier_id).await?;
     Ok(HttpResponse::Ok().json(MeView {
         id: user.id.to_string(),
         username: user.username.to_string(),

@@ -12,8 +12,9 @@ use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
 use crate::auth::{sha256, AuthUser};
 use crate::error::ApiError;
-use crate::repo::{ImageRecord, ThumbState};
+use crate::repo::{ImageRecord, RepoError, ThumbState};
 use crate::routes::owned_image;
+use crate::services::grants;
 use crate::state::AppState;
 
 /// Who a response goes to, which decides how it may be cached and what its ETag shows.
@@ -209,12 +210,9 @@ pub async fn thumbnail(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
-    let image = owned_image(&state, &user, &id)?;
+    let image = owned_image(&state, &user, &id).await?;
     let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
-    let tier = state.repo.tier(&user.tier)?;
-    if !tier.grants(Variant::Thumbnail(height)) {
-        return Err(ApiError::Forbidden(format!("your tier does not include {height}px thumbnails")));
-    }
+    grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Thumbnail(height))?;
     serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
 }
 
@@ -240,11 +238,8 @@ pub async fn original(
     AuthUser(user): AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let image = owned_image(&state, &user, &path)?;
-    let tier = state.repo.tier(&user.tier)?;
-    if !tier.original_link {
-        return Err(ApiError::Forbidden("your tier does not include original downloads".to_owned()));
-    }
+    let image = owned_image(&state, &user, &path).await?;
+    grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Original)?;
     serve(&req, &state, original_blob(&image), Audience::Owner).await
 }
 
@@ -271,22 +266,20 @@ pub async fn public_link(
     // Links are found by the SHA-256 of their token: the secret itself is never stored, and
     // lookup timing depends only on a hash the caller cannot steer.
     let hash = sha256(path.as_bytes());
-    let link = state.repo.link_by_token_hash(&hash)?.ok_or(ApiError::NotFound)?;
+    let link = state.repo.link_by_token_hash(&hash).await?.ok_or(ApiError::NotFound)?;
     if link.is_expired(state.clock.now()) {
         return Err(ApiError::Gone("this link has expired".to_owned()));
     }
     let repo = &state.repo;
-    let user = repo.user(link.owner)?;
-    let (tier, image) = (repo.tier(&user.tier)?, repo.image(link.image_id)?);
+    let user = repo.user(link.owner).await?;
+    let (tier, image) = (repo.tier(&user.tier).await?, repo.image(link.image_id).await?);
     // The link dies with the owner's grant (inactive owner, tier without links or variant),
     // for good: it is deleted, so it does not come back with the grant.
-    if !user.is_active || !tier.expiring_links || !tier.grants(link.variant) {
-        let id = link.id;
-        match state.repo(move |repo| repo.delete_link(id)).await {
-            Ok(()) | Err(ApiError::NotFound) => {}
-            Err(e) => return Err(e),
+    if !grants::link_granted(&user, &tier, link.variant) {
+        match state.repo.delete_link(link.id).await {
+            Ok(()) | Err(RepoError::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
-        state.flush().await?;
         return Err(ApiError::NotFound);
     }
     match link.variant {

@@ -33,9 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Loads an image the user owns. Someone else's image is indistinguishable from a missing
 /// one (404), so users never learn which ids exist.
-pub fn owned_image(state: &AppState, user: &UserRecord, id: &str) -> Result<ImageRecord, ApiError> {
+pub async fn owned_image(state: &AppState, user: &UserRecord, id: &str) -> Result<ImageRecord, ApiError> {
     let id = ImageId::parse(id).ok_or(ApiError::NotFound)?;
-    let image = state.repo.image(id)?;
+    let image = state.repo.image(id).await?;
     if image.owner != user.id {
         return Err(ApiError::NotFound);
     }

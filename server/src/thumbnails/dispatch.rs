@@ -32,6 +32,8 @@ const VACUUM_EVERY: Duration = Duration::from_secs(10);
 /// Jobs of deleted images are looked for this often (a failed job of a deleted image would
 /// otherwise wait for an admin forever).
 const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Results left unapplied by a server that went away are looked for this often.
+const CLAIM_EVERY: Duration = Duration::from_secs(10);
 
 enum DeliverError {
     Repo(crate::repo::RepoError),
@@ -70,8 +72,8 @@ impl Thumbnails {
                 Err(DeliverError::Queue(e)) => {
                     // What was not delivered is in the outbox: the next pass sweeps it.
                     self.queue_interrupted.store(true, Ordering::Relaxed);
-                    let waiting = self.blocking(|repo| Ok(repo.outbox_len())).await.unwrap_or(0);
-                    self.backlog.store(waiting as u64, Ordering::Relaxed);
+                    let waiting = self.repo.outbox_len().await.unwrap_or(0);
+                    self.backlog.store(waiting, Ordering::Relaxed);
                     if self.queue_reachable.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "the job queue is unreachable; uploads are accepted and their jobs kept until it is back");
                     }
@@ -105,7 +107,7 @@ impl Thumbnails {
         let mut after: Option<JobId> = None;
         let mut total = 0;
         loop {
-            let page = self.blocking(move |repo| repo.outbox_jobs(after, BATCH)).await.map_err(DeliverError::Repo)?;
+            let page = self.repo.outbox_jobs(after, BATCH).await.map_err(DeliverError::Repo)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             self.queue.push(&page).await.map_err(DeliverError::Queue)?;
@@ -117,7 +119,16 @@ impl Thumbnails {
     /// Applies reports from the Redis results stream forever; acknowledges after the flush.
     async fn run_results_reader(self: Arc<Self>, mut reader: ResultsReader) {
         let mut failing = false;
+        let mut last_claim = Instant::now();
         loop {
+            if last_claim.elapsed() >= CLAIM_EVERY {
+                last_claim = Instant::now();
+                match reader.claim_abandoned().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(results = n, "took over job results another server had left unapplied"),
+                    Err(e) => tracing::debug!(error = %e, "claiming abandoned job results failed"),
+                }
+            }
             let deliveries = match reader.read(64, 1000).await {
                 Ok(deliveries) => {
                     if failing {
@@ -187,13 +198,13 @@ impl Thumbnails {
             every.tick().await;
             if last_orphan_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {
                 last_orphan_sweep = Instant::now();
-                match self.blocking(|repo| repo.retire_jobs_of_deleted_images()).await {
+                match self.repo.retire_jobs_of_deleted_images().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(jobs = n, "retired jobs of deleted images"),
                     Err(e) => tracing::warn!(error = %e, "looking for jobs of deleted images failed"),
                 }
             }
-            let unfinished: BTreeSet<JobId> = match self.blocking(|repo| repo.outbox_ids()).await {
+            let unfinished: BTreeSet<JobId> = match self.repo.outbox_ids().await {
                 Ok(ids) => ids,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the outbox for the queue vacuum failed");

@@ -26,7 +26,7 @@ use imageapi_worker::{JobQueue, OutcomeSink, QueueError, QueueMode, QueueSnapsho
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::ServerMetrics;
-use crate::repo::{RepoError, SledRepo, ThumbState};
+use crate::repo::{RepoError, SharedRepo, ThumbState};
 
 pub use dispatch::spawn_redis_tasks;
 
@@ -34,7 +34,7 @@ pub use dispatch::spawn_redis_tasks;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
 
 pub struct Thumbnails {
-    repo: Arc<SledRepo>,
+    repo: SharedRepo,
     store: Arc<dyn BlobStore>,
     queue: Arc<dyn JobQueue>,
     metrics: ServerMetrics,
@@ -76,18 +76,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Thumbnails {
-    pub fn new(
-        repo: Arc<SledRepo>,
-        store: Arc<dyn BlobStore>,
-        queue: Arc<dyn JobQueue>,
-        metrics: ServerMetrics,
-    ) -> Self {
+    pub fn new(repo: SharedRepo, store: Arc<dyn BlobStore>, queue: Arc<dyn JobQueue>, metrics: ServerMetrics) -> Self {
+        let applied = watch::Sender::new(0u64);
+        if let Some(mut elsewhere) = repo.thumbnail_changes() {
+            // Other servers apply reports too: their results wake this server's waiters.
+            let local = applied.clone();
+            tokio::spawn(async move {
+                while elsewhere.changed().await.is_ok() {
+                    local.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            });
+        }
         Self {
             repo,
             store,
             queue,
             metrics,
-            applied: watch::Sender::new(0),
+            applied,
             reconcile_wake: Notify::new(),
             dispatch_wake: Notify::new(),
             backlog: AtomicU64::new(0),
@@ -107,26 +112,14 @@ impl Thumbnails {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&SledRepo) -> Result<T, RepoError> + Send + 'static,
-    ) -> Result<T, RepoError> {
-        self.repo.blocking(f).await
-    }
-
     /// Applies reports durably (one flush for all), then wakes waiters. Ready thumbnails of
     /// images deleted meanwhile are removed from the blob store.
     pub async fn apply_reports(&self, reports: Vec<JobReport>) -> Result<(), RepoError> {
         if reports.is_empty() {
             return Ok(());
         }
-        let mut applied = Vec::with_capacity(reports.len());
-        for report in reports {
-            let for_repo = report.clone();
-            let outcome = self.blocking(move |repo| repo.apply_report(&for_repo)).await?;
-            applied.push((report, outcome));
-        }
-        self.repo.flush().await?;
+        let outcomes = self.repo.apply_reports(&reports).await?;
+        let applied: Vec<_> = reports.into_iter().zip(outcomes).collect();
         let now = Instant::now();
         {
             // (Delivered ids are forgotten by the dispatcher's next full pass, not here: a pass
@@ -165,7 +158,7 @@ impl Thumbnails {
         let mut changes = self.applied.subscribe();
         loop {
             changes.mark_unchanged();
-            let state = self.repo.thumbnail(image, height)?.unwrap_or(ThumbState::Pending);
+            let state = self.repo.thumbnail(image, height).await?.unwrap_or(ThumbState::Pending);
             if state != ThumbState::Pending {
                 return Ok(state);
             }
@@ -178,9 +171,8 @@ impl Thumbnails {
 
     /// Restores "every pending thumbnail has a job" at start (see the module docs).
     pub async fn adopt_uncovered_pending(&self) -> Result<usize, RepoError> {
-        let created = self.blocking(|repo| repo.adopt_uncovered_pending(crate::ids::new_job_id)).await?;
+        let created = self.repo.adopt_uncovered_pending().await?;
         if !created.is_empty() {
-            self.repo.flush().await?;
             self.dispatch_wake.notify_one();
         }
         Ok(created.len())
@@ -193,8 +185,7 @@ impl Thumbnails {
     /// The queue's view for admins.
     pub async fn queue_status(&self) -> Result<QueueStatus, QueueError> {
         let snapshot = self.queue.snapshot().await?;
-        // Counting the outbox reads it: off the async threads.
-        let outbox = self.blocking(|repo| Ok(repo.outbox_len())).await.unwrap_or(0) as u64;
+        let outbox = self.repo.outbox_len().await.unwrap_or(0);
         let finished_last_minute = {
             let now = Instant::now();
             lock(&self.finished).iter().filter(|t| now.duration_since(**t) <= THROUGHPUT_WINDOW).count() as u64
@@ -237,8 +228,7 @@ impl OutcomeSink for DirectSink {
     }
 
     async fn is_wanted(&self, job: &ThumbnailJob) -> anyhow::Result<bool> {
-        // A point read of sled's cache, as on the request paths.
-        Ok(self.0.repo.in_outbox(job.id)?)
+        Ok(self.0.repo.in_outbox(job.id).await?)
     }
 }
 

@@ -27,53 +27,38 @@ impl Thumbnails {
     }
 
     async fn reconcile_all(&self) -> Result<(), RepoError> {
-        for (user, generation) in self.blocking(|repo| repo.reconcile_queue()).await? {
-            self.reconcile_user(user).await?;
-            self.blocking(move |repo| repo.reconcile_done(user, &generation)).await?;
+        for entry in self.repo.reconcile_queue().await? {
+            self.reconcile_user(entry.user).await?;
+            self.repo.reconcile_done(entry).await?;
         }
-        self.repo.flush().await?;
         Ok(())
     }
 
     async fn reconcile_user(&self, user_id: UserId) -> Result<(), RepoError> {
-        let user = match self.blocking(move |repo| repo.user(user_id)).await {
+        let user = match self.repo.user(user_id).await {
             Ok(user) => user,
             Err(RepoError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let tier_id = user.tier.clone();
-        let tier = match self.blocking(move |repo| repo.tier(&tier_id)).await {
+        let tier = match self.repo.tier(&user.tier).await {
             Ok(tier) => tier,
             Err(RepoError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
         let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
-        let revoked = self.blocking(move |repo| repo.revoke_links_not_granted(&user, &tier)).await?;
+        let revoked = self.repo.revoke_links_not_granted(&user, &tier).await?;
         if revoked > 0 {
             tracing::info!(user = %user_id, links = revoked, "deleted links the new tier no longer grants");
         }
         let mut cursor = None;
         loop {
-            let page = self.blocking(move |repo| repo.user_images(user_id, cursor, RECONCILE_BATCH)).await?;
+            let page = self.repo.user_images(user_id, cursor, RECONCILE_BATCH).await?;
             let Some(last) = page.last() else { break };
             cursor = Some(last.id);
-            let wanted = heights.clone();
-            let jobs = self
-                .blocking(move |repo| {
-                    let mut jobs = Vec::new();
-                    for image in page {
-                        if let Some(job) = repo.ensure_thumbnails(image.id, &wanted, crate::ids::new_job_id())? {
-                            jobs.push(job);
-                        }
-                    }
-                    Ok(jobs)
-                })
-                .await?;
-            if !jobs.is_empty() {
-                // Durable before delivery, as everywhere.
-                self.repo.flush().await?;
-                jobs.iter().for_each(|job| self.submitted(Some(job)));
-            }
+            let ids: Vec<_> = page.iter().map(|image| image.id).collect();
+            // Durable before delivery, as everywhere.
+            let jobs = self.repo.ensure_thumbnails(&ids, &heights).await?;
+            jobs.iter().for_each(|job| self.submitted(Some(job)));
         }
         Ok(())
     }

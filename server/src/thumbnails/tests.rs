@@ -5,21 +5,26 @@ use imageapi_shared::pipeline::ImageFormat;
 use imageapi_shared::store::{FsBlobStore, StoreError};
 
 use super::*;
-use crate::repo::{ImageRecord, UserRecord};
+use crate::repo::{ImageRecord, SharedRepo, UserRecord};
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    repo: Arc<SledRepo>,
+    repo: SharedRepo,
     store: Arc<dyn BlobStore>,
     thumbnails: Thumbnails,
     // Keeps the embedded queue open.
     _worker: imageapi_worker::EmbeddedWorker,
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Arc::new(SledRepo::open(&dir.path().join("db")).expect("repo"));
-    repo.seed_builtin_tiers().expect("seed");
+    let settings = crate::repo::RepoSettings {
+        database_url: None,
+        pool_size: 1,
+        sled_dir: dir.path().join("db"),
+        sled_cache_bytes: crate::repo::sled::DEFAULT_CACHE_BYTES,
+    };
+    let repo = crate::repo::open(&settings).await.expect("repo");
     let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs")).expect("store"));
     let (queue, worker) = imageapi_worker::embedded::queue();
     let metrics = ServerMetrics::new().expect("metrics");
@@ -27,7 +32,7 @@ fn fixture() -> Fixture {
     Fixture { _dir: dir, repo, store, thumbnails, _worker: worker }
 }
 
-fn user(repo: &SledRepo, tier: &str) -> UserRecord {
+async fn user(repo: &SharedRepo, tier: &str) -> UserRecord {
     let user = UserRecord {
         id: UserId::from_ulid(ulid::Ulid::new()),
         username: Username::parse(&format!("u{}", ulid::Ulid::new().to_string().to_lowercase())[..20]).expect("name"),
@@ -38,7 +43,7 @@ fn user(repo: &SledRepo, tier: &str) -> UserRecord {
         created_at: chrono::Utc::now(),
         credentials_version: 0,
     };
-    repo.create_user(&user).expect("user");
+    repo.create_user(&user).await.expect("user");
     user
 }
 
@@ -76,51 +81,51 @@ fn ready(job: &ThumbnailJob) -> JobReport {
 
 #[tokio::test]
 async fn an_upload_records_its_job_and_the_report_retires_it_once() {
-    let f = fixture();
-    let owner = user(&f.repo, "premium");
-    let (_, job) = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).expect("insert");
+    let f = fixture().await;
+    let owner = user(&f.repo, "premium").await;
+    let job = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").job;
     let job = job.expect("premium has heights");
     assert_eq!(job.heights, vec![200, 400]);
-    assert_eq!(f.repo.outbox_jobs(None, 10).expect("outbox"), vec![job.clone()]);
+    assert_eq!(f.repo.outbox_jobs(None, 10).await.expect("outbox"), vec![job.clone()]);
 
     f.thumbnails.apply_reports(vec![ready(&job)]).await.expect("apply");
-    assert_eq!(f.repo.outbox_len(), 0, "the applied job left the outbox");
-    assert!(matches!(f.repo.thumbnail(job.image_id, 400).expect("read"), Some(ThumbState::Ready { .. })));
+    assert_eq!(f.repo.outbox_len().await.expect("len"), 0, "the applied job left the outbox");
+    assert!(matches!(f.repo.thumbnail(job.image_id, 400).await.expect("read"), Some(ThumbState::Ready { .. })));
 
-    let again = f.repo.apply_report(&ready(&job)).expect("apply twice");
+    let again = f.repo.apply_reports(&[ready(&job)]).await.expect("apply twice").remove(0);
     assert!(!again.was_outstanding, "a repeated report is recognised as such");
 }
 
 #[tokio::test]
 async fn a_ready_report_for_a_deleted_image_removes_the_orphaned_thumbnail() {
-    let f = fixture();
-    let owner = user(&f.repo, "basic");
+    let f = fixture().await;
+    let owner = user(&f.repo, "basic").await;
     let record = image(owner.id);
-    let (_, job) = f.repo.insert_image(&record, crate::ids::new_job_id()).expect("insert");
+    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
     let job = job.expect("basic has 200");
-    f.repo.delete_image(record.id).expect("delete");
+    f.repo.delete_image(record.id).await.expect("delete");
     let key = BlobKey::thumbnail(record.id, 200, ImageFormat::Png);
     f.store.put(&key, Bytes::from_static(b"thumb")).await.expect("put");
 
     f.thumbnails.apply_reports(vec![ready(&job)]).await.expect("applying for a deleted image is not an error");
 
     assert!(matches!(f.store.get(&key).await, Err(StoreError::NotFound(_))));
-    assert_eq!(f.repo.outbox_len(), 0);
+    assert_eq!(f.repo.outbox_len().await.expect("len"), 0);
 }
 
 #[tokio::test]
 async fn pending_thumbnails_without_a_job_are_adopted_once() {
-    let f = fixture();
-    let owner = user(&f.repo, "basic");
+    let f = fixture().await;
+    let owner = user(&f.repo, "basic").await;
     let record = image(owner.id);
-    let (_, job) = f.repo.insert_image(&record, crate::ids::new_job_id()).expect("insert");
+    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
     assert_eq!(f.thumbnails.adopt_uncovered_pending().await.expect("adopt"), 0, "covered by its upload job");
 
     // A job lost (as from a database written before the outbox existed).
     let job = job.expect("job");
-    f.repo.apply_report(&JobReport { outcomes: vec![], ..ready(&job) }).expect("retire without outcomes");
+    f.repo.apply_reports(&[JobReport { outcomes: vec![], ..ready(&job) }]).await.expect("retire without outcomes");
     assert_eq!(f.thumbnails.adopt_uncovered_pending().await.expect("adopt"), 1);
-    let adopted = f.repo.outbox_jobs(None, 10).expect("outbox");
+    let adopted = f.repo.outbox_jobs(None, 10).await.expect("outbox");
     assert_eq!(adopted.len(), 1);
     assert_eq!((adopted[0].image_id, adopted[0].heights.clone()), (record.id, vec![200]));
     assert_eq!(f.thumbnails.adopt_uncovered_pending().await.expect("adopt"), 0, "now covered");

@@ -11,13 +11,16 @@
 //! - `api`: typed request methods on [`TestApp`], one per API call.
 //! - `scale`: a private `redis-server` per test and `imageapi-worker` processes.
 //! - `s3`: a private S3-compatible server (`s3s-fs`) per test.
+//! - `postgres`: a PostgreSQL database per test (`IMAGEAPI_E2E_POSTGRES` runs every app on one).
 
 mod api;
+mod postgres;
 mod reply;
 mod s3;
 mod scale;
 mod server;
 
+pub use postgres::*;
 pub use reply::*;
 pub use s3::*;
 pub use scale::*;

@@ -103,6 +103,10 @@ pub struct ServerOptions {
     pub redis_url: Option<String>,
     /// Any other `IMAGEAPI_*` settings, as (variable, value).
     pub env: Vec<(&'static str, String)>,
+    /// `IMAGEAPI_DATABASE_URL`: metadata in this PostgreSQL database (shared by several apps
+    /// in multi-node tests). Unset: the app's own database when `IMAGEAPI_E2E_POSTGRES` is
+    /// set, else sled in its data dir.
+    pub database_url: Option<String>,
 }
 
 /// One running server process.
@@ -126,6 +130,10 @@ pub struct TestApp {
     generation: usize,
     /// Makes usernames and tier ids unique within the app.
     pub(super) counter: AtomicUsize,
+    /// The app's own PostgreSQL database (`IMAGEAPI_E2E_POSTGRES`), dropped with the app.
+    database: Option<TestDatabase>,
+    /// What the server gets as `IMAGEAPI_DATABASE_URL`.
+    database_url: Option<String>,
 }
 
 /// Start a server with its defaults.
@@ -156,7 +164,14 @@ pub fn spawn_app_with(options: ServerOptions) -> TestApp {
         root: Some(root),
         generation: 0,
         counter: AtomicUsize::new(0),
+        database: None,
+        database_url: options.database_url.clone(),
     };
+    if app.database_url.is_none() && postgres_for_every_app() {
+        let database = TestDatabase::create();
+        app.database_url = Some(database.url());
+        app.database = Some(database);
+    }
     app.start(&options);
     app
 }
@@ -170,6 +185,11 @@ impl TestApp {
     /// The blob store (`IMAGEAPI_BLOB_DIR`, by default inside the data dir); workers share it.
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir().join("blobs")
+    }
+
+    /// The PostgreSQL database the server keeps its metadata in, if not sled.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     /// The app's temporary root (the data dir and logs are inside).
@@ -209,6 +229,9 @@ impl TestApp {
         }
         if let Some(url) = &options.redis_url {
             command.env("IMAGEAPI_REDIS_URL", url);
+        }
+        if let Some(url) = &self.database_url {
+            command.env("IMAGEAPI_DATABASE_URL", url);
         }
         for (key, value) in &options.env {
             command.env(key, value);

@@ -1,6 +1,8 @@
-//! The results stream: workers append, the server reads through a consumer group and
-//! acknowledges (then deletes) an entry only after it applied the report durably. Entries the
-//! server read but did not acknowledge (it crashed) are read again at its next start.
+//! The results stream: workers append, the servers read through one consumer group (each
+//! server a consumer of its own, so several share the stream) and acknowledge (then delete) an
+//! entry only after it applied the report durably. Entries a server read but did not
+//! acknowledge are read again at its next start; entries left by a server that is gone are
+//! claimed by another after [`CLAIM_IDLE`] ([`ResultsReader::claim_abandoned`]).
 
 use async_trait::async_trait;
 use imageapi_shared::jobs::JobReport;
@@ -13,9 +15,13 @@ use crate::queue::QueueError;
 
 pub const STREAM: &str = "imageapi:results";
 const GROUP: &str = "imageapi-server";
-/// One server owns the metadata, so one consumer.
-const CONSUMER: &str = "server";
 const FIELD: &str = "report";
+/// An entry read but unacknowledged this long belongs to a server that is gone (applying a
+/// report takes milliseconds), so another server takes it over.
+pub const CLAIM_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Consumers with nothing pending and idle this long (servers restarted under a new name) are
+/// removed from the group.
+const FORGET_CONSUMER_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The worker's sink: one stream entry per finished job.
 pub struct RedisSink {
@@ -48,6 +54,8 @@ pub struct Delivery {
 /// The server's reader.
 pub struct ResultsReader {
     conn: ConnectionManager,
+    /// This server's name in the consumer group.
+    consumer: String,
     /// Re-read what this consumer was given but did not acknowledge before going on.
     backlog_done: bool,
     /// The consumer group had vanished (Redis restarted empty) and was made again.
@@ -55,8 +63,53 @@ pub struct ResultsReader {
 }
 
 impl ResultsReader {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn, backlog_done: false, group_recreated: false }
+    /// A reader for the server named `consumer` (unique among the servers sharing Redis).
+    pub fn new(conn: ConnectionManager, consumer: String) -> Self {
+        Self { conn, consumer, backlog_done: false, group_recreated: false }
+    }
+
+    /// Takes over entries other servers read but did not acknowledge for [`CLAIM_IDLE`] (they
+    /// were killed, or lost Redis), and forgets idle consumers with nothing pending. The
+    /// claimed entries are read next. Returns how many were claimed.
+    pub async fn claim_abandoned(&mut self) -> Result<usize, QueueError> {
+        let mut cursor = "0-0".to_owned();
+        let mut claimed = 0;
+        loop {
+            let reply: redis::Value = redis::cmd("XAUTOCLAIM")
+                .arg(STREAM)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(CLAIM_IDLE.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(256)
+                .arg("JUSTID")
+                .query_async(&mut self.conn)
+                .await?;
+            let redis::Value::Array(parts) = reply else { break };
+            let next = match parts.first() {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                _ => break,
+            };
+            if let Some(redis::Value::Array(ids)) = parts.get(1) {
+                claimed += ids.len();
+            }
+            if next == "0-0" {
+                break;
+            }
+            cursor = next;
+        }
+        if claimed > 0 {
+            self.backlog_done = false;
+        }
+        let consumers: redis::streams::StreamInfoConsumersReply = self.conn.xinfo_consumers(STREAM, GROUP).await?;
+        for c in consumers.consumers {
+            if c.name != self.consumer && c.pending == 0 && c.idle as u128 > FORGET_CONSUMER_AFTER.as_millis() {
+                let _: redis::RedisResult<i64> = self.conn.xgroup_delconsumer(STREAM, GROUP, &c.name).await;
+            }
+        }
+        Ok(claimed)
     }
 
     async fn ensure_group(&mut self) -> Result<(), QueueError> {
@@ -87,7 +140,7 @@ impl ResultsReader {
 
     async fn read_once(&mut self, count: usize, block_ms: usize) -> Result<Vec<Delivery>, QueueError> {
         let from = if self.backlog_done { ">" } else { "0" };
-        let mut options = StreamReadOptions::default().group(GROUP, CONSUMER).count(count);
+        let mut options = StreamReadOptions::default().group(GROUP, &self.consumer).count(count);
         if self.backlog_done {
             options = options.block(block_ms);
         }

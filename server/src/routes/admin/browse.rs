@@ -7,7 +7,9 @@ use imageapi_shared::domain::LinkId;
 
 use crate::auth::AdminUser;
 use crate::error::ApiError;
-use crate::routes::images::{load_page, Page, PageQuery};
+use crate::repo::RepoError;
+use crate::routes::images::{Page, PageQuery};
+use crate::services::images::load_page;
 use crate::state::AppState;
 use crate::views::{ImagePage, ImageView, LinkList, LinkView};
 
@@ -26,18 +28,15 @@ pub async fn images(
 ) -> Result<HttpResponse, ApiError> {
     let Page { limit, cursor } = query.parse()?;
     let user = query.user()?;
-    let (rows, next) = state
-        .repo(move |repo| {
-            let records = match user {
-                Some(user) => {
-                    repo.user(user)?;
-                    repo.user_images(user, cursor, limit + 1)?
-                }
-                None => repo.all_images(cursor, limit + 1)?,
-            };
-            load_page(repo, records, limit)
-        })
-        .await?;
+    let repo = state.repo.as_ref();
+    let records = match user {
+        Some(user) => {
+            repo.user(user).await?;
+            repo.user_images(user, cursor, limit + 1).await?
+        }
+        None => repo.all_images(cursor, limit + 1).await?,
+    };
+    let (rows, next) = load_page(repo, records, limit, None).await?;
     let base = &state.public_url;
     let user_param = query.user.as_deref().map(|u| format!("&user={u}")).unwrap_or_default();
     let results = rows
@@ -59,19 +58,18 @@ pub async fn images(
 #[get("/admin/links")]
 pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let (mut links, names) = state
-        .repo(move |repo| {
-            let links: Vec<_> = repo.all_links()?.into_iter().filter(|l| !l.is_expired(now)).collect();
-            let mut names = BTreeMap::new();
-            for link in &links {
-                if let std::collections::btree_map::Entry::Vacant(slot) = names.entry(link.owner) {
-                    slot.insert(repo.user(link.owner).map(|u| u.username.to_string()).unwrap_or_default());
-                }
-            }
-            Ok((links, names))
-        })
-        .await?;
-    links.sort_by_key(|l| l.expires_at);
+    let links = state.repo.live_links(now).await?;
+    let mut names = BTreeMap::new();
+    for link in &links {
+        if let std::collections::btree_map::Entry::Vacant(slot) = names.entry(link.owner) {
+            let name = match state.repo.user(link.owner).await {
+                Ok(user) => user.username.to_string(),
+                Err(RepoError::NotFound) => String::new(),
+                Err(e) => return Err(e.into()),
+            };
+            slot.insert(name);
+        }
+    }
     let results = links
         .iter()
         .map(|l| {
@@ -98,7 +96,6 @@ pub async fn revoke_link(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = LinkId::parse(&path).ok_or(ApiError::NotFound)?;
-    state.repo(move |repo| repo.delete_link(id)).await?;
-    state.flush().await?;
+    state.repo.delete_link(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

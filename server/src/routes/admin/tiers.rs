@@ -5,7 +5,7 @@ use imageapi_shared::domain::{Heights, TierId, TierName};
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
-use crate::repo::{RepoError, TierRecord};
+use crate::repo::{TierEdit, TierRecord};
 use crate::state::AppState;
 use crate::views::{CreateTier, TierList, TierView, UpdateTier};
 
@@ -21,21 +21,19 @@ fn tier_id(raw: &str) -> Result<TierId, ApiError> {
 }
 
 async fn tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
-    state.repo(move |repo| Ok(TierView::new(&repo.tier(&id)?, Some(repo.tier_user_count(&id)?)))).await
+    let (tier, holders) = futures_util::try_join!(state.repo.tier(&id), state.repo.tier_user_count(&id))?;
+    Ok(TierView::new(&tier, Some(holders)))
 }
 
 /// All tiers with how many users hold each.
 #[utoipa::path(tag = "admin", responses((status = 200, body = TierList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/tiers")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
-    let results = state
-        .repo(|repo| {
-            repo.tiers()?
-                .iter()
-                .map(|t| Ok(TierView::new(t, Some(repo.tier_user_count(&t.id)?))))
-                .collect::<Result<Vec<_>, RepoError>>()
-        })
-        .await?;
+    let tiers = state.repo.tiers().await?;
+    let mut results = Vec::with_capacity(tiers.len());
+    for tier in &tiers {
+        results.push(TierView::new(tier, Some(state.repo.tier_user_count(&tier.id).await?)));
+    }
     Ok(HttpResponse::Ok().json(TierList { results }))
 }
 
@@ -68,9 +66,7 @@ pub async fn create(
         expiring_links: body.expiring_links,
         builtin: false,
     };
-    let record = tier.clone();
-    state.repo(move |repo| repo.create_tier(&record)).await?;
-    state.flush().await?;
+    state.repo.create_tier(&tier).await?;
     Ok(HttpResponse::Created().json(TierView::new(&tier, Some(0))))
 }
 
@@ -126,27 +122,13 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let (original_link, expiring_links) = (body.original_link, body.expiring_links);
-    let lookup = id.clone();
-    state
-        .repo(move |repo| {
-            repo.update_tier(&lookup, |tier| {
-                if let Some(name) = &name {
-                    tier.name = name.clone();
-                }
-                if let Some(heights) = &heights {
-                    tier.thumbnail_heights = heights.clone();
-                }
-                if let Some(flag) = original_link {
-                    tier.original_link = flag;
-                }
-                if let Some(flag) = expiring_links {
-                    tier.expiring_links = flag;
-                }
-            })
-        })
-        .await?;
-    state.flush().await?;
+    let edit = TierEdit {
+        name,
+        thumbnail_heights: heights,
+        original_link: body.original_link,
+        expiring_links: body.expiring_links,
+    };
+    state.repo.update_tier(&id, &edit).await?;
     state.thumbnails.wake_reconciler();
     Ok(HttpResponse::Ok().json(tier_view(&state, id).await?))
 }
@@ -165,8 +147,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = tier_id(&path)?;
-    state.repo(move |repo| repo.delete_tier(&id)).await?;
-    state.flush().await?;
+    state.repo.delete_tier(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

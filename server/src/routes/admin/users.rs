@@ -5,8 +5,8 @@ use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
 
 use crate::auth::{new_secret, AdminUser};
 use crate::error::{ApiError, FieldErrors};
-use crate::repo::{RepoError, TokenRecord, UserRecord};
-use crate::routes::images::delete_image;
+use crate::repo::{RepoError, TokenRecord, UserEdit, UserRecord};
+use crate::services::images::delete_image;
 use crate::state::AppState;
 use crate::views::{CreateUser, NewTokenView, TokenView, UpdateUser, UserList, UserView};
 
@@ -23,14 +23,13 @@ async fn existing_tier(state: &AppState, raw: &str, errors: &mut FieldErrors) ->
         errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
         return Ok(None);
     };
-    let lookup = id.clone();
-    match state.repo(move |repo| repo.tier(&lookup)).await {
+    match state.repo.tier(&id).await {
         Ok(_) => Ok(Some(id)),
-        Err(ApiError::NotFound) => {
+        Err(RepoError::NotFound) => {
             errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
             Ok(None)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -39,30 +38,22 @@ async fn hash(state: &AppState, password: Password) -> Result<String, ApiError> 
 }
 
 async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<UserView, ApiError> {
-    state
-        .repo(move |repo| {
-            let user = repo.user(id)?;
-            let tokens =
-                if with_tokens { Some(repo.user_tokens(id)?.iter().map(TokenView::from).collect()) } else { None };
-            Ok(UserView::new(&user, repo.image_count(id)?, tokens))
-        })
-        .await
+    let repo = &state.repo;
+    let user = repo.user(id).await?;
+    let tokens =
+        if with_tokens { Some(repo.user_tokens(id).await?.iter().map(TokenView::from).collect()) } else { None };
+    Ok(UserView::new(&user, repo.image_count(id).await?, tokens))
 }
 
 /// All users.
 #[utoipa::path(tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/users")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
-    let results = state
-        .repo(|repo| {
-            let mut users = repo.users()?;
-            users.sort_by(|a, b| a.username.as_str().cmp(b.username.as_str()));
-            users
-                .iter()
-                .map(|u| Ok(UserView::new(u, repo.image_count(u.id)?, None)))
-                .collect::<Result<Vec<_>, RepoError>>()
-        })
-        .await?;
+    let users = state.repo.users().await?;
+    let mut results = Vec::with_capacity(users.len());
+    for user in &users {
+        results.push(UserView::new(user, state.repo.image_count(user.id).await?, None));
+    }
     Ok(HttpResponse::Ok().json(UserList { results }))
 }
 
@@ -98,9 +89,7 @@ pub async fn create(
         created_at: state.clock.now(),
         credentials_version: 0,
     };
-    let record = user.clone();
-    state.repo(move |repo| repo.create_user(&record)).await?;
-    state.flush().await?;
+    state.repo.create_user(&user).await?;
     tracing::info!(user = %user.id, username = %user.username, "user created");
     Ok(HttpResponse::Created().json(UserView::new(&user, 0, None)))
 }
@@ -148,7 +137,7 @@ pub async fn update(
     if id == admin.id && (body.is_admin == Some(false) || body.is_active == Some(false)) {
         return Err(ApiError::Conflict("you cannot deactivate yourself or remove your own admin rights".to_owned()));
     }
-    state.repo(move |repo| repo.user(id)).await?;
+    state.repo.user(id).await?;
     let mut errors = FieldErrors::new();
     let tier = match &body.tier {
         Some(raw) => existing_tier(&state, raw, &mut errors).await?,
@@ -165,34 +154,14 @@ pub async fn update(
         Some(p) => Some(hash(&state, p).await?),
         None => None,
     };
-    let (is_active, is_admin) = (body.is_active, body.is_admin);
     let tier_changed = tier.is_some();
-    state
-        .repo(move |repo| {
-            let user = repo.update_user(id, |user| {
-                if let Some(tier) = &tier {
-                    user.tier = tier.clone();
-                }
-                if let Some(active) = is_active {
-                    user.is_active = active;
-                }
-                if let Some(admin) = is_admin {
-                    user.is_admin = admin;
-                }
-                if let Some(hash) = &password_hash {
-                    user.password_hash = hash.clone();
-                    user.credentials_version += 1;
-                }
-            })?;
-            // Deactivation kills the user's links for good (a tier change is reconciled in
-            // the background, links included).
-            if is_active == Some(false) {
-                repo.revoke_links_not_granted(&user, &repo.tier(&user.tier)?)?;
-            }
-            Ok(())
-        })
-        .await?;
-    state.flush().await?;
+    let edit = UserEdit { tier, is_active: body.is_active, is_admin: body.is_admin, password_hash };
+    let user = state.repo.update_user(id, &edit).await?;
+    // Deactivation kills the user's links for good (a tier change is reconciled in the
+    // background, links included).
+    if body.is_active == Some(false) {
+        state.repo.revoke_links_not_granted(&user, &state.repo.tier(&user.tier).await?).await?;
+    }
     if tier_changed {
         state.thumbnails.wake_reconciler();
     }
@@ -217,15 +186,14 @@ pub async fn delete(
         return Err(ApiError::Conflict("you cannot delete your own account".to_owned()));
     }
     // Deactivate first so the user cannot upload while their images are being removed.
-    state.repo(move |repo| repo.update_user(id, |u| u.is_active = false)).await?;
-    for image in state.repo(move |repo| repo.user_image_ids(id)).await? {
+    state.repo.update_user(id, &UserEdit { is_active: Some(false), ..UserEdit::default() }).await?;
+    for image in state.repo.user_image_ids(id).await? {
         match delete_image(&state, image).await {
             Ok(()) | Err(ApiError::NotFound) => {}
             Err(e) => return Err(e),
         }
     }
-    state.repo(move |repo| repo.delete_user(id)).await?;
-    state.flush().await?;
+    state.repo.delete_user(id).await?;
     tracing::info!(user = %id, "user deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -244,13 +212,12 @@ pub async fn issue_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path)?;
-    state.repo(move |repo| repo.user(user)).await?;
+    state.repo.user(user).await?;
     let (token, hash) = new_secret(API_TOKEN_PREFIX);
     let record =
         TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: user, created_at: state.clock.now() };
     let id = record.id;
-    state.repo(move |repo| repo.insert_token(&record, &hash)).await?;
-    state.flush().await?;
+    state.repo.insert_token(&record, &hash).await?;
     Ok(HttpResponse::Created().json(NewTokenView { id: id.to_string(), token }))
 }
 
@@ -270,7 +237,6 @@ pub async fn revoke_token(
     let (user, token) = path.into_inner();
     let user = user_id(&user)?;
     let token = TokenId::parse(&token).ok_or(ApiError::NotFound)?;
-    state.repo(move |repo| repo.delete_token(user, token)).await?;
-    state.flush().await?;
+    state.repo.delete_token(user, token).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,21 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use imageapi_shared::domain::{ImageId, JobId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use sled::Transactional;
 
-use super::{decode, id16, thumb_key, tx_decode, tx_encode, RepoError, SledRepo, ThumbState};
+use super::{decode, id16, thumb_key, tx_decode, tx_encode, RepoError, SledDb, ThumbState};
+use crate::repo::Applied;
 
-/// What applying a report found.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// Whether the job was still in the outbox (false: a repeated report).
-    pub was_outstanding: bool,
-    /// Ready thumbnails of images deleted meanwhile: their blobs are orphans to remove.
-    pub orphans: Vec<ThumbnailOutcome>,
-}
-
-impl SledRepo {
+impl SledDb {
     /// Outbox jobs in id (creation) order, starting after `after`.
     pub fn outbox_jobs(&self, after: Option<JobId>, limit: usize) -> Result<Vec<ThumbnailJob>, RepoError> {
         let iter = match after {
@@ -49,8 +41,8 @@ impl SledRepo {
         Ok(self.outbox.contains_key(job.to_bytes())?)
     }
 
-    pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+    pub fn outbox_len(&self) -> u64 {
+        self.outbox.len() as u64
     }
 
     /// Applies a job's report and retires the job, atomically. Idempotent: a thumbnail already
@@ -110,7 +102,7 @@ impl SledRepo {
     /// Records jobs for pending thumbnails that no outbox job covers (data from before the
     /// outbox existed, or a job lost to a bug): the invariant "pending ⇒ a job exists" is
     /// restored at every start. Returns the jobs created.
-    pub fn adopt_uncovered_pending(&self, mut new_id: impl FnMut() -> JobId) -> Result<Vec<ThumbnailJob>, RepoError> {
+    pub fn adopt_uncovered_pending(&self) -> Result<Vec<ThumbnailJob>, RepoError> {
         let mut covered: BTreeMap<ImageId, BTreeSet<u32>> = BTreeMap::new();
         for value in self.outbox.iter().values() {
             let job: ThumbnailJob = decode(&value?)?;
@@ -128,7 +120,7 @@ impl SledRepo {
                 Err(RepoError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
-            let job = ThumbnailJob { id: new_id(), image_id, format: image.format, heights: uncovered };
+            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id, format: image.format, heights: uncovered };
             self.outbox.insert(job.id.to_bytes(), super::encode(&job)?)?;
             created.push(job);
         }

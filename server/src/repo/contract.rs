@@ -1,0 +1,618 @@
+//! The repository contract: one suite, run on sled (a temporary directory) and on PostgreSQL
+//! (a fresh database on the machine's server, dropped afterwards; see [`ScratchDb`]).
+//! Ordering, cursors, idempotent outcomes, cascades, tier deletion, reconciliation
+//! bookkeeping, the outbox, and concurrent writers.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
+use imageapi_shared::pipeline::ImageFormat;
+
+use super::*;
+
+/// PostgreSQL for the suite: `IMAGEAPI_TEST_POSTGRES_URL`, or the machine's server.
+fn admin_url() -> String {
+    std::env::var("IMAGEAPI_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test, dropped (with any open connections) when this goes.
+struct ScratchDb {
+    name: String,
+}
+
+impl ScratchDb {
+    async fn create() -> Self {
+        let name = format!("imageapi_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} (set IMAGEAPI_TEST_POSTGRES_URL): {e}", admin_url()));
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
+        format!("{base}/{}", self.name)
+    }
+
+    async fn open(&self) -> SharedRepo {
+        let settings = RepoSettings {
+            database_url: Some(self.url()),
+            pool_size: 8,
+            sled_dir: std::path::PathBuf::new(),
+            sled_cache_bytes: 0,
+        };
+        open(&settings).await.expect("open PostgreSQL")
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Its own thread and runtime: this may run while the test's runtime is going away.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+async fn sled_repo() -> (tempfile::TempDir, SharedRepo) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = RepoSettings {
+        database_url: None,
+        pool_size: 1,
+        sled_dir: dir.path().join("db"),
+        sled_cache_bytes: sled::DEFAULT_CACHE_BYTES,
+    };
+    let repo = open(&settings).await.expect("open sled");
+    (dir, repo)
+}
+
+/// Each test, once per backend.
+macro_rules! contract {
+    ($($test:ident),+ $(,)?) => {
+        mod on_sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (_dir, repo) = super::sled_repo().await;
+                    super::$test(repo).await;
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = super::ScratchDb::create().await;
+                    let repo = db.open().await;
+                    super::$test(repo.clone()).await;
+                    repo.close(std::time::Duration::from_secs(5));
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    builtin_tiers_are_seeded_once_and_edits_survive_reseeding,
+    a_users_images_page_newest_first_with_an_exclusive_cursor,
+    outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready,
+    an_outcome_for_a_deleted_image_is_reported_as_an_orphan,
+    deleting_an_image_deletes_its_links,
+    a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones,
+    links_the_grant_no_longer_covers_are_revoked,
+    tiers_cannot_be_deleted_while_builtin_or_held,
+    tier_changes_queue_the_affected_users_for_reconciliation,
+    a_change_that_arrives_during_reconciliation_is_not_lost,
+    an_image_gets_its_owners_current_tier_and_needs_a_live_owner,
+    ensure_thumbnails_adds_only_missing_heights,
+    usernames_are_unique_and_users_delete_with_their_tokens,
+    user_edits_bump_the_credentials_version_only_for_a_new_password,
+    the_outbox_holds_each_job_until_its_report_and_pages_in_order,
+    jobs_of_deleted_images_are_retired_and_uncovered_pending_adopted_once,
+    thumbnail_states_of_a_page_come_in_one_call,
+    the_store_marker_is_kept,
+    concurrent_uploads_of_one_user_all_land_and_are_counted,
+);
+
+async fn user(repo: &dyn Repo, name: &str, tier: &str) -> UserRecord {
+    let user = UserRecord {
+        id: UserId::from_ulid(ulid::Ulid::new()),
+        username: Username::parse(name).expect("name"),
+        password_hash: "x".into(),
+        tier: TierId::parse(tier).expect("tier"),
+        is_active: true,
+        is_admin: false,
+        created_at: Utc::now(),
+        credentials_version: 0,
+    };
+    repo.create_user(&user).await.expect("create user");
+    user
+}
+
+fn image_record(owner: UserId) -> ImageRecord {
+    ImageRecord {
+        id: crate::ids::new_image_id(),
+        owner,
+        name: "x.png".into(),
+        format: ImageFormat::Png,
+        width: 400,
+        height: 200,
+        size_bytes: 10,
+        created_at: Utc::now(),
+    }
+}
+
+async fn image(repo: &dyn Repo, owner: UserId) -> ImageRecord {
+    let record = image_record(owner);
+    repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert");
+    record
+}
+
+fn id(raw: &str) -> TierId {
+    TierId::parse(raw).expect("tier id")
+}
+
+fn move_to(tier: &str) -> UserEdit {
+    UserEdit { tier: Some(id(tier)), ..UserEdit::default() }
+}
+
+/// Applies one outcome as a report of its own job.
+async fn apply(repo: &dyn Repo, outcome: ThumbnailOutcome) -> RepoResult<Applied> {
+    let report = JobReport {
+        job_id: JobId::from_ulid(ulid::Ulid::new()),
+        image_id: outcome.image_id,
+        outcomes: vec![outcome],
+        worker: "test".into(),
+        duration_ms: 1,
+    };
+    Ok(repo.apply_reports(&[report]).await?.remove(0))
+}
+
+fn ready(image: ImageId, h: u32) -> ThumbnailOutcome {
+    ThumbnailOutcome {
+        image_id: image,
+        format: ImageFormat::Png,
+        requested_height: h,
+        result: ThumbnailResult::Ready { width: 2 * h, height: h, size_bytes: 5 },
+    }
+}
+
+/// The heights of an image still pending.
+async fn pending(repo: &dyn Repo, image: ImageId) -> Vec<u32> {
+    let mut states = repo.thumbnails_of_images(&[image]).await.expect("thumbnails");
+    let states = states.remove(&image).unwrap_or_default();
+    states.into_iter().filter(|(_, s)| *s == ThumbState::Pending).map(|(h, _)| h).collect()
+}
+
+fn link_to(owner: UserId, image: ImageId, variant: Variant, seconds: i64) -> LinkRecord {
+    let now = Utc::now();
+    LinkRecord {
+        id: LinkId::from_ulid(ulid::Ulid::new()),
+        owner,
+        image_id: image,
+        variant,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(seconds),
+    }
+}
+
+async fn builtin_tiers_are_seeded_once_and_edits_survive_reseeding(repo: SharedRepo) {
+    let ids: Vec<_> = repo.tiers().await.expect("tiers").into_iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids, ["basic", "enterprise", "premium"]);
+    let edit = TierEdit { name: Some(TierName::parse("Starter").expect("name")), ..TierEdit::default() };
+    repo.update_tier(&id("basic"), &edit).await.expect("edit");
+    repo.seed_builtin_tiers().await.expect("reseed");
+    let basic = repo.tier(&id("basic")).await.expect("tier");
+    assert_eq!(basic.name.as_str(), "Starter");
+    assert_eq!(basic.thumbnail_heights.iter().map(|h| h.get()).collect::<Vec<_>>(), vec![200]);
+    assert!(basic.builtin && !basic.original_link && !basic.expiring_links);
+}
+
+async fn a_users_images_page_newest_first_with_an_exclusive_cursor(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let bob = user(repo, "bob", "basic").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(image(repo, ann.id).await.id);
+    }
+    let bobs = image(repo, bob.id).await;
+
+    let page = |cursor, limit| async move {
+        repo.user_images(ann.id, cursor, limit).await.expect("page").iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, 2).await, vec![ids[4], ids[3]]);
+    assert_eq!(page(Some(ids[3]), 2).await, vec![ids[2], ids[1]]);
+    assert_eq!(page(Some(ids[1]), 2).await, vec![ids[0]]);
+    assert_eq!(repo.image_count(ann.id).await.expect("count"), 5);
+    let all: Vec<_> = repo.all_images(None, 10).await.expect("all").iter().map(|i| i.id).collect();
+    assert_eq!(all, vec![bobs.id, ids[4], ids[3], ids[2], ids[1], ids[0]]);
+    let after: Vec<_> = repo.all_images(Some(ids[2]), 10).await.expect("all").iter().map(|i| i.id).collect();
+    assert_eq!(after, vec![ids[1], ids[0]]);
+    assert_eq!(repo.user_image_ids(ann.id).await.expect("ids"), ids);
+    let stored = repo.image(ids[0]).await.expect("image");
+    assert_eq!((stored.owner, stored.format, stored.width, stored.height), (ann.id, ImageFormat::Png, 400, 200));
+}
+
+async fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let img = image(repo, ann.id).await;
+    assert_eq!(pending(repo, img.id).await, vec![200]);
+
+    apply(repo, ready(img.id, 200)).await.expect("apply");
+    let first = repo.thumbnail(img.id, 200).await.expect("get");
+    assert_eq!(first, Some(ThumbState::Ready { width: 400, height: 200, size_bytes: 5 }));
+    apply(repo, ready(img.id, 200)).await.expect("apply again");
+    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), first, "second apply changes nothing");
+    let late_failure = ThumbnailOutcome {
+        image_id: img.id,
+        format: ImageFormat::Png,
+        requested_height: 200,
+        result: ThumbnailResult::Failed { reason: "late".into() },
+    };
+    apply(repo, late_failure).await.expect("late");
+    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), first, "a ready thumbnail stays ready");
+    assert!(pending(repo, img.id).await.is_empty());
+
+    let other = image(repo, ann.id).await;
+    let failed = ThumbnailOutcome {
+        image_id: other.id,
+        format: ImageFormat::Png,
+        requested_height: 200,
+        result: ThumbnailResult::Failed { reason: "not a PNG".into() },
+    };
+    apply(repo, failed).await.expect("fail");
+    assert_eq!(
+        repo.thumbnail(other.id, 200).await.expect("get"),
+        Some(ThumbState::Failed { reason: "not a PNG".into() })
+    );
+    let mixed = JobReport {
+        job_id: JobId::from_ulid(ulid::Ulid::new()),
+        image_id: img.id,
+        outcomes: vec![ready(other.id, 200)],
+        worker: "test".into(),
+        duration_ms: 1,
+    };
+    assert!(matches!(repo.apply_reports(&[mixed]).await, Err(RepoError::Conflict(_))));
+}
+
+async fn an_outcome_for_a_deleted_image_is_reported_as_an_orphan(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let img = image(repo, ann.id).await;
+    let deleted = repo.delete_image(img.id).await.expect("delete");
+    assert_eq!(deleted.id, img.id);
+    assert!(matches!(repo.delete_image(img.id).await, Err(RepoError::NotFound)));
+    assert_eq!(apply(repo, ready(img.id, 200)).await.expect("apply").orphans, vec![ready(img.id, 200)]);
+    assert!(pending(repo, img.id).await.is_empty(), "thumbnail records go with the image");
+    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), None);
+    assert_eq!(repo.image_count(ann.id).await.expect("count"), 0);
+    assert!(matches!(repo.image(img.id).await, Err(RepoError::NotFound)));
+}
+
+async fn deleting_an_image_deletes_its_links(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "enterprise").await;
+    let img = image(repo, ann.id).await;
+    let link = link_to(ann.id, img.id, Variant::Original, 300);
+    repo.insert_link(&link, &[7; 32]).await.expect("link");
+    let found = repo.link_by_token_hash(&[7; 32]).await.expect("lookup").expect("found");
+    assert_eq!((found.id, found.variant), (link.id, Variant::Original));
+    assert_eq!(repo.link(link.id).await.expect("by id").image_id, img.id);
+    repo.delete_image(img.id).await.expect("delete");
+    assert!(repo.link_by_token_hash(&[7; 32]).await.expect("lookup").is_none());
+    assert!(repo.user_links(ann.id).await.expect("links").is_empty());
+    assert!(matches!(repo.link(link.id).await, Err(RepoError::NotFound)));
+    // A link to an image deleted meanwhile is refused.
+    let late = link_to(ann.id, img.id, Variant::Original, 300);
+    assert!(matches!(repo.insert_link(&late, &[8; 32]).await, Err(RepoError::NotFound)));
+}
+
+async fn a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "enterprise").await;
+    let img = image(repo, ann.id).await;
+    let link = link_to(ann.id, img.id, Variant::Original, 300);
+    let created = link.created_at;
+    assert!(!link.is_expired(created + chrono::Duration::seconds(299)));
+    assert!(link.is_expired(created + chrono::Duration::seconds(300)));
+    assert_eq!(link.seconds_left(created + chrono::Duration::seconds(100)), 200);
+    repo.insert_link(&link, &[1; 32]).await.expect("link");
+    let soon =
+        link_to(ann.id, img.id, Variant::Thumbnail(imageapi_shared::domain::Height::parse(200).expect("h")), 100);
+    repo.insert_link(&soon, &[2; 32]).await.expect("link");
+    let live: Vec<_> = repo.live_links(Utc::now()).await.expect("live").iter().map(|l| l.id).collect();
+    assert_eq!(live, vec![soon.id, link.id], "soonest expiry first");
+    let later: Vec<_> = repo.live_links(soon.expires_at).await.expect("live").iter().map(|l| l.id).collect();
+    assert_eq!(later, vec![link.id], "expired at its second");
+    assert_eq!(repo.purge_links_expired_before(soon.expires_at).await.expect("purge"), 0);
+    assert_eq!(
+        repo.purge_links_expired_before(link.expires_at + chrono::Duration::seconds(1)).await.expect("purge"),
+        2
+    );
+    assert!(repo.link_by_token_hash(&[1; 32]).await.expect("lookup").is_none());
+    assert!(matches!(repo.delete_link(link.id).await, Err(RepoError::NotFound)));
+}
+
+async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "enterprise").await;
+    let img = image(repo, ann.id).await;
+    let h = |n| Variant::Thumbnail(imageapi_shared::domain::Height::parse(n).expect("h"));
+    let original = link_to(ann.id, img.id, Variant::Original, 300);
+    let small = link_to(ann.id, img.id, h(200), 300);
+    let large = link_to(ann.id, img.id, h(400), 300);
+    for (link, hash) in [(&original, [1; 32]), (&small, [2; 32]), (&large, [3; 32])] {
+        repo.insert_link(link, &hash).await.expect("link");
+    }
+    let enterprise = repo.tier(&id("enterprise")).await.expect("tier");
+    assert_eq!(repo.revoke_links_not_granted(&ann, &enterprise).await.expect("revoke"), 0, "all granted");
+    let narrower = TierRecord {
+        thumbnail_heights: Heights::parse(&[200]).expect("heights"),
+        original_link: false,
+        ..enterprise.clone()
+    };
+    assert_eq!(repo.revoke_links_not_granted(&ann, &narrower).await.expect("revoke"), 2);
+    let left: Vec<_> = repo.user_links(ann.id).await.expect("links").iter().map(|l| l.id).collect();
+    assert_eq!(left, vec![small.id]);
+    let inactive = UserRecord { is_active: false, ..ann.clone() };
+    assert_eq!(repo.revoke_links_not_granted(&inactive, &enterprise).await.expect("revoke"), 1);
+    assert!(repo.user_links(ann.id).await.expect("links").is_empty());
+}
+
+async fn tiers_cannot_be_deleted_while_builtin_or_held(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let gold = TierRecord {
+        id: id("gold"),
+        name: TierName::parse("Gold").expect("name"),
+        thumbnail_heights: Heights::parse(&[100, 300]).expect("heights"),
+        original_link: false,
+        expiring_links: true,
+        builtin: false,
+    };
+    repo.create_tier(&gold).await.expect("create");
+    assert_eq!(repo.tier(&gold.id).await.expect("read back"), gold);
+    assert!(matches!(repo.create_tier(&gold).await, Err(RepoError::Conflict(_))));
+    assert!(matches!(repo.delete_tier(&id("basic")).await, Err(RepoError::Conflict(_))));
+    let ann = user(repo, "ann", "gold").await;
+    assert_eq!(repo.tier_user_count(&gold.id).await.expect("count"), 1);
+    assert!(matches!(repo.delete_tier(&gold.id).await, Err(RepoError::Conflict(_))));
+    repo.update_user(ann.id, &move_to("basic")).await.expect("move");
+    assert_eq!(repo.tier_user_count(&gold.id).await.expect("count"), 0);
+    repo.delete_tier(&gold.id).await.expect("delete unused tier");
+    assert!(matches!(repo.tier(&gold.id).await, Err(RepoError::NotFound)));
+    assert!(matches!(repo.delete_tier(&gold.id).await, Err(RepoError::NotFound)));
+    assert!(matches!(repo.update_user(ann.id, &move_to("gold")).await, Err(RepoError::NotFound)), "tier gone");
+    assert_eq!(repo.user(ann.id).await.expect("user").tier, id("basic"), "a refused edit changes nothing");
+}
+
+async fn tier_changes_queue_the_affected_users_for_reconciliation(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let bob = user(repo, "bob", "premium").await;
+    let queued =
+        || async { repo.reconcile_queue().await.expect("queue").into_iter().map(|e| e.user).collect::<Vec<_>>() };
+    assert!(queued().await.is_empty());
+    let edit = TierEdit { thumbnail_heights: Some(Heights::parse(&[100, 200]).expect("h")), ..TierEdit::default() };
+    let edited = repo.update_tier(&id("basic"), &edit).await.expect("edit");
+    assert_eq!(edited.thumbnail_heights.iter().map(|h| h.get()).collect::<Vec<_>>(), vec![100, 200]);
+    assert_eq!(queued().await, vec![ann.id]);
+    let entry = repo.reconcile_queue().await.expect("queue").remove(0);
+    repo.reconcile_done(entry).await.expect("done");
+    assert!(queued().await.is_empty());
+    repo.update_user(bob.id, &move_to("enterprise")).await.expect("move");
+    assert_eq!(queued().await, vec![bob.id]);
+    assert!(matches!(repo.update_tier(&id("nope"), &edit).await, Err(RepoError::NotFound)));
+}
+
+async fn a_change_that_arrives_during_reconciliation_is_not_lost(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    repo.update_user(ann.id, &move_to("premium")).await.expect("move");
+    let seen = repo.reconcile_queue().await.expect("queue").remove(0);
+    // While the reconciler works from `seen`, the user moves again.
+    repo.update_user(ann.id, &move_to("enterprise")).await.expect("move again");
+    repo.reconcile_done(seen).await.expect("done");
+    let left: Vec<_> = repo.reconcile_queue().await.expect("queue").into_iter().map(|e| e.user).collect();
+    assert_eq!(left, vec![ann.id], "the newer change must still be queued");
+}
+
+async fn an_image_gets_its_owners_current_tier_and_needs_a_live_owner(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    repo.update_user(ann.id, &move_to("premium")).await.expect("move");
+    let record = image_record(ann.id);
+    let new = repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert");
+    assert_eq!(new.tier.id, id("premium"));
+    assert_eq!(new.job.map(|j| j.heights), Some(vec![200, 400]));
+    assert_eq!(pending(repo, record.id).await, vec![200, 400]);
+
+    repo.update_user(ann.id, &UserEdit { is_active: Some(false), ..UserEdit::default() }).await.expect("deactivate");
+    let late = image_record(ann.id);
+    assert!(matches!(repo.insert_image(&late, crate::ids::new_job_id()).await, Err(RepoError::NotFound)), "inactive");
+    repo.delete_image(record.id).await.expect("delete the image first");
+    repo.delete_user(ann.id).await.expect("delete");
+    assert!(matches!(repo.insert_image(&late, crate::ids::new_job_id()).await, Err(RepoError::NotFound)), "deleted");
+    assert!(matches!(repo.image(late.id).await, Err(RepoError::NotFound)), "nothing half-written");
+}
+
+async fn ensure_thumbnails_adds_only_missing_heights(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let img = image(repo, ann.id).await;
+    let other = image(repo, ann.id).await;
+    apply(repo, ready(img.id, 200)).await.expect("ready");
+    let gone = ImageId::from_ulid(ulid::Ulid::new());
+    let jobs = repo.ensure_thumbnails(&[img.id, other.id, gone], &[200, 400]).await.expect("ensure");
+    let made: Vec<_> = jobs.iter().map(|j| (j.image_id, j.heights.clone())).collect();
+    assert_eq!(made, vec![(img.id, vec![400]), (other.id, vec![400])], "no job for a missing image");
+    assert!(repo.ensure_thumbnails(&[img.id, other.id], &[200, 400]).await.expect("ensure").is_empty());
+    assert_eq!(pending(repo, img.id).await, vec![400]);
+    assert_eq!(pending(repo, other.id).await, vec![200, 400]);
+    for job in &jobs {
+        assert!(repo.in_outbox(job.id).await.expect("outbox"), "each job recorded");
+    }
+}
+
+async fn usernames_are_unique_and_users_delete_with_their_tokens(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let dup = UserRecord { id: UserId::from_ulid(ulid::Ulid::new()), ..ann.clone() };
+    assert!(matches!(repo.create_user(&dup).await, Err(RepoError::Conflict(_))));
+    let ghost = UserRecord {
+        id: UserId::from_ulid(ulid::Ulid::new()),
+        username: Username::parse("ghost").expect("n"),
+        tier: id("nope"),
+        ..ann.clone()
+    };
+    assert!(matches!(repo.create_user(&ghost).await, Err(RepoError::NotFound)), "unknown tier");
+    let token = TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: ann.id, created_at: Utc::now() };
+    repo.insert_token(&token, &[9; 32]).await.expect("token");
+    assert_eq!(
+        repo.token_by_hash(&[9; 32]).await.expect("lookup").map(|t| (t.id, t.user_id)),
+        Some((token.id, ann.id))
+    );
+    assert_eq!(repo.user_tokens(ann.id).await.expect("tokens").len(), 1);
+    assert!(matches!(repo.delete_token(ann.id, TokenId::from_ulid(ulid::Ulid::new())).await, Err(RepoError::NotFound)));
+    let names: Vec<_> = repo.users().await.expect("users").iter().map(|u| u.username.to_string()).collect();
+    assert_eq!(names, ["ann"]);
+    repo.delete_user(ann.id).await.expect("delete");
+    assert!(repo.token_by_hash(&[9; 32]).await.expect("lookup").is_none());
+    assert!(repo.user_by_name("ann").await.expect("lookup").is_none());
+    assert!(matches!(repo.user(ann.id).await, Err(RepoError::NotFound)));
+    assert!(matches!(repo.delete_user(ann.id).await, Err(RepoError::NotFound)));
+    assert_eq!(repo.tier_user_count(&id("basic")).await.expect("count"), 0);
+}
+
+async fn user_edits_bump_the_credentials_version_only_for_a_new_password(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let admin =
+        repo.update_user(ann.id, &UserEdit { is_admin: Some(true), ..UserEdit::default() }).await.expect("edit");
+    assert!(admin.is_admin);
+    assert_eq!(admin.credentials_version, 0);
+    let edit = UserEdit { password_hash: Some("new-hash".into()), ..UserEdit::default() };
+    let changed = repo.update_user(ann.id, &edit).await.expect("password");
+    assert_eq!((changed.credentials_version, changed.password_hash.as_str()), (1, "new-hash"));
+    let stored = repo.user_by_name("ann").await.expect("lookup").expect("found");
+    assert_eq!((stored.credentials_version, stored.is_admin, stored.password_hash), (1, true, "new-hash".to_owned()));
+    assert!(matches!(repo.update_user(UserId::from_ulid(ulid::Ulid::new()), &edit).await, Err(RepoError::NotFound)));
+}
+
+async fn the_outbox_holds_each_job_until_its_report_and_pages_in_order(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "premium").await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let new = repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert");
+        jobs.push(new.job.expect("premium has heights"));
+    }
+    assert_eq!(repo.outbox_jobs(None, 10).await.expect("outbox"), jobs);
+    assert_eq!(repo.outbox_jobs(Some(jobs[0].id), 1).await.expect("outbox"), vec![jobs[1].clone()]);
+    assert_eq!(repo.outbox_len().await.expect("len"), 3);
+    assert_eq!(repo.outbox_ids().await.expect("ids"), jobs.iter().map(|j| j.id).collect());
+
+    let report = |job: &imageapi_shared::jobs::ThumbnailJob| JobReport {
+        job_id: job.id,
+        image_id: job.image_id,
+        outcomes: job.heights.iter().map(|&h| ready(job.image_id, h)).collect(),
+        worker: "test".into(),
+        duration_ms: 1,
+    };
+    let applied = repo.apply_reports(&[report(&jobs[0]), report(&jobs[1])]).await.expect("apply");
+    assert!(applied.iter().all(|a| a.was_outstanding && a.orphans.is_empty()));
+    assert!(!repo.in_outbox(jobs[0].id).await.expect("outbox"));
+    assert!(repo.in_outbox(jobs[2].id).await.expect("outbox"));
+    assert_eq!(repo.outbox_len().await.expect("len"), 1);
+    let again = repo.apply_reports(&[report(&jobs[0])]).await.expect("repeat");
+    assert!(!again[0].was_outstanding, "a repeated report is recognised");
+    assert!(matches!(repo.thumbnail(jobs[1].image_id, 400).await.expect("get"), Some(ThumbState::Ready { .. })));
+}
+
+async fn jobs_of_deleted_images_are_retired_and_uncovered_pending_adopted_once(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let kept = image(repo, ann.id).await;
+    let deleted = image(repo, ann.id).await;
+    repo.delete_image(deleted.id).await.expect("delete");
+    assert_eq!(repo.retire_jobs_of_deleted_images().await.expect("retire"), 1);
+    assert_eq!(repo.retire_jobs_of_deleted_images().await.expect("retire"), 0);
+    assert!(repo.adopt_uncovered_pending().await.expect("adopt").is_empty(), "covered by its upload job");
+
+    // The job is lost (as from a database written before the outbox existed).
+    let job = repo.outbox_jobs(None, 10).await.expect("outbox").remove(0);
+    let empty = JobReport { job_id: job.id, image_id: kept.id, outcomes: vec![], worker: "t".into(), duration_ms: 1 };
+    repo.apply_reports(&[empty]).await.expect("retire without outcomes");
+    assert_eq!(repo.outbox_len().await.expect("len"), 0);
+    let adopted = repo.adopt_uncovered_pending().await.expect("adopt");
+    assert_eq!(adopted.iter().map(|j| (j.image_id, j.heights.clone())).collect::<Vec<_>>(), vec![(kept.id, vec![200])]);
+    assert_eq!(repo.outbox_jobs(None, 10).await.expect("outbox"), adopted);
+    assert!(repo.adopt_uncovered_pending().await.expect("adopt").is_empty(), "now covered");
+}
+
+async fn thumbnail_states_of_a_page_come_in_one_call(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "premium").await;
+    let a = image(repo, ann.id).await;
+    let b = image(repo, ann.id).await;
+    apply(repo, ready(a.id, 400)).await.expect("ready");
+    let unknown = ImageId::from_ulid(ulid::Ulid::new());
+    let states = repo.thumbnails_of_images(&[a.id, b.id, unknown]).await.expect("states");
+    assert_eq!(states[&a.id].get(&200), Some(&ThumbState::Pending));
+    assert!(matches!(states[&a.id].get(&400), Some(ThumbState::Ready { .. })));
+    assert_eq!(states[&b.id].keys().copied().collect::<Vec<_>>(), vec![200, 400]);
+    assert!(states.get(&unknown).is_none_or(|s| s.is_empty()));
+    let some = repo.thumbnails_of_heights(a.id, &[400, 800]).await.expect("heights");
+    assert_eq!(some.keys().copied().collect::<Vec<_>>(), vec![400]);
+    assert!(repo.thumbnails_of_images(&[]).await.expect("none").is_empty());
+}
+
+async fn the_store_marker_is_kept(repo: SharedRepo) {
+    assert_eq!(repo.store_marker().await.expect("read"), None);
+    repo.record_store_marker("m-1").await.expect("record");
+    assert_eq!(repo.store_marker().await.expect("read").as_deref(), Some("m-1"));
+    repo.check().await.expect("check");
+}
+
+/// Dozens of uploads of one user at once, with tier edits in between: none lost, none
+/// deadlocked, the count exact.
+async fn concurrent_uploads_of_one_user_all_land_and_are_counted(repo: SharedRepo) {
+    let ann = user(repo.as_ref(), "ann", "basic").await;
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let repo = Arc::clone(&repo);
+        tasks.push(tokio::spawn(async move {
+            if i % 8 == 0 {
+                let heights = if i % 16 == 0 { vec![200] } else { vec![200, 300] };
+                let edit =
+                    TierEdit { thumbnail_heights: Some(Heights::parse(&heights).expect("h")), ..TierEdit::default() };
+                repo.update_tier(&id("basic"), &edit).await.expect("edit");
+            }
+            repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert").job
+        }));
+    }
+    let mut jobs = 0;
+    for task in tasks {
+        jobs += usize::from(task.await.expect("task").is_some());
+    }
+    assert_eq!(jobs, 48);
+    assert_eq!(repo.image_count(ann.id).await.expect("count"), 48);
+    assert_eq!(repo.user_image_ids(ann.id).await.expect("ids").len(), 48);
+    assert_eq!(repo.outbox_len().await.expect("len"), 48);
+}

@@ -1,0 +1,307 @@
+//! Images, their thumbnails' states, and the reconciliation queue.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use imageapi_shared::domain::{ImageId, JobId, UserId};
+use imageapi_shared::jobs::ThumbnailJob;
+
+use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
+use super::{db_error, PgRepo};
+use crate::repo::{
+    ImageRecord, ImageRepo, NewImage, ReconcileEntry, RepoError, RepoResult, ThumbState, ThumbStates, UserRecord,
+};
+
+fn heights_param(heights: &[u32]) -> Vec<i32> {
+    heights.iter().map(|&h| h as i32).collect()
+}
+
+/// Records a job in the outbox inside the caller's transaction.
+pub(super) async fn insert_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob) -> RepoResult<()> {
+    tx.execute(
+        "INSERT INTO outbox (id, image_id, format, heights) VALUES ($1, $2, $3, $4)",
+        &[
+            &job.id.to_bytes().as_slice(),
+            &job.image_id.to_bytes().as_slice(),
+            &format_name(job.format),
+            &heights_param(&job.heights),
+        ],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ImageRepo for PgRepo {
+    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let owner = image.owner.to_bytes();
+        // The owner's row stays locked until commit: a tier change or deactivation waits for
+        // this upload, or this upload sees it.
+        let row = tx
+            .query_opt(
+                &format!("SELECT {} FROM users WHERE id = $1 FOR NO KEY UPDATE", rows::USER_COLUMNS),
+                &[&owner.as_slice()],
+            )
+            .await
+            .map_err(db_error)?;
+        let owner_record: UserRecord = rows::user(&row.ok_or(RepoError::NotFound)?)?;
+        if !owner_record.is_active {
+            return Err(RepoError::NotFound);
+        }
+        let tier_row = tx
+            .query_opt(
+                "SELECT id, name, thumbnail_heights, original_link, expiring_links, builtin FROM tiers WHERE id = $1",
+                &[&owner_record.tier.as_str()],
+            )
+            .await
+            .map_err(db_error)?;
+        let tier = rows::tier(&tier_row.ok_or(RepoError::NotFound)?)?;
+        tx.execute(
+            &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &[
+                &image.id.to_bytes().as_slice(),
+                &owner.as_slice(),
+                &image.name,
+                &format_name(image.format),
+                &(image.width as i32),
+                &(image.height as i32),
+                &(image.size_bytes as i64),
+                &image.created_at,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.execute("UPDATE users SET image_count = image_count + 1 WHERE id = $1", &[&owner.as_slice()])
+            .await
+            .map_err(db_error)?;
+        let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+        let job = if heights.is_empty() {
+            None
+        } else {
+            tx.execute(
+                "INSERT INTO thumbnails (image_id, requested_height, status) SELECT $1, h, 'pending' FROM unnest($2::integer[]) AS h",
+                &[&image.id.to_bytes().as_slice(), &heights_param(&heights)],
+            )
+            .await
+            .map_err(db_error)?;
+            let job = ThumbnailJob { id: job_id, image_id: image.id, format: image.format, heights };
+            insert_job(&tx, &job).await?;
+            Some(job)
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(NewImage { tier, job })
+    }
+
+    async fn image(&self, id: ImageId) -> RepoResult<ImageRecord> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = $1"))
+            .await
+            .map_err(db_error)?;
+        let row = client.query_opt(&stmt, &[&id.to_bytes().as_slice()]).await.map_err(db_error)?;
+        rows::image(&row.ok_or(RepoError::NotFound)?)
+    }
+
+    async fn image_count(&self, user: UserId) -> RepoResult<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT image_count FROM users WHERE id = $1").await.map_err(db_error)?;
+        let row = client.query_opt(&stmt, &[&user.to_bytes().as_slice()]).await.map_err(db_error)?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
+    }
+
+    async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
+        let client = self.client().await?;
+        let owner = user.to_bytes();
+        let limit = limit as i64;
+        let rows = match cursor {
+            Some(cursor) => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                    ))
+                    .await
+                    .map_err(db_error)?;
+                client.query(&stmt, &[&owner.as_slice(), &cursor.to_bytes().as_slice(), &limit]).await
+            }
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 ORDER BY id DESC LIMIT $2"
+                    ))
+                    .await
+                    .map_err(db_error)?;
+                client.query(&stmt, &[&owner.as_slice(), &limit]).await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(rows::image).collect()
+    }
+
+    async fn user_image_ids(&self, user: UserId) -> RepoResult<Vec<ImageId>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT id FROM images WHERE owner = $1 ORDER BY id", &[&user.to_bytes().as_slice()])
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(|r| Ok(ImageId::from_bytes(rows::id16(r, "id")?))).collect()
+    }
+
+    async fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
+        let client = self.client().await?;
+        let limit = limit as i64;
+        let rows = match cursor {
+            Some(cursor) => {
+                client
+                    .query(
+                        &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id < $1 ORDER BY id DESC LIMIT $2"),
+                        &[&cursor.to_bytes().as_slice(), &limit],
+                    )
+                    .await
+            }
+            None => {
+                client.query(&format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY id DESC LIMIT $1"), &[&limit]).await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(rows::image).collect()
+    }
+
+    async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {THUMB_COLUMNS} FROM thumbnails WHERE image_id = $1 AND requested_height = $2"
+            ))
+            .await
+            .map_err(db_error)?;
+        let row = client.query_opt(&stmt, &[&image.to_bytes().as_slice(), &(height as i32)]).await.map_err(db_error)?;
+        Ok(row.as_ref().map(rows::thumbnail).transpose()?.map(|(_, state)| state))
+    }
+
+    async fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> RepoResult<ThumbStates> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {THUMB_COLUMNS} FROM thumbnails WHERE image_id = $1 AND requested_height = ANY($2)"
+            ))
+            .await
+            .map_err(db_error)?;
+        let rows =
+            client.query(&stmt, &[&image.to_bytes().as_slice(), &heights_param(heights)]).await.map_err(db_error)?;
+        rows.iter().map(rows::thumbnail).collect()
+    }
+
+    async fn thumbnails_of_images(&self, images: &[ImageId]) -> RepoResult<HashMap<ImageId, ThumbStates>> {
+        if images.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT image_id, {THUMB_COLUMNS} FROM thumbnails WHERE image_id = ANY($1)"))
+            .await
+            .map_err(db_error)?;
+        let ids: Vec<Vec<u8>> = images.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let rows = client.query(&stmt, &[&ids]).await.map_err(db_error)?;
+        let mut out: HashMap<ImageId, ThumbStates> = images.iter().map(|&id| (id, ThumbStates::new())).collect();
+        for row in &rows {
+            let image = ImageId::from_bytes(rows::id16(row, "image_id")?);
+            let (height, state) = rows::thumbnail(row)?;
+            out.entry(image).or_default().insert(height, state);
+        }
+        Ok(out)
+    }
+
+    async fn ensure_thumbnails(&self, images: &[ImageId], heights: &[u32]) -> RepoResult<Vec<ThumbnailJob>> {
+        if images.is_empty() || heights.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let mut jobs = Vec::new();
+        for &image in images {
+            let key = image.to_bytes();
+            // Locked so that a concurrent delete waits (or is seen as gone).
+            let Some(row) = tx
+                .query_opt("SELECT format FROM images WHERE id = $1 FOR SHARE", &[&key.as_slice()])
+                .await
+                .map_err(db_error)?
+            else {
+                continue;
+            };
+            let format = rows::parse_format(row.get::<_, &str>(0))?;
+            // Only the heights this call recorded get a job: two servers reconciling the same
+            // user at once make one job between them.
+            let added = tx
+                .query(
+                    "INSERT INTO thumbnails (image_id, requested_height, status)
+                     SELECT $1, h, 'pending' FROM unnest($2::integer[]) AS h
+                     ON CONFLICT (image_id, requested_height) DO NOTHING
+                     RETURNING requested_height",
+                    &[&key.as_slice(), &heights_param(heights)],
+                )
+                .await
+                .map_err(db_error)?;
+            if added.is_empty() {
+                continue;
+            }
+            let mut added: Vec<u32> = added.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
+            added.sort_unstable();
+            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id: image, format, heights: added };
+            insert_job(&tx, &job).await?;
+            jobs.push(job);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(jobs)
+    }
+
+    async fn delete_image(&self, id: ImageId) -> RepoResult<ImageRecord> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        // Thumbnails and links go with the row (ON DELETE CASCADE).
+        let row = tx
+            .query_opt(
+                &format!("DELETE FROM images WHERE id = $1 RETURNING {IMAGE_COLUMNS}"),
+                &[&id.to_bytes().as_slice()],
+            )
+            .await
+            .map_err(db_error)?;
+        let record = rows::image(&row.ok_or(RepoError::NotFound)?)?;
+        tx.execute(
+            "UPDATE users SET image_count = greatest(image_count - 1, 0) WHERE id = $1",
+            &[&record.owner.to_bytes().as_slice()],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    async fn reconcile_queue(&self) -> RepoResult<Vec<ReconcileEntry>> {
+        let client = self.client().await?;
+        let rows =
+            client.query("SELECT user_id, generation FROM reconcile ORDER BY user_id", &[]).await.map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReconcileEntry {
+                    user: UserId::from_bytes(rows::id16(r, "user_id")?),
+                    generation: r.get::<_, i64>("generation") as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn reconcile_done(&self, entry: ReconcileEntry) -> RepoResult<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM reconcile WHERE user_id = $1 AND generation = $2",
+                &[&entry.user.to_bytes().as_slice(), &(entry.generation as i64)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Rows to records and back: every column read is checked, so a damaged row is a clear
+//! `Corrupt` error, never a panic.
+
+use imageapi_shared::domain::{Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_shared::pipeline::ImageFormat;
+use tokio_postgres::Row;
+
+use crate::repo::{ImageRecord, LinkRecord, RepoError, RepoResult, ThumbState, TierRecord, TokenRecord, UserRecord};
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> RepoError {
+    RepoError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, column: &str) -> RepoResult<T> {
+    row.try_get(column).map_err(|e| corrupt(column, e))
+}
+
+pub fn id16(row: &Row, column: &str) -> RepoResult<[u8; 16]> {
+    let bytes: &[u8] = get(row, column)?;
+    bytes.try_into().map_err(|_| corrupt(column, "not a 16-byte id"))
+}
+
+fn count(row: &Row, column: &str) -> RepoResult<u32> {
+    let n: i32 = get(row, column)?;
+    u32::try_from(n).map_err(|_| corrupt(column, "negative"))
+}
+
+fn bytes(row: &Row, column: &str) -> RepoResult<u64> {
+    let n: i64 = get(row, column)?;
+    u64::try_from(n).map_err(|_| corrupt(column, "negative"))
+}
+
+pub fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::Png => "png",
+    }
+}
+
+pub fn parse_format(raw: &str) -> RepoResult<ImageFormat> {
+    match raw {
+        "jpeg" => Ok(ImageFormat::Jpeg),
+        "png" => Ok(ImageFormat::Png),
+        other => Err(corrupt("format", format!("unknown format {other:?}"))),
+    }
+}
+
+fn format(row: &Row, column: &str) -> RepoResult<ImageFormat> {
+    parse_format(get::<&str>(row, column)?)
+}
+
+pub fn variant_name(variant: Variant) -> String {
+    match variant {
+        Variant::Original => "original".to_owned(),
+        Variant::Thumbnail(h) => format!("thumbnail:{h}"),
+    }
+}
+
+fn variant(row: &Row, column: &str) -> RepoResult<Variant> {
+    let raw: &str = get(row, column)?;
+    if raw == "original" {
+        return Ok(Variant::Original);
+    }
+    raw.strip_prefix("thumbnail:")
+        .and_then(|h| h.parse::<i64>().ok())
+        .and_then(|h| Height::parse(h).ok())
+        .map(Variant::Thumbnail)
+        .ok_or_else(|| corrupt(column, format!("unknown variant {raw:?}")))
+}
+
+pub fn heights_of(heights: &Heights) -> Vec<i32> {
+    heights.iter().map(|h| h.get() as i32).collect()
+}
+
+pub fn tier(row: &Row) -> RepoResult<TierRecord> {
+    let heights: Vec<i32> = get(row, "thumbnail_heights")?;
+    let heights: Vec<i64> = heights.into_iter().map(i64::from).collect();
+    Ok(TierRecord {
+        id: TierId::parse(get(row, "id")?).map_err(|e| corrupt("tier id", e))?,
+        name: TierName::parse(get(row, "name")?).map_err(|e| corrupt("tier name", e))?,
+        thumbnail_heights: Heights::parse(&heights).map_err(|e| corrupt("thumbnail_heights", e))?,
+        original_link: get(row, "original_link")?,
+        expiring_links: get(row, "expiring_links")?,
+        builtin: get(row, "builtin")?,
+    })
+}
+
+pub const USER_COLUMNS: &str =
+    "id, username, password_hash, tier, is_active, is_admin, created_at, credentials_version";
+
+pub fn user(row: &Row) -> RepoResult<UserRecord> {
+    let version: i64 = get(row, "credentials_version")?;
+    Ok(UserRecord {
+        id: UserId::from_bytes(id16(row, "id")?),
+        username: Username::parse(get(row, "username")?).map_err(|e| corrupt("username", e))?,
+        password_hash: get(row, "password_hash")?,
+        tier: TierId::parse(get(row, "tier")?).map_err(|e| corrupt("tier", e))?,
+        is_active: get(row, "is_active")?,
+        is_admin: get(row, "is_admin")?,
+        created_at: get(row, "created_at")?,
+        credentials_version: u64::try_from(version).map_err(|_| corrupt("credentials_version", "negative"))?,
+    })
+}
+
+pub fn token(row: &Row) -> RepoResult<TokenRecord> {
+    Ok(TokenRecord {
+        id: TokenId::from_bytes(id16(row, "id")?),
+        user_id: UserId::from_bytes(id16(row, "user_id")?),
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub const IMAGE_COLUMNS: &str = "id, owner, name, format, width, height, size_bytes, created_at";
+
+pub fn image(row: &Row) -> RepoResult<ImageRecord> {
+    Ok(ImageRecord {
+        id: ImageId::from_bytes(id16(row, "id")?),
+        owner: UserId::from_bytes(id16(row, "owner")?),
+        name: get(row, "name")?,
+        format: format(row, "format")?,
+        width: count(row, "width")?,
+        height: count(row, "height")?,
+        size_bytes: bytes(row, "size_bytes")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+pub const THUMB_COLUMNS: &str = "requested_height, status, width, height, size_bytes, reason";
+
+/// A thumbnail row: its requested height and state.
+pub fn thumbnail(row: &Row) -> RepoResult<(u32, ThumbState)> {
+    let requested = count(row, "requested_height")?;
+    let state = match get::<&str>(row, "status")? {
+        "pending" => ThumbState::Pending,
+        "ready" => {
+            let width: Option<i32> = get(row, "width")?;
+            let height: Option<i32> = get(row, "height")?;
+            let size: Option<i64> = get(row, "size_bytes")?;
+            let (Some(width), Some(height), Some(size)) = (width, height, size) else {
+                return Err(corrupt("thumbnail", "a ready thumbnail without its size"));
+            };
+            ThumbState::Ready {
+                width: u32::try_from(width).map_err(|_| corrupt("width", "negative"))?,
+                height: u32::try_from(height).map_err(|_| corrupt("height", "negative"))?,
+                size_bytes: u64::try_from(size).map_err(|_| corrupt("size_bytes", "negative"))?,
+            }
+        }
+        "failed" => ThumbState::Failed { reason: get::<Option<String>>(row, "reason")?.unwrap_or_default() },
+        other => return Err(corrupt("status", format!("unknown status {other:?}"))),
+    };
+    Ok((requested, state))
+}
+
+pub const LINK_COLUMNS: &str = "id, owner, image_id, variant, created_at, expires_at";
+
+pub fn link(row: &Row) -> RepoResult<LinkRecord> {
+    Ok(LinkRecord {
+        id: LinkId::from_bytes(id16(row, "id")?),
+        owner: UserId::from_bytes(id16(row, "owner")?),
+        image_id: ImageId::from_bytes(id16(row, "image_id")?),
+        variant: variant(row, "variant")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+    })
+}
+
+pub const JOB_COLUMNS: &str = "id, image_id, format, heights";
+
+pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
+    let heights: Vec<i32> = get(row, "heights")?;
+    Ok(ThumbnailJob {
+        id: imageapi_shared::domain::JobId::from_bytes(id16(row, "id")?),
+        image_id: ImageId::from_bytes(id16(row, "image_id")?),
+        format: format(row, "format")?,
+        heights: heights
+            .into_iter()
+            .map(|h| u32::try_from(h).map_err(|_| corrupt("heights", "negative")))
+            .collect::<RepoResult<_>>()?,
+    })
+}

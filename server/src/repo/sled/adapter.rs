@@ -1,0 +1,248 @@
+//! The repository traits over [`SledDb`]: each call on tokio's blocking threads (sled blocks
+//! on IO past its cache), each write durable before it returns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use imageapi_shared::domain::{ImageId, JobId, LinkId, TierId, TokenId, UserId};
+use imageapi_shared::jobs::{JobReport, ThumbnailJob};
+
+use super::SledDb;
+use crate::repo::{
+    Applied, ImageRecord, ImageRepo, JobRepo, LinkRecord, LinkRepo, NewImage, ReconcileEntry, Repo, RepoError,
+    RepoResult, ThumbState, ThumbStates, TierEdit, TierRecord, TierRepo, TokenRecord, UserEdit, UserRecord, UserRepo,
+};
+
+pub struct SledRepo {
+    db: Arc<SledDb>,
+}
+
+impl SledRepo {
+    pub fn new(db: SledDb) -> Self {
+        Self { db: Arc::new(db) }
+    }
+
+    /// Runs `f` on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> RepoResult<T>
+    where
+        F: FnOnce(&SledDb) -> RepoResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| RepoError::Storage(format!("a database task failed: {e}")))?
+    }
+
+    /// [`Self::read`], then waits for the group commit that makes the write durable.
+    async fn write<T, F>(&self, f: F) -> RepoResult<T>
+    where
+        F: FnOnce(&SledDb) -> RepoResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let out = self.read(f).await?;
+        self.db.flush().await?;
+        Ok(out)
+    }
+
+    /// Flushes run so far by the group commit (tests check that writers share them).
+    pub fn flushes(&self) -> u64 {
+        self.db.flushes()
+    }
+}
+
+#[async_trait]
+impl TierRepo for SledRepo {
+    async fn seed_builtin_tiers(&self) -> RepoResult<()> {
+        self.write(|db| db.seed_builtin_tiers()).await
+    }
+    async fn tier(&self, id: &TierId) -> RepoResult<TierRecord> {
+        let id = id.clone();
+        self.read(move |db| db.tier(&id)).await
+    }
+    async fn tiers(&self) -> RepoResult<Vec<TierRecord>> {
+        self.read(|db| db.tiers()).await
+    }
+    async fn tier_user_count(&self, id: &TierId) -> RepoResult<u64> {
+        let id = id.clone();
+        self.read(move |db| db.tier_user_count(&id)).await
+    }
+    async fn create_tier(&self, tier: &TierRecord) -> RepoResult<()> {
+        let tier = tier.clone();
+        self.write(move |db| db.create_tier(&tier)).await
+    }
+    async fn update_tier(&self, id: &TierId, edit: &TierEdit) -> RepoResult<TierRecord> {
+        let (id, edit) = (id.clone(), edit.clone());
+        self.write(move |db| db.update_tier(&id, &edit)).await
+    }
+    async fn delete_tier(&self, id: &TierId) -> RepoResult<()> {
+        let id = id.clone();
+        self.write(move |db| db.delete_tier(&id)).await
+    }
+}
+
+#[async_trait]
+impl UserRepo for SledRepo {
+    async fn user(&self, id: UserId) -> RepoResult<UserRecord> {
+        self.read(move |db| db.user(id)).await
+    }
+    async fn user_by_name(&self, name: &str) -> RepoResult<Option<UserRecord>> {
+        let name = name.to_owned();
+        self.read(move |db| db.user_by_name(&name)).await
+    }
+    async fn users(&self) -> RepoResult<Vec<UserRecord>> {
+        self.read(|db| db.users()).await
+    }
+    async fn create_user(&self, user: &UserRecord) -> RepoResult<()> {
+        let user = user.clone();
+        self.write(move |db| db.create_user(&user)).await
+    }
+    async fn update_user(&self, id: UserId, edit: &UserEdit) -> RepoResult<UserRecord> {
+        let edit = edit.clone();
+        self.write(move |db| db.update_user(id, &edit)).await
+    }
+    async fn delete_user(&self, id: UserId) -> RepoResult<()> {
+        self.write(move |db| db.delete_user(id)).await
+    }
+    async fn insert_token(&self, record: &TokenRecord, hash: &[u8; 32]) -> RepoResult<()> {
+        let (record, hash) = (record.clone(), *hash);
+        self.write(move |db| db.insert_token(&record, &hash)).await
+    }
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<TokenRecord>> {
+        let hash = *hash;
+        self.read(move |db| db.token_by_hash(&hash)).await
+    }
+    async fn user_tokens(&self, user: UserId) -> RepoResult<Vec<TokenRecord>> {
+        self.read(move |db| db.user_tokens(user)).await
+    }
+    async fn delete_token(&self, user: UserId, token: TokenId) -> RepoResult<()> {
+        self.write(move |db| db.delete_token(user, token)).await
+    }
+}
+
+#[async_trait]
+impl ImageRepo for SledRepo {
+    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage> {
+        let image = image.clone();
+        self.write(move |db| db.insert_image(&image, job_id)).await
+    }
+    async fn image(&self, id: ImageId) -> RepoResult<ImageRecord> {
+        self.read(move |db| db.image(id)).await
+    }
+    async fn image_count(&self, user: UserId) -> RepoResult<u64> {
+        self.read(move |db| db.image_count(user)).await
+    }
+    async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
+        self.read(move |db| db.user_images(user, cursor, limit)).await
+    }
+    async fn user_image_ids(&self, user: UserId) -> RepoResult<Vec<ImageId>> {
+        self.read(move |db| db.user_image_ids(user)).await
+    }
+    async fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
+        self.read(move |db| db.all_images(cursor, limit)).await
+    }
+    async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
+        self.read(move |db| db.thumbnail(image, height)).await
+    }
+    async fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> RepoResult<ThumbStates> {
+        let heights = heights.to_vec();
+        self.read(move |db| db.thumbnails_of_heights(image, &heights)).await
+    }
+    async fn thumbnails_of_images(&self, images: &[ImageId]) -> RepoResult<HashMap<ImageId, ThumbStates>> {
+        let images = images.to_vec();
+        self.read(move |db| db.thumbnails_of_images(&images)).await
+    }
+    async fn ensure_thumbnails(&self, images: &[ImageId], heights: &[u32]) -> RepoResult<Vec<ThumbnailJob>> {
+        let (images, heights) = (images.to_vec(), heights.to_vec());
+        self.write(move |db| db.ensure_thumbnails_of(&images, &heights)).await
+    }
+    async fn delete_image(&self, id: ImageId) -> RepoResult<ImageRecord> {
+        self.write(move |db| db.delete_image(id)).await
+    }
+    async fn reconcile_queue(&self) -> RepoResult<Vec<ReconcileEntry>> {
+        self.read(|db| db.reconcile_queue()).await
+    }
+    async fn reconcile_done(&self, entry: ReconcileEntry) -> RepoResult<()> {
+        self.write(move |db| db.reconcile_done(entry)).await
+    }
+}
+
+#[async_trait]
+impl LinkRepo for SledRepo {
+    async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32]) -> RepoResult<()> {
+        let (link, hash) = (link.clone(), *token_hash);
+        self.write(move |db| db.insert_link(&link, &hash)).await
+    }
+    async fn link(&self, id: LinkId) -> RepoResult<LinkRecord> {
+        self.read(move |db| db.link(id)).await
+    }
+    async fn link_by_token_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<LinkRecord>> {
+        let hash = *hash;
+        self.read(move |db| db.link_by_token_hash(&hash)).await
+    }
+    async fn user_links(&self, user: UserId) -> RepoResult<Vec<LinkRecord>> {
+        self.read(move |db| db.user_links(user)).await
+    }
+    async fn live_links(&self, now: DateTime<Utc>) -> RepoResult<Vec<LinkRecord>> {
+        self.read(move |db| db.live_links(now)).await
+    }
+    async fn delete_link(&self, id: LinkId) -> RepoResult<()> {
+        self.write(move |db| db.delete_link(id)).await
+    }
+    async fn revoke_links_not_granted(&self, user: &UserRecord, tier: &TierRecord) -> RepoResult<usize> {
+        let (user, tier) = (user.clone(), tier.clone());
+        self.write(move |db| db.revoke_links_not_granted(&user, &tier)).await
+    }
+    async fn purge_links_expired_before(&self, cutoff: DateTime<Utc>) -> RepoResult<usize> {
+        self.write(move |db| db.purge_links_expired_before(cutoff)).await
+    }
+}
+
+#[async_trait]
+impl JobRepo for SledRepo {
+    async fn outbox_jobs(&self, after: Option<JobId>, limit: usize) -> RepoResult<Vec<ThumbnailJob>> {
+        self.read(move |db| db.outbox_jobs(after, limit)).await
+    }
+    async fn outbox_ids(&self) -> RepoResult<BTreeSet<JobId>> {
+        self.read(|db| db.outbox_ids()).await
+    }
+    async fn in_outbox(&self, job: JobId) -> RepoResult<bool> {
+        self.read(move |db| db.in_outbox(job)).await
+    }
+    async fn outbox_len(&self) -> RepoResult<u64> {
+        self.read(|db| Ok(db.outbox_len())).await
+    }
+    async fn apply_reports(&self, reports: &[JobReport]) -> RepoResult<Vec<Applied>> {
+        let reports = reports.to_vec();
+        self.write(move |db| reports.iter().map(|r| db.apply_report(r)).collect()).await
+    }
+    async fn retire_jobs_of_deleted_images(&self) -> RepoResult<usize> {
+        self.write(|db| db.retire_jobs_of_deleted_images()).await
+    }
+    async fn adopt_uncovered_pending(&self) -> RepoResult<Vec<ThumbnailJob>> {
+        self.write(|db| db.adopt_uncovered_pending()).await
+    }
+}
+
+#[async_trait]
+impl Repo for SledRepo {
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+    async fn check(&self) -> RepoResult<()> {
+        self.read(|db| db.check()).await
+    }
+    async fn store_marker(&self) -> RepoResult<Option<String>> {
+        self.read(|db| db.store_marker()).await
+    }
+    async fn record_store_marker(&self, id: &str) -> RepoResult<()> {
+        let id = id.to_owned();
+        self.write(move |db| db.record_store_marker(&id)).await
+    }
+    fn close(&self, deadline: Duration) -> bool {
+        self.db.close(deadline)
+    }
+}

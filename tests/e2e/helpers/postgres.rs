@@ -1,0 +1,72 @@
+//! A PostgreSQL database of a test's own, on the machine's server, dropped afterwards.
+//!
+//! `IMAGEAPI_E2E_POSTGRES` (an admin URL, e.g. `postgres://postgres@127.0.0.1:5432/postgres`)
+//! runs every test app on PostgreSQL instead of sled; tests about several servers on one
+//! database make one with [`TestDatabase::create`] whatever the variable says. Databases are
+//! made and dropped with `psql`.
+
+use std::process::Command;
+
+/// The admin URL PostgreSQL tests use: `IMAGEAPI_E2E_POSTGRES`, or the machine's server.
+pub fn postgres_admin_url() -> String {
+    std::env::var("IMAGEAPI_E2E_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether this run puts every test app on PostgreSQL.
+pub fn postgres_for_every_app() -> bool {
+    std::env::var("IMAGEAPI_E2E_POSTGRES").is_ok_and(|url| !url.is_empty())
+}
+
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+fn psql(admin_url: &str, sql: &str) -> Result<(), String> {
+    let output = Command::new("psql")
+        .args(["--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "-d", admin_url, "-c", sql])
+        .output()
+        .map_err(|e| format!("could not run psql (Debian: postgresql-client): {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("imageapi_e2e_{}", super::random_hex());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("creating a test database on {admin_url}: {e}"));
+        Self { admin_url, name }
+    }
+
+    /// The URL servers get as `IMAGEAPI_DATABASE_URL`.
+    pub fn url(&self) -> String {
+        let base = self.admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&self.admin_url);
+        format!("{base}/{}", self.name)
+    }
+
+    /// Runs SQL on this database (tests that look at what the server stored).
+    pub fn query(&self, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args(["--no-psqlrc", "-At", "-v", "ON_ERROR_STOP=1", "-d", &self.url(), "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
+    }
+}
