@@ -14,6 +14,7 @@ mod images;
 mod isolation;
 mod links;
 mod load;
+mod multi_node;
 mod pipeline;
 mod queue;
 mod restart;

@@ -266,20 +266,29 @@ fn a_worker_that_does_not_see_the_servers_store_takes_no_jobs_and_says_so() {
 
 fn run_server_command(app: &TestApp, args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
     let mut command = Command::new(server_binary());
+    command.env_clear();
+    if let Some(url) = app.database_url() {
+        command.env("IMAGEAPI_DATABASE_URL", url);
+    }
     command
         .args(args)
-        .env_clear()
         .env("IMAGEAPI_DATA_DIR", app.data_dir())
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = command.spawn().expect("start imageapi-server");
+    let mut child = command.spawn().expect("start imageapi-server");
     let started = Instant::now();
-    let output = child.wait_with_output().expect("the command finishes");
-    assert!(started.elapsed() < SLOW, "took {:?}", started.elapsed());
-    output
+    // A command that should have ended but serves instead must fail the test, not hang it.
+    while child.try_wait().expect("wait for the command").is_none() {
+        if started.elapsed() > SLOW {
+            let _ = child.kill();
+            panic!("`imageapi-server {}` did not finish within {SLOW:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("the command's output")
 }
 
 #[test]

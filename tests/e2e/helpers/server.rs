@@ -143,17 +143,21 @@ pub fn spawn_app() -> TestApp {
 
 /// Start a server with the given options.
 pub fn spawn_app_with(options: ServerOptions) -> TestApp {
-    let root = tempfile::Builder::new()
-        .prefix("imageapi-e2e-")
-        .tempdir()
-        .expect("create a temporary directory for the server");
-    std::fs::create_dir(root.path().join("data")).expect("create the data directory");
     let admin = TestUser {
         id: String::new(),
         username: ADMIN_USERNAME.to_owned(),
         password: format!("admin-{}", random_hex()),
         token: None,
     };
+    spawn_with_admin(options, admin, 0)
+}
+
+fn spawn_with_admin(options: ServerOptions, admin: TestUser, first_name: usize) -> TestApp {
+    let root = tempfile::Builder::new()
+        .prefix("imageapi-e2e-")
+        .tempdir()
+        .expect("create a temporary directory for the server");
+    std::fs::create_dir(root.path().join("data")).expect("create the data directory");
     install_tls_provider();
     let client = Client::builder().no_proxy().timeout(Duration::from_secs(90)).build().expect("build the HTTP client");
     let mut app = TestApp {
@@ -163,7 +167,7 @@ pub fn spawn_app_with(options: ServerOptions) -> TestApp {
         server: None,
         root: Some(root),
         generation: 0,
-        counter: AtomicUsize::new(0),
+        counter: AtomicUsize::new(first_name),
         database: None,
         database_url: options.database_url.clone(),
     };
@@ -177,6 +181,18 @@ pub fn spawn_app_with(options: ServerOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// Another server on this app's PostgreSQL database and blob store (a second node behind
+    /// a load balancer): same admin, its own data dir, log and port. `options` should name
+    /// the same Redis as this app's.
+    pub fn spawn_peer(&self, mut options: ServerOptions) -> TestApp {
+        let url = self.database_url.clone().expect("several servers need PostgreSQL: give the first a database_url");
+        options.database_url = Some(url);
+        options.env.push(("IMAGEAPI_BLOB_DIR", self.blob_dir().display().to_string()));
+        // Names made on either node must not collide in the shared database.
+        let first_name = 100_000 * (1 + self.counter.load(std::sync::atomic::Ordering::Relaxed) / 100_000);
+        spawn_with_admin(options, self.admin.clone(), first_name)
+    }
+
     /// The server's data directory (`IMAGEAPI_DATA_DIR`).
     pub fn data_dir(&self) -> PathBuf {
         self.root().join("data")
