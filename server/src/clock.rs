@@ -11,9 +11,16 @@ pub struct Clock {
     offset_secs: Arc<AtomicI64>,
 }
 
+/// The current time to the microsecond: what PostgreSQL's `timestamptz` keeps, so that a
+/// time reads back the same from either repository.
+pub fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 impl Clock {
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + Duration::seconds(self.offset_secs.load(Ordering::Relaxed))
+        now_micros() + Duration::seconds(self.offset_secs.load(Ordering::Relaxed))
     }
 
     /// Moves this clock (and every copy of it) forward.

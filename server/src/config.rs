@@ -34,6 +34,14 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Copy the sled metadata of the data directory into PostgreSQL (users with their password
+    /// hashes, tokens, tiers, images, thumbnails, links, pending jobs) and check the counts.
+    /// Run it with the server stopped; then set IMAGEAPI_DATABASE_URL for every server.
+    MigrateRepo {
+        /// The destination database, postgres://user:password@host/database.
+        #[arg(long)]
+        to: String,
+    },
     /// Create an admin user (or make an existing user an admin and set their password).
     /// The server must not be running on the same data dir.
     Createsuperuser {

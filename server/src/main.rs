@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         None | Some(Command::Serve) => startup::serve(cli.config),
         Some(Command::MigrateStore { to }) => blobs::migrate_command(&cli.config, &to),
+        Some(Command::MigrateRepo { to }) => imageapi_server::repo::migrate::migrate_command(&cli.config, &to),
         Some(Command::Createsuperuser { username, password_stdin }) => {
             superuser::run(&cli.config, &username, password_stdin)
         }

@@ -40,7 +40,7 @@ async fn upsert_admin(repo: &dyn Repo, username: Username, hash: String) -> anyh
                 tier: TierId::parse(ADMIN_TIER).map_err(|e| anyhow::anyhow!("{e}"))?,
                 is_active: true,
                 is_admin: true,
-                created_at: chrono::Utc::now(),
+                created_at: crate::clock::now_micros(),
                 credentials_version: 0,
             };
             repo.create_user(&user).await?;

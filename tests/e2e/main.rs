@@ -14,6 +14,7 @@ mod images;
 mod isolation;
 mod links;
 mod load;
+mod migrate_repo;
 mod multi_node;
 mod pipeline;
 mod queue;

@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod contract;
+pub mod migrate;
 pub mod postgres;
 mod records;
 pub mod sled;

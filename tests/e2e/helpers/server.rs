@@ -107,6 +107,8 @@ pub struct ServerOptions {
     /// in multi-node tests). Unset: the app's own database when `IMAGEAPI_E2E_POSTGRES` is
     /// set, else sled in its data dir.
     pub database_url: Option<String>,
+    /// Keep metadata in sled even when `IMAGEAPI_E2E_POSTGRES` is set (tests of sled itself).
+    pub sled: bool,
 }
 
 /// One running server process.
@@ -171,7 +173,7 @@ fn spawn_with_admin(options: ServerOptions, admin: TestUser, first_name: usize) 
         database: None,
         database_url: options.database_url.clone(),
     };
-    if app.database_url.is_none() && postgres_for_every_app() {
+    if app.database_url.is_none() && !options.sled && postgres_for_every_app() {
         let database = TestDatabase::create();
         app.database_url = Some(database.url());
         app.database = Some(database);
@@ -201,6 +203,11 @@ impl TestApp {
     /// The blob store (`IMAGEAPI_BLOB_DIR`, by default inside the data dir); workers share it.
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir().join("blobs")
+    }
+
+    /// From the next start on, keep metadata in this PostgreSQL database (after `migrate-repo`).
+    pub fn use_database(&mut self, url: String) {
+        self.database_url = Some(url);
     }
 
     /// The PostgreSQL database the server keeps its metadata in, if not sled.

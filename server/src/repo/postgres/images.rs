@@ -18,8 +18,17 @@ fn heights_param(heights: &[u32]) -> Vec<i32> {
 
 /// Records a job in the outbox inside the caller's transaction.
 pub(super) async fn insert_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob) -> RepoResult<()> {
+    write_job(tx, job, "").await
+}
+
+/// [`insert_job`], keeping a job already recorded (`migrate-repo` runs again).
+pub(super) async fn insert_job_if_new(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob) -> RepoResult<()> {
+    write_job(tx, job, " ON CONFLICT DO NOTHING").await
+}
+
+async fn write_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob, on_conflict: &str) -> RepoResult<()> {
     tx.execute(
-        "INSERT INTO outbox (id, image_id, format, heights) VALUES ($1, $2, $3, $4)",
+        &format!("INSERT INTO outbox (id, image_id, format, heights) VALUES ($1, $2, $3, $4){on_conflict}"),
         &[
             &job.id.to_bytes().as_slice(),
             &job.image_id.to_bytes().as_slice(),

@@ -10,6 +10,7 @@
 //! wakes when any node applies its result.
 
 mod images;
+mod import;
 mod jobs;
 mod links;
 mod listen;

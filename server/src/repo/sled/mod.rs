@@ -9,6 +9,7 @@
 //! returns through one group commit shared by concurrent writers ([`group_commit`]).
 
 mod adapter;
+mod export;
 mod group_commit;
 mod jobs;
 

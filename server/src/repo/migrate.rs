@@ -1,0 +1,129 @@
+//! `imageapi-server migrate-repo --to postgres://…`: copies the sled database of the data
+//! directory into PostgreSQL — users with their password hashes, tokens, tiers, images,
+//! thumbnails, links, the outbox and reconciliation entries, the store marker — then checks
+//! that every table holds exactly what was read. Run with the server stopped (sled's lock
+//! enforces it). Rows already there are kept, so an interrupted run can be run again.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_shared::jobs::ThumbnailJob;
+
+use super::postgres::PgRepo;
+use super::sled::SledDb;
+use super::{ImageRecord, LinkRecord, RepoError, ThumbState, TierRecord, TokenRecord, UserRecord};
+
+/// One record read out of sled.
+#[derive(Debug, Clone)]
+pub enum Exported {
+    Tier(TierRecord),
+    User(UserRecord),
+    Token(TokenRecord, [u8; 32]),
+    Image(ImageRecord),
+    Thumbnail(ImageId, u32, ThumbState),
+    Link(LinkRecord, [u8; 32]),
+    Job(ThumbnailJob),
+    Reconcile(UserId, u64),
+    StoreMarker(String),
+}
+
+impl Exported {
+    /// The PostgreSQL table the record goes to.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Exported::Tier(_) => "tiers",
+            Exported::User(_) => "users",
+            Exported::Token(..) => "tokens",
+            Exported::Image(_) => "images",
+            Exported::Thumbnail(..) => "thumbnails",
+            Exported::Link(..) => "links",
+            Exported::Job(_) => "outbox",
+            Exported::Reconcile(..) => "reconcile",
+            Exported::StoreMarker(_) => "settings",
+        }
+    }
+}
+
+/// Records per transaction on the PostgreSQL side.
+const BATCH: usize = 1000;
+
+pub fn migrate_command(config: &crate::config::Config, to_url: &str) -> anyhow::Result<()> {
+    if !to_url.starts_with("postgres://") && !to_url.starts_with("postgresql://") {
+        bail!("--to must be a PostgreSQL URL (postgres://user:password@host/database)");
+    }
+    if config.database_url.is_some() {
+        bail!("IMAGEAPI_DATABASE_URL is set: this server already keeps its metadata in PostgreSQL; migrate-repo copies the sled database of IMAGEAPI_DATA_DIR");
+    }
+    let dir = config.db_dir();
+    if !dir.exists() {
+        bail!("no sled database at {} (IMAGEAPI_DATA_DIR names the data directory to copy)", dir.display());
+    }
+    let sled = match SledDb::open(&dir) {
+        Err(RepoError::Locked { path }) => {
+            bail!("the database at {path} is in use by a running imageapi-server; stop it first")
+        }
+        other => other?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let counts = runtime.block_on(copy(sled, to_url))?;
+    println!("copied the metadata of {} into PostgreSQL; every table matches:", dir.display());
+    for (table, n) in &counts {
+        println!("  {table:<11} {n}");
+    }
+    println!(
+        "Next: set IMAGEAPI_DATABASE_URL={to_url} for every server (keep the blob store settings), then start them."
+    );
+    Ok(())
+}
+
+/// Copies everything and verifies the counts; returns them by table.
+pub async fn copy(sled: SledDb, to_url: &str) -> anyhow::Result<BTreeMap<&'static str, u64>> {
+    let target = PgRepo::connect(to_url, 4).await.context("connecting to PostgreSQL")?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Exported>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        sled.export(|record| {
+            *counts.entry(record.table()).or_default() += 1;
+            batch.push(record);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.blocking_send(full).map_err(|_| RepoError::Storage("the copy stopped".into()))?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            tx.blocking_send(batch).map_err(|_| RepoError::Storage("the copy stopped".into()))?;
+        }
+        Ok::<_, RepoError>(counts)
+    });
+    let mut written = 0u64;
+    while let Some(batch) = rx.recv().await {
+        target.import(&batch).await.context("writing to PostgreSQL")?;
+        written += batch.len() as u64;
+        if written % (BATCH as u64 * 20) == 0 {
+            eprintln!("… {written} records copied");
+        }
+    }
+    let counts = reader.await.context("reading the sled database")??;
+    target.finish_import().await?;
+    let found = target.table_counts().await?;
+    let mut mismatched = Vec::new();
+    for (table, expected) in &counts {
+        let got = found.get(table).copied().unwrap_or(0);
+        if got != *expected {
+            mismatched.push(format!("{table}: {expected} in sled, {got} in PostgreSQL"));
+        }
+    }
+    for (table, got) in &found {
+        if !counts.contains_key(table) && *got > 0 {
+            mismatched.push(format!("{table}: none in sled, {got} in PostgreSQL"));
+        }
+    }
+    if !mismatched.is_empty() {
+        bail!("the copy does not match (was the target database in use already?): {}", mismatched.join("; "));
+    }
+    target.close_pool();
+    Ok(counts)
+}
