@@ -172,9 +172,10 @@ class Stack:
                 "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "IMAGEAPI_S3_REGION": "us-east-1"}
 
     def server(self, **env):
-        env = clean_env(IMAGEAPI_BIND="127.0.0.1:0", IMAGEAPI_DATA_DIR=self.tmp / "data",
-                        IMAGEAPI_ADMIN_USERNAME=ADMIN[0], IMAGEAPI_ADMIN_PASSWORD=ADMIN[1],
-                        **env)
+        settings = {"IMAGEAPI_BIND": "127.0.0.1:0", "IMAGEAPI_DATA_DIR": self.tmp / "data",
+                    "IMAGEAPI_ADMIN_USERNAME": ADMIN[0], "IMAGEAPI_ADMIN_PASSWORD": ADMIN[1]}
+        settings.update(env)
+        env = clean_env(**settings)
         wrap = os.environ.get("IMAGEAPI_BENCH_WRAP", "").split()
         proc = subprocess.Popen(wrap + [str(BIN / "imageapi-server")], env=env, stdout=subprocess.PIPE, text=True,
                                 stderr=open(self.tmp / f"server-{len(self.procs)}.log", "w"))

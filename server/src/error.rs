@@ -186,6 +186,14 @@ impl From<RepoError> for ApiError {
         match e {
             RepoError::NotFound => Self::NotFound,
             RepoError::Conflict(msg) => Self::Conflict(msg),
+            // The database is away or every connection busy: the client may try again.
+            RepoError::Unavailable(_) => {
+                tracing::error!(error = %e, "metadata database unavailable");
+                Self::Unavailable {
+                    detail: "the metadata database is unavailable; try again shortly".to_owned(),
+                    retry_after_secs: 2,
+                }
+            }
             other => Self::internal(other),
         }
     }

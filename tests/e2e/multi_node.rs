@@ -176,3 +176,26 @@ fn a_node_killed_during_a_burst_of_uploads_loses_nothing_it_acknowledged() {
         (database.query("SELECT count(*) FROM thumbnails WHERE status <> 'ready'") == "0").then_some(())
     });
 }
+
+#[test]
+fn while_postgres_is_unreachable_requests_get_503_and_all_works_again_when_it_is_back() {
+    let database = TestDatabase::create();
+    let app = spawn_app_with(ServerOptions { database_url: Some(database.url()), ..ServerOptions::default() });
+    let user = app.create_user("premium");
+    let before = id_of(&app.upload_ok(&user, "before.jpg", &jpeg_seeded(640, 480, 1))["id"]);
+    app.wait_until_ready(&user, &before);
+
+    database.allow_connections(false);
+    let me = app.me(&user);
+    me.assert_problem(503);
+    assert!(me.header("retry-after").is_some(), "says when to come back");
+    app.upload(&user, "during.jpg", &jpeg_seeded(640, 480, 2)).assert_problem(503);
+    app.get_anonymous("/readyz").assert_status(503);
+
+    database.allow_connections(true);
+    eventually(SLOW, "the server to use the database again", || (app.me(&user).status == 200).then_some(()));
+    let after = id_of(&app.upload_ok(&user, "after.jpg", &jpeg_seeded(640, 480, 3))["id"]);
+    app.wait_until_ready(&user, &after);
+    let listed = listed_ids(&app, &user);
+    assert_eq!(listed, vec![after, before], "the refused upload left nothing behind");
+}

@@ -102,7 +102,7 @@ pub async fn copy(sled: SledDb, to_url: &str) -> anyhow::Result<BTreeMap<&'stati
     while let Some(batch) = rx.recv().await {
         target.import(&batch).await.context("writing to PostgreSQL")?;
         written += batch.len() as u64;
-        if written % (BATCH as u64 * 20) == 0 {
+        if written.is_multiple_of(BATCH as u64 * 20) {
             eprintln!("… {written} records copied");
         }
     }

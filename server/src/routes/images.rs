@@ -224,7 +224,12 @@ pub async fn upload(
     let NewImage { tier, job } = match state.repo.insert_image(&record, crate::ids::new_job_id()).await {
         Ok(inserted) => inserted,
         Err(e) => {
-            let _ = state.store.delete(&original).await;
+            // Only a definite refusal frees the original: after a lost connection the commit
+            // may have happened, and a record must never point at a deleted blob (an unused
+            // blob is the lesser harm).
+            if !matches!(e, RepoError::Unavailable(_)) {
+                let _ = state.store.delete(&original).await;
+            }
             // The owner was deleted or deactivated while the body was streaming.
             return Err(if matches!(e, RepoError::NotFound) { ApiError::Unauthorized } else { e.into() });
         }

@@ -52,6 +52,17 @@ impl TestDatabase {
         format!("{base}/{}", self.name)
     }
 
+    /// Stops (`false`) or again allows (`true`) connections to this database; stopping also
+    /// ends the open ones, as a database restart would.
+    pub fn allow_connections(&self, allowed: bool) {
+        psql(&self.admin_url, &format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allowed}", self.name))
+            .unwrap_or_else(|e| panic!("ALTER DATABASE: {e}"));
+        if !allowed {
+            let sql = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'", self.name);
+            psql(&self.admin_url, &sql).unwrap_or_else(|e| panic!("terminating connections: {e}"));
+        }
+    }
+
     /// Runs SQL on this database (tests that look at what the server stored).
     pub fn query(&self, sql: &str) -> String {
         let output = Command::new("psql")
