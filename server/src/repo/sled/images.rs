@@ -1,0 +1,255 @@
+//! Images, thumbnails and the reconciliation queue in sled.
+
+use std::collections::{BTreeMap, HashMap};
+
+use imageapi_shared::domain::{ImageId, JobId, LinkId, UserId};
+use imageapi_shared::jobs::ThumbnailJob;
+use sled::Transactional;
+
+use super::*;
+
+impl SledDb {
+    // ---- images and thumbnails --------------------------------------------------------------
+
+    /// Records a new image with a pending thumbnail for every height its owner's tier grants,
+    /// atomically. The owner and tier are read inside the transaction, so an upload racing with
+    /// a tier change or a user deletion either lands before it (and is reconciled or deleted
+    /// with the rest) or sees its outcome: no image ever gets a stale tier's heights or an
+    /// owner that no longer exists. Returns the tier applied; `NotFound` if the owner is gone
+    /// or inactive.
+    pub fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> Result<crate::repo::NewImage, RepoError> {
+        let trees = (
+            &self.users,
+            &self.tiers,
+            &self.images,
+            &self.user_images,
+            &self.image_counts,
+            &self.thumbs,
+            &self.pending,
+            &self.outbox,
+        );
+        let inserted = trees.transaction(|(users, tiers, images, user_images, counts, thumbs, pending, outbox)| {
+            let Some(owner) = users.get(image.owner.to_bytes())? else {
+                return abort(RepoError::NotFound);
+            };
+            let owner: UserRecord = tx_decode(&owner)?;
+            if !owner.is_active {
+                return abort(RepoError::NotFound);
+            }
+            let Some(tier) = tiers.get(owner.tier.as_str())? else {
+                return abort(RepoError::NotFound);
+            };
+            let tier: TierRecord = tx_decode(&tier)?;
+            images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
+            user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
+            let count = add_count(counts.get(image.owner.to_bytes())?, 1);
+            counts.insert(&image.owner.to_bytes(), &count)?;
+            let state = tx_encode(&ThumbState::Pending)?;
+            for h in tier.thumbnail_heights.iter() {
+                let key = thumb_key(image.id, h.get());
+                thumbs.insert(key.as_slice(), state.as_slice())?;
+                pending.insert(key, &[])?;
+            }
+            let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+            let job = if heights.is_empty() {
+                None
+            } else {
+                let job = ThumbnailJob { id: job_id, image_id: image.id, format: image.format, heights };
+                outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
+                Some(job)
+            };
+            Ok(crate::repo::NewImage { tier, job })
+        })?;
+        Ok(inserted)
+    }
+
+    pub fn image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
+        self.images.get(id.to_bytes())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
+    }
+
+    /// A user's images, newest first, starting after `cursor` (exclusive).
+    pub fn user_images(
+        &self,
+        user: UserId,
+        cursor: Option<ImageId>,
+        limit: usize,
+    ) -> Result<Vec<ImageRecord>, RepoError> {
+        let start = user.to_bytes().to_vec();
+        let end = match cursor {
+            Some(c) => cat(&user.to_bytes(), &c.to_bytes()),
+            None => cat(&user.to_bytes(), &[0xff; 17]),
+        };
+        let mut out = Vec::with_capacity(limit);
+        for key in self.user_images.range(start..end).keys().rev() {
+            if out.len() == limit {
+                break;
+            }
+            if let Some(bytes) = id16(&key?[16..]) {
+                // Deleted between the key scan and the lookup: not part of the page.
+                match self.image(ImageId::from_bytes(bytes)) {
+                    Ok(image) => out.push(image),
+                    Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded thumbnails of an image by requested height (whatever the tier now grants).
+    pub fn thumbnails(&self, image: ImageId) -> Result<BTreeMap<u32, ThumbState>, RepoError> {
+        let mut out = BTreeMap::new();
+        for entry in self.thumbs.scan_prefix(image.to_bytes()) {
+            let (key, value) = entry?;
+            if let Ok(h) = <[u8; 4]>::try_from(&key[16..]) {
+                out.insert(u32::from_be_bytes(h), decode(&value)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recorded thumbnails of an image among `heights` (point reads: cheaper than the
+    /// prefix scan of [`Self::thumbnails`] when the tier's heights are known).
+    pub fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> Result<ThumbStates, RepoError> {
+        let mut out = BTreeMap::new();
+        for &h in heights {
+            if let Some(state) = self.thumbnail(image, h)? {
+                out.insert(h, state);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn thumbnails_of_images(&self, images: &[ImageId]) -> Result<HashMap<ImageId, ThumbStates>, RepoError> {
+        images.iter().map(|&id| Ok((id, self.thumbnails(id)?))).collect()
+    }
+
+    pub fn thumbnail(&self, image: ImageId, height: u32) -> Result<Option<ThumbState>, RepoError> {
+        self.thumbs.get(thumb_key(image, height))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Marks the given heights pending unless already recorded, and records a job for those
+    /// newly pending in the outbox (returned), in one transaction.
+    pub fn ensure_thumbnails(
+        &self,
+        image: ImageId,
+        heights: &[u32],
+        job_id: JobId,
+    ) -> Result<Option<ThumbnailJob>, RepoError> {
+        let job = (&self.images, &self.thumbs, &self.pending, &self.outbox).transaction(
+            |(images, thumbs, pending, outbox)| {
+                let Some(record) = images.get(image.to_bytes())? else {
+                    return Ok(None);
+                };
+                let record: ImageRecord = tx_decode(&record)?;
+                let state = tx_encode(&ThumbState::Pending)?;
+                let mut added = Vec::new();
+                for &h in heights {
+                    let key = thumb_key(image, h);
+                    if thumbs.get(key.as_slice())?.is_none() {
+                        thumbs.insert(key.as_slice(), state.as_slice())?;
+                        pending.insert(key, &[])?;
+                        added.push(h);
+                    }
+                }
+                if added.is_empty() {
+                    return Ok(None);
+                }
+                let job = ThumbnailJob { id: job_id, image_id: image, format: record.format, heights: added };
+                outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
+                Ok(Some(job))
+            },
+        )?;
+        Ok(job)
+    }
+
+    /// [`Self::ensure_thumbnails`] for each image, with fresh job ids.
+    pub fn ensure_thumbnails_of(&self, images: &[ImageId], heights: &[u32]) -> Result<Vec<ThumbnailJob>, RepoError> {
+        let mut jobs = Vec::new();
+        for &image in images {
+            jobs.extend(self.ensure_thumbnails(image, heights, crate::ids::new_job_id())?);
+        }
+        Ok(jobs)
+    }
+
+    /// Every pending thumbnail, grouped by image: what must be (re-)enqueued at start.
+    pub fn pending_thumbnails(&self) -> Result<BTreeMap<ImageId, Vec<u32>>, RepoError> {
+        let mut out: BTreeMap<ImageId, Vec<u32>> = BTreeMap::new();
+        for key in self.pending.iter().keys() {
+            let key = key?;
+            if let (Some(id), Ok(h)) = (id16(&key[..16]), <[u8; 4]>::try_from(&key[16..])) {
+                out.entry(ImageId::from_bytes(id)).or_default().push(u32::from_be_bytes(h));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an image's metadata, its thumbnails' records and its links, atomically.
+    pub fn delete_image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
+        let record = self.image(id)?;
+        let thumb_keys = self.thumbs.scan_prefix(id.to_bytes()).keys().collect::<Result<Vec<_>, _>>()?;
+        let link_ids: Vec<LinkId> = self
+            .image_links
+            .scan_prefix(id.to_bytes())
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| id16(&k[16..])).map(LinkId::from_bytes))
+            .collect();
+        for link in link_ids {
+            match self.delete_link(link) {
+                Ok(()) | Err(RepoError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        (&self.images, &self.user_images, &self.image_counts, &self.thumbs, &self.pending).transaction(
+            |(images, user_images, counts, thumbs, pending)| {
+                if images.remove(&id.to_bytes())?.is_none() {
+                    return abort(RepoError::NotFound);
+                }
+                user_images.remove(cat(&record.owner.to_bytes(), &id.to_bytes()))?;
+                let count = add_count(counts.get(record.owner.to_bytes())?, -1);
+                counts.insert(&record.owner.to_bytes(), &count)?;
+                for key in &thumb_keys {
+                    thumbs.remove(key)?;
+                    pending.remove(key)?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(record)
+    }
+
+    /// All images, newest first after `cursor`, optionally of one user (admin browsing).
+    pub fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> Result<Vec<ImageRecord>, RepoError> {
+        let iter = match cursor {
+            Some(c) => self.images.range(..c.to_bytes().to_vec()),
+            None => self.images.range::<Vec<u8>, _>(..),
+        };
+        iter.values().rev().take(limit).map(|v| decode(&v?)).collect()
+    }
+
+    // ---- reconciliation (tier changes reaching existing images) --------------------------
+
+    /// Users whose images must be brought in line with their tier, each with the generation
+    /// of the change that queued them.
+    pub fn reconcile_queue(&self) -> Result<Vec<ReconcileEntry>, RepoError> {
+        let mut users = Vec::new();
+        for entry in self.reconcile.iter() {
+            let (key, generation) = entry?;
+            if let (Some(bytes), Ok(generation)) = (id16(&key), <[u8; 8]>::try_from(generation.as_ref())) {
+                users.push(ReconcileEntry {
+                    user: UserId::from_bytes(bytes),
+                    generation: u64::from_be_bytes(generation),
+                });
+            }
+        }
+        Ok(users)
+    }
+
+    /// Clears a user's entry unless a newer change re-queued them meanwhile (then the
+    /// generation differs and the entry stays for the next pass).
+    pub fn reconcile_done(&self, entry: ReconcileEntry) -> Result<(), RepoError> {
+        let generation = entry.generation.to_be_bytes();
+        let _ = self.reconcile.compare_and_swap(entry.user.to_bytes(), Some(&generation[..]), None::<&[u8]>)?;
+        Ok(())
+    }
+}
