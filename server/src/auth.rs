@@ -136,12 +136,7 @@ impl Authenticator {
     }
 
     async fn bearer(&self, token: &str) -> Result<UserRecord, ApiError> {
-        let record = self.repo.token_by_hash(&sha256(token.as_bytes())).await?.ok_or(ApiError::Unauthorized)?;
-        match self.repo.user(record.user_id).await {
-            Ok(user) => Ok(user),
-            Err(crate::repo::RepoError::NotFound) => Err(ApiError::Unauthorized),
-            Err(e) => Err(e.into()),
-        }
+        self.repo.user_by_token(&sha256(token.as_bytes())).await?.ok_or(ApiError::Unauthorized)
     }
 
     async fn basic(&self, encoded: &str, client: IpAddr) -> Result<UserRecord, ApiError> {

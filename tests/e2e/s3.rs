@@ -100,7 +100,7 @@ fn exercise_core_paths(app: &TestApp, s3: &S3Server) {
     let png = large_png();
     let png_id = id_of(&app.upload_ok(&user, "noise.png", &png)["id"]);
     assert_ready_thumbnails(app, &user, &jpeg_id, &[200, 400], ImageFormat::Jpeg, (640, 480));
-    assert_ready_thumbnails(&app, &user, &png_id, &[200, 400], ImageFormat::Png, (700, 400));
+    assert_ready_thumbnails(app, &user, &png_id, &[200, 400], ImageFormat::Png, (700, 400));
     let listed = app.list_images(&user, "").expect_json(200);
     let ids = result_ids(&listed);
     assert_eq!(ids.len(), 2, "{listed:#}");
@@ -135,9 +135,9 @@ fn exercise_core_paths(app: &TestApp, s3: &S3Server) {
     // A tier change backfills the new height into S3.
     let basic = app.create_user("basic");
     let basic_id = id_of(&app.upload_ok(&basic, "b.jpg", &jpeg_seeded(500, 400, 2))["id"]);
-    assert_ready_thumbnails(&app, &basic, &basic_id, &[200], ImageFormat::Jpeg, (500, 400));
+    assert_ready_thumbnails(app, &basic, &basic_id, &[200], ImageFormat::Jpeg, (500, 400));
     app.patch_user(&basic.id, &json!({"tier": "premium"})).assert_status(200);
-    assert_ready_thumbnails(&app, &basic, &basic_id, &[200, 400], ImageFormat::Jpeg, (500, 400));
+    assert_ready_thumbnails(app, &basic, &basic_id, &[200, 400], ImageFormat::Jpeg, (500, 400));
 
     // Delete removes every object of the image.
     app.delete_image(&user, &png_id).assert_status(204);

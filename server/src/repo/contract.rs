@@ -484,16 +484,15 @@ async fn usernames_are_unique_and_users_delete_with_their_tokens(repo: SharedRep
     assert!(matches!(repo.create_user(&ghost).await, Err(RepoError::NotFound)), "unknown tier");
     let token = TokenRecord { id: TokenId::from_ulid(ulid::Ulid::new()), user_id: ann.id, created_at: Utc::now() };
     repo.insert_token(&token, &[9; 32]).await.expect("token");
-    assert_eq!(
-        repo.token_by_hash(&[9; 32]).await.expect("lookup").map(|t| (t.id, t.user_id)),
-        Some((token.id, ann.id))
-    );
-    assert_eq!(repo.user_tokens(ann.id).await.expect("tokens").len(), 1);
+    let listed = repo.user_tokens(ann.id).await.expect("tokens");
+    assert_eq!(listed.iter().map(|t| (t.id, t.user_id)).collect::<Vec<_>>(), vec![(token.id, ann.id)]);
+    assert_eq!(repo.user_by_token(&[9; 32]).await.expect("lookup").map(|u| u.id), Some(ann.id));
+    assert!(repo.user_by_token(&[8; 32]).await.expect("lookup").is_none(), "unknown token");
     assert!(matches!(repo.delete_token(ann.id, TokenId::from_ulid(ulid::Ulid::new())).await, Err(RepoError::NotFound)));
     let names: Vec<_> = repo.users().await.expect("users").iter().map(|u| u.username.to_string()).collect();
     assert_eq!(names, ["ann"]);
     repo.delete_user(ann.id).await.expect("delete");
-    assert!(repo.token_by_hash(&[9; 32]).await.expect("lookup").is_none());
+    assert!(repo.user_by_token(&[9; 32]).await.expect("lookup").is_none(), "tokens go with their user");
     assert!(repo.user_by_name("ann").await.expect("lookup").is_none());
     assert!(matches!(repo.user(ann.id).await, Err(RepoError::NotFound)));
     assert!(matches!(repo.delete_user(ann.id).await, Err(RepoError::NotFound)));

@@ -170,7 +170,9 @@ pub trait UserRepo: Send + Sync {
     /// their blobs), through [`ImageRepo::delete_image`].
     async fn delete_user(&self, id: UserId) -> RepoResult<()>;
     async fn insert_token(&self, record: &TokenRecord, hash: &[u8; 32]) -> RepoResult<()>;
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<TokenRecord>>;
+    /// The user an API token belongs to (one lookup on every Bearer request); `None` for an
+    /// unknown or revoked token.
+    async fn user_by_token(&self, hash: &[u8; 32]) -> RepoResult<Option<UserRecord>>;
     async fn user_tokens(&self, user: UserId) -> RepoResult<Vec<TokenRecord>>;
     async fn delete_token(&self, user: UserId, token: TokenId) -> RepoResult<()>;
 }

@@ -265,14 +265,17 @@ impl UserRepo for PgRepo {
         Ok(())
     }
 
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<TokenRecord>> {
+    async fn user_by_token(&self, hash: &[u8; 32]) -> RepoResult<Option<UserRecord>> {
         let client = self.client().await?;
+        let columns = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
         let stmt = client
-            .prepare_cached("SELECT id, user_id, created_at FROM tokens WHERE hash = $1")
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1"
+            ))
             .await
             .map_err(db_error)?;
         let row = client.query_opt(&stmt, &[&hash.as_slice()]).await.map_err(db_error)?;
-        row.as_ref().map(rows::token).transpose()
+        row.as_ref().map(rows::user).transpose()
     }
 
     async fn user_tokens(&self, user: UserId) -> RepoResult<Vec<TokenRecord>> {

@@ -2,7 +2,7 @@
 //! on IO past its cache), each write durable before it returns.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,11 +18,45 @@ use crate::repo::{
 
 pub struct SledRepo {
     db: Arc<SledDb>,
+    tiers: TierCache,
+}
+
+/// Tiers by id, in memory: every media request reads its user's tier, tiers change rarely,
+/// and this process is the database's only writer, so the cache is exact. Each tier write
+/// bumps the generation; a read fills the cache only if no write began since it started.
+#[derive(Default)]
+struct TierCache {
+    inner: Mutex<(u64, HashMap<TierId, TierRecord>)>,
+}
+
+impl TierCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<TierId, TierRecord>)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached tier, or the generation a read must present to fill it.
+    fn get(&self, id: &TierId) -> Result<TierRecord, u64> {
+        let inner = self.lock();
+        inner.1.get(id).cloned().ok_or(inner.0)
+    }
+
+    fn fill(&self, generation: u64, tier: &TierRecord) {
+        let mut inner = self.lock();
+        if inner.0 == generation {
+            inner.1.insert(tier.id.clone(), tier.clone());
+        }
+    }
+
+    fn invalidate(&self) {
+        let mut inner = self.lock();
+        inner.0 += 1;
+        inner.1.clear();
+    }
 }
 
 impl SledRepo {
     pub fn new(db: SledDb) -> Self {
-        Self { db: Arc::new(db) }
+        Self { db: Arc::new(db), tiers: TierCache::default() }
     }
 
     /// Runs `f` on a blocking thread.
@@ -57,11 +91,19 @@ impl SledRepo {
 #[async_trait]
 impl TierRepo for SledRepo {
     async fn seed_builtin_tiers(&self) -> RepoResult<()> {
-        self.write(|db| db.seed_builtin_tiers()).await
+        let seeded = self.write(|db| db.seed_builtin_tiers()).await;
+        self.tiers.invalidate();
+        seeded
     }
     async fn tier(&self, id: &TierId) -> RepoResult<TierRecord> {
+        let generation = match self.tiers.get(id) {
+            Ok(tier) => return Ok(tier),
+            Err(generation) => generation,
+        };
         let id = id.clone();
-        self.read(move |db| db.tier(&id)).await
+        let tier = self.read(move |db| db.tier(&id)).await?;
+        self.tiers.fill(generation, &tier);
+        Ok(tier)
     }
     async fn tiers(&self) -> RepoResult<Vec<TierRecord>> {
         self.read(|db| db.tiers()).await
@@ -72,15 +114,21 @@ impl TierRepo for SledRepo {
     }
     async fn create_tier(&self, tier: &TierRecord) -> RepoResult<()> {
         let tier = tier.clone();
-        self.write(move |db| db.create_tier(&tier)).await
+        let created = self.write(move |db| db.create_tier(&tier)).await;
+        self.tiers.invalidate();
+        created
     }
     async fn update_tier(&self, id: &TierId, edit: &TierEdit) -> RepoResult<TierRecord> {
         let (id, edit) = (id.clone(), edit.clone());
-        self.write(move |db| db.update_tier(&id, &edit)).await
+        let updated = self.write(move |db| db.update_tier(&id, &edit)).await;
+        self.tiers.invalidate();
+        updated
     }
     async fn delete_tier(&self, id: &TierId) -> RepoResult<()> {
         let id = id.clone();
-        self.write(move |db| db.delete_tier(&id)).await
+        let deleted = self.write(move |db| db.delete_tier(&id)).await;
+        self.tiers.invalidate();
+        deleted
     }
 }
 
@@ -111,9 +159,17 @@ impl UserRepo for SledRepo {
         let (record, hash) = (record.clone(), *hash);
         self.write(move |db| db.insert_token(&record, &hash)).await
     }
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<TokenRecord>> {
+    async fn user_by_token(&self, hash: &[u8; 32]) -> RepoResult<Option<UserRecord>> {
         let hash = *hash;
-        self.read(move |db| db.token_by_hash(&hash)).await
+        self.read(move |db| {
+            let Some(token) = db.token_by_hash(&hash)? else { return Ok(None) };
+            match db.user(token.user_id) {
+                Ok(user) => Ok(Some(user)),
+                Err(RepoError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
     async fn user_tokens(&self, user: UserId) -> RepoResult<Vec<TokenRecord>> {
         self.read(move |db| db.user_tokens(user)).await
