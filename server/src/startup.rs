@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use imageapi_worker::redis::results::ResultsReader;
+use imageapi_shared::queue::results::ResultsReader;
 use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
@@ -81,14 +81,14 @@ impl Application {
         let threads = config.worker_threads();
         let thumbnails = match &config.redis_url {
             Some(url) => {
-                let conn = imageapi_worker::redis::connect(url)?;
-                let queue = Arc::new(imageapi_worker::redis::RedisQueue::new(conn.clone()));
+                let conn = imageapi_shared::queue::redis::connect(url)?;
+                let queue = Arc::new(imageapi_shared::queue::redis::RedisQueue::new(conn.clone()));
                 let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone()));
                 // Its own connection: a blocking read would hold up every other command on a
                 // shared (multiplexed) one.
-                let reader = ResultsReader::new(imageapi_worker::redis::connect(url)?, config.node_name());
+                let reader = ResultsReader::new(imageapi_shared::queue::redis::connect(url)?, config.node_name());
                 thumbnails::spawn_redis_tasks(thumbnails.clone(), reader);
-                actix_web::rt::spawn(imageapi_worker::redis::store_check::keep_publishing(
+                actix_web::rt::spawn(imageapi_shared::queue::store_check::keep_publishing(
                     conn.clone(),
                     marker.clone(),
                     shutdown.clone(),

@@ -27,7 +27,9 @@ use imageapi_shared::jobs::ThumbnailJob;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{run_job, JobContext};
-use crate::queue::{FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
+use imageapi_shared::queue::{
+    FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN,
+};
 
 /// In-process retries of a job whose failure was transient (blob store or report I/O): five
 /// attempts in all, attempt n waiting n seconds before the next, as with Redis.

@@ -9,26 +9,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::Limits;
+use imageapi_shared::queue::OutcomeSink;
 use imageapi_shared::store::{BlobKey, BlobStore, StoreError};
 
 use crate::metrics::WorkerMetrics;
 use crate::pool::{RenderError, ThumbnailPool};
-
-/// Where a finished job's report goes: in embedded mode straight into the server's metadata
-/// store, with Redis onto the results stream the server consumes.
-#[async_trait]
-pub trait OutcomeSink: Send + Sync + 'static {
-    async fn report(&self, report: JobReport) -> anyhow::Result<()>;
-
-    /// Whether the job is still wanted (its image not deleted since). Asked only when the
-    /// original is missing; a sink that cannot tell says yes, and the job is retried.
-    async fn is_wanted(&self, _job: &ThumbnailJob) -> anyhow::Result<bool> {
-        Ok(true)
-    }
-}
 
 /// What a job needs; shared by all jobs of a worker.
 pub struct JobContext {

@@ -10,8 +10,9 @@ use imageapi_shared::domain::ImageId;
 use imageapi_shared::domain::JobId;
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::{ImageFormat, Limits};
+use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueSnapshot};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
-use imageapi_worker::{embedded, JobContext, JobQueue, OutcomeSink, QueueSnapshot, ThumbnailPool, WorkerMetrics};
+use imageapi_worker::{embedded, JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]

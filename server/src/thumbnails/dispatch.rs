@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use imageapi_shared::domain::JobId;
 use imageapi_shared::jobs::ThumbnailJob;
-use imageapi_worker::redis::results::ResultsReader;
+use imageapi_shared::queue::results::ResultsReader;
 
 use super::{lock, Thumbnails};
 use crate::repo::RepoError;
@@ -37,7 +37,7 @@ const CLAIM_EVERY: Duration = Duration::from_secs(10);
 
 enum DeliverError {
     Repo(crate::repo::RepoError),
-    Queue(imageapi_worker::QueueError),
+    Queue(imageapi_shared::queue::QueueError),
 }
 
 impl Thumbnails {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use imageapi_shared::domain::{ImageId, JobId};
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
+use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueError, QueueMode, QueueSnapshot};
 use imageapi_shared::store::{BlobKey, BlobStore};
-use imageapi_worker::{JobQueue, OutcomeSink, QueueError, QueueMode, QueueSnapshot};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::ServerMetrics;

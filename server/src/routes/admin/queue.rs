@@ -2,7 +2,7 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use imageapi_shared::domain::JobId;
-use imageapi_worker::{QueueError, QueueMode};
+use imageapi_shared::queue::{QueueError, QueueMode};
 
 use crate::auth::AdminUser;
 use crate::error::ApiError;

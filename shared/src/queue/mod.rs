@@ -1,12 +1,23 @@
-//! What the server needs from a job queue, whichever one runs: deliver jobs (idempotently, by
-//! job id), describe itself for admins, and re-run a job that was given up.
+//! The queue contract between the server and its workers, usable by both without either
+//! depending on the other's internals: what the server needs from a job queue, whichever one
+//! runs (deliver jobs idempotently by job id, describe itself for admins, re-run a job that
+//! was given up), where a finished job's report goes ([`OutcomeSink`]), and the Redis side of
+//! it all.
+//!
+//! - [`redis`]: the Redis queue (apalis-redis) as the server uses it, and the connection.
+//! - [`results`]: the results stream (workers append, servers consume).
+//! - [`store_check`]: the blob store marker the server publishes and workers check.
+
+pub mod redis;
+pub mod results;
+pub mod store_check;
 
 use std::collections::BTreeSet;
 
+use crate::domain::{ImageId, JobId};
+use crate::jobs::ThumbnailJob;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{ImageId, JobId};
-use imageapi_shared::jobs::ThumbnailJob;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +28,8 @@ pub enum QueueError {
     Corrupt(String),
 }
 
-impl From<redis::RedisError> for QueueError {
-    fn from(e: redis::RedisError) -> Self {
+impl From<::redis::RedisError> for QueueError {
+    fn from(e: ::redis::RedisError) -> Self {
         Self::Unavailable(e.to_string())
     }
 }
@@ -101,5 +112,18 @@ pub trait JobQueue: Send + Sync + 'static {
     /// `unfinished`), keeping counts exact. Returns how many were dropped.
     async fn vacuum(&self, _unfinished: &BTreeSet<JobId>) -> Result<u64, QueueError> {
         Ok(0)
+    }
+}
+
+/// Where a finished job's report goes: in embedded mode straight into the server's metadata,
+/// with Redis onto the results stream the servers consume.
+#[async_trait]
+pub trait OutcomeSink: Send + Sync + 'static {
+    async fn report(&self, report: crate::jobs::JobReport) -> anyhow::Result<()>;
+
+    /// Whether the job is still wanted (its image not deleted since). Asked only when the
+    /// original is missing; a sink that cannot tell says yes, and the job is retried.
+    async fn is_wanted(&self, _job: &ThumbnailJob) -> anyhow::Result<bool> {
+        Ok(true)
     }
 }

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::{read_marker, BlobStore, StoreMarker};
 use chrono::{DateTime, Utc};
-use imageapi_shared::store::{read_marker, BlobStore, StoreMarker};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::QUEUE;
+use super::redis::QUEUE;
 use crate::queue::QueueError;
 
 /// Where the server publishes its store marker.

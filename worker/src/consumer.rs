@@ -18,7 +18,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::store_check::StoreStatus;
+use imageapi_shared::queue::redis::{queue_config, QUEUE};
+use imageapi_shared::queue::store_check::StoreStatus;
 
 use crate::job::{run_job, JobContext};
 
@@ -78,14 +79,14 @@ redis.call('del', KEYS[5])
 redis.call('zrem', KEYS[1], ARGV[1])
 return #held
 "#;
-    let config = super::queue_config();
+    let config = queue_config();
     let mut conn = conn.clone();
     let handed_back: u32 = redis::Script::new(LEAVE)
         .key(config.workers_set())
         .key(format!("{}:{name}", config.inflight_jobs_set()))
         .key(config.active_jobs_list())
         .key(config.signal_list())
-        .key(format!("{}:workers:metadata:{name}", super::QUEUE))
+        .key(format!("{}:workers:metadata:{name}", QUEUE))
         .arg(name)
         .invoke_async(&mut conn)
         .await?;
@@ -106,7 +107,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let handler = Arc::new(Handler { ctx, max_attempts: config.max_attempts.max(1) });
-    let apalis_config = super::queue_config()
+    let apalis_config = queue_config()
         // One job per fetch: apalis fetches a new batch whenever a slot frees up, so larger
         // batches would park jobs behind this worker's running ones.
         .batch_size(1)

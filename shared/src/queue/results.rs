@@ -4,14 +4,13 @@
 //! acknowledge are read again at its next start; entries left by a server that is gone are
 //! claimed by another after [`CLAIM_IDLE`] ([`ResultsReader::claim_abandoned`]).
 
+use crate::jobs::JobReport;
 use async_trait::async_trait;
-use imageapi_shared::jobs::JobReport;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
-use crate::job::OutcomeSink;
-use crate::queue::QueueError;
+use crate::queue::{OutcomeSink, QueueError};
 
 pub const STREAM: &str = "imageapi:results";
 const GROUP: &str = "imageapi-server";

@@ -3,27 +3,23 @@
 //! - [`RedisQueue`]: the server's side of the queue — deliver jobs (by job id, so delivering
 //!   twice is a no-op), count what is where for admins (apalis 1.0's own stats functions are
 //!   broken, so the keys are read directly), and put a failed job back in line.
-//! - [`results`]: the results stream. Workers append one [`JobReport`] per finished job; the
-//!   server reads it through a consumer group and acknowledges an entry only after applying
-//!   it durably, so a server that was down catches up on everything it missed.
-//! - [`consumer`]: the worker process's apalis worker, supervised and restarted on errors.
+//! - [`results`](super::results): the results stream. Workers append one [`JobReport`] per
+//!   finished job; the servers read it through a consumer group and acknowledge an entry only
+//!   after applying it durably, so a server that was down catches up on everything it missed.
+//! - The worker process's apalis consumer lives in the worker crate (`imageapi_worker::consumer`).
 //!
-//! [`JobReport`]: imageapi_shared::jobs::JobReport
-
-pub mod consumer;
-pub mod results;
-pub mod store_check;
+//! [`JobReport`]: crate::jobs::JobReport
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::domain::JobId;
+use crate::jobs::ThumbnailJob;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
 use apalis_redis::{Config, RedisTask};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::JobId;
-use imageapi_shared::jobs::ThumbnailJob;
 use redis::aio::ConnectionManager;
 
 use crate::queue::{FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
@@ -166,7 +162,7 @@ impl JobQueue for RedisQueue {
             if dead_ids.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await? };
 
         let running: u64 = inflight.iter().map(|jobs| jobs.len() as u64).sum();
-        let mut problems = store_check::worker_problems(&self.conn).await?;
+        let mut problems = super::store_check::worker_problems(&self.conn).await?;
         let mut workers: Vec<WorkerInfo> = workers
             .into_iter()
             .zip(inflight)
