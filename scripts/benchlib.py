@@ -5,6 +5,7 @@ runs `wrk` and reads its figures, and samples a process's resident memory.
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -191,6 +193,26 @@ class Stack:
         self.procs.append(proc)
         wait_line(proc, "imageapi-worker ")
         return proc
+
+
+POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def psql(url, sql):
+    subprocess.run(["psql", "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                   check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url=POSTGRES, prefix="imageapi_bench"):
+    """A fresh PostgreSQL database for one run; yields its URL and drops it afterwards."""
+    require("psql", "postgresql-client")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    psql(admin_url, f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        psql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def make_user(base, username, tier, password="bench-user-password"):
