@@ -6,7 +6,7 @@
 //!   ignores a job id it holds. While the queue is unreachable it backs off; uploads
 //!   go on and their jobs wait in the outbox.
 //! - With Redis, the results reader applies reports from the results stream and acknowledges
-//!   them after the flush.
+//!   them once applied durably (several servers share the stream).
 //! - The vacuum drops the queue's records of jobs whose report was applied, and retires jobs of
 //!   images deleted meanwhile.
 
@@ -116,7 +116,7 @@ impl Thumbnails {
         Ok(total)
     }
 
-    /// Applies reports from the Redis results stream forever; acknowledges after the flush.
+    /// Applies reports from the Redis results stream forever; acknowledges once applied durably.
     async fn run_results_reader(self: Arc<Self>, mut reader: ResultsReader) {
         let mut failing = false;
         let mut last_claim = Instant::now();

@@ -2,8 +2,8 @@
 //! into the metadata, waiting for a pending thumbnail, and reconciling images with tier changes.
 //!
 //! The invariant that makes this crash-safe: every thumbnail that should exist and is not
-//! ready is `pending` in sled, and every pending thumbnail is covered by a job in the sled
-//! outbox, both written and flushed before anything is acknowledged. A job leaves the outbox
+//! ready is `pending` in the metadata, and every pending thumbnail is covered by a job in its
+//! outbox, both written durably (in one transaction) before anything is acknowledged. A job leaves the outbox
 //! only in the transaction that applies its report. The queue (in-process or Redis) is only a
 //! delivery mechanism: whatever it loses, the dispatcher delivers again.
 //!
@@ -112,7 +112,7 @@ impl Thumbnails {
         }
     }
 
-    /// Applies reports durably (one flush for all), then wakes waiters. Ready thumbnails of
+    /// Applies reports durably (one repository call for all), then wakes waiters. Ready thumbnails of
     /// images deleted meanwhile are removed from the blob store.
     pub async fn apply_reports(&self, reports: Vec<JobReport>) -> Result<(), RepoError> {
         if reports.is_empty() {
