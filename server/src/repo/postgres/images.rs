@@ -16,6 +16,31 @@ fn heights_param(heights: &[u32]) -> Vec<i32> {
     heights.iter().map(|&h| h as i32).collect()
 }
 
+/// Records an image inside the caller's transaction; `on_conflict` is empty or an
+/// `ON CONFLICT` clause (`migrate-repo` keeps rows already copied).
+pub(super) async fn write_image(
+    tx: &tokio_postgres::Transaction<'_>,
+    image: &ImageRecord,
+    on_conflict: &str,
+) -> RepoResult<()> {
+    tx.execute(
+        &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8){on_conflict}"),
+        &[
+            &image.id.to_bytes().as_slice(),
+            &image.owner.to_bytes().as_slice(),
+            &image.name,
+            &format_name(image.format),
+            &(image.width as i32),
+            &(image.height as i32),
+            &(image.size_bytes as i64),
+            &image.created_at,
+        ],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 /// Records a job in the outbox inside the caller's transaction.
 pub(super) async fn insert_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob) -> RepoResult<()> {
     write_job(tx, job, "").await
@@ -68,21 +93,7 @@ impl ImageRepo for PgRepo {
             .await
             .map_err(db_error)?;
         let tier = rows::tier(&tier_row.ok_or(RepoError::NotFound)?)?;
-        tx.execute(
-            &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-            &[
-                &image.id.to_bytes().as_slice(),
-                &owner.as_slice(),
-                &image.name,
-                &format_name(image.format),
-                &(image.width as i32),
-                &(image.height as i32),
-                &(image.size_bytes as i64),
-                &image.created_at,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
+        write_image(&tx, image, "").await?;
         tx.execute("UPDATE users SET image_count = image_count + 1 WHERE id = $1", &[&owner.as_slice()])
             .await
             .map_err(db_error)?;

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::images::insert_job_if_new;
-use super::rows::{format_name, heights_of, variant_name, IMAGE_COLUMNS, LINK_COLUMNS, USER_COLUMNS};
+use super::images::{insert_job_if_new, write_image};
+use super::links::write_link;
+use super::rows::heights_of;
+use super::users::insert_user_if_new;
 use super::{db_error, PgRepo};
 use crate::repo::migrate::Exported;
 use crate::repo::{RepoResult, ThumbState};
@@ -18,6 +20,7 @@ impl PgRepo {
     pub async fn import(&self, batch: &[Exported]) -> RepoResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        let inner: &tokio_postgres::Transaction<'_> = &tx;
         for record in batch {
             match record {
                 Exported::Tier(tier) => {
@@ -39,22 +42,8 @@ impl PgRepo {
                     .await
                 }
                 Exported::User(user) => {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-                        ),
-                        &[
-                            &user.id.to_bytes().as_slice(),
-                            &user.username.as_str(),
-                            &user.password_hash,
-                            &user.tier.as_str(),
-                            &user.is_active,
-                            &user.is_admin,
-                            &user.created_at,
-                            &(user.credentials_version as i64),
-                        ],
-                    )
-                    .await
+                    insert_user_if_new(inner, user).await?;
+                    Ok(0)
                 }
                 Exported::Token(token, hash) => {
                     tx.execute(
@@ -64,22 +53,8 @@ impl PgRepo {
                     .await
                 }
                 Exported::Image(image) => {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-                        ),
-                        &[
-                            &image.id.to_bytes().as_slice(),
-                            &image.owner.to_bytes().as_slice(),
-                            &image.name,
-                            &format_name(image.format),
-                            &(image.width as i32),
-                            &(image.height as i32),
-                            &(image.size_bytes as i64),
-                            &image.created_at,
-                        ],
-                    )
-                    .await
+                    write_image(inner, image, " ON CONFLICT DO NOTHING").await?;
+                    Ok(0)
                 }
                 Exported::Thumbnail(image, requested, state) => {
                     let (status, width, height, size, reason) = match state {
@@ -97,21 +72,8 @@ impl PgRepo {
                     .await
                 }
                 Exported::Link(link, hash) => {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO links (token_hash, {LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
-                        ),
-                        &[
-                            &hash.as_slice(),
-                            &link.id.to_bytes().as_slice(),
-                            &link.owner.to_bytes().as_slice(),
-                            &link.image_id.to_bytes().as_slice(),
-                            &variant_name(link.variant),
-                            &link.created_at,
-                            &link.expires_at,
-                        ],
-                    )
-                    .await
+                    write_link(inner, link, hash, " ON CONFLICT DO NOTHING").await?;
+                    Ok(0)
                 }
                 Exported::Job(job) => {
                     insert_job_if_new(&tx, job).await?;

@@ -3,32 +3,44 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imageapi_shared::domain::{LinkId, UserId, Variant};
+use tokio_postgres::GenericClient;
 
 use super::rows::{self, variant_name, LINK_COLUMNS};
 use super::{db_error, PgRepo};
 use crate::repo::{LinkRecord, LinkRepo, RepoError, RepoResult, TierRecord, UserRecord};
+
+/// Records a link; `on_conflict` is empty or an `ON CONFLICT` clause (`migrate-repo`).
+pub(super) async fn write_link(
+    client: &impl GenericClient,
+    link: &LinkRecord,
+    token_hash: &[u8; 32],
+    on_conflict: &str,
+) -> RepoResult<()> {
+    client
+        .execute(
+            &format!("INSERT INTO links (token_hash, {LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7){on_conflict}"),
+            &[
+                &token_hash.as_slice(),
+                &link.id.to_bytes().as_slice(),
+                &link.owner.to_bytes().as_slice(),
+                &link.image_id.to_bytes().as_slice(),
+                &variant_name(link.variant),
+                &link.created_at,
+                &link.expires_at,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
 
 #[async_trait]
 impl LinkRepo for PgRepo {
     async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32]) -> RepoResult<()> {
         let client = self.client().await?;
         // A deleted image (or owner) fails the foreign key: NotFound.
-        client
-            .execute(
-                &format!("INSERT INTO links (token_hash, {LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                &[
-                    &token_hash.as_slice(),
-                    &link.id.to_bytes().as_slice(),
-                    &link.owner.to_bytes().as_slice(),
-                    &link.image_id.to_bytes().as_slice(),
-                    &variant_name(link.variant),
-                    &link.created_at,
-                    &link.expires_at,
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        let client: &tokio_postgres::Client = &client;
+        write_link(client, link, token_hash, "").await
     }
 
     async fn link(&self, id: LinkId) -> RepoResult<LinkRecord> {

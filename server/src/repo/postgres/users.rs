@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use imageapi_shared::domain::{TierId, TokenId, UserId};
+use tokio_postgres::GenericClient;
 
 use super::rows::{self, heights_of, USER_COLUMNS};
 use super::{db_error, PgRepo};
@@ -35,6 +36,30 @@ async fn insert_tier(client: &deadpool_postgres::Client, tier: &TierRecord) -> R
                 &tier.original_link,
                 &tier.expiring_links,
                 &tier.builtin,
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(inserted == 1)
+}
+
+/// Inserts a user unless the id or username is taken; whether it was inserted. (Also
+/// `migrate-repo`'s insert.)
+pub(super) async fn insert_user_if_new(client: &impl GenericClient, user: &UserRecord) -> RepoResult<bool> {
+    let inserted = client
+        .execute(
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+            ),
+            &[
+                &user.id.to_bytes().as_slice(),
+                &user.username.as_str(),
+                &user.password_hash,
+                &user.tier.as_str(),
+                &user.is_active,
+                &user.is_admin,
+                &user.created_at,
+                &(user.credentials_version as i64),
             ],
         )
         .await
@@ -169,25 +194,8 @@ impl UserRepo for PgRepo {
 
     async fn create_user(&self, user: &UserRecord) -> RepoResult<()> {
         let client = self.client().await?;
-        let inserted = client
-            .execute(
-                &format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-                ),
-                &[
-                    &user.id.to_bytes().as_slice(),
-                    &user.username.as_str(),
-                    &user.password_hash,
-                    &user.tier.as_str(),
-                    &user.is_active,
-                    &user.is_admin,
-                    &user.created_at,
-                    &(user.credentials_version as i64),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-        if inserted == 0 {
+        let client: &tokio_postgres::Client = &client;
+        if !insert_user_if_new(client, user).await? {
             return Err(RepoError::Conflict(format!("the username '{}' is taken", user.username)));
         }
         Ok(())
