@@ -228,7 +228,16 @@ impl OutcomeSink for DirectSink {
     }
 
     async fn is_wanted(&self, job: &ThumbnailJob) -> anyhow::Result<bool> {
-        Ok(self.0.repo.in_outbox(job.id).await?)
+        // A deleted image's job stays in the outbox until the sweep retires it (a minute), so
+        // the image itself is asked too: its missing original is then no reason to retry.
+        if !self.0.repo.in_outbox(job.id).await? {
+            return Ok(false);
+        }
+        match self.0.repo.image(job.image_id).await {
+            Ok(_) => Ok(true),
+            Err(RepoError::NotFound) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

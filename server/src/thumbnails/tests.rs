@@ -130,3 +130,21 @@ async fn pending_thumbnails_without_a_job_are_adopted_once() {
     assert_eq!((adopted[0].image_id, adopted[0].heights.clone()), (record.id, vec![200]));
     assert_eq!(f.thumbnails.adopt_uncovered_pending().await.expect("adopt"), 0, "now covered");
 }
+
+#[tokio::test]
+async fn the_embedded_sink_wants_a_job_only_while_its_image_exists() {
+    let f = fixture().await;
+    let owner = user(&f.repo, "basic").await;
+    let kept = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").job;
+    let record = image(owner.id);
+    let gone = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
+    f.repo.delete_image(record.id).await.expect("delete");
+    let (queue, _worker) = imageapi_worker::embedded::queue();
+    let metrics = ServerMetrics::new().expect("metrics");
+    let sink = DirectSink(Arc::new(Thumbnails::new(f.repo.clone(), f.store.clone(), Arc::new(queue), metrics)));
+
+    let (kept, gone) = (kept.expect("job"), gone.expect("job"));
+    assert!(f.repo.in_outbox(gone.id).await.expect("outbox"), "the deleted image's job is still recorded");
+    assert!(sink.is_wanted(&kept).await.expect("ask"), "a live image's job is wanted");
+    assert!(!sink.is_wanted(&gone).await.expect("ask"), "a deleted image's job is not, outbox or not");
+}
