@@ -1,8 +1,9 @@
 //! The imageapi HTTP server.
 //!
-//! [`startup::Application`] wires everything: the sled metadata repository ([`repo`]), the
-//! blob store, authentication ([`auth`]), the thumbnail bookkeeping ([`thumbnails`]) with the
-//! job queue from `imageapi-worker` (embedded apalis queue and render pool, or Redis), the
+//! [`startup::Application`] wires everything: the metadata repository ([`repo`]: sled or
+//! PostgreSQL), the blob store, authentication ([`auth`]), the thumbnail bookkeeping
+//! ([`thumbnails`]) with its job queue (Redis for worker processes, or `imageapi-worker`'s
+//! embedded queue and render pool in this process), the
 //! routes ([`routes`]) and the Prometheus metrics ([`metrics`]). Errors become problem+json in
 //! one place ([`error`]).
 

@@ -1,29 +1,22 @@
-//! The embedded queue: apalis' in-process `MemoryStorage` and a worker draining it into the
-//! render pool. Same job type and handler as the Redis mode; no services needed.
+//! The embedded queue: jobs carried in-process from the server to a few runner tasks that feed
+//! the render pool. Same job handler and retry rule as the Redis mode; no services needed.
 //!
-//! The queue itself is not durable: the server keeps every unfinished job in its outbox (sled)
-//! and delivers them again at start, so nothing acknowledged is lost.
+//! A job is recorded once, durably, in the server's outbox, which delivers every unfinished
+//! job again at start: nothing acknowledged is lost when this process stops. The queue
+//! carries the job and keeps only what the outbox cannot tell — which job ids it holds (so a
+//! second delivery is a no-op), which are running, and the given-up jobs waiting for an admin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use apalis::layers::retry::RetryPolicy;
-use apalis::layers::WorkerBuilderExt;
-use apalis_core::backend::memory::{MemorySink, MemoryStorage, MemoryStorageError};
-use apalis_core::error::BoxDynError;
-use apalis_core::task::attempt::Attempt;
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::data::Data;
-use apalis_core::task::task_id::TaskId;
-use apalis_core::task::Task;
-use apalis_core::worker::builder::WorkerBuilder;
-use apalis_core::worker::context::WorkerContext;
 use async_trait::async_trait;
 use chrono::Utc;
-use futures_channel::mpsc::{unbounded, UnboundedSender};
-use futures_util::{SinkExt, StreamExt};
-use imageapi_shared::domain::JobId;
+use futures_util::FutureExt;
+use imageapi_shared::domain::{ImageId, JobId};
 use imageapi_shared::jobs::ThumbnailJob;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{run_job, JobContext};
@@ -31,43 +24,36 @@ use imageapi_shared::queue::{
     FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN,
 };
 
-/// In-process retries of a job whose failure was transient (blob store or report I/O): five
-/// attempts in all, attempt n waiting n seconds before the next, as with Redis.
-const RETRIES: usize = 4;
+/// Attempts of a job whose failure was transient (blob store or report I/O); attempt n waits
+/// n seconds before the next, as with Redis.
+const ATTEMPTS: u32 = 5;
 const WORKER_NAME: &str = "embedded";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Queued,
-    Running,
+/// A job the queue holds; its payload travels in the channel.
+struct Held {
+    image: ImageId,
+    running: bool,
 }
 
-/// The queue's own record of its jobs, for admins and for idempotent delivery.
 #[derive(Default)]
 struct Book {
-    live: HashMap<JobId, (Stage, ThumbnailJob)>,
+    held: HashMap<JobId, Held>,
     done: u64,
     /// Given-up jobs: what admins see, and the job to run again on a retry.
     failed: BTreeMap<JobId, (FailedJob, ThumbnailJob)>,
 }
 
+type SharedBook = Arc<Mutex<Book>>;
+
+fn lock(book: &SharedBook) -> MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The push side of the embedded queue; cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct EmbeddedQueue {
-    tx: UnboundedSender<Task<ThumbnailJob>>,
-    book: Arc<Mutex<Book>>,
-}
-
-impl EmbeddedQueue {
-    fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn send(&self, job: ThumbnailJob) -> Result<(), QueueError> {
-        // apalis' tracing layer requires every task to carry an id; ours is the job's.
-        let task = TaskBuilder::new(job.clone()).task_id(TaskId::from_string(job.id.to_string())).build();
-        self.tx.unbounded_send(task).map_err(|_| QueueError::Unavailable("the embedded worker has stopped".into()))
-    }
+    tx: UnboundedSender<ThumbnailJob>,
+    book: SharedBook,
 }
 
 #[async_trait]
@@ -79,35 +65,31 @@ impl JobQueue for EmbeddedQueue {
     async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError> {
         for job in jobs {
             {
-                let mut book = self.book();
-                if book.live.contains_key(&job.id) || book.failed.contains_key(&job.id) {
+                let mut book = lock(&self.book);
+                if book.held.contains_key(&job.id) || book.failed.contains_key(&job.id) {
                     continue;
                 }
-                book.live.insert(job.id, (Stage::Queued, job.clone()));
+                book.held.insert(job.id, Held { image: job.image_id, running: false });
             }
-            if let Err(e) = self.send(job.clone()) {
-                self.book().live.remove(&job.id);
-                return Err(e);
+            if self.tx.send(job.clone()).is_err() {
+                lock(&self.book).held.remove(&job.id);
+                return Err(QueueError::Unavailable("the embedded worker has stopped".into()));
             }
         }
         Ok(())
     }
 
-    fn may_lose_jobs(&self) -> bool {
-        false
-    }
-
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError> {
-        let book = self.book();
+        let book = lock(&self.book);
         let running: Vec<JobRef> = book
-            .live
+            .held
             .iter()
-            .filter(|(_, (stage, _))| *stage == Stage::Running)
-            .map(|(id, (_, job))| JobRef { job: *id, image: Some(job.image_id) })
+            .filter(|(_, held)| held.running)
+            .map(|(id, held)| JobRef { job: *id, image: Some(held.image) })
             .collect();
         Ok(QueueSnapshot {
             mode: QueueMode::Embedded,
-            pending: (book.live.len() - running.len()) as u64,
+            pending: (book.held.len() - running.len()) as u64,
             running: running.len() as u64,
             done: book.done,
             failed: book.failed.len() as u64,
@@ -122,18 +104,15 @@ impl JobQueue for EmbeddedQueue {
     }
 
     async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {
-        let payload = {
-            let mut book = self.book();
-            book.failed.remove(&job).map(|(_, payload)| payload)
-        };
+        let payload = lock(&self.book).failed.remove(&job).map(|(_, payload)| payload);
         match payload {
             Some(payload) => self.push(&[payload]).await.map(|()| true),
             None => Ok(false),
         }
     }
 
-    async fn vacuum(&self, unfinished: &std::collections::BTreeSet<JobId>) -> Result<u64, QueueError> {
-        let mut book = self.book();
+    async fn vacuum(&self, unfinished: &BTreeSet<JobId>) -> Result<u64, QueueError> {
+        let mut book = lock(&self.book);
         let before = book.failed.len();
         book.failed.retain(|id, _| unfinished.contains(id));
         Ok((before - book.failed.len()) as u64)
@@ -148,98 +127,96 @@ impl JobQueue for EmbeddedQueue {
     }
 }
 
-/// The storage half, waiting to be handed to a worker.
+/// The receiving half, waiting to be handed to [`EmbeddedWorker::run`].
 pub struct EmbeddedWorker {
-    storage: MemoryStorage<ThumbnailJob>,
-    book: Arc<Mutex<Book>>,
+    rx: UnboundedReceiver<ThumbnailJob>,
+    book: SharedBook,
 }
 
-/// Creates the queue: a push handle and the storage a worker will drain.
+/// Creates the queue: a push handle and the receiving half a worker will drain.
 pub fn queue() -> (EmbeddedQueue, EmbeddedWorker) {
-    let (tx, rx) = unbounded::<Task<ThumbnailJob>>();
-    let sink = tx.clone().sink_map_err(MemoryStorageError::from);
-    let sink = MemorySink::new(Arc::new(futures_util::lock::Mutex::new(Box::new(sink))));
-    let book = Arc::new(Mutex::new(Book::default()));
-    (
-        EmbeddedQueue { tx, book: book.clone() },
-        EmbeddedWorker { storage: MemoryStorage::new_with(sink, rx.boxed()), book },
-    )
-}
-
-struct Handler {
-    ctx: Arc<JobContext>,
-    book: Arc<Mutex<Book>>,
-}
-
-impl Handler {
-    fn book(&self) -> MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt) -> Result<(), BoxDynError> {
-    if let Some(entry) = handler.book().live.get_mut(&job.id) {
-        entry.0 = Stage::Running;
-    }
-    handler.ctx.metrics.running.inc();
-    let result = run_job(job.clone(), &handler.ctx).await;
-    handler.ctx.metrics.running.dec();
-    match result {
-        Ok(()) => {
-            let mut book = handler.book();
-            book.live.remove(&job.id);
-            book.done += 1;
-            Ok(())
-        }
-        Err(e) => {
-            // Attempts count from 1; the retry layer allows RETRIES more after the first.
-            if attempt.current() > RETRIES {
-                tracing::error!(error = %e, job = %job.id, "thumbnail job failed its last attempt; an admin can retry it");
-                handler.ctx.metrics.dead.inc();
-                let mut book = handler.book();
-                book.live.remove(&job.id);
-                let failed = FailedJob {
-                    job: job.id,
-                    image: Some(job.image_id),
-                    heights: job.heights.clone(),
-                    reason: e.to_string(),
-                    attempts: attempt.current() as u32,
-                    failed_at: Some(Utc::now()),
-                };
-                book.failed.insert(job.id, (failed, job));
-            } else {
-                tracing::warn!(error = %e, job = %job.id, "thumbnail job failed; retrying");
-                handler.ctx.metrics.retries.inc();
-                // A store that is away for a moment (S3 restarting) should not exhaust the
-                // attempts at once.
-                tokio::time::sleep(std::time::Duration::from_secs(attempt.current() as u64)).await;
-            }
-            Err(e.into())
-        }
-    }
+    let (tx, rx) = unbounded_channel();
+    let book = SharedBook::default();
+    (EmbeddedQueue { tx, book: book.clone() }, EmbeddedWorker { rx, book })
 }
 
 impl EmbeddedWorker {
-    /// Runs the worker until `shutdown` is cancelled; jobs already running finish first.
-    /// `concurrency` bounds jobs in flight (the render pool bounds CPU use separately).
+    /// Runs until `shutdown` is cancelled; a job already rendering finishes first (one waiting
+    /// for its next attempt stops: the outbox delivers it again at start). `concurrency` bounds
+    /// jobs in flight (the render pool bounds CPU use separately).
     pub async fn run(self, ctx: Arc<JobContext>, concurrency: usize, shutdown: CancellationToken) {
-        let worker_ctx = WorkerContext::new(WORKER_NAME);
-        let handler = Arc::new(Handler { ctx, book: self.book });
-        let worker = WorkerBuilder::new(&worker_ctx)
-            .backend(self.storage)
-            .concurrency(concurrency.max(1))
-            .retry(RetryPolicy::retries(RETRIES))
-            .catch_panic()
-            .data(handler)
-            .build(handle);
-        let result = worker
-            .run_until(async move {
-                shutdown.cancelled().await;
-                Ok::<(), apalis_core::error::WorkerError>(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the embedded thumbnail worker stopped with an error");
+        let rx = Arc::new(tokio::sync::Mutex::new(self.rx));
+        let runners = (0..concurrency.max(1)).map(|_| runner(&rx, &self.book, &ctx, &shutdown));
+        futures_util::future::join_all(runners).await;
+    }
+}
+
+async fn runner(
+    rx: &tokio::sync::Mutex<UnboundedReceiver<ThumbnailJob>>,
+    book: &SharedBook,
+    ctx: &JobContext,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        let job = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            }
+        };
+        work(job, book, ctx, shutdown).await;
+    }
+}
+
+/// One job with its attempts; ends done, given up, or dropped at shutdown.
+async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: &CancellationToken) {
+    if let Some(held) = lock(book).held.get_mut(&job.id) {
+        held.running = true;
+    }
+    for attempt in 1..=ATTEMPTS {
+        ctx.metrics.running.inc();
+        let result = AssertUnwindSafe(run_job(job.clone(), ctx)).catch_unwind().await;
+        ctx.metrics.running.dec();
+        let error = match result {
+            Ok(Ok(())) => {
+                let mut book = lock(book);
+                book.held.remove(&job.id);
+                book.done += 1;
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the job panicked".to_owned(),
+        };
+        if attempt == ATTEMPTS {
+            tracing::error!(error = %error, job = %job.id, "thumbnail job failed its last attempt; an admin can retry it");
+            ctx.metrics.dead.inc();
+            let failed = FailedJob {
+                job: job.id,
+                image: Some(job.image_id),
+                heights: job.heights.clone(),
+                reason: error,
+                attempts: attempt,
+                failed_at: Some(Utc::now()),
+            };
+            let mut book = lock(book);
+            book.held.remove(&job.id);
+            book.failed.insert(job.id, (failed, job));
+            return;
+        }
+        tracing::warn!(error = %error, job = %job.id, attempt, "thumbnail job failed; retrying");
+        ctx.metrics.retries.inc();
+        // A store that is away for a moment (S3 restarting) should not exhaust the attempts at once.
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(attempt.into())) => {}
+            () = shutdown.cancelled() => {
+                lock(book).held.remove(&job.id);
+                return;
+            }
         }
     }
 }

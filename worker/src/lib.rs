@@ -7,7 +7,8 @@
 //! - [`job`]: [`run_job`], the work of one job — read the original from the blob store, render
 //!   every pending height from one decode, write the thumbnails back, report one
 //!   [`JobReport`] through an [`OutcomeSink`] (the queue contract is `imageapi_shared::queue`).
-//! - [`embedded`]: the in-process apalis `MemoryStorage` queue and its worker (one process).
+//! - [`embedded`]: the in-process queue (a channel from the outbox to runner tasks) and its
+//!   worker, for the one-process mode.
 //! - [`consumer`]: the worker process's apalis-redis consumer, supervised and restarted.
 //! - [`config`]: the `imageapi-worker` process's settings; [`metrics`]: its Prometheus metrics.
 //! - [`oneshot`]: the `thumbnail` and `bench` commands (the pipeline without a queue).

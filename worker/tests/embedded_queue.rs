@@ -1,4 +1,4 @@
-//! The embedded queue end to end: a job pushed into apalis' MemoryStorage reaches the render
+//! The embedded queue end to end: a job pushed into the in-process queue reaches the render
 //! pool, thumbnails land in a real blob store on disk, and one outcome per height is reported.
 
 use std::sync::{Arc, Mutex};
@@ -170,4 +170,56 @@ async fn a_job_failing_every_attempt_is_listed_as_failed_and_an_admin_retry_runs
     let snapshot = queue.snapshot().await.expect("snapshot");
     assert_eq!((snapshot.failed, snapshot.done), (0, 1));
     shutdown.cancel();
+}
+
+#[actix_rt::test]
+async fn a_job_delivered_again_while_the_queue_holds_it_runs_once() {
+    // The server's outbox passes re-deliver every unfinished job; the queue skips those it holds.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
+    let sink = Arc::new(Collect::default());
+    let (queue, worker) = embedded::queue();
+    let id = ImageId::from_ulid(ulid::Ulid::new());
+    store.put(&BlobKey::original(id), png(60, 40)).await.expect("put");
+    let once = job(id, ImageFormat::Png, vec![20]);
+    // Delivered three times before the worker starts, so all three are held at once.
+    for _ in 0..3 {
+        queue.push(std::slice::from_ref(&once)).await.expect("push");
+    }
+    assert_eq!(queue.snapshot().await.expect("snapshot").pending, 1, "held once");
+
+    let shutdown = CancellationToken::new();
+    actix_rt::spawn(worker.run(context(2, store, sink.clone()), 2, shutdown.clone()));
+    outcomes_after(&sink, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.0.lock().expect("lock").len(), 1, "rendered and reported once");
+    let snapshot = queue.snapshot().await.expect("snapshot");
+    assert_eq!((snapshot.pending, snapshot.running, snapshot.done), (0, 0, 1), "{snapshot:?}");
+    shutdown.cancel();
+}
+
+#[actix_rt::test]
+async fn shutdown_does_not_wait_for_a_job_between_its_attempts() {
+    // A job waiting for its next attempt stops at once; the server's outbox delivers it again
+    // at the next start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FsBlobStore::open(dir.path()).expect("store"));
+    let sink = Arc::new(Collect::default());
+    let (queue, worker) = embedded::queue();
+    let shutdown = CancellationToken::new();
+    let running = actix_rt::spawn(worker.run(context(1, store, sink), 1, shutdown.clone()));
+    let missing = ImageId::from_ulid(ulid::Ulid::new());
+    queue.push(&[job(missing, ImageFormat::Png, vec![20])]).await.expect("push");
+    for _ in 0..200 {
+        if queue.snapshot().await.expect("snapshot").running == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Past the first attempt (a missing original fails at once) and into its backoff.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_millis(700), running).await.expect("stops during the backoff").expect("join");
+    let snapshot = queue.snapshot().await.expect("snapshot");
+    assert_eq!((snapshot.pending, snapshot.running, snapshot.failed), (0, 0, 0), "{snapshot:?}");
 }

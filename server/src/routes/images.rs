@@ -234,7 +234,7 @@ pub async fn upload(
             return Err(if matches!(e, RepoError::NotFound) { ApiError::Unauthorized } else { e.into() });
         }
     };
-    state.thumbnails.submitted(job.as_ref());
+    state.thumbnails.submitted(job.as_slice()).await;
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
     let thumbs: BTreeMap<u32, ThumbState> =

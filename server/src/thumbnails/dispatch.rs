@@ -1,10 +1,10 @@
 //! Moving jobs and results between the server and the queue.
 //!
-//! - The dispatcher hands each new job to the queue as it is submitted, and the whole outbox
-//!   at start, after any failed call to the queue (it may have restarted empty), and (when
-//!   the queue may lose jobs, i.e. Redis) every [`REDELIVER_EVERY`]: harmless, since the queue
-//!   ignores a job id it holds. While the queue is unreachable it backs off; uploads
-//!   go on and their jobs wait in the outbox.
+//! - A new job is handed to the queue by whoever recorded it ([`Thumbnails::submitted`]). The
+//!   dispatcher delivers the whole outbox at start, after any failed call to the queue (it may
+//!   have restarted empty), and every [`REDELIVER_EVERY`] (a hand-over lost with its request
+//!   is then made up): harmless, since the queue ignores a job id it holds. While the queue is
+//!   unreachable it backs off; uploads go on and their jobs wait in the outbox.
 //! - With Redis, the results reader applies reports from the results stream and acknowledges
 //!   them once applied durably (several servers share the stream).
 //! - The vacuum drops the queue's records of jobs whose report was applied, and retires jobs of
@@ -16,16 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imageapi_shared::domain::JobId;
-use imageapi_shared::jobs::ThumbnailJob;
 use imageapi_shared::queue::results::ResultsReader;
 
-use super::{lock, Thumbnails};
+use super::Thumbnails;
 use crate::repo::RepoError;
 
 /// Outbox jobs handed to the queue per call.
 const BATCH: usize = 256;
 const REDELIVER_EVERY: Duration = Duration::from_secs(30);
-/// Even with no new job, look at the outbox this often (cheap: it holds unfinished jobs only).
+/// How often the dispatcher looks whether a pass is due (an atomic load).
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const VACUUM_EVERY: Duration = Duration::from_secs(10);
@@ -41,36 +40,30 @@ enum DeliverError {
 }
 
 impl Thumbnails {
-    /// Runs the dispatcher forever.
+    /// Runs the dispatcher forever: a pass over the outbox at start, after any failed call to
+    /// the queue, and every [`REDELIVER_EVERY`].
     pub async fn run_dispatcher(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(250);
-        let mut last_sweep = Instant::now();
-        // The first pass delivers the whole outbox (jobs from before a restart).
-        let mut sweep = true;
+        let mut last_pass: Option<Instant> = None;
         loop {
             let interrupted = self.queue_interrupted.swap(false, Ordering::Relaxed);
-            if interrupted || (self.queue.may_lose_jobs() && last_sweep.elapsed() >= REDELIVER_EVERY) {
-                sweep = true;
+            let due = interrupted || last_pass.is_none_or(|at| at.elapsed() >= REDELIVER_EVERY);
+            if !due {
+                let _ = tokio::time::timeout(IDLE_CHECK, self.dispatch_wake.notified()).await;
+                continue;
             }
-            let result = if sweep { self.deliver_outbox().await } else { self.deliver_fresh().await };
-            match result {
+            match self.deliver_outbox().await {
                 Ok(delivered) => {
                     self.backlog.store(0, Ordering::Relaxed);
-                    if sweep {
-                        sweep = false;
-                        last_sweep = Instant::now();
-                    }
+                    last_pass = Some(Instant::now());
                     if !self.queue_reachable.swap(true, Ordering::Relaxed) {
-                        tracing::info!("the job queue is reachable again; delivering the jobs kept meanwhile");
+                        tracing::info!("the job queue is reachable again; delivered the jobs kept meanwhile");
                     }
-                    if delivered > 0 {
-                        tracing::debug!(jobs = delivered, "delivered jobs to the queue");
-                    }
+                    tracing::debug!(jobs = delivered, "delivered the outbox to the queue");
                     backoff = Duration::from_millis(250);
-                    let _ = tokio::time::timeout(IDLE_CHECK, self.dispatch_wake.notified()).await;
                 }
                 Err(DeliverError::Queue(e)) => {
-                    // What was not delivered is in the outbox: the next pass sweeps it.
+                    // What was not delivered is in the outbox: the next pass delivers it.
                     self.queue_interrupted.store(true, Ordering::Relaxed);
                     let waiting = self.repo.outbox_len().await.unwrap_or(0);
                     self.backlog.store(waiting, Ordering::Relaxed);
@@ -89,21 +82,9 @@ impl Thumbnails {
         }
     }
 
-    /// Delivers the jobs submitted since the last pass (the common case: no outbox scan).
-    async fn deliver_fresh(&self) -> Result<usize, DeliverError> {
-        let fresh: Vec<ThumbnailJob> = std::mem::take(&mut *lock(&self.fresh));
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        self.queue.push(&fresh).await.map_err(DeliverError::Queue)?;
-        Ok(fresh.len())
-    }
-
     /// One pass over the whole outbox, delivering every job (the queue ignores the ones it
     /// holds); returns how many jobs were handed over.
     async fn deliver_outbox(&self) -> Result<usize, DeliverError> {
-        // Everything submitted so far is in the outbox and is covered by this pass.
-        lock(&self.fresh).clear();
         let mut after: Option<JobId> = None;
         let mut total = 0;
         loop {

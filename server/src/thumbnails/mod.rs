@@ -30,6 +30,8 @@ use crate::repo::{RepoError, SharedRepo, ThumbState};
 
 pub use dispatch::spawn_redis_tasks;
 
+/// How long a new job's hand-over to the queue may take before the dispatcher is left to it.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The window of the throughput figure.
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
 
@@ -49,8 +51,6 @@ pub struct Thumbnails {
     /// Set when any call to the queue failed: it may have restarted and forgotten jobs, so
     /// the dispatcher delivers every outbox job again once it answers.
     queue_interrupted: AtomicBool,
-    /// Jobs recorded since the dispatcher's last pass, delivered without scanning the outbox.
-    fresh: Mutex<Vec<ThumbnailJob>>,
     /// When recent jobs finished, for the throughput figure.
     finished: Mutex<VecDeque<Instant>>,
 }
@@ -99,17 +99,28 @@ impl Thumbnails {
             queue_reachable: AtomicBool::new(true),
             queue_interrupted: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
-            fresh: Mutex::new(Vec::new()),
         }
     }
 
-    /// A job was recorded (durably) in the outbox: have the dispatcher deliver it.
-    pub fn submitted(&self, job: Option<&ThumbnailJob>) {
-        if let Some(job) = job {
-            self.metrics.jobs_enqueued.inc();
-            lock(&self.fresh).push(job.clone());
-            self.dispatch_wake.notify_one();
+    /// Jobs were recorded (durably) in the outbox: hands them to the queue now. Nothing is
+    /// kept here: if the queue is away or the call fails, the dispatcher's next pass over the
+    /// outbox delivers them.
+    pub async fn submitted(&self, jobs: &[ThumbnailJob]) {
+        if jobs.is_empty() {
+            return;
         }
+        self.metrics.jobs_enqueued.inc_by(jobs.len() as u64);
+        if !self.queue_reachable.load(Ordering::Relaxed) {
+            return;
+        }
+        let failure = match tokio::time::timeout(PUSH_TIMEOUT, self.queue.push(jobs)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {PUSH_TIMEOUT:?}"),
+        };
+        tracing::debug!(error = %failure, "handing new jobs to the queue failed; the dispatcher will");
+        self.queue_interrupted.store(true, Ordering::Relaxed);
+        self.dispatch_wake.notify_one();
     }
 
     /// Applies reports durably (one repository call for all), then wakes waiters. Ready thumbnails of
@@ -172,9 +183,7 @@ impl Thumbnails {
     /// Restores "every pending thumbnail has a job" at start (see the module docs).
     pub async fn adopt_uncovered_pending(&self) -> Result<usize, RepoError> {
         let created = self.repo.adopt_uncovered_pending().await?;
-        if !created.is_empty() {
-            self.dispatch_wake.notify_one();
-        }
+        self.submitted(&created).await;
         Ok(created.len())
     }
 
@@ -194,7 +203,7 @@ impl Thumbnails {
         self.metrics.queue_running.set(snapshot.running as i64);
         self.metrics.queue_failed.set(snapshot.failed as i64);
         self.metrics.outbox.set(outbox as i64);
-        let undelivered = self.backlog.load(Ordering::Relaxed) + lock(&self.fresh).len() as u64;
+        let undelivered = self.backlog.load(Ordering::Relaxed);
         Ok(QueueStatus { snapshot, undelivered, finished_last_minute })
     }
 

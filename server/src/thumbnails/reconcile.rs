@@ -58,7 +58,7 @@ impl Thumbnails {
             let ids: Vec<_> = page.iter().map(|image| image.id).collect();
             // Durable before delivery, as everywhere.
             let jobs = self.repo.ensure_thumbnails(&ids, &heights).await?;
-            jobs.iter().for_each(|job| self.submitted(Some(job)));
+            self.submitted(&jobs).await;
         }
         Ok(())
     }

@@ -92,13 +92,9 @@ pub trait JobQueue: Send + Sync + 'static {
     fn mode(&self) -> QueueMode;
 
     /// Delivers jobs. Delivering a job id the queue already holds (queued, running, done or
-    /// failed) changes nothing, so a sender may re-deliver whenever it is unsure.
+    /// failed) changes nothing, so a sender may re-deliver whenever it is unsure, and does so
+    /// from time to time: a Redis without persistence forgets its jobs when it restarts.
     async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError>;
-
-    /// Whether jobs delivered earlier can be lost by the queue while this process runs (Redis
-    /// restarted without persistence): then the sender re-delivers unfinished jobs from time
-    /// to time.
-    fn may_lose_jobs(&self) -> bool;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError>;
 

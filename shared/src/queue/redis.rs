@@ -98,11 +98,6 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    fn may_lose_jobs(&self) -> bool {
-        // A Redis without persistence forgets everything when it restarts.
-        true
-    }
-
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError> {
         let mut conn = self.conn.clone();
         let c = &self.config;
