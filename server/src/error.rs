@@ -23,6 +23,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("this path does not answer that method; it answers {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
@@ -64,6 +66,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound => "not-found",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::Gone(_) => "gone",
             Self::Conflict(_) => "conflict",
             Self::BadRequest(_) => "bad-request",
@@ -84,6 +87,7 @@ impl ApiError {
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound => "Not Found",
+            Self::MethodNotAllowed { .. } => "Method Not Allowed",
             Self::Gone(_) => "Gone",
             Self::Conflict(_) => "Conflict",
             Self::BadRequest(_) | Self::Validation(_) => "Bad Request",
@@ -110,7 +114,7 @@ pub struct Problem {
     pub detail: String,
     /// Present on validation problems: messages per request field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>, additional_properties = true)]
+    #[schema(value_type = Option<BTreeMap<String, Vec<String>>>)]
     pub errors: Option<FieldErrors>,
 }
 
@@ -120,6 +124,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Gone(_) => StatusCode::GONE,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::BadRequest(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
@@ -171,6 +176,11 @@ impl ResponseError for ApiError {
             }
             Self::TooManyRequests { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, value));
+                }
             }
             Self::RangeNotSatisfiable { size } => {
                 response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

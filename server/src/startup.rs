@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use imageapi_shared::queue::results::ResultsReader;
 use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{self, ApiError};
+use crate::error;
 use crate::metrics::ServerMetrics;
 use crate::passwords::PasswordPool;
 use crate::repo::SharedRepo;
@@ -230,10 +230,12 @@ impl Application {
 
 fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duration) -> anyhow::Result<Server> {
     let doc = openapi::document();
+    let known_paths = web::Data::new(openapi::KnownPaths::new(&doc));
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
         App::new()
             .app_data(state.clone())
+            .app_data(known_paths.clone())
             .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
@@ -267,7 +269,7 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
             .configure(routes::configure)
             .service(web::redirect("/api/docs", "/api/docs/"))
             .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc.clone()))
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+            .default_service(web::to(routes::not_routed))
     })
     // Signals are ours (see `run_until_stopped`): one deadline covers requests, jobs and flush.
     .disable_signals()

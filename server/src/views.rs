@@ -2,9 +2,10 @@
 //! from records live here too, so every route renders an object the same way.
 
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::Variant;
+use imageapi_shared::domain::{Height, Heights, Variant};
 use imageapi_shared::pipeline::thumbnail_size;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
@@ -263,20 +264,37 @@ pub struct LinkList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
-    /// Lifetime in seconds, 300..=30000.
+    /// Lifetime in seconds.
     #[schema(value_type = u32, minimum = 300, maximum = 30000)]
     pub expires_in: Option<serde_json::Value>,
-    /// `"original"` (default) or a granted thumbnail height.
-    #[schema(value_type = Option<String>, example = "original")]
+    /// `"original"` (the default, also when null) or a thumbnail height your tier grants.
+    #[schema(schema_with = variant_schema, required = false)]
     pub variant: Option<serde_json::Value>,
+}
+
+fn variant_schema() -> Schema {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["original"])))
+        .item(height_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .examples([serde_json::json!("original")])
+        .into()
+}
+
+fn height_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(Height::MAX))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// Letters, digits and `_ . @ -`.
+    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9_.@-]{3,64}$", example = "alice")]
     pub username: String,
+    #[schema(min_length = 8, max_length = 1024, format = Password)]
     pub password: String,
-    #[schema(example = "basic")]
+    /// An existing tier's id (409 if there is none).
+    #[schema(min_length = 1, max_length = 32, pattern = r"^[a-z0-9-]{1,32}$", example = "basic")]
     pub tier: String,
     #[serde(default)]
     pub is_admin: bool,
@@ -285,19 +303,30 @@ pub struct CreateUser {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    /// An existing tier's id (409 if there is none).
+    #[schema(min_length = 1, max_length = 32, pattern = r"^[a-z0-9-]{1,32}$", example = "premium")]
     pub tier: Option<String>,
     pub is_active: Option<bool>,
     pub is_admin: Option<bool>,
+    #[schema(min_length = 8, max_length = 1024, format = Password)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTier {
-    #[schema(example = "gold")]
+    /// The tier's slug, fixed at creation.
+    #[schema(min_length = 1, max_length = 32, pattern = r"^[a-z0-9-]{1,32}$", example = "gold")]
     pub id: String,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+        example = "Gold"
+    )]
     pub name: String,
-    #[schema(value_type = Vec<u32>, example = json!([200, 400]))]
+    /// Heights in px, each 1..=4096, no repeats, at most 32.
+    #[schema(schema_with = heights_schema)]
     pub thumbnail_heights: serde_json::Value,
     #[serde(default)]
     pub original_link: bool,
@@ -308,11 +337,44 @@ pub struct CreateTier {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTier {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+        example = "Gold"
+    )]
     pub name: Option<String>,
-    #[schema(value_type = Option<Vec<u32>>)]
+    /// Heights in px, each 1..=4096, no repeats, at most 32 (null: unchanged).
+    #[schema(schema_with = optional_heights_schema, required = false)]
     pub thumbnail_heights: Option<serde_json::Value>,
     pub original_link: Option<bool>,
     pub expiring_links: Option<bool>,
+}
+
+fn heights_builder() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(height_schema())
+        .max_items(Some(Heights::MAX_LEN))
+        .unique_items(true)
+        .examples([serde_json::json!([200, 400])])
+}
+
+fn heights_schema() -> Schema {
+    heights_builder().into()
+}
+
+fn optional_heights_schema() -> Schema {
+    heights_builder().schema_type(SchemaType::from_iter([Type::Array, Type::Null])).into()
+}
+
+/// A JSON number as a whole number: JSON Schema's `integer` includes `300.0`, so the API does.
+pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
+    let n = value.as_number()?;
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // Beyond 2^53 a float names no exact integer; every range here is far below it.
+        (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -132,6 +132,9 @@ impl fmt::Display for Height {
 pub struct Heights(Vec<Height>);
 
 impl Heights {
+    /// Most heights one tier may grant.
+    pub const MAX_LEN: usize = 32;
+
     pub fn parse(values: &[i64]) -> Result<Self, InvalidValue> {
         let mut heights = values.iter().map(|&v| Height::parse(v)).collect::<Result<Vec<_>, _>>()?;
         heights.sort_unstable();
@@ -140,8 +143,8 @@ impl Heights {
         if heights.len() != before {
             return Err(invalid("heights must not repeat"));
         }
-        if heights.len() > 32 {
-            return Err(invalid("at most 32 heights per tier"));
+        if heights.len() > Self::MAX_LEN {
+            return Err(invalid(format!("at most {} heights per tier", Self::MAX_LEN)));
         }
         Ok(Self(heights))
     }
@@ -227,18 +230,23 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A tier's display name: 1..=64 characters, not blank.
+/// A tier's display name: 1..=64 characters, no control characters, not only spaces. Kept as
+/// given (the OpenAPI document states the same rule as a pattern, so clients can check it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TierName(String);
 
 impl TierName {
+    pub const MAX_LEN: usize = 64;
+
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let trimmed = s.trim();
-        if !trimmed.is_empty() && trimmed.chars().count() <= 64 {
-            Ok(Self(trimmed.to_owned()))
+        let control = |c: char| c <= '\u{1f}' || c == '\u{7f}';
+        let ok =
+            (1..=Self::MAX_LEN).contains(&s.chars().count()) && !s.chars().any(control) && s.chars().any(|c| c != ' ');
+        if ok {
+            Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("must be 1 to 64 characters"))
+            Err(invalid("must be 1 to 64 characters, not only spaces, with no control characters"))
         }
     }
     pub fn as_str(&self) -> &str {

@@ -10,6 +10,7 @@ mod helpers;
 mod abuse;
 mod admin_cli;
 mod auth;
+mod contract;
 mod images;
 mod isolation;
 mod links;

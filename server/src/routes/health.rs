@@ -11,7 +11,7 @@ use crate::thumbnails::QueueHealth;
 use crate::views::Health;
 
 /// Liveness: the process answers.
-#[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(operation_id = "healthz", tag = "operations", responses((status = 200, body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", checks: None })
@@ -21,7 +21,7 @@ pub async fn healthz() -> HttpResponse {
 /// all are; `degraded` (200) when only the Redis queue is away — uploads are still accepted
 /// and their jobs delivered when it is back; `unavailable` (503) otherwise. Failure details go
 /// to the log, not to unauthenticated callers.
-#[utoipa::path(tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
+#[utoipa::path(operation_id = "readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let metadata = state.repo.check().await.map_err(|e| e.to_string());
@@ -74,6 +74,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// With `IMAGEAPI_METRICS_BIND` set, metrics are served there instead, without
 /// authentication, and this route answers 404.
 #[utoipa::path(
+    operation_id = "metrics",
     tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain"),

@@ -7,7 +7,7 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_shared::domain::ImageId;
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::BlobKey;
 use serde::Deserialize;
@@ -146,8 +146,9 @@ async fn read_image_field(
 /// before anything is decoded. Thumbnails of the tier's heights start `pending` and become
 /// `ready` shortly.
 #[utoipa::path(
+    operation_id = "upload_image",
     tag = "images",
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    request_body(content = UploadForm, content_type = "multipart/form-data", encoding(("image" = (content_type = "image/png, image/jpeg")))),
     responses(
         (status = 201, body = ImageView),
         (status = 400, description = "missing field, corrupt or truncated image", body = crate::error::Problem),
@@ -247,15 +248,12 @@ pub async fn upload(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageQuery {
-    /// Page size, 1..=100 (default 20).
+    /// Page size (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// The `next` link's cursor (opaque).
+    /// The `next` link's cursor.
+    #[param(pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")]
     cursor: Option<String>,
-    /// Admin listing only: the user whose images to browse.
-    #[param(value_type = Option<String>)]
-    #[serde(default)]
-    pub user: Option<String>,
 }
 
 pub struct Page {
@@ -280,17 +278,11 @@ impl PageQuery {
         };
         Ok(Page { limit, cursor })
     }
-
-    pub fn user(&self) -> Result<Option<UserId>, ApiError> {
-        match &self.user {
-            None => Ok(None),
-            Some(raw) => UserId::parse(raw).map(Some).ok_or_else(|| ApiError::field("user", "is not a user id")),
-        }
-    }
 }
 
 /// Your images, newest first.
 #[utoipa::path(
+    operation_id = "list_images",
     tag = "images",
     params(PageQuery),
     responses((status = 200, body = ImagePage), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
@@ -315,8 +307,9 @@ pub async fn list(
 
 /// One of your images.
 #[utoipa::path(
+    operation_id = "get_image",
     tag = "images",
-    params(("id" = String, Path, description = "image id")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, body = ImageView), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -335,8 +328,9 @@ pub async fn detail(
 
 /// Delete one of your images; its thumbnails and links go with it.
 #[utoipa::path(
+    operation_id = "delete_image",
     tag = "images",
-    params(("id" = String, Path, description = "image id")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]

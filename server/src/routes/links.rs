@@ -10,7 +10,7 @@ use crate::repo::LinkRecord;
 use crate::routes::owned_image;
 use crate::services::grants;
 use crate::state::AppState;
-use crate::views::{CreateLink, LinkList, LinkView};
+use crate::views::{whole_number, CreateLink, LinkList, LinkView};
 
 /// Link tokens carry this prefix so they are recognisable in logs and secret scanners.
 const LINK_TOKEN_PREFIX: &str = "l_";
@@ -20,8 +20,8 @@ fn parse_variant(value: Option<&serde_json::Value>) -> Result<Variant, String> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(Variant::Original),
         Some(serde_json::Value::String(s)) if s == "original" => Ok(Variant::Original),
-        Some(serde_json::Value::Number(n)) => {
-            n.as_i64().and_then(|h| Height::parse(h).ok()).map(Variant::Thumbnail).ok_or_else(|| HINT.to_owned())
+        Some(n @ serde_json::Value::Number(_)) => {
+            whole_number(n).and_then(|h| Height::parse(h).ok()).map(Variant::Thumbnail).ok_or_else(|| HINT.to_owned())
         }
         Some(_) => Err(HINT.to_owned()),
     }
@@ -29,8 +29,7 @@ fn parse_variant(value: Option<&serde_json::Value>) -> Result<Variant, String> {
 
 fn parse_expiry(value: Option<&serde_json::Value>) -> Result<ExpirySeconds, String> {
     let value = value.ok_or_else(|| ExpirySeconds::range_error().to_string())?;
-    value
-        .as_i64()
+    whole_number(value)
         .ok_or(())
         .and_then(|n| ExpirySeconds::parse(n).map_err(|_| ()))
         .map_err(|()| ExpirySeconds::range_error().to_string())
@@ -38,8 +37,9 @@ fn parse_expiry(value: Option<&serde_json::Value>) -> Result<ExpirySeconds, Stri
 
 /// Create an expiring link to one of your images (tiers with expiring links).
 #[utoipa::path(
+    operation_id = "create_link",
     tag = "links",
-    params(("id" = String, Path, description = "image id")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = CreateLink,
     responses(
         (status = 201, body = LinkView),
@@ -83,6 +83,7 @@ pub async fn create(
 
 /// Your live (unexpired, unrevoked) links.
 #[utoipa::path(
+    operation_id = "list_links",
     tag = "links",
     responses((status = 200, body = LinkList), (status = 401, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
@@ -97,8 +98,9 @@ pub async fn list(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Resul
 
 /// Revoke one of your links; it stops working at once.
 #[utoipa::path(
+    operation_id = "revoke_link",
     tag = "links",
-    params(("id" = String, Path, description = "link id")),
+    params(("id" = String, Path, description = "link id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]

@@ -9,6 +9,7 @@ use crate::views::{MeView, TierView};
 
 /// The authenticated user with their tier's grants.
 #[utoipa::path(
+    operation_id = "get_me",
     tag = "account",
     responses((status = 200, body = MeView), (status = 401, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))

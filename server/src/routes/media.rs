@@ -187,15 +187,17 @@ async fn serve_thumbnail(
 /// A pending thumbnail is waited for up to `IMAGEAPI_THUMBNAIL_WAIT_SECS`, then 503 with
 /// `Retry-After`. A failed one is 422 with the reason.
 #[utoipa::path(
-    get,
+    operation_id = "get_thumbnail",
+    method(get, head),
     path = "/images/{id}/thumbnails/{height}",
     tag = "images",
-    params(("id" = String, Path, description = "image id"), ("height" = u32, Path, description = "a height your tier grants")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = u32, Path, minimum = 1, maximum = 4096, description = "a height your tier grants")),
     responses(
         (status = 200, description = "the thumbnail (image/jpeg or image/png)", content_type = "image/*"),
         (status = 206, description = "the requested range"),
         (status = 304, description = "not modified (If-None-Match)"),
         (status = 403, description = "your tier does not grant this height", body = crate::error::Problem),
+        (status = 416, description = "the range is outside the file", body = crate::error::Problem),
         (status = 404, body = crate::error::Problem),
         (status = 422, description = "the thumbnail could not be made", body = crate::error::Problem),
         (status = 503, description = "still pending; see Retry-After", body = crate::error::Problem),
@@ -218,15 +220,17 @@ pub async fn thumbnail(
 
 /// The original bytes, exactly as uploaded (tiers with the original link).
 #[utoipa::path(
-    get,
+    operation_id = "get_original",
+    method(get, head),
     path = "/images/{id}/original",
     tag = "images",
-    params(("id" = String, Path, description = "image id")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "the original file", content_type = "image/*"),
         (status = 206, description = "the requested range"),
         (status = 304, description = "not modified"),
         (status = 403, description = "your tier does not include originals", body = crate::error::Problem),
+        (status = 416, description = "the range is outside the file", body = crate::error::Problem),
         (status = 404, body = crate::error::Problem),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -247,14 +251,16 @@ pub async fn original(
 ///
 /// 404 if unknown or revoked (or the image or the owner's grant is gone), 410 once expired.
 #[utoipa::path(
-    get,
+    operation_id = "get_public_link",
+    method(get, head),
     path = "/l/{token}",
     tag = "links",
-    params(("token" = String, Path, description = "the link's secret token")),
+    params(("token" = String, Path, description = "the link's secret token", pattern = "^l_[A-Za-z0-9_-]{43}$")),
     responses(
         (status = 200, description = "the linked original or thumbnail", content_type = "image/*"),
         (status = 404, body = crate::error::Problem),
         (status = 410, description = "the link has expired", body = crate::error::Problem),
+        (status = 416, description = "the range is outside the file", body = crate::error::Problem),
     )
 )]
 #[route("/l/{token}", method = "GET", method = "HEAD")]

@@ -31,6 +31,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A request no route took: 405 with `Allow` when the path is one the API serves with other
+/// methods, 404 otherwise.
+pub async fn not_routed(
+    req: actix_web::HttpRequest,
+    known: web::Data<crate::openapi::KnownPaths>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(match known.allowed(req.path()) {
+        Some(allow) => ApiError::MethodNotAllowed { allow: allow.to_owned() },
+        None => ApiError::NotFound,
+    })
+}
+
 /// Loads an image the user owns. Someone else's image is indistinguishable from a missing
 /// one (404), so users never learn which ids exist.
 pub async fn owned_image(state: &AppState, user: &UserRecord, id: &str) -> Result<ImageRecord, ApiError> {

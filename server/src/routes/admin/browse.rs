@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{delete, get, web, HttpResponse};
-use imageapi_shared::domain::LinkId;
+use imageapi_shared::domain::{LinkId, UserId};
 
 use crate::auth::AdminUser;
 use crate::error::ApiError;
@@ -13,11 +13,17 @@ use crate::services::images::load_page;
 use crate::state::AppState;
 use crate::views::{ImagePage, ImageView, LinkList, LinkView};
 
+#[derive(Debug, serde::Deserialize)]
+pub struct UserFilter {
+    user: Option<String>,
+}
+
 /// Images, newest first: one user's (`?user=`) or everyone's.
 #[utoipa::path(
+    operation_id = "admin_list_images",
     tag = "admin",
-    params(PageQuery),
-    responses((status = 200, body = ImagePage), (status = 400, body = crate::error::Problem)),
+    params(PageQuery, ("user" = Option<String>, Query, description = "only this user's images (a user id)", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
+    responses((status = 200, body = ImagePage), (status = 400, body = crate::error::Problem), (status = 404, description = "no such user", body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
 #[get("/admin/images")]
@@ -25,9 +31,13 @@ pub async fn images(
     state: web::Data<AppState>,
     _admin: AdminUser,
     query: web::Query<PageQuery>,
+    filter: web::Query<UserFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let Page { limit, cursor } = query.parse()?;
-    let user = query.user()?;
+    let user = match &filter.user {
+        None => None,
+        Some(raw) => Some(UserId::parse(raw).ok_or_else(|| ApiError::field("user", "is not a user id"))?),
+    };
     let repo = state.repo.as_ref();
     let records = match user {
         Some(user) => {
@@ -38,7 +48,7 @@ pub async fn images(
     };
     let (rows, next) = load_page(repo, records, limit, None).await?;
     let base = &state.public_url;
-    let user_param = query.user.as_deref().map(|u| format!("&user={u}")).unwrap_or_default();
+    let user_param = filter.user.as_deref().map(|u| format!("&user={u}")).unwrap_or_default();
     let results = rows
         .iter()
         .map(|(image, tier, thumbs)| {
@@ -54,7 +64,7 @@ pub async fn images(
 }
 
 /// Every live link with its owner and time left, soonest expiry first.
-#[utoipa::path(tag = "admin", responses((status = 200, body = LinkList)), security(("basic" = []), ("bearer" = [])))]
+#[utoipa::path(operation_id = "admin_list_links", tag = "admin", responses((status = 200, body = LinkList)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/links")]
 pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
@@ -84,8 +94,9 @@ pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<Http
 
 /// Revoke any link.
 #[utoipa::path(
+    operation_id = "admin_revoke_link",
     tag = "admin",
-    params(("id" = String, Path, description = "link id")),
+    params(("id" = String, Path, description = "link id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]

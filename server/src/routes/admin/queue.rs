@@ -17,6 +17,7 @@ fn unavailable(e: QueueError) -> ApiError {
 /// Counts (pending, running, done, failed), throughput over the last minute, workers with
 /// their last heartbeat and jobs, and failed jobs with their reasons.
 #[utoipa::path(
+    operation_id = "admin_queue_status",
     tag = "admin",
     responses((status = 200, body = QueueView), (status = 503, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
@@ -71,8 +72,9 @@ pub async fn status(state: web::Data<AppState>, _admin: AdminUser) -> Result<Htt
 
 /// Puts a failed job back in line with fresh attempts.
 #[utoipa::path(
+    operation_id = "admin_retry_job",
     tag = "admin",
-    params(("job" = String, Path, description = "job id, from `failed_jobs`")),
+    params(("job" = String, Path, description = "job id, from `failed_jobs`", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 202, body = RetryView),
         (status = 404, description = "no failed job with this id", body = crate::error::Problem),

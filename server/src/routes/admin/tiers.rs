@@ -7,12 +7,12 @@ use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{TierEdit, TierRecord};
 use crate::state::AppState;
-use crate::views::{CreateTier, TierList, TierView, UpdateTier};
+use crate::views::{whole_number, CreateTier, TierList, TierView, UpdateTier};
 
 fn parse_heights(value: &serde_json::Value) -> Result<Heights, String> {
     let items = value.as_array().ok_or("must be a list of heights in px")?;
     let numbers =
-        items.iter().map(|v| v.as_i64().ok_or("heights must be whole numbers")).collect::<Result<Vec<_>, _>>()?;
+        items.iter().map(|v| whole_number(v).ok_or("heights must be whole numbers")).collect::<Result<Vec<_>, _>>()?;
     Heights::parse(&numbers).map_err(|e| e.to_string())
 }
 
@@ -26,7 +26,7 @@ async fn tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
 }
 
 /// All tiers with how many users hold each.
-#[utoipa::path(tag = "admin", responses((status = 200, body = TierList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
+#[utoipa::path(operation_id = "admin_list_tiers", tag = "admin", responses((status = 200, body = TierList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/tiers")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let tiers = state.repo.tiers().await?;
@@ -39,6 +39,7 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
 
 /// Create a tier. Its id is a slug (`[a-z0-9-]{1,32}`), fixed at creation.
 #[utoipa::path(
+    operation_id = "admin_create_tier",
     tag = "admin",
     request_body = CreateTier,
     responses((status = 201, body = TierView), (status = 400, body = crate::error::Problem), (status = 409, description = "id taken", body = crate::error::Problem)),
@@ -72,8 +73,9 @@ pub async fn create(
 
 /// One tier.
 #[utoipa::path(
+    operation_id = "admin_get_tier",
     tag = "admin",
-    params(("id" = String, Path, description = "tier id")),
+    params(("id" = String, Path, description = "tier id", pattern = "^[a-z0-9-]{1,32}$")),
     responses((status = 200, body = TierView), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -88,8 +90,9 @@ pub async fn detail(
 
 /// Edit a tier (builtin ones too). Applies at once to the images of every user holding it.
 #[utoipa::path(
+    operation_id = "admin_update_tier",
     tag = "admin",
-    params(("id" = String, Path, description = "tier id")),
+    params(("id" = String, Path, description = "tier id", pattern = "^[a-z0-9-]{1,32}$")),
     request_body = UpdateTier,
     responses((status = 200, body = TierView), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
@@ -135,8 +138,9 @@ pub async fn update(
 
 /// Delete a tier: not a builtin one, and not while users hold it (409).
 #[utoipa::path(
+    operation_id = "admin_delete_tier",
     tag = "admin",
-    params(("id" = String, Path, description = "tier id")),
+    params(("id" = String, Path, description = "tier id", pattern = "^[a-z0-9-]{1,32}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, description = "builtin or in use", body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]

@@ -17,18 +17,16 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).ok_or(ApiError::NotFound)
 }
 
-/// Checks that a tier id names an existing tier, as a field error otherwise.
-async fn existing_tier(state: &AppState, raw: &str, errors: &mut FieldErrors) -> Result<Option<TierId>, ApiError> {
-    let Ok(id) = TierId::parse(raw) else {
-        errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
-        return Ok(None);
-    };
-    match state.repo.tier(&id).await {
-        Ok(_) => Ok(Some(id)),
-        Err(RepoError::NotFound) => {
-            errors.insert("tier".into(), vec![format!("no tier '{raw}' exists")]);
-            Ok(None)
-        }
+fn tier_field(raw: &str, errors: &mut FieldErrors) -> Option<TierId> {
+    TierId::parse(raw).map_err(|e| errors.insert("tier".into(), vec![e.to_string()])).ok()
+}
+
+/// A well-formed tier id that names no tier is a conflict with what exists (409), as a
+/// foreign-key violation is, not a malformed request: no schema can say which tiers exist.
+async fn require_tier(state: &AppState, id: &TierId) -> Result<(), ApiError> {
+    match state.repo.tier(id).await {
+        Ok(_) => Ok(()),
+        Err(RepoError::NotFound) => Err(ApiError::Conflict(format!("no tier '{id}' exists; create it first"))),
         Err(e) => Err(e.into()),
     }
 }
@@ -46,7 +44,7 @@ async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<Us
 }
 
 /// All users.
-#[utoipa::path(tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
+#[utoipa::path(operation_id = "admin_list_users", tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/users")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let users = state.repo.users().await?;
@@ -59,6 +57,7 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
 
 /// Create a user.
 #[utoipa::path(
+    operation_id = "admin_create_user",
     tag = "admin",
     request_body = CreateUser,
     responses((status = 201, body = UserView), (status = 400, body = crate::error::Problem), (status = 409, description = "username taken", body = crate::error::Problem)),
@@ -75,10 +74,11 @@ pub async fn create(
         Username::parse(&body.username).map_err(|e| errors.insert("username".into(), vec![e.to_string()])).ok();
     let password =
         Password::parse(&body.password).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok();
-    let tier = existing_tier(&state, &body.tier, &mut errors).await?;
+    let tier = tier_field(&body.tier, &mut errors);
     let (Some(username), Some(password), Some(tier)) = (username, password, tier) else {
         return Err(ApiError::Validation(errors));
     };
+    require_tier(&state, &tier).await?;
     let user = UserRecord {
         id: UserId::from_ulid(ulid::Ulid::new()),
         username,
@@ -89,15 +89,20 @@ pub async fn create(
         created_at: state.clock.now(),
         credentials_version: 0,
     };
-    state.repo.create_user(&user).await?;
+    state.repo.create_user(&user).await.map_err(|e| match e {
+        // The tier was deleted since it was checked.
+        RepoError::NotFound => ApiError::Conflict(format!("no tier '{}' exists; create it first", user.tier)),
+        e => e.into(),
+    })?;
     tracing::info!(user = %user.id, username = %user.username, "user created");
     Ok(HttpResponse::Created().json(UserView::new(&user, 0, None)))
 }
 
 /// One user, with their API tokens (ids only).
 #[utoipa::path(
+    operation_id = "admin_get_user",
     tag = "admin",
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = String, Path, description = "user id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, body = UserView), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -115,8 +120,9 @@ pub async fn detail(
 /// A tier change applies at once to every existing image: heights no longer granted answer
 /// 403, new heights are made in the background (pending, then ready).
 #[utoipa::path(
+    operation_id = "admin_update_user",
     tag = "admin",
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = String, Path, description = "user id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body = UpdateUser,
     responses(
         (status = 200, body = UserView),
@@ -139,16 +145,16 @@ pub async fn update(
     }
     state.repo.user(id).await?;
     let mut errors = FieldErrors::new();
-    let tier = match &body.tier {
-        Some(raw) => existing_tier(&state, raw, &mut errors).await?,
-        None => None,
-    };
+    let tier = body.tier.as_deref().and_then(|raw| tier_field(raw, &mut errors));
     let password = match &body.password {
         Some(raw) => Password::parse(raw).map_err(|e| errors.insert("password".into(), vec![e.to_string()])).ok(),
         None => None,
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
+    }
+    if let Some(tier) = &tier {
+        require_tier(&state, tier).await?;
     }
     let password_hash = match password {
         Some(p) => Some(hash(&state, p).await?),
@@ -170,8 +176,9 @@ pub async fn update(
 
 /// Delete a user with their images, links and tokens. You cannot delete yourself.
 #[utoipa::path(
+    operation_id = "admin_delete_user",
     tag = "admin",
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = String, Path, description = "user id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem), (status = 409, description = "deleting yourself", body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -200,8 +207,9 @@ pub async fn delete(
 
 /// Issue an API token for a user. The token is shown only in this response.
 #[utoipa::path(
+    operation_id = "admin_issue_token",
     tag = "admin",
-    params(("id" = String, Path, description = "user id")),
+    params(("id" = String, Path, description = "user id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 201, body = NewTokenView), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -223,8 +231,9 @@ pub async fn issue_token(
 
 /// Revoke one of a user's API tokens.
 #[utoipa::path(
+    operation_id = "admin_revoke_token",
     tag = "admin",
-    params(("id" = String, Path, description = "user id"), ("token_id" = String, Path, description = "token id")),
+    params(("id" = String, Path, description = "user id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("token_id" = String, Path, description = "token id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
