@@ -50,7 +50,7 @@ fn create_user_rejects_invalid_fields_naming_the_field() {
         ("username", json!("")),
         ("password", json!("seven77")),
         ("password", json!("p".repeat(1025))),
-        ("tier", json!("no-such-tier")),
+        ("tier", json!("Not A Slug!")),
     ];
 
     for (field, bad_value) in cases {
@@ -127,11 +127,16 @@ fn patch_user_changes_the_tier_and_rejects_an_unknown_tier() {
     let user = app.create_user("basic");
 
     // Act
-    let bad = app.patch_user(&user.id, &json!({"tier": "no-such-tier"}));
+    let malformed = app.patch_user(&user.id, &json!({"tier": "Not A Slug!"}));
+    let missing = app.patch_user(&user.id, &json!({"tier": "no-such-tier"}));
+    let unchanged = app.me(&user).expect_json(200);
     let good = app.patch_user(&user.id, &json!({"tier": "enterprise"}));
 
-    // Assert
-    bad.assert_field_error("tier");
+    // Assert: a malformed id is a field error; a well-formed one naming no tier conflicts
+    // with what exists (409), as a foreign-key violation does
+    malformed.assert_field_error("tier");
+    missing.assert_problem(409);
+    assert_eq!(unchanged["tier"]["id"], json!("basic"), "a refused edit changes nothing");
     assert_eq!(good.expect_json(200)["tier"], json!("enterprise"));
     assert_eq!(app.me(&user).expect_json(200)["tier"]["id"], json!("enterprise"));
 }
