@@ -11,6 +11,7 @@ mod abuse;
 mod admin_cli;
 mod auth;
 mod contract;
+mod docs_browser;
 mod images;
 mod isolation;
 mod links;

@@ -18,7 +18,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
-pub(super) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
