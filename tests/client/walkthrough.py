@@ -46,7 +46,10 @@ with open(png_path, "rb") as f:
     )
 assert uploaded.status_code == 201, uploaded
 image = uploaded.parsed
-assert image.format_ == "png" and (image.width, image.height) == (1080, 1920), image
+with open(png_path, "rb") as f:
+    header = f.read(24)
+size = (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big"))  # IHDR
+assert image.format_ == "png" and (image.width, image.height) == size, (image, size)
 
 # List: the image is there, newest first.
 page = list_images.sync(client=user)
