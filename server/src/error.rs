@@ -12,6 +12,9 @@ use utoipa::ToSchema;
 
 use crate::repo::RepoError;
 
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
 /// Field name → messages, for validation problems.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -163,7 +166,7 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
         match self {
             Self::Unauthorized => {
                 response.insert_header((

@@ -5,6 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::PROBLEM_JSON;
 use crate::routes;
 
 #[derive(OpenApi)]
@@ -67,16 +68,14 @@ impl Modify for Security {
     }
 }
 
-/// The media type of every error body ([`crate::error::ApiError`] answers nothing else).
-pub const PROBLEM_JSON: &str = "application/problem+json";
+/// What every operation gets, stated once rather than in each handler: every error body is
+/// `application/problem+json`; the statuses every operation of a kind can answer are added
+/// from what the operation is — authenticated, admin-only, with a JSON body, with query or
+/// path parameters — so no handler can forget one (handlers list the ones particular to them);
+/// every response has a description and every operation a unique id.
+struct Conventions;
 
-/// Error responses, stated once: every error body is `application/problem+json`, and the
-/// statuses every operation of a kind can answer are added from what the operation is —
-/// authenticated, admin-only, with a JSON body, with query or path parameters — so no
-/// handler can forget one. Handlers list the statuses particular to them.
-struct Problems;
-
-impl Modify for Problems {
+impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             // Operation ids name client functions, so they must be unique: a route that
@@ -102,7 +101,7 @@ impl Modify for Problems {
     }
 }
 
-pub fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
         &mut item.get,
         &mut item.put,
@@ -118,7 +117,7 @@ pub fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operatio
 }
 
 /// The methods a path answers, for `Allow`.
-pub fn methods(item: &PathItem) -> Vec<&'static str> {
+fn methods(item: &PathItem) -> Vec<&'static str> {
     [
         ("GET", &item.get),
         ("HEAD", &item.head),
@@ -248,7 +247,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .map(|(path, item)| if is_scoped(&path) { (format!("/api/v1{path}"), item) } else { (path, item) })
         .collect();
     // After the paths are whole: which statuses apply depends on the path.
-    Problems.modify(&mut doc);
+    Conventions.modify(&mut doc);
     doc
 }
 
