@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 
-use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
+use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, Usage, UserRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ThumbnailView {
@@ -96,6 +96,18 @@ impl ImageView {
     }
 }
 
+/// One image as an admin sees it: with its owner and its live links.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminImageView {
+    #[serde(flatten)]
+    pub image: ImageView,
+    pub owner_username: String,
+    /// The owner's tier, which decides the thumbnails listed.
+    pub owner_tier: String,
+    /// Links not yet expired, soonest expiry first (without their secret URLs).
+    pub links: Vec<LinkView>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImagePage {
     pub results: Vec<ImageView>,
@@ -173,13 +185,17 @@ pub struct UserView {
     pub is_admin: bool,
     pub created_at: DateTime<Utc>,
     pub image_count: u64,
+    /// Bytes of the user's originals, as uploaded.
+    pub original_bytes: u64,
+    /// Bytes of the user's ready thumbnails.
+    pub thumbnail_bytes: u64,
     /// The user's API tokens (single-user views only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<TokenView>>,
 }
 
 impl UserView {
-    pub fn new(user: &UserRecord, image_count: u64, tokens: Option<Vec<TokenView>>) -> Self {
+    pub fn new(user: &UserRecord, usage: Usage, tokens: Option<Vec<TokenView>>) -> Self {
         Self {
             id: user.id.to_string(),
             username: user.username.to_string(),
@@ -187,7 +203,9 @@ impl UserView {
             is_active: user.is_active,
             is_admin: user.is_admin,
             created_at: user.created_at,
-            image_count,
+            image_count: usage.images,
+            original_bytes: usage.original_bytes,
+            thumbnail_bytes: usage.thumbnail_bytes,
             tokens,
         }
     }

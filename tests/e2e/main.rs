@@ -18,6 +18,7 @@ mod isolation;
 mod links;
 mod load;
 mod migrate_repo;
+mod moderation;
 mod multi_node;
 mod pipeline;
 mod queue;

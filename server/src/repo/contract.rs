@@ -127,6 +127,9 @@ contract!(
     thumbnail_states_of_a_page_come_in_one_call,
     the_store_marker_is_kept,
     concurrent_uploads_of_one_user_all_land_and_are_counted,
+    usage_follows_uploads_thumbnails_and_deletes,
+    browsing_filters_by_owner_name_and_time_and_pages_through_all,
+    a_browse_reads_a_bounded_number_of_records_per_call,
 );
 
 async fn user(repo: &dyn Repo, name: &str, tier: &str) -> UserRecord {
@@ -239,11 +242,16 @@ async fn a_users_images_page_newest_first_with_an_exclusive_cursor(repo: SharedR
     assert_eq!(page(None, 2).await, vec![ids[4], ids[3]]);
     assert_eq!(page(Some(ids[3]), 2).await, vec![ids[2], ids[1]]);
     assert_eq!(page(Some(ids[1]), 2).await, vec![ids[0]]);
-    assert_eq!(repo.image_count(ann.id).await.expect("count"), 5);
-    let all: Vec<_> = repo.all_images(None, 10).await.expect("all").iter().map(|i| i.id).collect();
-    assert_eq!(all, vec![bobs.id, ids[4], ids[3], ids[2], ids[1], ids[0]]);
-    let after: Vec<_> = repo.all_images(Some(ids[2]), 10).await.expect("all").iter().map(|i| i.id).collect();
-    assert_eq!(after, vec![ids[1], ids[0]]);
+    assert_eq!(repo.usage(ann.id).await.expect("usage").images, 5);
+    let everyone = ImageFilter::default();
+    let all = repo.find_images(&everyone, None, 10).await.expect("all");
+    assert_eq!(
+        all.images.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![bobs.id, ids[4], ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(all.next, None);
+    let after = repo.find_images(&everyone, Some(ids[2]), 10).await.expect("all");
+    assert_eq!(after.images.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[1], ids[0]]);
     assert_eq!(repo.user_image_ids(ann.id).await.expect("ids"), ids);
     let stored = repo.image(ids[0]).await.expect("image");
     assert_eq!((stored.owner, stored.format, stored.width, stored.height), (ann.id, ImageFormat::Png, 400, 200));
@@ -302,7 +310,7 @@ async fn an_outcome_for_a_deleted_image_is_reported_as_an_orphan(repo: SharedRep
     assert_eq!(apply(repo, ready(img.id, 200)).await.expect("apply").orphans, vec![ready(img.id, 200)]);
     assert!(pending(repo, img.id).await.is_empty(), "thumbnail records go with the image");
     assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), None);
-    assert_eq!(repo.image_count(ann.id).await.expect("count"), 0);
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default(), "an orphan takes no space");
     assert!(matches!(repo.image(img.id).await, Err(RepoError::NotFound)));
 }
 
@@ -314,10 +322,13 @@ async fn deleting_an_image_deletes_its_links(repo: SharedRepo) {
     repo.insert_link(&link, &[7; 32]).await.expect("link");
     let found = repo.link_by_token_hash(&[7; 32]).await.expect("lookup").expect("found");
     assert_eq!((found.id, found.variant), (link.id, Variant::Original));
+    let of_image: Vec<_> = repo.image_links(img.id).await.expect("image links").iter().map(|l| l.id).collect();
+    assert_eq!(of_image, vec![link.id]);
     assert_eq!(repo.link(link.id).await.expect("by id").image_id, img.id);
     repo.delete_image(img.id).await.expect("delete");
     assert!(repo.link_by_token_hash(&[7; 32]).await.expect("lookup").is_none());
     assert!(repo.user_links(ann.id).await.expect("links").is_empty());
+    assert!(repo.image_links(img.id).await.expect("image links").is_empty());
     assert!(matches!(repo.link(link.id).await, Err(RepoError::NotFound)));
     // A link to an image deleted meanwhile is refused.
     let late = link_to(ann.id, img.id, Variant::Original, 300);
@@ -611,7 +622,116 @@ async fn concurrent_uploads_of_one_user_all_land_and_are_counted(repo: SharedRep
         jobs += usize::from(task.await.expect("task").is_some());
     }
     assert_eq!(jobs, 48);
-    assert_eq!(repo.image_count(ann.id).await.expect("count"), 48);
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 48, original_bytes: 480, thumbnail_bytes: 0 });
     assert_eq!(repo.user_image_ids(ann.id).await.expect("ids").len(), 48);
     assert_eq!(repo.outbox_len().await.expect("len"), 48);
+}
+
+/// Originals count from the upload, a thumbnail once when it becomes ready, and all of it
+/// goes with the image.
+async fn usage_follows_uploads_thumbnails_and_deletes(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "premium").await;
+    let bob = user(repo, "bob", "basic").await;
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    let first = image(repo, ann.id).await;
+    let second = image(repo, ann.id).await;
+    image(repo, bob.id).await;
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 2, original_bytes: 20, thumbnail_bytes: 0 });
+
+    apply(repo, ready(first.id, 200)).await.expect("apply");
+    apply(repo, ready(first.id, 200)).await.expect("a repeated report");
+    apply(repo, ready(first.id, 400)).await.expect("apply");
+    let failed = ThumbnailOutcome {
+        image_id: second.id,
+        format: ImageFormat::Png,
+        requested_height: 200,
+        result: ThumbnailResult::Failed { reason: "bad".into() },
+    };
+    apply(repo, failed).await.expect("apply");
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 2, original_bytes: 20, thumbnail_bytes: 10 });
+    assert_eq!(repo.usage(bob.id).await.expect("usage"), Usage { images: 1, original_bytes: 10, thumbnail_bytes: 0 });
+
+    repo.delete_image(first.id).await.expect("delete");
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 1, original_bytes: 10, thumbnail_bytes: 0 });
+    repo.delete_image(second.id).await.expect("delete");
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+}
+
+async fn image_named(repo: &dyn Repo, owner: UserId, name: &str, minutes_ago: i64) -> ImageRecord {
+    let record = ImageRecord {
+        name: name.into(),
+        created_at: crate::clock::now_micros() - chrono::Duration::minutes(minutes_ago),
+        ..image_record(owner)
+    };
+    repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert");
+    record
+}
+
+/// Every page of a browse, followed to its end with pages of `limit`.
+async fn browse_all(repo: &dyn Repo, filter: &ImageFilter, limit: usize) -> Vec<String> {
+    let (mut names, mut cursor) = (Vec::new(), None);
+    for _ in 0..1000 {
+        let page = repo.find_images(filter, cursor, limit).await.expect("browse");
+        assert!(page.images.len() <= limit);
+        names.extend(page.images.into_iter().map(|i| i.name));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return names,
+        }
+    }
+    panic!("the browse never ended");
+}
+
+async fn browsing_filters_by_owner_name_and_time_and_pages_through_all(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let bob = user(repo, "bob", "basic").await;
+    // Oldest first; created_at goes with the id order, as uploads do.
+    image_named(repo, ann.id, "Beach.JPG", 50).await;
+    image_named(repo, bob.id, "beach-bob.png", 40).await;
+    image_named(repo, ann.id, "cat.png", 30).await;
+    image_named(repo, ann.id, "sunny beach.png", 20).await;
+    image_named(repo, ann.id, "dog.jpg", 10).await;
+
+    let all = ImageFilter::default();
+    assert_eq!(
+        browse_all(repo, &all, 2).await,
+        ["dog.jpg", "sunny beach.png", "cat.png", "beach-bob.png", "Beach.JPG"]
+    );
+    let anns = ImageFilter { owner: Some(ann.id), ..ImageFilter::default() };
+    assert_eq!(browse_all(repo, &anns, 1).await, ["dog.jpg", "sunny beach.png", "cat.png", "Beach.JPG"]);
+    let beaches = ImageFilter::default().with_name("BEACH");
+    assert_eq!(browse_all(repo, &beaches, 2).await, ["sunny beach.png", "beach-bob.png", "Beach.JPG"]);
+    let anns_beaches = ImageFilter { owner: Some(ann.id), ..ImageFilter::default() }.with_name("beach");
+    assert_eq!(browse_all(repo, &anns_beaches, 10).await, ["sunny beach.png", "Beach.JPG"]);
+    let now = crate::clock::now_micros();
+    let window = ImageFilter {
+        uploaded_after: Some(now - chrono::Duration::minutes(45)),
+        uploaded_before: Some(now - chrono::Duration::minutes(15)),
+        ..ImageFilter::default()
+    };
+    assert_eq!(browse_all(repo, &window, 2).await, ["sunny beach.png", "cat.png", "beach-bob.png"]);
+    let nothing = ImageFilter::default().with_name("zebra");
+    assert!(browse_all(repo, &nothing, 2).await.is_empty());
+    let page = repo.find_images(&beaches, None, 1).await.expect("page");
+    assert_eq!(page.images.len(), 1);
+    assert_eq!(page.next, Some(page.images[0].id), "the next page starts after the last result");
+}
+
+/// A rare match cannot make one call read every record: past the budget a call stops with a
+/// cursor, and following cursors still finds every match.
+async fn a_browse_reads_a_bounded_number_of_records_per_call(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    image_named(repo, ann.id, "needle-old.png", 10).await;
+    for _ in 0..SCAN_BUDGET + 5 {
+        image(repo, ann.id).await;
+    }
+    image_named(repo, ann.id, "needle-new.png", 0).await;
+    let needles = ImageFilter::default().with_name("needle");
+    let first = repo.find_images(&needles, None, 10).await.expect("first");
+    assert_eq!(first.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["needle-new.png"]);
+    assert!(first.next.is_some(), "the budget ran out before the old needle");
+    assert_eq!(browse_all(repo, &needles, 10).await, ["needle-new.png", "needle-old.png"]);
 }

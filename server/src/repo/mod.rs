@@ -139,6 +139,59 @@ pub struct Applied {
 /// Thumbnail states of one image by requested height.
 pub type ThumbStates = BTreeMap<u32, ThumbState>;
 
+/// What a user's images take up: kept in the transactions that add and remove images and
+/// make thumbnails, so reading it is one lookup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub images: u64,
+    /// Bytes of the originals, as uploaded.
+    pub original_bytes: u64,
+    /// Bytes of the ready thumbnails (every recorded one, granted by the tier now or not).
+    pub thumbnail_bytes: u64,
+}
+
+/// Which images an admin browses. Every part is optional; all given parts must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    pub owner: Option<UserId>,
+    /// A substring of the file name, compared case-insensitively; stored lowercased.
+    name_contains: Option<String>,
+    /// Uploaded strictly after / strictly before.
+    pub uploaded_after: Option<DateTime<Utc>>,
+    pub uploaded_before: Option<DateTime<Utc>>,
+}
+
+impl ImageFilter {
+    pub fn with_name(mut self, needle: &str) -> Self {
+        self.name_contains = Some(needle.to_lowercase()).filter(|n| !n.is_empty());
+        self
+    }
+
+    pub fn name_contains(&self) -> Option<&str> {
+        self.name_contains.as_deref()
+    }
+
+    pub fn matches(&self, image: &ImageRecord) -> bool {
+        self.owner.is_none_or(|o| o == image.owner)
+            && self.name_contains.as_deref().is_none_or(|n| image.name.to_lowercase().contains(n))
+            && self.uploaded_after.is_none_or(|t| image.created_at > t)
+            && self.uploaded_before.is_none_or(|t| image.created_at < t)
+    }
+}
+
+/// A page of a filtered browse, newest first.
+#[derive(Debug, Default)]
+pub struct ImageScan {
+    pub images: Vec<ImageRecord>,
+    /// Where the next page starts (exclusive); `None` when the browse is done. A page may hold
+    /// fewer images than asked for (even none) and still have a next one: a scan reads at most
+    /// [`SCAN_BUDGET`] records per call, so a rare match cannot make one request read them all.
+    pub next: Option<ImageId>,
+}
+
+/// The most image records one filtered browse call reads (small in unit tests, to reach it).
+pub const SCAN_BUDGET: usize = if cfg!(test) { 40 } else { 5_000 };
+
 #[async_trait]
 pub trait TierRepo: Send + Sync {
     /// Inserts the builtin tiers that are missing (first start); edited builtins are kept.
@@ -185,13 +238,14 @@ pub trait ImageRepo: Send + Sync {
     /// before it or sees its outcome. `NotFound` if the owner is gone or inactive.
     async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage>;
     async fn image(&self, id: ImageId) -> RepoResult<ImageRecord>;
-    async fn image_count(&self, user: UserId) -> RepoResult<u64>;
+    async fn usage(&self, user: UserId) -> RepoResult<Usage>;
     /// A user's images, newest first, after `cursor` (exclusive).
     async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>>;
     /// Every image id of a user (to delete the user).
     async fn user_image_ids(&self, user: UserId) -> RepoResult<Vec<ImageId>>;
-    /// All images, newest first, after `cursor` (admin browsing).
-    async fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>>;
+    /// Images matching `filter`, newest first, after `cursor` (admin browsing): at most
+    /// `limit`, reading at most [`SCAN_BUDGET`] records (see [`ImageScan::next`]).
+    async fn find_images(&self, filter: &ImageFilter, cursor: Option<ImageId>, limit: usize) -> RepoResult<ImageScan>;
     async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>>;
     /// The recorded thumbnails of an image among `heights`.
     async fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> RepoResult<ThumbStates>;
@@ -215,6 +269,7 @@ pub trait LinkRepo: Send + Sync {
     async fn link(&self, id: LinkId) -> RepoResult<LinkRecord>;
     async fn link_by_token_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<LinkRecord>>;
     async fn user_links(&self, user: UserId) -> RepoResult<Vec<LinkRecord>>;
+    async fn image_links(&self, image: ImageId) -> RepoResult<Vec<LinkRecord>>;
     /// Links not expired at `now`, soonest expiry first.
     async fn live_links(&self, now: DateTime<Utc>) -> RepoResult<Vec<LinkRecord>>;
     async fn delete_link(&self, id: LinkId) -> RepoResult<()>;

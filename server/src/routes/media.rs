@@ -7,10 +7,10 @@
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{route, web, HttpRequest, HttpResponse};
-use imageapi_shared::domain::{Height, Variant};
+use imageapi_shared::domain::{Height, ImageId, Variant};
 use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
-use crate::auth::{sha256, AuthUser};
+use crate::auth::{sha256, AdminUser, AuthUser};
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, RepoError, ThumbState};
 use crate::routes::owned_image;
@@ -22,6 +22,8 @@ use crate::state::AppState;
 enum Audience {
     /// The owner (authenticated).
     Owner,
+    /// An admin looking at someone's image (moderation): never kept by a shared cache.
+    Admin,
     /// Anyone holding a link, identified by its token's hash.
     Link([u8; 32]),
 }
@@ -31,6 +33,7 @@ impl Audience {
         match self {
             // Owners may cache their own media; access can change with the tier: privately.
             Audience::Owner => "private, max-age=3600",
+            Audience::Admin => "private, no-cache",
             // Links can be revoked at any moment: no cache may keep a copy.
             Audience::Link(_) => "no-store",
         }
@@ -40,7 +43,7 @@ impl Audience {
     /// which changes when the bytes do but does not show the image's id.
     fn etag(self, blob_etag: &str) -> String {
         match self {
-            Audience::Owner => blob_etag.to_owned(),
+            Audience::Owner | Audience::Admin => blob_etag.to_owned(),
             Audience::Link(token_hash) => {
                 let mut input = token_hash.to_vec();
                 input.extend_from_slice(blob_etag.as_bytes());
@@ -216,6 +219,42 @@ pub async fn thumbnail(
     let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
     grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Thumbnail(height))?;
     serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
+}
+
+/// Any recorded thumbnail of any user's image, whatever the owner's tier grants now (the
+/// terminal UI's previews).
+#[utoipa::path(
+    operation_id = "admin_get_thumbnail",
+    method(get, head),
+    path = "/admin/images/{id}/thumbnails/{height}",
+    tag = "admin",
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = u32, Path, minimum = 1, maximum = 4096, description = "a height the image has a thumbnail of")),
+    responses(
+        (status = 200, description = "the thumbnail (image/jpeg or image/png)", content_type = "image/*"),
+        (status = 206, description = "the requested range"),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 416, description = "the range is outside the file", body = crate::error::Problem),
+        (status = 404, description = "no such image, or no thumbnail of this height", body = crate::error::Problem),
+        (status = 422, description = "the thumbnail could not be made", body = crate::error::Problem),
+        (status = 503, description = "still pending; see Retry-After", body = crate::error::Problem),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[route("/admin/images/{id}/thumbnails/{height}", method = "GET", method = "HEAD")]
+pub async fn admin_thumbnail(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, height) = path.into_inner();
+    let id = ImageId::parse(&id).ok_or(ApiError::NotFound)?;
+    let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
+    let image = state.repo.image(id).await?;
+    if state.repo.thumbnail(id, height.get()).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    serve_thumbnail(&req, &state, &image, height.get(), Audience::Admin).await
 }
 
 /// The original bytes, exactly as uploaded (tiers with the original link).

@@ -213,6 +213,22 @@ impl TestApp {
         self.get_as(&self.admin, &format!("/api/v1/admin/images?user={user_id}"))
     }
 
+    /// The admin browse with a raw query (`name=x&limit=2`).
+    #[track_caller]
+    pub fn admin_browse(&self, query: &str) -> Reply {
+        self.get_as(&self.admin, &format!("/api/v1/admin/images?{query}"))
+    }
+
+    #[track_caller]
+    pub fn admin_image(&self, image_id: &str) -> Reply {
+        self.get_as(&self.admin, &format!("/api/v1/admin/images/{image_id}"))
+    }
+
+    #[track_caller]
+    pub fn admin_delete_image(&self, image_id: &str) -> Reply {
+        self.delete_as(&self.admin, &format!("/api/v1/admin/images/{image_id}"))
+    }
+
     #[track_caller]
     pub fn queue(&self) -> Value {
         self.get_as(&self.admin, "/api/v1/admin/queue").expect_json(200)

@@ -266,7 +266,10 @@ impl TestApp {
             command.stderr(Stdio::inherit());
         } else {
             let log = std::fs::File::create(&log_path).expect("create the server log file");
-            command.env("RUST_LOG", "warn").stderr(Stdio::from(log));
+            if !options.env.iter().any(|(key, _)| *key == "RUST_LOG") {
+                command.env("RUST_LOG", "warn");
+            }
+            command.stderr(Stdio::from(log));
         }
 
         let mut child =
@@ -383,6 +386,15 @@ impl TestApp {
     pub fn restart(&mut self, options: ServerOptions) {
         self.kill();
         self.start(&options);
+    }
+
+    /// What the current server has logged so far; `None` when the log goes to the terminal
+    /// (`TEST_LOG`).
+    pub fn server_log(&self) -> Option<String> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            return None;
+        }
+        Some(std::fs::read_to_string(self.log_path()).unwrap_or_default())
     }
 
     /// Where the current server's log went, for failure messages.

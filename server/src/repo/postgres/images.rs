@@ -9,7 +9,8 @@ use imageapi_shared::jobs::ThumbnailJob;
 use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
 use super::{db_error, PgRepo};
 use crate::repo::{
-    ImageRecord, ImageRepo, NewImage, ReconcileEntry, RepoError, RepoResult, ThumbState, ThumbStates, UserRecord,
+    ImageFilter, ImageRecord, ImageRepo, ImageScan, NewImage, ReconcileEntry, RepoError, RepoResult, ThumbState,
+    ThumbStates, Usage, UserRecord, SCAN_BUDGET,
 };
 
 fn heights_param(heights: &[u32]) -> Vec<i32> {
@@ -94,9 +95,12 @@ impl ImageRepo for PgRepo {
             .map_err(db_error)?;
         let tier = rows::tier(&tier_row.ok_or(RepoError::NotFound)?)?;
         write_image(&tx, image, "").await?;
-        tx.execute("UPDATE users SET image_count = image_count + 1 WHERE id = $1", &[&owner.as_slice()])
-            .await
-            .map_err(db_error)?;
+        tx.execute(
+            "UPDATE users SET image_count = image_count + 1, original_bytes = original_bytes + $2 WHERE id = $1",
+            &[&owner.as_slice(), &(image.size_bytes as i64)],
+        )
+        .await
+        .map_err(db_error)?;
         let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
         let job = if heights.is_empty() {
             None
@@ -125,11 +129,15 @@ impl ImageRepo for PgRepo {
         rows::image(&row.ok_or(RepoError::NotFound)?)
     }
 
-    async fn image_count(&self, user: UserId) -> RepoResult<u64> {
+    async fn usage(&self, user: UserId) -> RepoResult<Usage> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached("SELECT image_count FROM users WHERE id = $1").await.map_err(db_error)?;
+        let stmt = client
+            .prepare_cached("SELECT image_count, original_bytes, thumbnail_bytes FROM users WHERE id = $1")
+            .await
+            .map_err(db_error)?;
         let row = client.query_opt(&stmt, &[&user.to_bytes().as_slice()]).await.map_err(db_error)?;
-        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
+        let field = |i: usize| row.as_ref().map(|r| r.get::<_, i64>(i).max(0) as u64).unwrap_or(0);
+        Ok(Usage { images: field(0), original_bytes: field(1), thumbnail_bytes: field(2) })
     }
 
     async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
@@ -169,24 +177,62 @@ impl ImageRepo for PgRepo {
         rows.iter().map(|r| Ok(ImageId::from_bytes(rows::id16(r, "id")?))).collect()
     }
 
-    async fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
+    async fn find_images(&self, filter: &ImageFilter, cursor: Option<ImageId>, limit: usize) -> RepoResult<ImageScan> {
         let client = self.client().await?;
-        let limit = limit as i64;
-        let rows = match cursor {
-            Some(cursor) => {
-                client
-                    .query(
-                        &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id < $1 ORDER BY id DESC LIMIT $2"),
-                        &[&cursor.to_bytes().as_slice(), &limit],
-                    )
-                    .await
+        // The newest SCAN_BUDGET candidates (an index range scan, by owner or over all), then
+        // the filter, so that no call reads more records than the budget allows.
+        let owner = filter.owner.map(|o| o.to_bytes().to_vec());
+        let cursor = cursor.map(|c| c.to_bytes().to_vec());
+        let rows = client
+            .query(
+                &format!(
+                    "WITH candidates AS (
+                         SELECT {IMAGE_COLUMNS} FROM images
+                         WHERE ($1::bytea IS NULL OR owner = $1) AND ($2::bytea IS NULL OR id < $2)
+                         ORDER BY id DESC LIMIT $3),
+                     matched AS (
+                         SELECT * FROM candidates
+                         WHERE ($4::text IS NULL OR strpos(lower(name), $4) > 0)
+                           AND ($5::timestamptz IS NULL OR created_at > $5)
+                           AND ($6::timestamptz IS NULL OR created_at < $6)
+                         ORDER BY id DESC LIMIT $7),
+                     scanned AS (
+                         SELECT count(*) AS read, (SELECT id FROM candidates ORDER BY id LIMIT 1) AS last_read
+                         FROM candidates)
+                     SELECT matched.*, scanned.read, scanned.last_read
+                     FROM scanned LEFT JOIN matched ON true ORDER BY matched.id DESC"
+                ),
+                &[
+                    &owner.as_deref(),
+                    &cursor.as_deref(),
+                    &(SCAN_BUDGET as i64),
+                    &filter.name_contains(),
+                    &filter.uploaded_after,
+                    &filter.uploaded_before,
+                    &(limit as i64 + 1),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        // One row even without a match (its image columns null), for the scan's figures.
+        let mut images = rows
+            .iter()
+            .filter(|row| row.get::<_, Option<&[u8]>>("id").is_some())
+            .map(rows::image)
+            .collect::<RepoResult<Vec<_>>>()?;
+        let next = if images.len() > limit {
+            images.truncate(limit);
+            images.last().map(|i| i.id)
+        } else {
+            // No more matches among the candidates: more to read only if the budget ran out.
+            match rows.first() {
+                Some(row) if row.get::<_, i64>("read") as usize == SCAN_BUDGET => {
+                    Some(ImageId::from_bytes(rows::id16(row, "last_read")?))
+                }
+                _ => None,
             }
-            None => {
-                client.query(&format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY id DESC LIMIT $1"), &[&limit]).await
-            }
-        }
-        .map_err(db_error)?;
-        rows.iter().map(rows::image).collect()
+        };
+        Ok(ImageScan { images, next })
     }
 
     async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
@@ -280,6 +326,17 @@ impl ImageRepo for PgRepo {
     async fn delete_image(&self, id: ImageId) -> RepoResult<ImageRecord> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // Locked first, so that no report makes a thumbnail ready between the sum and the
+        // delete (reports lock the image FOR SHARE).
+        let thumbnail_bytes: i64 = tx
+            .query_one(
+                "SELECT coalesce(sum(t.size_bytes), 0)::bigint FROM thumbnails t
+                 WHERE t.image_id = (SELECT id FROM images WHERE id = $1 FOR UPDATE) AND t.status = 'ready'",
+                &[&id.to_bytes().as_slice()],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
         // Thumbnails and links go with the row (ON DELETE CASCADE).
         let row = tx
             .query_opt(
@@ -290,8 +347,10 @@ impl ImageRepo for PgRepo {
             .map_err(db_error)?;
         let record = rows::image(&row.ok_or(RepoError::NotFound)?)?;
         tx.execute(
-            "UPDATE users SET image_count = greatest(image_count - 1, 0) WHERE id = $1",
-            &[&record.owner.to_bytes().as_slice()],
+            "UPDATE users SET image_count = greatest(image_count - 1, 0),
+                 original_bytes = greatest(original_bytes - $2, 0), thumbnail_bytes = greatest(thumbnail_bytes - $3, 0)
+             WHERE id = $1",
+            &[&record.owner.to_bytes().as_slice(), &(record.size_bytes as i64), &thumbnail_bytes],
         )
         .await
         .map_err(db_error)?;

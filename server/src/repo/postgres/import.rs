@@ -101,13 +101,18 @@ impl PgRepo {
         Ok(())
     }
 
-    /// Derived state after the last batch: each user's image count, and the generation
+    /// Derived state after the last batch: each user's usage, and the generation
     /// sequence past every copied generation.
     pub async fn finish_import(&self) -> RepoResult<()> {
         let client = self.client().await?;
         client
             .batch_execute(
-                "UPDATE users SET image_count = (SELECT count(*) FROM images WHERE images.owner = users.id);
+                "UPDATE users SET
+                     image_count = (SELECT count(*) FROM images WHERE images.owner = users.id),
+                     original_bytes = coalesce((SELECT sum(size_bytes) FROM images WHERE images.owner = users.id), 0),
+                     thumbnail_bytes = coalesce((
+                         SELECT sum(t.size_bytes) FROM thumbnails t JOIN images i ON i.id = t.image_id
+                         WHERE i.owner = users.id AND t.status = 'ready'), 0);
                  SELECT setval('reconcile_generation', greatest((SELECT max(generation) FROM reconcile), 1));",
             )
             .await

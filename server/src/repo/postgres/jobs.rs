@@ -63,6 +63,7 @@ impl JobRepo for PgRepo {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let mut applied = Vec::with_capacity(reports.len());
+        let mut made_bytes: BTreeMap<[u8; 16], i64> = BTreeMap::new();
         for report in reports {
             let was_outstanding = tx
                 .execute("DELETE FROM outbox WHERE id = $1", &[&report.job_id.to_bytes().as_slice()])
@@ -71,11 +72,15 @@ impl JobRepo for PgRepo {
                 > 0;
             let image = report.image_id.to_bytes();
             // Locked so that a delete racing with this report either waits or is seen.
-            let exists = tx
-                .query_opt("SELECT 1 FROM images WHERE id = $1 FOR SHARE", &[&image.as_slice()])
+            let owner = match tx
+                .query_opt("SELECT owner FROM images WHERE id = $1 FOR SHARE", &[&image.as_slice()])
                 .await
                 .map_err(db_error)?
-                .is_some();
+            {
+                Some(row) => Some(rows::id16(&row, "owner")?),
+                None => None,
+            };
+            let exists = owner.is_some();
             let mut orphans = Vec::new();
             for outcome in &report.outcomes {
                 if !exists {
@@ -92,10 +97,11 @@ impl JobRepo for PgRepo {
                      ON CONFLICT (image_id, requested_height) DO UPDATE
                      SET status = EXCLUDED.status, width = EXCLUDED.width, height = EXCLUDED.height,
                          size_bytes = EXCLUDED.size_bytes, reason = EXCLUDED.reason
-                     WHERE thumbnails.status <> 'ready'";
-                match &outcome.result {
+                     WHERE thumbnails.status <> 'ready'
+                     RETURNING size_bytes";
+                let made = match &outcome.result {
                     ThumbnailResult::Ready { width, height, size_bytes } => {
-                        tx.execute(
+                        tx.query_opt(
                             upsert,
                             &[
                                 &image.as_slice(),
@@ -110,7 +116,7 @@ impl JobRepo for PgRepo {
                         .await
                     }
                     ThumbnailResult::Failed { reason } => {
-                        tx.execute(
+                        tx.query_opt(
                             upsert,
                             &[
                                 &image.as_slice(),
@@ -126,8 +132,22 @@ impl JobRepo for PgRepo {
                     }
                 }
                 .map_err(db_error)?;
+                // A row comes back only when this outcome was written: count a thumbnail once.
+                if let (Some(owner), Some(row)) = (owner, made) {
+                    let bytes: Option<i64> = row.get(0);
+                    *made_bytes.entry(owner).or_insert(0) += bytes.unwrap_or(0);
+                }
             }
             applied.push(Applied { was_outstanding, orphans });
+        }
+        // In one order (by user) in every transaction, so concurrent reports cannot deadlock.
+        for (owner, bytes) in made_bytes.into_iter().filter(|(_, b)| *b > 0) {
+            tx.execute(
+                "UPDATE users SET thumbnail_bytes = thumbnail_bytes + $2 WHERE id = $1",
+                &[&owner.as_slice(), &bytes],
+            )
+            .await
+            .map_err(db_error)?;
         }
         // Delivered at commit to every server listening: their waiting requests look again.
         tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await.map_err(db_error)?;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{LinkId, UserId, Variant};
+use imageapi_shared::domain::{ImageId, LinkId, UserId, Variant};
 use tokio_postgres::GenericClient;
 
 use super::rows::{self, variant_name, LINK_COLUMNS};
@@ -69,6 +69,18 @@ impl LinkRepo for PgRepo {
             .query(
                 &format!("SELECT {LINK_COLUMNS} FROM links WHERE owner = $1 ORDER BY id"),
                 &[&user.to_bytes().as_slice()],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(rows::link).collect()
+    }
+
+    async fn image_links(&self, image: ImageId) -> RepoResult<Vec<LinkRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {LINK_COLUMNS} FROM links WHERE image_id = $1 ORDER BY id"),
+                &[&image.to_bytes().as_slice()],
             )
             .await
             .map_err(db_error)?;

@@ -12,8 +12,9 @@ use imageapi_shared::jobs::{JobReport, ThumbnailJob};
 
 use super::SledDb;
 use crate::repo::{
-    Applied, ImageRecord, ImageRepo, JobRepo, LinkRecord, LinkRepo, NewImage, ReconcileEntry, Repo, RepoError,
-    RepoResult, ThumbState, ThumbStates, TierEdit, TierRecord, TierRepo, TokenRecord, UserEdit, UserRecord, UserRepo,
+    Applied, ImageFilter, ImageRecord, ImageRepo, ImageScan, JobRepo, LinkRecord, LinkRepo, NewImage, ReconcileEntry,
+    Repo, RepoError, RepoResult, ThumbState, ThumbStates, TierEdit, TierRecord, TierRepo, TokenRecord, Usage, UserEdit,
+    UserRecord, UserRepo,
 };
 
 pub struct SledRepo {
@@ -188,8 +189,8 @@ impl ImageRepo for SledRepo {
     async fn image(&self, id: ImageId) -> RepoResult<ImageRecord> {
         self.read(move |db| db.image(id)).await
     }
-    async fn image_count(&self, user: UserId) -> RepoResult<u64> {
-        self.read(move |db| db.image_count(user)).await
+    async fn usage(&self, user: UserId) -> RepoResult<Usage> {
+        self.read(move |db| db.usage(user)).await
     }
     async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
         self.read(move |db| db.user_images(user, cursor, limit)).await
@@ -197,8 +198,9 @@ impl ImageRepo for SledRepo {
     async fn user_image_ids(&self, user: UserId) -> RepoResult<Vec<ImageId>> {
         self.read(move |db| db.user_image_ids(user)).await
     }
-    async fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {
-        self.read(move |db| db.all_images(cursor, limit)).await
+    async fn find_images(&self, filter: &ImageFilter, cursor: Option<ImageId>, limit: usize) -> RepoResult<ImageScan> {
+        let filter = filter.clone();
+        self.read(move |db| db.find_images(&filter, cursor, limit)).await
     }
     async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
         self.read(move |db| db.thumbnail(image, height)).await
@@ -241,6 +243,10 @@ impl LinkRepo for SledRepo {
     }
     async fn user_links(&self, user: UserId) -> RepoResult<Vec<LinkRecord>> {
         self.read(move |db| db.user_links(user)).await
+    }
+
+    async fn image_links(&self, image: ImageId) -> RepoResult<Vec<LinkRecord>> {
+        self.read(move |db| db.image_links(image)).await
     }
     async fn live_links(&self, now: DateTime<Utc>) -> RepoResult<Vec<LinkRecord>> {
         self.read(move |db| db.live_links(now)).await

@@ -7,6 +7,7 @@ use imageapi_shared::jobs::ThumbnailJob;
 use sled::Transactional;
 
 use super::*;
+use crate::repo::{ImageFilter, ImageScan, SCAN_BUDGET};
 
 impl SledDb {
     // ---- images and thumbnails --------------------------------------------------------------
@@ -23,12 +24,12 @@ impl SledDb {
             &self.tiers,
             &self.images,
             &self.user_images,
-            &self.image_counts,
+            &self.usage,
             &self.thumbs,
             &self.pending,
             &self.outbox,
         );
-        let inserted = trees.transaction(|(users, tiers, images, user_images, counts, thumbs, pending, outbox)| {
+        let inserted = trees.transaction(|(users, tiers, images, user_images, usage, thumbs, pending, outbox)| {
             let Some(owner) = users.get(image.owner.to_bytes())? else {
                 return abort(RepoError::NotFound);
             };
@@ -42,8 +43,8 @@ impl SledDb {
             let tier: TierRecord = tx_decode(&tier)?;
             images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
             user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
-            let count = add_count(counts.get(image.owner.to_bytes())?, 1);
-            counts.insert(&image.owner.to_bytes(), &count)?;
+            let owner_usage = adjust_usage(usage.get(image.owner.to_bytes())?, (1, image.size_bytes as i64, 0));
+            usage.insert(&image.owner.to_bytes(), &owner_usage)?;
             let state = tx_encode(&ThumbState::Pending)?;
             for h in tier.thumbnail_heights.iter() {
                 let key = thumb_key(image.id, h.get());
@@ -200,31 +201,88 @@ impl SledDb {
                 Err(e) => return Err(e),
             }
         }
-        (&self.images, &self.user_images, &self.image_counts, &self.thumbs, &self.pending).transaction(
-            |(images, user_images, counts, thumbs, pending)| {
+        (&self.images, &self.user_images, &self.usage, &self.thumbs, &self.pending).transaction(
+            |(images, user_images, usage, thumbs, pending)| {
                 if images.remove(&id.to_bytes())?.is_none() {
                     return abort(RepoError::NotFound);
                 }
                 user_images.remove(cat(&record.owner.to_bytes(), &id.to_bytes()))?;
-                let count = add_count(counts.get(record.owner.to_bytes())?, -1);
-                counts.insert(&record.owner.to_bytes(), &count)?;
+                let mut thumbnail_bytes = 0i64;
                 for key in &thumb_keys {
-                    thumbs.remove(key)?;
+                    if let Some(state) = thumbs.remove(key)? {
+                        if let ThumbState::Ready { size_bytes, .. } = tx_decode(&state)? {
+                            thumbnail_bytes += size_bytes as i64;
+                        }
+                    }
                     pending.remove(key)?;
                 }
+                let delta = (-1, -(record.size_bytes as i64), -thumbnail_bytes);
+                let owner_usage = adjust_usage(usage.get(record.owner.to_bytes())?, delta);
+                usage.insert(&record.owner.to_bytes(), &owner_usage)?;
                 Ok(())
             },
         )?;
         Ok(record)
     }
 
-    /// All images, newest first after `cursor`, optionally of one user (admin browsing).
-    pub fn all_images(&self, cursor: Option<ImageId>, limit: usize) -> Result<Vec<ImageRecord>, RepoError> {
-        let iter = match cursor {
-            Some(c) => self.images.range(..c.to_bytes().to_vec()),
-            None => self.images.range::<Vec<u8>, _>(..),
+    /// Images matching `filter`, newest first after `cursor`: a reverse range scan of the
+    /// owner's index (with an owner) or of all images, reading at most [`SCAN_BUDGET`] records.
+    pub fn find_images(
+        &self,
+        filter: &ImageFilter,
+        cursor: Option<ImageId>,
+        limit: usize,
+    ) -> Result<ImageScan, RepoError> {
+        let ids: Box<dyn Iterator<Item = Result<ImageId, RepoError>>> = match filter.owner {
+            Some(owner) => {
+                let end = match cursor {
+                    Some(c) => cat(&owner.to_bytes(), &c.to_bytes()),
+                    None => cat(&owner.to_bytes(), &[0xff; 17]),
+                };
+                Box::new(self.user_images.range(owner.to_bytes().to_vec()..end).keys().rev().filter_map(
+                    |key| match key {
+                        Ok(key) => id16(&key[16..]).map(|b| Ok(ImageId::from_bytes(b))),
+                        Err(e) => Some(Err(e.into())),
+                    },
+                ))
+            }
+            None => {
+                let keys = match cursor {
+                    Some(c) => self.images.range(..c.to_bytes().to_vec()),
+                    None => self.images.range::<Vec<u8>, _>(..),
+                };
+                Box::new(keys.keys().rev().filter_map(|key| match key {
+                    Ok(key) => id16(&key).map(|b| Ok(ImageId::from_bytes(b))),
+                    Err(e) => Some(Err(e.into())),
+                }))
+            }
         };
-        iter.values().rev().take(limit).map(|v| decode(&v?)).collect()
+        let mut scan = ImageScan::default();
+        let (mut read, mut last_read) = (0, None);
+        for id in ids {
+            let id = id?;
+            if read == SCAN_BUDGET {
+                // More to read: the next call goes on after the last one read.
+                scan.next = last_read;
+                return Ok(scan);
+            }
+            read += 1;
+            last_read = Some(id);
+            let image = match self.image(id) {
+                Ok(image) => image,
+                // Deleted between the key scan and the lookup.
+                Err(RepoError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            if filter.matches(&image) {
+                if scan.images.len() == limit {
+                    scan.next = scan.images.last().map(|i| i.id);
+                    return Ok(scan);
+                }
+                scan.images.push(image);
+            }
+        }
+        Ok(scan)
     }
 
     // ---- reconciliation (tier changes reaching existing images) --------------------------

@@ -11,7 +11,7 @@ use imageapi_shared::domain::{ImageId, JobId};
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use sled::Transactional;
 
-use super::{decode, id16, thumb_key, tx_decode, tx_encode, RepoError, SledDb, ThumbState};
+use super::{adjust_usage, decode, id16, thumb_key, tx_decode, tx_encode, ImageRecord, RepoError, SledDb, ThumbState};
 use crate::repo::Applied;
 
 impl SledDb {
@@ -51,12 +51,17 @@ impl SledDb {
         if report.outcomes.iter().any(|o| o.image_id != report.image_id) {
             return Err(RepoError::Conflict("a job report mixes outcomes of several images".into()));
         }
-        let applied = (&self.images, &self.thumbs, &self.pending, &self.outbox).transaction(
-            |(images, thumbs, pending, outbox)| {
+        let applied = (&self.images, &self.thumbs, &self.pending, &self.outbox, &self.usage).transaction(
+            |(images, thumbs, pending, outbox, usage)| {
                 let was_outstanding = outbox.remove(&report.job_id.to_bytes())?.is_some();
                 let mut orphans = Vec::new();
+                let mut made_bytes = 0i64;
+                let owner = match images.get(report.image_id.to_bytes())? {
+                    Some(image) => Some(tx_decode::<ImageRecord>(&image)?.owner),
+                    None => None,
+                };
                 for outcome in &report.outcomes {
-                    if images.get(outcome.image_id.to_bytes())?.is_none() {
+                    if owner.is_none() {
                         if matches!(outcome.result, ThumbnailResult::Ready { .. }) {
                             orphans.push(outcome.clone());
                         }
@@ -74,7 +79,13 @@ impl SledDb {
                     if current.as_ref() == Some(&state) || matches!(current, Some(ThumbState::Ready { .. })) {
                         continue;
                     }
+                    if let ThumbState::Ready { size_bytes, .. } = state {
+                        made_bytes += size_bytes as i64;
+                    }
                     thumbs.insert(key.as_slice(), tx_encode(&state)?)?;
+                }
+                if let (Some(owner), true) = (owner, made_bytes > 0) {
+                    usage.insert(&owner.to_bytes(), &adjust_usage(usage.get(owner.to_bytes())?, (0, 0, made_bytes)))?;
                 }
                 Ok(Applied { was_outstanding, orphans })
             },

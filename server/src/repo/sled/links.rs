@@ -41,8 +41,17 @@ impl SledDb {
     }
 
     pub fn user_links(&self, user: UserId) -> Result<Vec<LinkRecord>, RepoError> {
+        self.links_indexed(&self.user_links, &user.to_bytes())
+    }
+
+    pub fn image_links(&self, image: ImageId) -> Result<Vec<LinkRecord>, RepoError> {
+        self.links_indexed(&self.image_links, &image.to_bytes())
+    }
+
+    /// The links an index (`owner ++ link` or `image ++ link` keys) holds under `prefix`.
+    fn links_indexed(&self, index: &sled::Tree, prefix: &[u8; 16]) -> Result<Vec<LinkRecord>, RepoError> {
         let mut out = Vec::new();
-        for key in self.user_links.scan_prefix(user.to_bytes()).keys() {
+        for key in index.scan_prefix(prefix).keys() {
             if let Some(id) = id16(&key?[16..]) {
                 match self.link(LinkId::from_bytes(id)) {
                     Ok(link) => out.push(link),

@@ -29,7 +29,7 @@ pub use adapter::SledRepo;
 
 use super::{
     ImageRecord, LinkRecord, ReconcileEntry, RepoError, ThumbState, ThumbStates, TierEdit, TierRecord, TokenRecord,
-    UserEdit, UserRecord,
+    Usage, UserEdit, UserRecord,
 };
 
 impl From<sled::Error> for RepoError {
@@ -100,9 +100,36 @@ fn id16(bytes: &[u8]) -> Option<[u8; 16]> {
     bytes.try_into().ok()
 }
 
-fn add_count(current: Option<IVec>, delta: i64) -> [u8; 8] {
-    let n = current.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map(u64::from_be_bytes).unwrap_or(0);
-    n.saturating_add_signed(delta).to_be_bytes()
+/// A user's [`Usage`] as stored: three big-endian u64 (images, original bytes, thumbnail bytes).
+fn read_usage(stored: Option<&[u8]>) -> Usage {
+    let field = |i: usize| {
+        stored.and_then(|v| v.get(i * 8..i * 8 + 8)).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes)
+    };
+    Usage {
+        images: field(0).unwrap_or(0),
+        original_bytes: field(1).unwrap_or(0),
+        thumbnail_bytes: field(2).unwrap_or(0),
+    }
+}
+
+fn write_usage(usage: Usage) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&usage.images.to_be_bytes());
+    out[8..16].copy_from_slice(&usage.original_bytes.to_be_bytes());
+    out[16..].copy_from_slice(&usage.thumbnail_bytes.to_be_bytes());
+    out
+}
+
+/// A change to a user's usage: images, original bytes, thumbnail bytes.
+type UsageDelta = (i64, i64, i64);
+
+fn adjust_usage(current: Option<IVec>, (images, original, thumbnails): UsageDelta) -> [u8; 24] {
+    let u = read_usage(current.as_deref());
+    write_usage(Usage {
+        images: u.images.saturating_add_signed(images),
+        original_bytes: u.original_bytes.saturating_add_signed(original),
+        thumbnail_bytes: u.thumbnail_bytes.saturating_add_signed(thumbnails),
+    })
 }
 
 pub struct SledDb {
@@ -115,7 +142,8 @@ pub struct SledDb {
     tiers: Tree,
     images: Tree,
     user_images: Tree,
-    image_counts: Tree,
+    /// Per user: [`Usage`] (see [`read_usage`]).
+    usage: Tree,
     thumbs: Tree,
     pending: Tree,
     links: Tree,
@@ -138,6 +166,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// In sled's default tree, beside the named trees.
 const STORE_MARKER_KEY: &[u8] = b"store_marker";
+/// Present once the `usage` tree is complete (databases from before it kept only counts).
+const USAGE_MARKER_KEY: &[u8] = b"usage_v1";
 
 impl SledDb {
     /// Opens (or creates) the database with the default cache.
@@ -156,7 +186,7 @@ impl SledDb {
             other => other.into(),
         })?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(Self {
+        let opened = Self {
             users: tree("users")?,
             usernames: tree("usernames")?,
             users_by_tier: tree("users_by_tier")?,
@@ -165,7 +195,7 @@ impl SledDb {
             tiers: tree("tiers")?,
             images: tree("images")?,
             user_images: tree("user_images")?,
-            image_counts: tree("image_counts")?,
+            usage: tree("usage")?,
             thumbs: tree("thumbs")?,
             pending: tree("pending")?,
             links: tree("links")?,
@@ -181,7 +211,9 @@ impl SledDb {
                     .map_err(|e| RepoError::Storage(format!("starting the flusher: {e}")))?
             },
             db,
-        })
+        };
+        opened.ensure_usage()?;
+        Ok(opened)
     }
 
     /// Makes every write that finished before this call durable. Call before acknowledging a
@@ -223,8 +255,105 @@ impl SledDb {
         Ok(())
     }
 
+    /// Fills the `usage` tree from the images and thumbnails the first time a database that
+    /// predates it is opened (one pass, no more memory than one user's totals at a time).
+    fn ensure_usage(&self) -> Result<(), RepoError> {
+        if self.db.contains_key(USAGE_MARKER_KEY)? {
+            return Ok(());
+        }
+        let mut totals: std::collections::BTreeMap<UserId, Usage> = std::collections::BTreeMap::new();
+        for value in self.images.iter().values() {
+            let image: ImageRecord = decode(&value?)?;
+            let usage = totals.entry(image.owner).or_default();
+            usage.images += 1;
+            usage.original_bytes += image.size_bytes;
+            for state in self.thumbs.scan_prefix(image.id.to_bytes()).values() {
+                if let ThumbState::Ready { size_bytes, .. } = decode(&state?)? {
+                    usage.thumbnail_bytes += size_bytes;
+                }
+            }
+        }
+        for (user, usage) in totals {
+            self.usage.insert(user.to_bytes(), &write_usage(usage))?;
+        }
+        self.db.drop_tree("image_counts")?;
+        self.db.insert(USAGE_MARKER_KEY, &[])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
         // A poisoned lock only means another admin write panicked; the data is in sled.
         self.admin_writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use imageapi_shared::domain::{TierId, UserId, Username};
+    use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
+    use imageapi_shared::pipeline::ImageFormat;
+
+    use super::*;
+
+    /// A database from before the `usage` tree (counts only) gets its usage filled at open.
+    #[test]
+    fn usage_is_rebuilt_once_for_a_database_that_predates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = UserRecord {
+            id: UserId::from_ulid(ulid::Ulid::new()),
+            username: Username::parse("ann").expect("name"),
+            password_hash: "x".into(),
+            tier: TierId::parse("basic").expect("tier"),
+            is_active: true,
+            is_admin: false,
+            created_at: Utc::now(),
+            credentials_version: 0,
+        };
+        let image = ImageRecord {
+            id: crate::ids::new_image_id(),
+            owner: user.id,
+            name: "a.png".into(),
+            format: ImageFormat::Png,
+            width: 10,
+            height: 10,
+            size_bytes: 1234,
+            created_at: Utc::now(),
+        };
+        {
+            let db = SledDb::open(dir.path()).expect("open");
+            for tier in TierRecord::builtins() {
+                db.tiers.insert(tier.id.as_str(), encode(&tier).expect("encode")).expect("tier");
+            }
+            db.create_user(&user).expect("user");
+            let job = db.insert_image(&image, crate::ids::new_job_id()).expect("image").job.expect("job");
+            let outcome = ThumbnailOutcome {
+                image_id: image.id,
+                format: ImageFormat::Png,
+                requested_height: 200,
+                result: ThumbnailResult::Ready { width: 10, height: 10, size_bytes: 99 },
+            };
+            let report = JobReport {
+                job_id: job.id,
+                image_id: image.id,
+                outcomes: vec![outcome],
+                worker: "t".into(),
+                duration_ms: 1,
+            };
+            db.apply_report(&report).expect("report");
+            // Back to how an older version left it.
+            db.db.drop_tree("usage").expect("drop");
+            db.db.remove(USAGE_MARKER_KEY).expect("marker");
+            db.db.open_tree("image_counts").expect("old").insert(user.id.to_bytes(), &1u64.to_be_bytes()).expect("old");
+            db.flush_blocking().expect("flush");
+            assert!(db.close(std::time::Duration::from_secs(5)));
+        }
+        let db = SledDb::open(dir.path()).expect("reopen");
+        let expected = Usage { images: 1, original_bytes: 1234, thumbnail_bytes: 99 };
+        assert_eq!(db.usage(user.id).expect("usage"), expected);
+        assert!(!db.db.tree_names().iter().any(|n| n.as_ref() == b"image_counts"), "the old counts are gone");
+        db.delete_image(image.id).expect("delete");
+        assert_eq!(db.usage(user.id).expect("usage"), Usage::default());
     }
 }

@@ -112,13 +112,8 @@ impl SledDb {
         Ok(users)
     }
 
-    pub fn image_count(&self, user: UserId) -> Result<u64, RepoError> {
-        Ok(self
-            .image_counts
-            .get(user.to_bytes())?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+    pub fn usage(&self, user: UserId) -> Result<Usage, RepoError> {
+        Ok(read_usage(self.usage.get(user.to_bytes())?.as_deref()))
     }
 
     pub fn create_user(&self, user: &UserRecord) -> Result<(), RepoError> {
@@ -191,10 +186,10 @@ impl SledDb {
             &self.users_by_tier,
             &self.tokens,
             &self.user_tokens,
-            &self.image_counts,
+            &self.usage,
             &self.reconcile,
         )
-            .transaction(|(users, usernames, by_tier, token_tree, user_tokens, counts, reconcile)| {
+            .transaction(|(users, usernames, by_tier, token_tree, user_tokens, usage, reconcile)| {
                 users.remove(&id.to_bytes())?;
                 usernames.remove(user.username.as_str())?;
                 by_tier.remove(tier_user_key(&user.tier, id))?;
@@ -202,7 +197,7 @@ impl SledDb {
                     token_tree.remove(hash)?;
                     user_tokens.remove(key)?;
                 }
-                counts.remove(&id.to_bytes())?;
+                usage.remove(&id.to_bytes())?;
                 reconcile.remove(&id.to_bytes())?;
                 Ok(())
             })?;

@@ -5,7 +5,7 @@ use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
 
 use crate::auth::{new_secret, AdminUser};
 use crate::error::{ApiError, FieldErrors};
-use crate::repo::{RepoError, TokenRecord, UserEdit, UserRecord};
+use crate::repo::{RepoError, TokenRecord, Usage, UserEdit, UserRecord};
 use crate::services::images::delete_image;
 use crate::state::AppState;
 use crate::views::{CreateUser, NewTokenView, TokenView, UpdateUser, UserList, UserView};
@@ -40,17 +40,17 @@ async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<Us
     let user = repo.user(id).await?;
     let tokens =
         if with_tokens { Some(repo.user_tokens(id).await?.iter().map(TokenView::from).collect()) } else { None };
-    Ok(UserView::new(&user, repo.image_count(id).await?, tokens))
+    Ok(UserView::new(&user, repo.usage(id).await?, tokens))
 }
 
-/// All users.
+/// All users, with what their images take up.
 #[utoipa::path(operation_id = "admin_list_users", tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/users")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
     let users = state.repo.users().await?;
     let mut results = Vec::with_capacity(users.len());
     for user in &users {
-        results.push(UserView::new(user, state.repo.image_count(user.id).await?, None));
+        results.push(UserView::new(user, state.repo.usage(user.id).await?, None));
     }
     Ok(HttpResponse::Ok().json(UserList { results }))
 }
@@ -95,7 +95,7 @@ pub async fn create(
         e => e.into(),
     })?;
     tracing::info!(user = %user.id, username = %user.username, "user created");
-    Ok(HttpResponse::Created().json(UserView::new(&user, 0, None)))
+    Ok(HttpResponse::Created().json(UserView::new(&user, Usage::default(), None)))
 }
 
 /// One user, with their API tokens (ids only).
