@@ -19,6 +19,11 @@ struct Tui {
 
 impl Tui {
     fn start(app: &TestApp) -> Self {
+        Self::start_with(app, "auto")
+    }
+
+    /// With previews drawn as `graphics` (`halfblocks`, `auto`, …).
+    fn start_with(app: &TestApp, graphics: &str) -> Self {
         let binary = server_binary().with_file_name(format!("imageapi-tui{}", std::env::consts::EXE_SUFFIX));
         // A real terminal of 80×24, as the issue asks to support.
         let shell = format!(
@@ -31,6 +36,7 @@ impl Tui {
             .args(["-qfec", &shell, "/dev/null"])
             .env("IMAGEAPI_PASSWORD", &app.admin.password)
             .env("TERM", "xterm-256color")
+            .env("IMAGEAPI_TUI_GRAPHICS", graphics)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -63,10 +69,31 @@ impl Tui {
         parser.screen().contents()
     }
 
+    /// Cells in the rectangle (rows and columns, 0-based, end exclusive) drawn as half blocks
+    /// in two colours: a picture.
+    fn picture_cells(&self, rows: std::ops::Range<u16>, cols: std::ops::Range<u16>) -> usize {
+        let mut parser = vt100::Parser::new(24, 80, 0);
+        parser.process(&self.screen.lock().expect("screen"));
+        let screen = parser.screen();
+        rows.flat_map(|r| cols.clone().map(move |c| (r, c)))
+            .filter(|&(r, c)| {
+                screen.cell(r, c).is_some_and(|cell| {
+                    matches!(cell.contents(), "▀" | "▄")
+                        && cell.bgcolor() != vt100::Color::Default
+                        && cell.fgcolor() != vt100::Color::Default
+                })
+            })
+            .count()
+    }
+
     fn wait_for(&self, text: &str) {
-        eventually(Duration::from_secs(20), &format!("the TUI to show {text:?}"), || {
-            self.screen().contains(text).then_some(())
-        })
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.screen().contains(text) {
+            if std::time::Instant::now() > deadline {
+                panic!("timed out after 20s waiting for the TUI to show {text:?}; the screen:\n{}", self.screen());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn keys(&mut self, keys: &str) {
@@ -135,4 +162,50 @@ fn an_admin_creates_a_tier_and_a_user_from_the_tui() {
     let status = eventually(Duration::from_secs(10), "the TUI to exit", || tui.child.try_wait().ok().flatten());
     assert!(status.success(), "q quits cleanly: {status}");
     assert!(tui.output().contains("\x1b[?1049l"), "the alternate screen was left (terminal restored)");
+}
+
+#[test]
+fn an_admin_previews_an_image_and_deletes_it_from_the_tui() {
+    let app = spawn_app();
+    let owner = app.create_user("enterprise");
+    let image = app.upload_ok(&owner, "moderate-me.jpg", &crate::fixtures::jpeg_seeded(600, 400, 5));
+    let image_id = image["id"].as_str().expect("an id").to_owned();
+    app.wait_until_ready(&owner, &image_id);
+    let link = app.create_link_ok(&owner, &image_id, &serde_json::json!({"expires_in": 600}));
+    let link_url = link["url"].as_str().expect("a link url").to_owned();
+    // The TUI lists users by name, as the API does.
+    let users = app.list_users().json();
+    let position = users["results"]
+        .as_array()
+        .and_then(|all| all.iter().position(|u| u["id"] == serde_json::json!(owner.id)))
+        .expect("the owner is listed");
+
+    let mut tui = Tui::start_with(&app, "halfblocks");
+    tui.wait_for("Users");
+    tui.keys("3");
+    tui.wait_for("Preview");
+    tui.keys(&"j".repeat(position));
+    tui.wait_for("moderate-me.jpg");
+    tui.keys("l");
+    tui.wait_for(&format!("owner  {}", owner.username));
+    tui.wait_for("(enterprise)");
+    tui.wait_for("1 live link(s)");
+    // The preview pane (rows 12-21, columns 21-46 at 80×24) fills with the picture.
+    eventually(Duration::from_secs(20), "the preview to be drawn", || {
+        (tui.picture_cells(12..22, 21..47) >= 40).then_some(())
+    });
+
+    tui.keys("d");
+    tui.wait_for("Delete image moderate-me.jpg");
+    tui.keys("y");
+    tui.wait_for("deleted image moderate-me.jpg");
+    app.admin_image(&image_id).assert_problem(404);
+    app.get_image(&owner, &image_id).assert_problem(404);
+    app.get_anonymous(&link_url).assert_problem(404);
+    tui.wait_for("no images yet");
+
+    tui.keys("q");
+    let status = eventually(Duration::from_secs(10), "the TUI to exit", || tui.child.try_wait().ok().flatten());
+    assert!(status.success(), "q quits cleanly: {status}");
+    assert!(tui.output().contains("\x1b[?1000l"), "mouse capture was turned off (terminal restored)");
 }

@@ -3,9 +3,26 @@
 //! is the only place that applies them; what it wants done outside (HTTP calls) comes back
 //! as [`Command`]s.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::api::{ApiError, Image, Link, NewToken, NewUser, Queue, Tier, User};
+use crate::api::{ApiError, ImageDetail, ImagePage, ImageQuery, Link, NewToken, NewUser, Queue, Tier, User};
+
+/// A decoded thumbnail for the preview pane.
+pub type PreviewImage = Arc<image::DynamicImage>;
+
+/// The lists a mouse can point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Users,
+    Tokens,
+    Tiers,
+    ImageUsers,
+    Images,
+    FailedJobs,
+    Links,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {
@@ -44,6 +61,18 @@ pub enum Action {
     PrevView,
     Up,
     Down,
+    PageUp,
+    PageDown,
+    /// A click on row `index` of a list (focuses it and selects the row).
+    Click {
+        list: List,
+        index: usize,
+    },
+    /// The mouse wheel over a list: moves its selection by `delta` rows.
+    Scroll {
+        list: List,
+        delta: i64,
+    },
     /// Move focus between the panes of a view.
     FocusLeft,
     FocusRight,
@@ -84,9 +113,21 @@ pub enum Loaded {
     Users(Result<Vec<User>, ApiError>),
     UserDetail(Result<User, ApiError>),
     Tiers(Result<Vec<Tier>, ApiError>),
+    /// A page of images for `query`, after `cursor` (`None`: the first page).
     Images {
-        user: String,
-        result: Result<Vec<Image>, ApiError>,
+        query: ImageQuery,
+        cursor: Option<String>,
+        result: Result<ImagePage, ApiError>,
+    },
+    ImageDetail(Result<ImageDetail, ApiError>),
+    Preview {
+        id: String,
+        result: Result<PreviewImage, String>,
+    },
+    ImageDeleted {
+        id: String,
+        name: String,
+        result: Result<(), ApiError>,
     },
     Queue(Result<Queue, ApiError>),
     Links(Result<Vec<Link>, ApiError>),
@@ -109,7 +150,20 @@ pub enum Command {
     FetchUsers,
     FetchUserDetail(String),
     FetchTiers,
-    FetchImages(String),
+    FetchImages {
+        query: ImageQuery,
+        cursor: Option<String>,
+    },
+    FetchImageDetail(String),
+    /// Fetch and decode a thumbnail for the preview.
+    FetchPreview {
+        id: String,
+        height: u32,
+    },
+    DeleteImage {
+        id: String,
+        name: String,
+    },
     FetchQueue,
     FetchLinks,
     CreateUser(NewUser),

@@ -10,6 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Images per page of the Images view.
+pub const IMAGE_PAGE: usize = 50;
+
 /// How the TUI proves it is an admin.
 #[derive(Debug, Clone)]
 pub enum Credentials {
@@ -43,7 +46,18 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub image_count: u64,
     #[serde(default)]
+    pub original_bytes: u64,
+    #[serde(default)]
+    pub thumbnail_bytes: u64,
+    #[serde(default)]
     pub tokens: Option<Vec<Token>>,
+}
+
+impl User {
+    /// Bytes of originals and thumbnails together.
+    pub fn storage_bytes(&self) -> u64 {
+        self.original_bytes.saturating_add(self.thumbnail_bytes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -91,9 +105,118 @@ pub struct Image {
     pub thumbnails: Vec<Thumbnail>,
 }
 
+impl Image {
+    /// The thumbnail a preview is drawn from: 200 px if the tier has it, else the smallest.
+    pub fn preview_thumbnail(&self) -> Option<&Thumbnail> {
+        self.thumbnails.iter().find(|t| t.height == 200).or_else(|| self.thumbnails.iter().min_by_key(|t| t.height))
+    }
+}
+
+/// One image as the admin detail shows it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-struct ImagePage {
-    results: Vec<Image>,
+pub struct ImageDetail {
+    #[serde(flatten)]
+    pub image: Image,
+    pub owner_username: String,
+    pub owner_tier: String,
+    pub links: Vec<ImageLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ImageLink {
+    pub id: String,
+    /// `"original"` or a height.
+    pub variant: Value,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One page of the admin browse.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ImagePage {
+    pub results: Vec<Image>,
+    /// The next page's URL, null on the last.
+    pub next: Option<String>,
+}
+
+impl ImagePage {
+    /// The cursor of the next page (the server's `next` link may name another host, e.g.
+    /// behind a proxy; the TUI asks its own).
+    pub fn next_cursor(&self) -> Option<String> {
+        let next = self.next.as_deref()?;
+        let query = next.split_once('?')?.1;
+        query.split('&').find_map(|pair| pair.strip_prefix("cursor=")).map(str::to_owned)
+    }
+}
+
+/// What the Images view asks the server for: one user's images, filtered by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageQuery {
+    pub user: String,
+    /// A file-name substring.
+    pub name: String,
+    pub uploaded_after: Option<String>,
+    pub uploaded_before: Option<String>,
+}
+
+impl ImageQuery {
+    /// Reads the filter line: `after:DATE` and `before:DATE` (a day `2026-12-01` or an RFC 3339
+    /// time) bound the upload time; the rest is a file-name substring.
+    pub fn from_filter(user: &str, filter: &str) -> Self {
+        let mut query = ImageQuery { user: user.to_owned(), ..ImageQuery::default() };
+        let mut words = Vec::new();
+        for word in filter.split_whitespace() {
+            if let Some(day) = word.strip_prefix("after:") {
+                query.uploaded_after = Some(time_of(day));
+            } else if let Some(day) = word.strip_prefix("before:") {
+                query.uploaded_before = Some(time_of(day));
+            } else {
+                words.push(word);
+            }
+        }
+        query.name = words.join(" ");
+        query
+    }
+
+    /// The query string, percent-encoded.
+    pub fn to_query(&self, cursor: Option<&str>, limit: usize) -> String {
+        let mut pairs = vec![("user", self.user.clone()), ("limit", limit.to_string())];
+        if !self.name.is_empty() {
+            pairs.push(("name", self.name.clone()));
+        }
+        if let Some(t) = &self.uploaded_after {
+            pairs.push(("uploaded_after", t.clone()));
+        }
+        if let Some(t) = &self.uploaded_before {
+            pairs.push(("uploaded_before", t.clone()));
+        }
+        if let Some(c) = cursor {
+            pairs.push(("cursor", c.to_owned()));
+        }
+        pairs.iter().map(|(k, v)| format!("{k}={}", percent_encode(v))).collect::<Vec<_>>().join("&")
+    }
+}
+
+/// A day means its start in UTC; anything else goes to the server as written (it says what is
+/// wrong with it).
+fn time_of(text: &str) -> String {
+    if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -196,12 +319,16 @@ impl ApiClient {
         &self.base
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        request = match &self.credentials {
+    fn authorized(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.credentials {
             Credentials::Basic { username, password } => request.basic_auth(username, Some(password)),
             Credentials::Bearer(token) => request.bearer_auth(token),
-        };
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T, ApiError> {
+        let mut request = self.authorized(method, path);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -267,11 +394,29 @@ impl ApiClient {
         self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/tiers/{id}"), None).await.map(|_| ())
     }
 
-    /// A user's newest images (one page of up to 100).
-    pub async fn images(&self, user: &str) -> Result<Vec<Image>, ApiError> {
-        let page: ImagePage =
-            self.call(Method::GET, &format!("/api/v1/admin/images?user={user}&limit=100"), None).await?;
-        Ok(page.results)
+    /// A page of a user's images, newest first, filtered by the server.
+    pub async fn images(&self, query: &ImageQuery, cursor: Option<&str>) -> Result<ImagePage, ApiError> {
+        self.call(Method::GET, &format!("/api/v1/admin/images?{}", query.to_query(cursor, IMAGE_PAGE)), None).await
+    }
+
+    pub async fn image(&self, id: &str) -> Result<ImageDetail, ApiError> {
+        self.call(Method::GET, &format!("/api/v1/admin/images/{id}"), None).await
+    }
+
+    pub async fn delete_image(&self, id: &str) -> Result<(), ApiError> {
+        self.call::<Value>(Method::DELETE, &format!("/api/v1/admin/images/{id}"), None).await.map(|_| ())
+    }
+
+    /// A thumbnail's bytes (any recorded height of any image).
+    pub async fn thumbnail(&self, id: &str, height: u32) -> Result<Vec<u8>, ApiError> {
+        let request = self.authorized(Method::GET, &format!("/api/v1/admin/images/{id}/thumbnails/{height}"));
+        let response = request.send().await.map_err(|e| ApiError::Unreachable(root_cause(&e)))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable(root_cause(&e)))?;
+        if !status.is_success() {
+            return Err(problem(status, &bytes));
+        }
+        Ok(bytes.to_vec())
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, ApiError> {

@@ -3,7 +3,11 @@
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
-use crate::api::{FailedJob, Image, Link, Queue, QueueJob, QueueWorker, Thumbnail, Tier, Token, User};
+use crate::action::{Action, Loaded};
+use crate::api::{
+    FailedJob, Image, ImageDetail, ImageLink, ImagePage, ImageQuery, Link, Queue, QueueJob, QueueWorker, Thumbnail,
+    Tier, Token, User,
+};
 
 fn at(day: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, 9, 30, 0).single().expect("valid time")
@@ -18,6 +22,8 @@ pub fn users() -> Vec<User> {
         is_admin: admin,
         created_at: at(20),
         image_count: images,
+        original_bytes: images * 1_500_000,
+        thumbnail_bytes: images * 40_000,
         tokens: None,
     };
     vec![
@@ -138,4 +144,44 @@ pub fn queue() -> Queue {
             attempts: 5,
         }],
     }
+}
+
+/// Bob's images, as the first (and only) page.
+pub fn bobs_images() -> Action {
+    Action::Loaded(Loaded::Images {
+        query: ImageQuery::from_filter("01USERBOB", ""),
+        cursor: None,
+        result: Ok(ImagePage { results: images(), next: None }),
+    })
+}
+
+/// The admin detail of the bird.
+pub fn bird_detail(now: chrono::DateTime<Utc>) -> ImageDetail {
+    ImageDetail {
+        image: images().remove(0),
+        owner_username: "bob".into(),
+        owner_tier: "premium".into(),
+        links: vec![ImageLink {
+            id: "01LINKA".into(),
+            variant: json!(400),
+            expires_at: now + chrono::Duration::seconds(245),
+        }],
+    }
+}
+
+/// A 200×100 thumbnail: the left half red, the right half blue.
+pub fn two_colour() -> image::DynamicImage {
+    let picture =
+        image::RgbImage::from_fn(
+            200,
+            100,
+            |x, _| {
+                if x < 100 {
+                    image::Rgb([255, 0, 0])
+                } else {
+                    image::Rgb([0, 0, 255])
+                }
+            },
+        );
+    image::DynamicImage::ImageRgb8(picture)
 }

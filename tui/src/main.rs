@@ -40,6 +40,10 @@ struct Cli {
     /// An admin's API token instead of a username and password.
     #[arg(long, env = "IMAGEAPI_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// How image previews are drawn: `auto` asks the terminal (kitty, sixel, iTerm2), falling
+    /// back to coloured half blocks, which work everywhere (SSH, tmux).
+    #[arg(long, env = "IMAGEAPI_TUI_GRAPHICS", value_enum, default_value = "auto")]
+    graphics: tui::GraphicsChoice,
 }
 
 fn credentials(cli: &Cli) -> anyhow::Result<Credentials> {
@@ -66,7 +70,7 @@ fn main() -> std::process::ExitCode {
     let result = credentials(&cli).and_then(|credentials| {
         let api = ApiClient::new(&cli.url, credentials)?;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        runtime.block_on(tui::run(api))
+        runtime.block_on(tui::run(api, cli.graphics))
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -21,9 +21,24 @@ async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
         Command::FetchUsers => Loaded::Users(api.users().await),
         Command::FetchUserDetail(id) => Loaded::UserDetail(api.user(&id).await),
         Command::FetchTiers => Loaded::Tiers(api.tiers().await),
-        Command::FetchImages(user) => {
-            let result = api.images(&user).await;
-            Loaded::Images { user, result }
+        Command::FetchImages { query, cursor } => {
+            let result = api.images(&query, cursor.as_deref()).await;
+            Loaded::Images { query, cursor, result }
+        }
+        Command::FetchImageDetail(id) => Loaded::ImageDetail(api.image(&id).await),
+        Command::FetchPreview { id, height } => {
+            let result = match api.thumbnail(&id, height).await {
+                // Decoding a thumbnail is a few milliseconds of CPU: off the async threads.
+                Ok(bytes) => tokio::task::spawn_blocking(move || decode_preview(&bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("decoding failed: {e}"))),
+                Err(e) => Err(e.to_string()),
+            };
+            Loaded::Preview { id, result }
+        }
+        Command::DeleteImage { id, name } => {
+            let result = api.delete_image(&id).await;
+            Loaded::ImageDeleted { id, name, result }
         }
         Command::FetchQueue => Loaded::Queue(api.queue().await),
         Command::FetchLinks => Loaded::Links(api.links().await),
@@ -80,4 +95,8 @@ async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
             return None;
         }
     })
+}
+
+fn decode_preview(bytes: &[u8]) -> Result<crate::action::PreviewImage, String> {
+    image::load_from_memory(bytes).map(std::sync::Arc::new).map_err(|e| format!("not a readable image: {e}"))
 }

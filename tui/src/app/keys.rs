@@ -61,6 +61,8 @@ impl App {
             KeyCode::Down | KeyCode::Char('j') => Action::Down,
             KeyCode::Left | KeyCode::Char('h') => Action::FocusLeft,
             KeyCode::Right | KeyCode::Char('l') => Action::FocusRight,
+            KeyCode::PageUp => Action::PageUp,
+            KeyCode::PageDown => Action::PageDown,
             KeyCode::Enter => Action::Enter,
             KeyCode::Esc => Action::Back,
             KeyCode::Char('n') => Action::New,

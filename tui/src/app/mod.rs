@@ -6,16 +6,54 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 pub use form::{FieldValue, Form, FormKind};
 
-use crate::action::{Action, Command, Loaded, View};
-use crate::api::{ApiError, Image, Link, NewToken, NewUser, Queue, Tier, User};
+use crate::action::{Action, Command, List, Loaded, PreviewImage, View};
+use crate::api::{ApiError, Image, ImageDetail, ImagePage, ImageQuery, Link, NewToken, NewUser, Queue, Tier, User};
 
 /// Samples kept for the throughput sparkline (one per refresh).
 const SPARK_SAMPLES: usize = 60;
+/// Decoded previews kept (a 200 px thumbnail is ~100-300 kB decoded).
+const PREVIEWS_KEPT: usize = 32;
+/// The next page of images is fetched when the selection comes this close to the end.
+const LOAD_AHEAD: usize = 5;
+/// Rows PageUp/PageDown move.
+const PAGE_ROWS: i64 = 10;
+
+/// A thumbnail for the preview pane, by image id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preview {
+    Loading,
+    Ready(PreviewImage),
+    Failed(String),
+}
+
+/// Decoded previews, the most recent [`PREVIEWS_KEPT`].
+#[derive(Debug, Default)]
+pub struct Previews {
+    entries: HashMap<String, Preview>,
+    order: VecDeque<String>,
+}
+
+impl Previews {
+    pub fn get(&self, id: &str) -> Option<&Preview> {
+        self.entries.get(id)
+    }
+
+    fn insert(&mut self, id: String, preview: Preview) {
+        if self.entries.insert(id.clone(), preview).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > PREVIEWS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+}
 
 /// What keys currently talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +126,7 @@ enum Resource {
     UserDetail,
     Tiers,
     Images,
+    ImageDetail,
     Queue,
     Links,
 }
@@ -111,9 +150,17 @@ pub struct App {
     pub users: Remote<Vec<User>>,
     pub user_detail: Option<User>,
     pub tiers: Remote<Vec<Tier>>,
+    /// The loaded pages of the selected user's images, newest first.
     pub images: Remote<Vec<Image>>,
-    /// Whose images `images` holds.
-    pub images_of: Option<String>,
+    /// The query `images` answers (whose images, which filter).
+    pub images_query: Option<ImageQuery>,
+    /// The cursor of the page after the loaded ones; `None` when all are loaded.
+    pub images_next: Option<String>,
+    /// A next page is on its way.
+    pub loading_more: bool,
+    /// The selected image as the admin detail shows it (owner, links).
+    pub image_detail: Option<ImageDetail>,
+    pub previews: Previews,
     pub queue: Remote<Queue>,
     pub links: Remote<Vec<Link>>,
     pub throughput: VecDeque<u64>,
@@ -150,7 +197,11 @@ impl App {
             user_detail: None,
             tiers: Remote::default(),
             images: Remote::default(),
-            images_of: None,
+            images_query: None,
+            images_next: None,
+            loading_more: false,
+            image_detail: None,
+            previews: Previews::default(),
             queue: Remote::default(),
             links: Remote::default(),
             throughput: VecDeque::new(),
@@ -205,9 +256,24 @@ impl App {
         self.users.data.as_deref().unwrap_or_default().iter().collect()
     }
 
+    /// The loaded images (the server applies the filter).
     pub fn visible_images(&self) -> Vec<&Image> {
-        let all = self.images.data.as_deref().unwrap_or_default();
-        all.iter().filter(|i| self.matches(&[&i.name, &i.id, &i.format])).collect()
+        self.images.data.as_deref().unwrap_or_default().iter().collect()
+    }
+
+    pub fn selected_image(&self) -> Option<&Image> {
+        self.visible_images().get(self.image_sel).copied()
+    }
+
+    /// The detail of the selected image, once loaded.
+    pub fn selected_image_detail(&self) -> Option<&ImageDetail> {
+        let selected = self.selected_image()?;
+        self.image_detail.as_ref().filter(|d| d.image.id == selected.id)
+    }
+
+    /// What the Images view should show: the selected user's images under the filter.
+    pub fn image_query(&self) -> Option<ImageQuery> {
+        self.selected_image_user().map(|u| ImageQuery::from_filter(&u.id, &self.filter))
     }
 
     pub fn visible_links(&self) -> Vec<&Link> {
@@ -261,6 +327,21 @@ impl App {
             Action::PrevView => self.switch(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()]),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-PAGE_ROWS),
+            Action::PageDown => self.move_selection(PAGE_ROWS),
+            Action::Click { list, index } => {
+                if !self.focus(list) {
+                    return vec![];
+                }
+                let current = self.selection_of(list) as i64;
+                self.move_selection(index as i64 - current)
+            }
+            Action::Scroll { list, delta } => {
+                if !self.focus(list) {
+                    return vec![];
+                }
+                self.move_selection(delta)
+            }
             Action::FocusLeft => {
                 self.images_pane = Pane::List;
                 vec![]
@@ -284,10 +365,11 @@ impl App {
                 if self.users_pane == Pane::Detail || self.images_pane == Pane::Detail {
                     self.users_pane = Pane::List;
                     self.images_pane = Pane::List;
+                    vec![]
                 } else {
                     self.filter.clear();
+                    self.requery_images()
                 }
-                vec![]
             }
             Action::ToggleHelp => {
                 self.help = !self.help;
@@ -300,12 +382,12 @@ impl App {
             Action::FilterChar(c) => {
                 self.filter.push(c);
                 self.reset_selection();
-                vec![]
+                self.requery_images()
             }
             Action::FilterBackspace => {
                 self.filter.pop();
                 self.reset_selection();
-                vec![]
+                self.requery_images()
             }
             Action::FilterDone => {
                 self.filtering = false;
@@ -315,7 +397,7 @@ impl App {
                 self.filtering = false;
                 self.filter.clear();
                 self.reset_selection();
-                vec![]
+                self.requery_images()
             }
             Action::New => self.open_new_form(),
             Action::Edit => self.open_edit_form(),
@@ -407,20 +489,19 @@ impl App {
                 vec![]
             }
             View::Images if self.images_pane == Pane::Detail => {
+                let before = self.selected_image().map(|i| i.id.clone());
                 self.image_sel = step(self.image_sel, self.visible_images().len(), delta);
-                vec![]
+                let mut commands = self.more_images();
+                if before != self.selected_image().map(|i| i.id.clone()) {
+                    commands.extend(self.image_selected());
+                }
+                commands
             }
             View::Images => {
                 let before = self.image_user_sel;
                 self.image_user_sel = step(self.image_user_sel, self.image_users().len(), delta);
                 if before != self.image_user_sel {
-                    self.image_sel = 0;
-                    self.images = Remote::default();
-                    return self
-                        .selected_image_user()
-                        .map(|u| Command::FetchImages(u.id.clone()))
-                        .into_iter()
-                        .collect();
+                    return self.requery_images();
                 }
                 vec![]
             }
@@ -449,17 +530,154 @@ impl App {
             View::Tiers => wanted.push((Resource::Tiers, Command::FetchTiers)),
             View::Images => {
                 wanted.push((Resource::Users, Command::FetchUsers));
-                if let Some(user) = self.selected_image_user() {
-                    wanted.push((Resource::Images, Command::FetchImages(user.id.clone())));
+                if let Some(query) = self.image_query() {
+                    wanted.push((Resource::Images, Command::FetchImages { query, cursor: None }));
+                }
+                if let Some(image) = self.selected_image() {
+                    wanted.push((Resource::ImageDetail, Command::FetchImageDetail(image.id.clone())));
                 }
             }
             View::Queue => wanted.push((Resource::Queue, Command::FetchQueue)),
             View::Links => wanted.push((Resource::Links, Command::FetchLinks)),
         }
-        wanted
+        let mut commands: Vec<Command> = wanted
             .into_iter()
             .filter_map(|(resource, command)| self.in_flight.insert(resource).then_some(command))
-            .collect()
+            .collect();
+        if self.view == View::Images {
+            commands.extend(self.preview_wanted());
+        }
+        commands
+    }
+
+    // ---- the Images view: pages, detail, previews -----------------------------------------
+
+    /// Starts the Images view's list over (another user, another filter): the first page.
+    fn requery_images(&mut self) -> Vec<Command> {
+        if self.view != View::Images {
+            return vec![];
+        }
+        self.images = Remote::default();
+        self.images_query = None;
+        self.images_next = None;
+        self.loading_more = false;
+        self.image_detail = None;
+        self.image_sel = 0;
+        match self.image_query() {
+            // Sent even while another page is on its way: that answer is for another query
+            // and will be dropped.
+            Some(query) => {
+                self.in_flight.insert(Resource::Images);
+                vec![Command::FetchImages { query, cursor: None }]
+            }
+            None => vec![],
+        }
+    }
+
+    /// The next page, when the selection nears the end of what is loaded.
+    fn more_images(&mut self) -> Vec<Command> {
+        let loaded = self.visible_images().len();
+        let (Some(cursor), Some(query)) = (self.images_next.clone(), self.images_query.clone()) else {
+            return vec![];
+        };
+        if self.loading_more || self.image_sel + LOAD_AHEAD < loaded {
+            return vec![];
+        }
+        self.loading_more = true;
+        vec![Command::FetchImages { query, cursor: Some(cursor) }]
+    }
+
+    /// A new image is selected: its detail, and its preview if not at hand.
+    fn image_selected(&mut self) -> Vec<Command> {
+        let Some(id) = self.selected_image().map(|i| i.id.clone()) else { return vec![] };
+        let mut commands = Vec::new();
+        if self.in_flight.insert(Resource::ImageDetail) {
+            commands.push(Command::FetchImageDetail(id));
+        }
+        commands.extend(self.preview_wanted());
+        commands
+    }
+
+    /// Fetches the selected image's preview once its thumbnail is ready and it is not cached.
+    fn preview_wanted(&mut self) -> Vec<Command> {
+        let Some(image) = self.selected_image() else { return vec![] };
+        let Some(thumbnail) = image.preview_thumbnail().filter(|t| t.status == "ready") else { return vec![] };
+        if self.previews.get(&image.id).is_some() {
+            return vec![];
+        }
+        let (id, height) = (image.id.clone(), thumbnail.height);
+        self.previews.insert(id.clone(), Preview::Loading);
+        vec![Command::FetchPreview { id, height }]
+    }
+
+    /// Puts a page where it belongs: the first page replaces the head of the list (the rest
+    /// already loaded stays), a later one goes at the end.
+    fn images_loaded(&mut self, query: ImageQuery, cursor: Option<String>, page: ImagePage) -> Vec<Command> {
+        let next = page.next_cursor();
+        let same_query = self.images_query.as_ref() == Some(&query);
+        let mut loaded = if same_query { self.images.data.take().unwrap_or_default() } else { Vec::new() };
+        match cursor {
+            None => {
+                let head = page.results;
+                // What was loaded after the head's last image, none of the head repeated.
+                let tail: Vec<Image> = match (head.last(), &next) {
+                    (Some(last), Some(_)) => {
+                        let after = match loaded.iter().position(|i| i.id == last.id) {
+                            Some(at) => loaded.split_off(at + 1),
+                            None => loaded.into_iter().filter(|i| i.id < last.id).collect(),
+                        };
+                        after.into_iter().filter(|i| !head.iter().any(|h| h.id == i.id)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if tail.is_empty() || next.is_none() {
+                    self.images_next = next;
+                }
+                loaded = head;
+                loaded.extend(tail);
+            }
+            Some(_) => {
+                let oldest = loaded.last().map(|i| i.id.clone());
+                loaded.extend(page.results.into_iter().filter(|i| oldest.as_ref().is_none_or(|o| &i.id < o)));
+                self.images_next = next;
+            }
+        }
+        self.images.data = Some(loaded);
+        self.images.error = None;
+        self.images_query = Some(query);
+        self.image_sel = self.image_sel.min(self.visible_images().len().saturating_sub(1));
+        let mut commands = self.more_images();
+        if self.selected_image_detail().is_none() {
+            commands.extend(self.image_selected());
+        } else {
+            commands.extend(self.preview_wanted());
+        }
+        commands
+    }
+
+    /// Gives the focus to `list`; false if it is not on screen.
+    fn focus(&mut self, list: List) -> bool {
+        match (self.view, list) {
+            (View::Users, List::Users) => self.users_pane = Pane::List,
+            (View::Users, List::Tokens) if self.user_detail.is_some() => self.users_pane = Pane::Detail,
+            (View::Images, List::ImageUsers) => self.images_pane = Pane::List,
+            (View::Images, List::Images) => self.images_pane = Pane::Detail,
+            (View::Tiers, List::Tiers) | (View::Queue, List::FailedJobs) | (View::Links, List::Links) => {}
+            _ => return false,
+        }
+        true
+    }
+
+    fn selection_of(&self, list: List) -> usize {
+        match list {
+            List::Users => self.user_sel,
+            List::Tokens => self.token_sel,
+            List::Tiers => self.tier_sel,
+            List::ImageUsers => self.image_user_sel,
+            List::Images => self.image_sel,
+            List::FailedJobs => self.failed_sel,
+            List::Links => self.link_sel,
+        }
     }
 
     fn note_connection<T>(&mut self, result: &Result<T, ApiError>) {
@@ -506,15 +724,67 @@ impl App {
                 self.tier_sel = self.tier_sel.min(self.visible_tiers().len().saturating_sub(1));
                 vec![]
             }
-            Loaded::Images { user, result } => {
-                self.in_flight.remove(&Resource::Images);
+            Loaded::Images { query, cursor, result } => {
+                if cursor.is_none() {
+                    self.in_flight.remove(&Resource::Images);
+                } else {
+                    self.loading_more = false;
+                }
                 self.note_connection(&result);
-                if self.selected_image_user().is_some_and(|u| u.id == user) {
-                    self.images.set(result);
-                    self.images_of = Some(user);
-                    self.image_sel = self.image_sel.min(self.visible_images().len().saturating_sub(1));
+                // An answer for another user or filter than the one on screen now.
+                if self.image_query().as_ref() != Some(&query) {
+                    return vec![];
+                }
+                match result {
+                    Ok(page) => self.images_loaded(query, cursor, page),
+                    Err(e) => {
+                        self.images.error = Some(e.to_string());
+                        vec![]
+                    }
+                }
+            }
+            Loaded::ImageDetail(result) => {
+                self.in_flight.remove(&Resource::ImageDetail);
+                self.note_connection(&result);
+                let Ok(detail) = result else { return vec![] };
+                let sel = self.image_sel;
+                if self.selected_image().is_some_and(|i| i.id == detail.image.id) {
+                    // The detail is the fresher copy (thumbnail states move on).
+                    if let Some(row) = self.images.data.as_mut().and_then(|rows| rows.get_mut(sel)) {
+                        *row = detail.image.clone();
+                    }
+                    self.image_detail = Some(detail);
+                    return self.preview_wanted();
                 }
                 vec![]
+            }
+            Loaded::Preview { id, result } => {
+                let preview = match result {
+                    Ok(image) => Preview::Ready(image),
+                    Err(e) => Preview::Failed(e),
+                };
+                self.previews.insert(id, preview);
+                vec![]
+            }
+            Loaded::ImageDeleted { id, name, result } => {
+                self.note_connection(&result);
+                match result {
+                    Ok(()) => {
+                        if let Some(rows) = self.images.data.as_mut() {
+                            rows.retain(|i| i.id != id);
+                        }
+                        self.image_sel = self.image_sel.min(self.visible_images().len().saturating_sub(1));
+                        self.image_detail = None;
+                        self.message = Some((format!("deleted image {name}"), false));
+                        let mut commands = self.image_selected();
+                        commands.extend(self.refresh());
+                        commands
+                    }
+                    Err(e) => {
+                        self.message = Some((format!("could not delete image {name}: {e}"), true));
+                        vec![]
+                    }
+                }
             }
             Loaded::Queue(result) => {
                 self.in_flight.remove(&Resource::Queue);
@@ -624,6 +894,13 @@ impl App {
                 question: format!("Revoke link {}?", l.id),
                 command: Command::RevokeLink(l.id.clone()),
             }),
+            View::Images if self.images_pane == Pane::Detail => {
+                let owner = self.selected_image_user().map(|u| u.username.clone()).unwrap_or_default();
+                self.selected_image().map(|i| Confirm {
+                    question: format!("Delete image {} of {owner}, with its thumbnails and links?", i.name),
+                    command: Command::DeleteImage { id: i.id.clone(), name: i.name.clone() },
+                })
+            }
             View::Images | View::Queue => None,
         };
         self.confirm = confirm;

@@ -226,3 +226,179 @@ fn a_refused_delete_says_what_could_not_be_done_and_why() {
     }));
     assert_eq!(app.message, Some(("could not delete tier basic: 409: the tier is builtin".to_owned(), true)));
 }
+
+/// The Images view with bob selected, his first page loaded and the images list focused.
+fn images_app(next: Option<&str>) -> App {
+    let mut app = loaded_app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    let page = crate::api::ImagePage {
+        results: fixtures::images(),
+        next: next.map(|c| format!("http://elsewhere/api/v1/admin/images?limit=50&cursor={c}&user=01USERBOB")),
+    };
+    app.update(Action::Loaded(Loaded::Images { query: bob(""), cursor: None, result: Ok(page) }));
+    press(&mut app, KeyCode::Right);
+    app
+}
+
+fn bob(filter: &str) -> crate::api::ImageQuery {
+    crate::api::ImageQuery::from_filter("01USERBOB", filter)
+}
+
+fn image(id: &str) -> Image {
+    Image { id: id.into(), name: format!("{id}.png"), ..fixtures::images().remove(1) }
+}
+
+#[test]
+fn deleting_an_image_asks_first_and_the_list_updates() {
+    let mut app = images_app(None);
+    press(&mut app, KeyCode::Down);
+    assert!(press(&mut app, KeyCode::Char('d')).is_empty(), "nothing is sent before the answer");
+    let question = app.confirm.as_ref().map(|c| c.question.clone()).unwrap_or_default();
+    assert!(question.contains("broken.png") && question.contains("bob"), "{question}");
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert!(app.confirm.is_none());
+
+    press(&mut app, KeyCode::Char('d'));
+    let sent = press(&mut app, KeyCode::Char('y'));
+    assert_eq!(sent, vec![Command::DeleteImage { id: "01IMAGEBROKEN".into(), name: "broken.png".into() }]);
+    app.update(Action::Loaded(Loaded::ImageDeleted {
+        id: "01IMAGEBROKEN".into(),
+        name: "broken.png".into(),
+        result: Ok(()),
+    }));
+    let left: Vec<_> = app.visible_images().iter().map(|i| i.id.clone()).collect();
+    assert_eq!(left, ["01IMAGEBIRD"]);
+    assert_eq!(app.image_sel, 0);
+    assert_eq!(app.message, Some(("deleted image broken.png".into(), false)));
+
+    // With the users column focused, `d` does not touch images.
+    press(&mut app, KeyCode::Left);
+    press(&mut app, KeyCode::Char('d'));
+    assert!(app.confirm.is_none());
+}
+
+#[test]
+fn a_failed_delete_keeps_the_image_and_says_why() {
+    let mut app = images_app(None);
+    let refused = ApiError::Status { status: 403, detail: "admins only".into(), fields: Default::default() };
+    app.update(Action::Loaded(Loaded::ImageDeleted {
+        id: "01IMAGEBIRD".into(),
+        name: "bird.jpg".into(),
+        result: Err(refused),
+    }));
+    assert_eq!(app.visible_images().len(), 2);
+    assert!(app.message.as_ref().is_some_and(|(m, error)| *error && m.contains("admins only")));
+}
+
+#[test]
+fn the_next_page_loads_near_the_end_once_and_goes_at_the_end() {
+    let mut app = loaded_app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    let first = crate::api::ImagePage {
+        results: fixtures::images(),
+        next: Some("http://elsewhere/api/v1/admin/images?limit=50&cursor=01IMAGEBROKEN&user=01USERBOB".into()),
+    };
+    // Two rows loaded: the end is near at once; the cursor comes from the server's link.
+    let sent = app.update(Action::Loaded(Loaded::Images { query: bob(""), cursor: None, result: Ok(first) }));
+    assert!(sent.contains(&Command::FetchImages { query: bob(""), cursor: Some("01IMAGEBROKEN".into()) }), "{sent:?}");
+    assert!(app.loading_more);
+    press(&mut app, KeyCode::Right);
+    let again = press(&mut app, KeyCode::Down);
+    assert!(!again.iter().any(|c| matches!(c, Command::FetchImages { cursor: Some(_), .. })), "not twice: {again:?}");
+    press(&mut app, KeyCode::Up);
+
+    let page = crate::api::ImagePage { results: vec![image("01IMAGEA"), image("01IMAGE0")], next: None };
+    app.update(Action::Loaded(Loaded::Images {
+        query: bob(""),
+        cursor: Some("01IMAGEBROKEN".into()),
+        result: Ok(page),
+    }));
+    let ids: Vec<_> = app.visible_images().iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids, ["01IMAGEBIRD", "01IMAGEBROKEN", "01IMAGEA", "01IMAGE0"]);
+    assert!(!app.loading_more && app.images_next.is_none());
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(app.image_sel, 3, "page keys move ten rows, up to the end");
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(app.image_sel, 0);
+
+    // A refresh of the first page keeps the pages after it.
+    let head = crate::api::ImagePage {
+        results: fixtures::images(),
+        next: Some("http://x/api/v1/admin/images?cursor=01IMAGEBROKEN".into()),
+    };
+    app.update(Action::Loaded(Loaded::Images { query: bob(""), cursor: None, result: Ok(head) }));
+    assert_eq!(app.visible_images().len(), 4);
+    assert!(app.images_next.is_none(), "everything is loaded");
+}
+
+#[test]
+fn the_filter_becomes_the_servers_filters() {
+    let query = bob("beach  after:2026-12-01 before:2026-12-02T12:00:00+01:00 sunny");
+    assert_eq!(query.name, "beach sunny");
+    assert_eq!(query.uploaded_after.as_deref(), Some("2026-12-01T00:00:00Z"));
+    assert_eq!(query.uploaded_before.as_deref(), Some("2026-12-02T12:00:00+01:00"));
+    assert_eq!(
+        query.to_query(Some("01C"), 50),
+        "user=01USERBOB&limit=50&name=beach%20sunny&uploaded_after=2026-12-01T00%3A00%3A00Z\
+         &uploaded_before=2026-12-02T12%3A00%3A00%2B01%3A00&cursor=01C"
+    );
+    assert_eq!(bob("").to_query(None, 50), "user=01USERBOB&limit=50");
+
+    let mut app = images_app(None);
+    press(&mut app, KeyCode::Char('/'));
+    let sent = press(&mut app, KeyCode::Char('b'));
+    assert_eq!(sent, vec![Command::FetchImages { query: bob("b"), cursor: None }]);
+    assert!(app.visible_images().is_empty(), "the old list goes while the filtered one loads");
+    // A late answer for the unfiltered list is dropped.
+    app.update(fixtures::bobs_images());
+    assert!(app.visible_images().is_empty());
+    let filtered = crate::api::ImagePage { results: vec![fixtures::images().remove(1)], next: None };
+    app.update(Action::Loaded(Loaded::Images { query: bob("b"), cursor: None, result: Ok(filtered) }));
+    assert_eq!(app.visible_images().len(), 1);
+    let sent = press(&mut app, KeyCode::Esc);
+    assert_eq!(sent, vec![Command::FetchImages { query: bob(""), cursor: None }], "Esc clears the filter");
+}
+
+#[test]
+fn selecting_an_image_fetches_its_detail_and_preview_once() {
+    let mut app = loaded_app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    let sent = app.update(fixtures::bobs_images());
+    assert!(sent.contains(&Command::FetchImageDetail("01IMAGEBIRD".into())), "{sent:?}");
+    assert!(sent.contains(&Command::FetchPreview { id: "01IMAGEBIRD".into(), height: 200 }), "{sent:?}");
+    assert_eq!(app.previews.get("01IMAGEBIRD"), Some(&Preview::Loading));
+    let again = app.update(Action::Tick);
+    assert!(!again.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "cached: {again:?}");
+    // The broken image's thumbnail failed: no preview to fetch.
+    app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(app.now)))));
+    press(&mut app, KeyCode::Right);
+    let sent = press(&mut app, KeyCode::Down);
+    assert!(!sent.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "{sent:?}");
+    assert!(app.selected_image_detail().is_none(), "the bird's detail is not the broken image's");
+}
+
+#[test]
+fn clicks_and_the_wheel_focus_the_list_and_move_its_selection() {
+    let mut app = images_app(None);
+    press(&mut app, KeyCode::Left);
+    app.update(Action::Click { list: List::Images, index: 1 });
+    assert_eq!((app.images_pane, app.image_sel), (Pane::Detail, 1));
+    let sent = app.update(Action::Click { list: List::ImageUsers, index: 2 });
+    assert_eq!((app.images_pane, app.image_user_sel), (Pane::List, 2));
+    assert_eq!(
+        sent,
+        vec![Command::FetchImages { query: crate::api::ImageQuery::from_filter("01USERCAROL", ""), cursor: None }]
+    );
+    app.update(Action::Scroll { list: List::ImageUsers, delta: -1 });
+    assert_eq!(app.image_user_sel, 1);
+    assert!(app.update(Action::Click { list: List::Links, index: 0 }).is_empty(), "not on screen");
+
+    app.update(Action::SwitchView(View::Users));
+    app.update(Action::Click { list: List::Users, index: 2 });
+    assert_eq!(app.user_sel, 2);
+    app.update(Action::Scroll { list: List::Users, delta: 5 });
+    assert_eq!(app.user_sel, 2, "the wheel stops at the end");
+}

@@ -2,11 +2,11 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
-use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use super::title;
+use super::preview::{self, Graphics};
+use super::{human_bytes, title};
 use crate::app::{countdown, App, Pane, Remote};
 
 fn highlight(focused: bool) -> Style {
@@ -59,8 +59,13 @@ fn table_or_empty(frame: &mut Frame, area: Rect, list: ListTable) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+/// The users view: the users, and the selected user's tokens below.
+pub fn users_layout(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Min(5), Constraint::Length(7)]).areas(area)
+}
+
 pub fn users(frame: &mut Frame, app: &App, area: Rect) {
-    let [list, detail] = Layout::vertical([Constraint::Min(5), Constraint::Length(7)]).areas(area);
+    let [list, detail] = users_layout(area);
     let users = app.visible_users();
     let rows = users
         .iter()
@@ -71,18 +76,20 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
                 yes(u.is_active).to_owned(),
                 yes(u.is_admin).to_owned(),
                 u.image_count.to_string(),
+                human_bytes(u.storage_bytes()),
                 u.created_at.format("%Y-%m-%d").to_string(),
             ])
         })
         .collect();
-    let header = Row::new(["username", "tier", "active", "admin", "images", "created"]);
+    let header = Row::new(["username", "tier", "active", "admin", "images", "storage", "created"]);
     let widths = [
-        Constraint::Min(16),
-        Constraint::Length(14),
-        Constraint::Length(7),
+        Constraint::Min(12),
+        Constraint::Length(12),
         Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(11),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(10),
     ];
     let block = Block::bordered().title(title("Users", users.len(), app.users.error.as_deref()));
     let empty = empty_text(&app.users, "users", &app.filter);
@@ -162,16 +169,25 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.0} kB", b as f64 / f64::from(1 << 10)),
-        b => format!("{b} B"),
-    }
+/// The images view: users on the left; the user's images, and under them the selected
+/// image's preview and detail.
+pub struct ImagesLayout {
+    pub users: Rect,
+    pub table: Rect,
+    pub preview: Rect,
+    pub detail: Rect,
 }
 
-pub fn images(frame: &mut Frame, app: &App, area: Rect) {
-    let [left, right] = Layout::horizontal([Constraint::Length(20), Constraint::Min(30)]).areas(area);
+pub fn images_layout(area: Rect) -> ImagesLayout {
+    let [users, right] = Layout::horizontal([Constraint::Length(20), Constraint::Min(30)]).areas(area);
+    let [table, bottom] = Layout::vertical([Constraint::Min(6), Constraint::Length(12)]).areas(right);
+    let [preview, detail] = Layout::horizontal([Constraint::Length(28), Constraint::Min(20)]).areas(bottom);
+    ImagesLayout { users, table, preview, detail }
+}
+
+pub fn images(frame: &mut Frame, app: &App, graphics: &mut Graphics, area: Rect) {
+    let layout = images_layout(area);
+    let left = layout.users;
     let users = app.image_users();
     let rows = users.iter().map(|u| Row::new(vec![u.username.clone(), u.image_count.to_string()])).collect();
     let block = Block::bordered().title(" Users ");
@@ -186,7 +202,7 @@ pub fn images(frame: &mut Frame, app: &App, area: Rect) {
     );
 
     let images = app.visible_images();
-    let [table, why] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(right);
+    let table = layout.table;
     let rows = images
         .iter()
         .map(|i| {
@@ -221,11 +237,15 @@ pub fn images(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(11),
     ];
     let whose = app.selected_image_user().map(|u| u.username.clone()).unwrap_or_default();
-    let block = Block::bordered().title(title(
-        &format!("Images of {whose}, newest first"),
-        images.len(),
-        app.images.error.as_deref(),
-    ));
+    let more = if app.loading_more {
+        ", loading more…"
+    } else if app.images_next.is_some() {
+        ", more below"
+    } else {
+        ""
+    };
+    let block =
+        Block::bordered().title(title(&format!("Images of {whose}{more}"), images.len(), app.images.error.as_deref()));
     let empty = if app.selected_image_user().is_none() {
         "select a user".to_owned()
     } else {
@@ -237,20 +257,8 @@ pub fn images(frame: &mut Frame, app: &App, area: Rect) {
         table,
         ListTable { block, header, rows, widths: &widths, selected: app.image_sel, focused, empty },
     );
-
-    // The selected image's thumbnail states in words (why one failed).
-    let detail = images.get(app.image_sel).map(|i| {
-        i.thumbnails
-            .iter()
-            .map(|t| match &t.error {
-                Some(e) => format!("{} px {}: {e}", t.height, t.status),
-                None => format!("{} px {}", t.height, t.status),
-            })
-            .collect::<Vec<_>>()
-            .join(" · ")
-    });
-    let text = detail.unwrap_or_else(|| "✓ ready  … pending  ✗ failed".to_owned());
-    frame.render_widget(Paragraph::new(Line::from(text)).block(Block::bordered().title(" Thumbnails ")), why);
+    preview::draw_preview(frame, app, graphics, layout.preview);
+    preview::draw_detail(frame, app, layout.detail);
 }
 
 pub fn links(frame: &mut Frame, app: &App, area: Rect) {

@@ -3,6 +3,7 @@
 //! 80×24 terminal.
 
 mod lists;
+mod preview;
 mod queue;
 #[cfg(test)]
 mod tests;
@@ -13,18 +14,24 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 
-use crate::action::View;
+pub use preview::Graphics;
+
+use crate::action::{Action, List, View};
 use crate::app::{App, Connection, FieldValue, Mode, Pane};
 
-pub fn draw(frame: &mut Frame, app: &App) {
-    let [tabs, body, status, footer] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1), Constraint::Length(1)])
-            .areas(frame.area());
+/// The screen's rows: tabs, the view, status, footer.
+fn screen_layout(area: Rect) -> [Rect; 4] {
+    Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1), Constraint::Length(1)])
+        .areas(area)
+}
+
+pub fn draw(frame: &mut Frame, app: &App, graphics: &mut Graphics) {
+    let [tabs, body, status, footer] = screen_layout(frame.area());
     draw_tabs(frame, app, tabs);
     match app.view {
         View::Users => lists::users(frame, app, body),
         View::Tiers => lists::tiers(frame, app, body),
-        View::Images => lists::images(frame, app, body),
+        View::Images => lists::images(frame, app, graphics, body),
         View::Queue => queue::queue(frame, app, body),
         View::Links => lists::links(frame, app, body),
     }
@@ -103,7 +110,10 @@ fn footer_hints(app: &App) -> &'static str {
             View::Users if app.users_pane == Pane::Detail => "↑↓ token  d revoke  t new token  Esc back  ? help",
             View::Users => "↑↓ move  n new  e edit  d delete  t token  ⏎ tokens  / filter  ? help  q quit",
             View::Tiers => "↑↓ move  n new  e edit  d delete  / filter  Tab view  ? help  q quit",
-            View::Images => "↑↓ move  ←→ pane  / filter  Tab view  ? help  q quit",
+            View::Images if app.images_pane == Pane::Detail => {
+                "↑↓ PgUp/PgDn move  d delete  ← users  / filter (after:/before:)  ? help  q quit"
+            }
+            View::Images => "↑↓ user  → images  / filter by name  Tab view  ? help  q quit",
             View::Queue => "↑↓ failed job  r retry  / filter  Tab view  ? help  q quit",
             View::Links => "↑↓ move  d revoke  / filter  Tab view  ? help  q quit",
         },
@@ -168,9 +178,12 @@ const HELP: &[(&str, &str)] = &[
     ("1-5, Tab, Shift-Tab", "switch view: Users, Tiers, Images, Queue, Links"),
     ("↑↓ / j k", "move the selection"),
     ("←→ / h l", "images: users ↔ images"),
+    ("PgUp / PgDn", "move ten rows; images load page by page"),
+    ("mouse", "click selects a row, the wheel scrolls"),
     ("Enter / Esc", "users: open / leave the token list"),
     ("/", "filter the list (Enter keeps it, Esc clears)"),
-    ("n / e / d", "new / edit / delete (users, tiers); d revokes links and tokens"),
+    ("n / e / d", "new / edit / delete (users, tiers, images); d revokes links, tokens"),
+    ("/ in Images", "name substring; after:2026-12-01 before:… bound the upload"),
     ("t", "users: issue an API token (shown once)"),
     ("r", "queue: retry the selected failed job"),
     ("?", "this help"),
@@ -185,6 +198,63 @@ fn draw_help(frame: &mut Frame) {
     lines.push(Line::from(""));
     lines.push(Line::from("Views refresh every second; the status line shows the connection."));
     draw_dialog(frame, "Keys", lines);
+}
+
+/// The lists on screen now, with where each is drawn (borders included) and its selection.
+fn lists_on_screen(app: &App, screen: Rect) -> Vec<(List, Rect, usize)> {
+    let [_, body, _, _] = screen_layout(screen);
+    match app.view {
+        View::Users => {
+            let [users, tokens] = lists::users_layout(body);
+            vec![(List::Users, users, app.user_sel), (List::Tokens, tokens, app.token_sel)]
+        }
+        View::Tiers => vec![(List::Tiers, body, app.tier_sel)],
+        View::Images => {
+            let layout = lists::images_layout(body);
+            vec![(List::ImageUsers, layout.users, app.image_user_sel), (List::Images, layout.table, app.image_sel)]
+        }
+        View::Queue => vec![(List::FailedJobs, queue::failed_area(app, body), app.failed_sel)],
+        View::Links => vec![(List::Links, body, app.link_sel)],
+    }
+}
+
+/// What a mouse event means on this screen: a click on a list's row selects it, the wheel
+/// over a list scrolls it. Only in normal mode (dialogs take no clicks).
+pub fn mouse_action(app: &App, screen: Rect, event: crossterm::event::MouseEvent) -> Option<Action> {
+    use crossterm::event::{MouseButton, MouseEventKind};
+    if app.mode() != Mode::Normal {
+        return None;
+    }
+    let (column, row) = (event.column, event.row);
+    let (list, area, selected) = lists_on_screen(app, screen)
+        .into_iter()
+        .find(|(_, area, _)| area.contains(ratatui::layout::Position { x: column, y: row }))?;
+    match event.kind {
+        MouseEventKind::ScrollUp => Some(Action::Scroll { list, delta: -1 }),
+        MouseEventKind::ScrollDown => Some(Action::Scroll { list, delta: 1 }),
+        MouseEventKind::Down(MouseButton::Left) => {
+            // Rows start below the top border and the header line; the table scrolls just
+            // enough to show the selection (ratatui's rule with a fresh offset).
+            let first_row = area.y + 2;
+            let visible = area.height.saturating_sub(3) as usize;
+            if row < first_row || visible == 0 || (row - first_row) as usize >= visible {
+                // The header or a border: focus without moving.
+                return Some(Action::Click { list, index: selected });
+            }
+            let offset = (selected + 1).saturating_sub(visible);
+            Some(Action::Click { list, index: offset + (row - first_row) as usize })
+        }
+        _ => None,
+    }
+}
+
+/// `4.2 MB`, `17 kB`, `512 B`.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.0} kB", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} B"),
+    }
 }
 
 /// A table's title line with the loading/error state of its data.

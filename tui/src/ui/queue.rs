@@ -8,16 +8,25 @@ use ratatui::Frame;
 
 use crate::app::App;
 
-pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
+fn queue_layout(app: &App, area: Rect) -> [Rect; 4] {
     // One row per worker (up to 8), plus the borders and the header.
     let worker_rows = app.queue.data.as_ref().map_or(2, |q| q.workers.len().clamp(2, 8)) as u16;
-    let [counts, spark, workers, failed] = Layout::vertical([
+    Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(4),
         Constraint::Length(worker_rows + 3),
         Constraint::Min(4),
     ])
-    .areas(area);
+    .areas(area)
+}
+
+/// Where the failed jobs' list is drawn.
+pub fn failed_area(app: &App, area: Rect) -> Rect {
+    queue_layout(app, area)[3]
+}
+
+pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
+    let [counts, spark, workers, failed] = queue_layout(app, area);
 
     let Some(queue) = &app.queue.data else {
         let text = match &app.queue.error {

@@ -4,7 +4,7 @@ use chrono::{TimeZone, Utc};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use super::draw;
+use super::{draw, Graphics};
 use crate::action::{Action, Loaded, View};
 use crate::api::{ApiError, NewToken};
 use crate::app::App;
@@ -14,11 +14,17 @@ fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("time")
 }
 
+/// Draws the app on an 80×24 test terminal, previews in half blocks.
+fn buffer(app: &App) -> ratatui::buffer::Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    let mut graphics = Graphics::halfblocks();
+    terminal.draw(|frame| draw(frame, app, &mut graphics)).expect("draw");
+    terminal.backend().buffer().clone()
+}
+
 /// The screen as lines of text.
 fn render(app: &App) -> Vec<String> {
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    terminal.draw(|frame| draw(frame, app)).expect("draw");
-    let buffer = terminal.backend().buffer();
+    let buffer = buffer(app);
     (0..buffer.area.height)
         .map(|y| (0..buffer.area.width).map(|x| buffer[(x, y)].symbol()).collect::<String>())
         .collect()
@@ -51,6 +57,8 @@ fn the_users_view_lists_users_with_tier_flags_and_image_counts() {
     assert!(lines[0].contains("1 Users") && lines[0].contains("5 Links"), "{}", lines[0]);
     let bob = line_with(&lines, "bob");
     assert!(bob.contains("premium") && bob.contains("12"), "{bob}");
+    // 12 × 1.5 MB of originals and 12 × 40 kB of thumbnails.
+    assert!(bob.contains("17.6 MB"), "storage used: {bob}");
     let carol = line_with(&lines, "carol");
     assert!(carol.contains("basic") && carol.contains('-'), "inactive shows as '-': {carol}");
     assert!(screen(&app).contains("API tokens of admin"));
@@ -93,7 +101,7 @@ fn the_images_view_shows_statuses_sizes_and_why_a_thumbnail_failed() {
     let mut app = app();
     app.update(Action::SwitchView(View::Images));
     app.update(Action::Down);
-    app.update(Action::Loaded(Loaded::Images { user: "01USERBOB".into(), result: Ok(fixtures::images()) }));
+    app.update(fixtures::bobs_images());
     let lines = render(&app);
     let bird = line_with(&lines, "bird.jpg");
     assert!(
@@ -205,7 +213,8 @@ fn everything_fits_a_small_terminal_without_panicking() {
         app.update(Action::SwitchView(view));
         for (w, h) in [(80, 24), (40, 10), (200, 60)] {
             let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-            terminal.draw(|frame| draw(frame, &app)).expect("draw");
+            let mut graphics = Graphics::halfblocks();
+            terminal.draw(|frame| draw(frame, &app, &mut graphics)).expect("draw");
         }
     }
 }
@@ -222,7 +231,7 @@ fn captures() {
         app.update(Action::SwitchView(view));
         if view == View::Images {
             app.update(Action::Down);
-            app.update(Action::Loaded(Loaded::Images { user: "01USERBOB".into(), result: Ok(fixtures::images()) }));
+            app.update(fixtures::bobs_images());
         }
         if view == View::Queue {
             for sample in [3, 8, 15, 22, 30, 41, 42, 40, 38, 42] {
@@ -241,4 +250,122 @@ fn captures() {
     app.update(Action::SwitchView(View::Tiers));
     app.update(Action::New);
     println!("--- New tier ---\n{}\n", render(&app).iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n"));
+}
+
+/// The images view with bob's images and the images list focused.
+fn images_app() -> App {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    app.update(fixtures::bobs_images());
+    app.update(Action::FocusRight);
+    app
+}
+
+/// The preview pane's inside on the 80×24 screen.
+fn preview_inside() -> ratatui::layout::Rect {
+    let [_, body, _, _] = super::screen_layout(ratatui::layout::Rect::new(0, 0, 80, 24));
+    ratatui::widgets::Block::bordered().inner(super::lists::images_layout(body).preview)
+}
+
+#[test]
+fn the_preview_draws_the_thumbnail_in_half_blocks_with_both_halves_in_place() {
+    let mut app = images_app();
+    app.update(Action::Loaded(Loaded::Preview {
+        id: "01IMAGEBIRD".into(),
+        result: Ok(std::sync::Arc::new(fixtures::two_colour())),
+    }));
+    let buffer = buffer(&app);
+    let area = preview_inside();
+    let colours_at = |x: u16| -> Vec<ratatui::style::Color> {
+        (area.y..area.bottom()).flat_map(|y| [buffer[(x, y)].fg, buffer[(x, y)].bg]).collect()
+    };
+    let (red, blue) = (ratatui::style::Color::Rgb(255, 0, 0), ratatui::style::Color::Rgb(0, 0, 255));
+    let quarter = area.width / 4;
+    for x in area.x + 1..area.x + quarter {
+        let colours = colours_at(x);
+        assert!(colours.contains(&red) && !colours.contains(&blue), "column {x} of the left half: {colours:?}");
+    }
+    for x in area.right() - quarter..area.right() - 1 {
+        let colours = colours_at(x);
+        assert!(colours.contains(&blue) && !colours.contains(&red), "column {x} of the right half: {colours:?}");
+    }
+    let painted = (area.y..area.bottom()).filter(|&y| buffer[(area.x + 1, y)].fg == red).count();
+    assert!(painted >= 3, "the picture takes several rows ({painted})");
+}
+
+#[test]
+fn the_preview_says_why_there_is_no_picture() {
+    let mut app = images_app();
+    assert!(screen(&app).contains("loading preview"), "{}", screen(&app));
+    app.update(Action::Loaded(Loaded::Preview { id: "01IMAGEBIRD".into(), result: Err("404: gone".into()) }));
+    assert!(screen(&app).contains("preview unavailable"), "{}", screen(&app));
+    app.update(Action::Down);
+    let text = screen(&app);
+    assert!(text.contains("✗ the 200 px thumbnail") && text.contains("failed: corrupt image data"), "{text}");
+
+    let mut pending = fixtures::images();
+    pending[0].thumbnails[0].status = "pending".into();
+    let mut app = self::app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    app.update(Action::Loaded(Loaded::Images {
+        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
+        cursor: None,
+        result: Ok(crate::api::ImagePage { results: pending, next: None }),
+    }));
+    assert!(screen(&app).contains("200 px thumbnail is"), "{}", screen(&app));
+    let area = preview_inside();
+    let buffer = buffer(&app);
+    let coloured = (area.y..area.bottom())
+        .flat_map(|y| (area.x..area.right()).map(move |x| (x, y)))
+        .filter(|&p| matches!(buffer[p].bg, ratatui::style::Color::Rgb(..)))
+        .count();
+    assert_eq!(coloured, 0, "no picture while pending");
+}
+
+#[test]
+fn the_detail_pane_shows_owner_file_thumbnails_and_live_links() {
+    let mut app = images_app();
+    let text = screen(&app);
+    assert!(text.contains("links: loading…"), "{text}");
+    app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(now())))));
+    let text = screen(&app);
+    for expected in [
+        "owner  bob (premium)",
+        "jpeg  6028×3391  4.2 MB",
+        "2026-11-27 09:30",
+        "200 px ✓ ready",
+        "400 px … pending",
+        "1 live link(s)",
+        "400 px, 4m 05s left",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    app.update(Action::Down);
+    let text = screen(&app);
+    assert!(text.contains("200 px ✗ failed: corrupt"), "{text}");
+}
+
+#[test]
+fn clicks_select_rows_and_the_wheel_scrolls_the_list_under_it() {
+    use crossterm::event::{KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+    let screen_area = ratatui::layout::Rect::new(0, 0, 80, 24);
+    let mouse = |kind, column, row| MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE };
+    let click = |column, row| mouse(MouseEventKind::Down(MouseButton::Left), column, row);
+    let app = app();
+    // Users view: the table's first row is screen row 3 (tabs, border, header).
+    let action = super::mouse_action(&app, screen_area, click(10, 5));
+    assert_eq!(action, Some(Action::Click { list: crate::action::List::Users, index: 2 }));
+    let action = super::mouse_action(&app, screen_area, mouse(MouseEventKind::ScrollDown, 10, 4));
+    assert_eq!(action, Some(Action::Scroll { list: crate::action::List::Users, delta: 1 }));
+    assert_eq!(super::mouse_action(&app, screen_area, click(10, 23)), None, "the footer is no list");
+
+    let mut app = images_app();
+    let action = super::mouse_action(&app, screen_area, click(5, 3));
+    assert_eq!(action, Some(Action::Click { list: crate::action::List::ImageUsers, index: 0 }));
+    let action = super::mouse_action(&app, screen_area, click(40, 4));
+    assert_eq!(action, Some(Action::Click { list: crate::action::List::Images, index: 1 }));
+    app.update(Action::Delete);
+    assert_eq!(super::mouse_action(&app, screen_area, click(40, 4)), None, "a dialog takes no clicks");
 }
