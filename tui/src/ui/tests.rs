@@ -232,6 +232,8 @@ fn captures() {
         if view == View::Images {
             app.update(Action::Down);
             app.update(fixtures::bobs_images());
+            app.update(Action::FocusRight);
+            app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(now())))));
         }
         if view == View::Queue {
             for sample in [3, 8, 15, 22, 30, 41, 42, 40, 38, 42] {
