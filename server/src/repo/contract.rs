@@ -128,6 +128,7 @@ contract!(
     the_store_marker_is_kept,
     concurrent_uploads_of_one_user_all_land_and_are_counted,
     usage_follows_uploads_thumbnails_and_deletes,
+    usage_stays_exact_when_reports_race_with_deletes,
     browsing_filters_by_owner_name_and_time_and_pages_through_all,
     a_browse_reads_a_bounded_number_of_records_per_call,
 );
@@ -734,4 +735,29 @@ async fn a_browse_reads_a_bounded_number_of_records_per_call(repo: SharedRepo) {
     assert_eq!(first.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["needle-new.png"]);
     assert!(first.next.is_some(), "the budget ran out before the old needle");
     assert_eq!(browse_all(repo, &needles, 10).await, ["needle-new.png", "needle-old.png"]);
+}
+
+/// Reports making thumbnails ready while the images are being deleted: whichever comes
+/// first, nothing is left counted once every image is gone.
+async fn usage_stays_exact_when_reports_race_with_deletes(repo: SharedRepo) {
+    let ann = user(repo.as_ref(), "ann", "premium").await;
+    let mut images = Vec::new();
+    for _ in 0..40 {
+        images.push(image(repo.as_ref(), ann.id).await.id);
+    }
+    let mut tasks = Vec::new();
+    for (n, id) in images.into_iter().enumerate() {
+        let (reporter, deleter) = (Arc::clone(&repo), Arc::clone(&repo));
+        tasks.push(tokio::spawn(async move { apply(reporter.as_ref(), ready(id, 200)).await.map(|_| ()) }));
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            deleter.delete_image(id).await.map(|_| ())
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("repository call");
+    }
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
 }

@@ -58,6 +58,7 @@ impl Audience {
 const RETRY_AFTER_SECS: u32 = 2;
 
 struct Blob {
+    image: ImageId,
     key: BlobKey,
     content_type: &'static str,
     size: u64,
@@ -123,10 +124,19 @@ async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, audience: Audien
         req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|tag| tag.trim() == etag)
     });
     let range = parse_range(range_header, blob.size)?;
-    let body = state.store.open(&blob.key, range).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::internal(anyhow::anyhow!("blob {} is missing", blob.key.as_str())),
-        other => other.into(),
-    })?;
+    let body = match state.store.open(&blob.key, range).await {
+        Ok(body) => body,
+        // Deleted between reading its record and opening its blob (the owner or an admin
+        // deleted the image meanwhile): gone, as a request a moment later would find.
+        Err(StoreError::NotFound(_)) => {
+            return Err(match state.repo.image(blob.image).await {
+                Err(RepoError::NotFound) => ApiError::NotFound,
+                Err(e) => e.into(),
+                Ok(_) => ApiError::internal(anyhow::anyhow!("blob {} is missing", blob.key.as_str())),
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
     let mut builder = match range {
         Some(r) => {
             let mut b = HttpResponse::PartialContent();
@@ -146,6 +156,7 @@ async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, audience: Audien
 fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
     let format = image.format;
     Blob {
+        image: image.id,
         key: BlobKey::thumbnail(image.id, height, format),
         content_type: format.mime(),
         size,
@@ -156,6 +167,7 @@ fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
 fn original_blob(image: &ImageRecord) -> Blob {
     let format = image.format;
     Blob {
+        image: image.id,
         key: BlobKey::original(image.id),
         content_type: format.mime(),
         size: image.size_bytes,

@@ -327,11 +327,15 @@ impl ImageRepo for PgRepo {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         // Locked first, so that no report makes a thumbnail ready between the sum and the
-        // delete (reports lock the image FOR SHARE).
+        // delete (reports lock the image FOR SHARE). In a statement of its own: the sum's
+        // statement must start after the lock is held, or its snapshot would predate a report
+        // that committed while it waited, and miss that thumbnail.
+        tx.query_opt("SELECT 1 FROM images WHERE id = $1 FOR UPDATE", &[&id.to_bytes().as_slice()])
+            .await
+            .map_err(db_error)?;
         let thumbnail_bytes: i64 = tx
             .query_one(
-                "SELECT coalesce(sum(t.size_bytes), 0)::bigint FROM thumbnails t
-                 WHERE t.image_id = (SELECT id FROM images WHERE id = $1 FOR UPDATE) AND t.status = 'ready'",
+                "SELECT coalesce(sum(size_bytes), 0)::bigint FROM thumbnails WHERE image_id = $1 AND status = 'ready'",
                 &[&id.to_bytes().as_slice()],
             )
             .await
