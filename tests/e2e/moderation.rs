@@ -185,7 +185,7 @@ fn the_admin_browse_filters_by_user_name_and_time_and_pages_through_everything()
 
 #[test]
 fn usage_counts_originals_and_ready_thumbnails_and_drops_with_deletes() {
-    let app = spawn_app();
+    let mut app = spawn_app();
     let ann = app.create_user("premium");
     let bob = app.create_user("basic");
     assert_eq!(usage_of(&app, &ann.id), (0, 0, 0));
@@ -201,6 +201,8 @@ fn usage_counts_originals_and_ready_thumbnails_and_drops_with_deletes() {
 
     assert_eq!(usage_of(&app, &ann.id), (2, originals, thumbs));
     assert_eq!(usage_of(&app, &bob.id).0, 1);
+    app.restart(ServerOptions::default());
+    assert_eq!(usage_of(&app, &ann.id), (2, originals, thumbs), "kept through a restart");
 
     let first_thumbs: u64 = [200, 400].map(|h| thumbnail_len(&app, &ann, &first_id, h)).iter().sum();
     app.admin_delete_image(&first_id).assert_status(204);
