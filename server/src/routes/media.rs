@@ -13,7 +13,7 @@ use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 use crate::auth::{sha256, AdminUser, AuthUser};
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, RepoError, ThumbState};
-use crate::routes::owned_image;
+use crate::routes::{any_image, owned_image};
 use crate::services::grants;
 use crate::state::AppState;
 
@@ -175,6 +175,11 @@ fn original_blob(image: &ImageRecord) -> Blob {
     }
 }
 
+/// A height in a path: anything but a valid one names no thumbnail (404).
+fn path_height(raw: &str) -> Result<Height, ApiError> {
+    raw.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)
+}
+
 /// Waits (briefly) for a thumbnail and serves it, or explains why not.
 async fn serve_thumbnail(
     req: &HttpRequest,
@@ -228,7 +233,7 @@ pub async fn thumbnail(
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
     let image = owned_image(&state, &user, &id).await?;
-    let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
+    let height = path_height(&height)?;
     grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Thumbnail(height))?;
     serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
 }
@@ -260,10 +265,9 @@ pub async fn admin_thumbnail(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
-    let id = ImageId::parse(&id).ok_or(ApiError::NotFound)?;
-    let height = height.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)?;
-    let image = state.repo.image(id).await?;
-    if state.repo.thumbnail(id, height.get()).await?.is_none() {
+    let image = any_image(&state, &id).await?;
+    let height = path_height(&height)?;
+    if state.repo.thumbnail(image.id, height.get()).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     serve_thumbnail(&req, &state, &image, height.get(), Audience::Admin).await

@@ -43,11 +43,16 @@ pub async fn not_routed(
     })
 }
 
+/// Loads any user's image (admins); a malformed id is as unknown as a missing one.
+pub async fn any_image(state: &AppState, raw: &str) -> Result<ImageRecord, ApiError> {
+    let id = ImageId::parse(raw).ok_or(ApiError::NotFound)?;
+    Ok(state.repo.image(id).await?)
+}
+
 /// Loads an image the user owns. Someone else's image is indistinguishable from a missing
 /// one (404), so users never learn which ids exist.
 pub async fn owned_image(state: &AppState, user: &UserRecord, id: &str) -> Result<ImageRecord, ApiError> {
-    let id = ImageId::parse(id).ok_or(ApiError::NotFound)?;
-    let image = state.repo.image(id).await?;
+    let image = any_image(state, id).await?;
     if image.owner != user.id {
         return Err(ApiError::NotFound);
     }

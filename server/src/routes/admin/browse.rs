@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use actix_web::{delete, get, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{ImageId, LinkId, UserId};
+use imageapi_shared::domain::{LinkId, UserId};
 use utoipa::IntoParams;
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
-use crate::repo::{ImageFilter, ImageRecord, RepoError};
+use crate::repo::{ImageFilter, RepoError};
+use crate::routes::any_image;
 use crate::routes::images::{Page, PageQuery};
 use crate::services::{self, images::load_page};
 use crate::state::AppState;
@@ -133,11 +134,6 @@ pub async fn images(
         results,
         next: scan.next.map(|c| format!("{base}/api/v1/admin/images?limit={limit}&cursor={c}{filters}")),
     }))
-}
-
-async fn any_image(state: &AppState, raw: &str) -> Result<ImageRecord, ApiError> {
-    let id = ImageId::parse(raw).ok_or(ApiError::NotFound)?;
-    Ok(state.repo.image(id).await?)
 }
 
 /// Any user's image, with its owner, its thumbnails' states (and why any failed) and its live
