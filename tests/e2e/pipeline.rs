@@ -113,3 +113,41 @@ fn a_png_job_needs_at_most_one_and_a_half_times_its_decoded_image() {
     let thumb = image::open(path).expect("decodes");
     assert!(thumb.color().has_alpha(), "alpha kept");
 }
+
+/// `imageapi-worker repeat`, the in-process timing `scripts/bench-inprocess` relies on: one line
+/// per timed run and file, the untimed first run's thumbnails written at the asked heights.
+#[test]
+fn the_repeat_command_times_each_run_and_writes_the_first_runs_thumbnails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jpeg = write(dir.path(), "big.jpg", &big_jpeg());
+    let png = write(dir.path(), "flat.png", &encode_png(&DynamicImage::ImageRgb8(RgbImage::new(900, 600))));
+    let out = dir.path().join("out");
+    let output = Command::new(worker_binary())
+        .arg("repeat")
+        .arg(&jpeg)
+        .arg(&png)
+        .args(["--runs", "2", "--threads", "1", "--height", "300", "--height", "100", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run imageapi-worker repeat");
+    assert!(output.status.success(), "repeat failed: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<(String, f64)> = stdout
+        .lines()
+        .map(|line| {
+            let (file, ms) = line.split_once('\t').unwrap_or_else(|| panic!("FILE<TAB>ms, got {line:?}"));
+            (file.to_owned(), ms.parse().unwrap_or_else(|_| panic!("milliseconds in {line:?}")))
+        })
+        .collect();
+    let files: Vec<&str> = lines.iter().map(|(file, _)| file.as_str()).collect();
+    let (jpeg_name, png_name) = (jpeg.display().to_string(), png.display().to_string());
+    assert_eq!(files, [&jpeg_name, &jpeg_name, &png_name, &png_name]);
+    assert!(lines.iter().all(|(_, ms)| *ms > 0.0), "positive timings: {stdout}");
+    for (name, width, height) in
+        [("big-300.jpg", 450, 300), ("big-100.jpg", 150, 100), ("flat-300.png", 450, 300), ("flat-100.png", 150, 100)]
+    {
+        let image = image::open(out.join(name)).unwrap_or_else(|e| panic!("{name} written and decodable: {e}"));
+        assert_eq!((image.width(), image.height()), (width, height), "{name}");
+    }
+    assert_eq!(std::fs::read_dir(&out).expect("out dir").count(), 4, "only the first run is written");
+}

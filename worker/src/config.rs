@@ -46,6 +46,21 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Time the pipeline in this process, as a library would be timed: each file is read into
+    /// memory once, made once untimed (written to --out if given), then RUNS times; prints
+    /// "FILE<TAB>ms" per timed run. `--threads` is the render budget (1: one core, no
+    /// decoding on idle cores). `scripts/bench-inprocess` runs it against libvips.
+    Repeat {
+        files: Vec<PathBuf>,
+        #[arg(long = "height", default_values_t = [400, 200])]
+        heights: Vec<u32>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,5 +1,5 @@
 //! `imageapi-worker`: consume thumbnail jobs from Redis until SIGTERM; or run the pipeline
-//! once (`thumbnail`) or over a folder (`bench`).
+//! once (`thumbnail`), over a folder (`bench`) or repeatedly in-process (`repeat`).
 
 use clap::Parser;
 use imageapi_worker::config::{Cli, Command};
@@ -17,6 +17,9 @@ fn main() -> std::process::ExitCode {
             imageapi_worker::oneshot::thumbnail(&input, &heights, &out, stats, &cli.config.limits())
         }
         Some(Command::Bench { dir, heights, runs }) => imageapi_worker::oneshot::bench(&dir, &heights, runs),
+        Some(Command::Repeat { files, heights, runs, threads, out }) => {
+            imageapi_worker::oneshot::repeat(&files, &heights, runs, threads, out.as_deref(), &cli.config.limits())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,13 +1,14 @@
 //! The pipeline without a queue, for comparisons and benchmarks: `thumbnail` runs exactly what
 //! a render actor runs ([`make_thumbnails`]) on one file; `bench` runs `thumbnail` as a whole
-//! process per image and run, the way other tools are timed.
+//! process per image and run, the way other tools are timed; `repeat` times it in-process, the
+//! way a library is timed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use imageapi_shared::pipeline::{make_thumbnails, ImageFormat, Limits};
+use imageapi_shared::pipeline::{make_thumbnails, set_thread_budget, ImageFormat, Limits};
 
 pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits: &Limits) -> anyhow::Result<()> {
     let original = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
@@ -106,5 +107,44 @@ pub fn bench(dir: &Path, heights: &[u32], runs: usize) -> anyhow::Result<()> {
         println!("{:<44} {:>10.1} {:>11.1} {:>12.1}", name, median(wall), median(pipeline), peak as f64 / 1024.0);
     }
     let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+pub fn repeat(
+    files: &[PathBuf],
+    heights: &[u32],
+    runs: usize,
+    threads: usize,
+    out: Option<&Path>,
+    limits: &Limits,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    set_thread_budget(threads);
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    for file in files {
+        let original = bytes::Bytes::from(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        let format = ImageFormat::detect(&original).context("not a PNG or JPEG")?;
+        for run in 0..=runs {
+            let started = Instant::now();
+            // A cheap clone of the handle, handed over as the worker hands over the original.
+            let thumbnails = make_thumbnails(original.clone(), heights, limits)?;
+            let elapsed = started.elapsed();
+            if run == 0 {
+                if let Some(out) = out {
+                    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("thumbnail");
+                    for thumb in &thumbnails {
+                        let path = out.join(format!("{stem}-{}.{}", thumb.requested_height, format.extension()));
+                        std::fs::write(&path, &thumb.bytes).with_context(|| format!("writing {}", path.display()))?;
+                    }
+                }
+            } else {
+                writeln!(stdout, "{}\t{:.3}", file.display(), elapsed.as_secs_f64() * 1000.0)?;
+            }
+        }
+        stdout.flush()?;
+    }
     Ok(())
 }
