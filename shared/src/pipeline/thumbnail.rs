@@ -11,7 +11,6 @@
 use std::io::Cursor;
 
 use fast_image_resize::{FilterType, MulDiv, ResizeAlg, ResizeOptions, Resizer};
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder};
@@ -354,9 +353,7 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>, Thumbnai
     let (width, height) = (image.width(), image.height());
     let color = image.color().into();
     let result = match format {
-        ImageFormat::Jpeg => {
-            JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY).write_image(image.as_bytes(), width, height, color)
-        }
+        ImageFormat::Jpeg => return encode_thumbnail_jpeg(image),
         ImageFormat::Png => PngEncoder::new_with_quality(&mut out, PNG_COMPRESSION, PngFilter::Adaptive).write_image(
             image.as_bytes(),
             width,
@@ -365,6 +362,27 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>, Thumbnai
         ),
     };
     result.map_err(|err| ThumbnailError::Encode(format!("encoding {format}: {err}")))?;
+    Ok(out)
+}
+
+/// JPEG with `jpeg-encoder`: the same baseline file with libjpeg's tables scaled to
+/// [`JPEG_QUALITY`] as image's encoder wrote, in 4:4:4, and about three times faster (AVX2 colour
+/// conversion and forward DCT where the CPU has them). Writes only the JFIF header.
+pub(crate) fn encode_thumbnail_jpeg(image: &DynamicImage) -> Result<Vec<u8>, ThumbnailError> {
+    let (color, width, height) = match image {
+        DynamicImage::ImageLuma8(_) => (jpeg_encoder::ColorType::Luma, image.width(), image.height()),
+        DynamicImage::ImageRgb8(_) => (jpeg_encoder::ColorType::Rgb, image.width(), image.height()),
+        other => return Err(ThumbnailError::Encode(format!("no JPEG thumbnail of {:?} pixels", other.color()))),
+    };
+    let (Ok(width), Ok(height)) = (u16::try_from(width), u16::try_from(height)) else {
+        return Err(ThumbnailError::Encode(format!("a JPEG cannot be {width}x{height} px")));
+    };
+    let mut out = Vec::with_capacity(usize::from(width) * usize::from(height) / 4);
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    encoder
+        .encode(image.as_bytes(), width, height, color)
+        .map_err(|err| ThumbnailError::Encode(format!("encoding jpeg: {err}")))?;
     Ok(out)
 }
 
@@ -617,6 +635,36 @@ mod tests {
                 "metadata segment in thumbnail: {markers:02X?}"
             );
         }
+    }
+
+    /// The sampling factors byte of each component in the SOF0 (baseline) frame header.
+    fn jpeg_frame_sampling(jpeg: &[u8]) -> Vec<u8> {
+        let at = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline frame header");
+        let count = usize::from(jpeg[at + 9]);
+        (0..count).map(|i| jpeg[at + 11 + 3 * i]).collect()
+    }
+
+    #[test]
+    fn jpeg_thumbnails_are_baseline_4_4_4_colour_or_one_grey_component_at_the_set_quality() {
+        let colour = encode_thumbnail_jpeg(&DynamicImage::ImageRgb8(RgbImage::from_fn(64, 40, |x, y| {
+            Rgb([(x * 4) as u8, (y * 6) as u8, 90])
+        })))
+        .expect("colour encodes");
+        assert_eq!(jpeg_frame_sampling(&colour), [0x11, 0x11, 0x11], "no chroma subsampling");
+        let grey = encode_thumbnail_jpeg(&DynamicImage::ImageLuma8(image::GrayImage::from_fn(64, 40, |x, _| {
+            image::Luma([(x * 4) as u8])
+        })))
+        .expect("grey encodes");
+        assert_eq!(jpeg_frame_sampling(&grey), [0x11], "grey stays one component");
+        let decoded = image::load_from_memory(&colour).expect("decodes").to_rgb8();
+        assert_eq!(decoded.dimensions(), (64, 40));
+        // Quality 85 keeps a smooth gradient within a few levels.
+        let worst = decoded.get_pixel(32, 20).0.iter().zip([128u8, 120, 90]).map(|(a, b)| a.abs_diff(b)).max();
+        assert!(worst.is_some_and(|d| d <= 6), "pixel {:?}", decoded.get_pixel(32, 20));
+        let too_wide = DynamicImage::ImageLuma8(image::GrayImage::new(70_000, 1));
+        assert!(matches!(encode_thumbnail_jpeg(&too_wide), Err(ThumbnailError::Encode(_))));
+        let with_alpha = DynamicImage::ImageRgba8(RgbaImage::new(4, 4));
+        assert!(matches!(encode_thumbnail_jpeg(&with_alpha), Err(ThumbnailError::Encode(_))));
     }
 
     #[test]
