@@ -183,9 +183,9 @@ pub fn make_thumbnails<'a>(
 /// How much memory rendering `heights` from `original` may take, from its headers alone: the
 /// decoded pixels at the scale the decoder will use, the 8-bit copy made for resizing, a JPEG
 /// decoder's coefficients, and a margin for the thumbnails and their encoders. Meant to be
-/// pessimistic (the bird photo, 6028x3391: estimated 32 MB, measured 22 MB), so that a worker
-/// can keep the renders it runs side by side within a budget. An unreadable header gives the
-/// margin alone: such a file fails at once.
+/// pessimistic (the bird photo, 6028x3391, at 1/8: estimated 19 MB, measured 16 MB peak for the
+/// whole one-shot process), so that a worker can keep the renders it runs side by side within a
+/// budget. An unreadable header gives the margin alone: such a file fails at once.
 pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits) -> u64 {
     const MARGIN: u64 = 8 * 1024 * 1024;
     let Some(format) = ImageFormat::detect(original) else { return MARGIN };
@@ -200,13 +200,16 @@ pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits)
     let pixels = u64::from(width) * u64::from(height);
     match format {
         ImageFormat::Jpeg => {
-            // The scale the decoder picks for the largest thumbnail (twice its size), as stored or
-            // turned by EXIF orientation (not read here): the larger of the two.
+            // The scale the decoder picks for the largest thumbnail, as stored or turned by EXIF
+            // orientation (not read here): the larger of the two.
             let largest = heights.iter().copied().max().unwrap_or(1);
             let (tw, th) = thumbnail_size(width, height, largest);
             let (turned_w, turned_h) = thumbnail_size(height, width, largest);
-            let scale = |w: u32, h: u32| super::jpeg::reduced_scale(width, height, w, h).unwrap_or(8);
-            let eighths = scale(2 * tw, 2 * th).max(scale(2 * turned_h, 2 * turned_w));
+            let scale = |w: u32, h: u32| {
+                let (min_w, min_h) = super::jpeg::min_decoded_size(w, h);
+                super::jpeg::reduced_scale(width, height, min_w, min_h).unwrap_or(8)
+            };
+            let eighths = scale(tw, th).max(scale(turned_h, turned_w));
             let scaled = pixels * u64::from(eighths * eighths) / 64;
             // RGB out, its resize layout, kept coefficients (16 bits, three components) and the
             // progressive decoder's one bit per coefficient.
@@ -220,9 +223,9 @@ pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits)
     }
 }
 
-/// Decodes the original: a JPEG at the smallest DCT scale that leaves at least twice the
-/// largest thumbnail (see [`super::jpeg`]), anything else at full size. Returns the pixels as
-/// stored, the orientation, and the original's stored dimensions.
+/// Decodes the original: a JPEG at the smallest DCT scale that leaves a little more than the
+/// largest thumbnail (see [`super::jpeg::min_decoded_size`]), anything else at full size.
+/// Returns the pixels as stored, the orientation, and the original's stored dimensions.
 fn decode_for_thumbnails(
     original: &[u8],
     format: ImageFormat,
@@ -244,7 +247,8 @@ fn decode_for_thumbnails(
         let largest = heights.iter().copied().max().unwrap_or(1);
         let (thumb_width, thumb_height) = thumbnail_size(display_width, display_height, largest);
         let (need_width, need_height) = if swap { (thumb_height, thumb_width) } else { (thumb_width, thumb_height) };
-        if let Some(image) = super::jpeg::decode_scaled(original, limits, need_width * 2, need_height * 2)? {
+        let (min_width, min_height) = super::jpeg::min_decoded_size(need_width, need_height);
+        if let Some(image) = super::jpeg::decode_scaled(original, limits, min_width, min_height)? {
             return Ok((image, orientation, (width, height)));
         }
     }
