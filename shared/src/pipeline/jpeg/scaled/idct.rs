@@ -81,26 +81,47 @@ const BASIS_4: [[f32; 4]; 4] = {
     [[D, A, D, B], [D, B, -D, -A], [D, -B, -D, A], [D, -A, D, -B]]
 };
 
-/// The 4×4 case, separably: rows (over u), then columns (over v).
+/// [`BASIS_4`] by [u][x]: a row of coefficients times it gives a row of samples lane by lane.
+const BASIS_4_BY_FREQUENCY: [[f32; 4]; 4] = {
+    let mut out = [[0f32; 4]; 4];
+    let mut u = 0;
+    while u < 4 {
+        let mut x = 0;
+        while x < 4 {
+            out[u][x] = BASIS_4[x][u];
+            x += 1;
+        }
+        u += 1;
+    }
+    out
+};
+
+/// The 4×4 case, separably: rows (over u), then columns (over v), each as four-lane
+/// multiply-adds the compiler turns into SIMD. The sums run in the same order as a scalar
+/// dot product, so the result is the same to the bit.
 fn inverse_4x4(coefficients: &[i32; 16], out: &mut [i16]) {
+    let Some(out) = out.get_mut(..16) else { return };
     let mut rows = [[0f32; 4]; 4]; // [v][x]
     for (v, row) in rows.iter_mut().enumerate() {
-        let f = &coefficients[v * 4..v * 4 + 4];
-        if f.iter().all(|&c| c == 0) {
-            continue;
-        }
-        for (x, value) in row.iter_mut().enumerate() {
-            let basis = &BASIS_4[x];
-            *value = f[0] as f32 * basis[0] + f[1] as f32 * basis[1] + f[2] as f32 * basis[2] + f[3] as f32 * basis[3];
+        for (u, basis) in BASIS_4_BY_FREQUENCY.iter().enumerate() {
+            let f = coefficients[v * 4 + u] as f32;
+            for (value, b) in row.iter_mut().zip(basis) {
+                *value += f * b;
+            }
         }
     }
-    for y in 0..4 {
-        let basis = &BASIS_4[y];
-        for x in 0..4 {
-            let value = rows[0][x] * basis[0] + rows[1][x] * basis[1] + rows[2][x] * basis[2] + rows[3][x] * basis[3];
-            // In eighths, rounded to nearest (the shift keeps the truncating conversion on
-            // positive values for every sample that is not clamped to 0 anyway).
-            out[y * 4 + x] = saturate(((value * 8.0 + 8192.5) as i32).saturating_sub(8192));
+    for (y, out_row) in out.chunks_exact_mut(4).enumerate() {
+        let mut samples = [0f32; 4];
+        for (v, row) in rows.iter().enumerate() {
+            let b = BASIS_4[y][v];
+            for (sample, r) in samples.iter_mut().zip(row) {
+                *sample += b * r;
+            }
+        }
+        // In eighths, rounded to nearest (the shift keeps the truncating conversion on
+        // positive values for every sample that is not clamped to 0 anyway).
+        for (dst, sample) in out_row.iter_mut().zip(samples) {
+            *dst = saturate(((sample * 8.0 + 8192.5) as i32).saturating_sub(8192));
         }
     }
 }

@@ -148,16 +148,33 @@ fn fill_planes(
                 let level = dc.wrapping_add(segment.dc_offsets[c]).wrapping_mul(i32::from(component.quant[0]));
                 let start = (mcu_row * component.v * side * widths[c] + mcu_x * component.h * side) + offset;
                 let plane = &mut planes[c - components.start];
-                for (y, samples) in block.chunks_exact(side).enumerate() {
-                    let row = start + y * widths[c];
-                    for (dst, &ac) in plane[row..row + side].iter_mut().zip(samples) {
-                        *dst = saturate(level.saturating_add(i32::from(ac)));
-                    }
+                match side {
+                    4 => add_level::<4>(plane, block, start, widths[c], level),
+                    2 => add_level::<2>(plane, block, start, widths[c], level),
+                    _ => add_level::<1>(plane, block, start, widths[c], level),
                 }
             }
         }
     }
     Some(())
+}
+
+/// Writes a SIDE×SIDE block at `start` of a plane `width` samples wide, its DC `level` added
+/// to each sample and saturated. A fixed side lets each row become one SIMD add; `level` is
+/// clamped first so the add cannot overflow (any level beyond ±65536 saturates every sample
+/// either way).
+#[inline(always)]
+fn add_level<const SIDE: usize>(plane: &mut [i16], block: &[i16], start: usize, width: usize, level: i32) {
+    let level = level.clamp(-65536, 65536);
+    for (y, samples) in block.chunks_exact(SIDE).enumerate() {
+        let row = start + y * width;
+        let (Some(dst), Ok(samples)) = (plane.get_mut(row..row + SIDE), <&[i16; SIDE]>::try_from(samples)) else {
+            return;
+        };
+        for (dst, &ac) in dst.iter_mut().zip(samples) {
+            *dst = saturate(level + i32::from(ac));
+        }
+    }
 }
 
 /// Converts planes to pixels: chroma upsampled with libjpeg's "fancy" triangle filter for
