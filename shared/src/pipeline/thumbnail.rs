@@ -168,6 +168,9 @@ pub fn make_thumbnails<'a>(
         previous = Some(resized);
         made.push(Thumbnail { requested_height, width, height, bytes });
     }
+    if format == ImageFormat::Jpeg {
+        super::jpeg::recycle(source);
+    }
 
     heights
         .iter()

@@ -17,6 +17,7 @@ use jpeg_decoder::{Decoder, PixelFormat};
 
 use super::thumbnail::ThumbnailError;
 use super::Limits;
+pub(super) use scaled::recycle;
 use scaled::ScaledJpeg;
 
 /// Decodes at the smallest DCT scale giving at least `min_width` × `min_height` pixels

@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use super::headers::Frame;
 use super::huffman::{BitReader, Corrupt, HuffmanTable};
 use super::idct::Scale;
+use super::scratch;
 use super::threads::{self, Task};
 
 /// MCUs of a part whose starting positions are offered to the part before it.
@@ -213,8 +214,8 @@ fn decode_run(
     count: usize,
     interval: usize,
 ) -> Option<Part> {
-    let mut blocks = Vec::with_capacity(count * decoder.mcu_len());
-    let mut dc = Vec::with_capacity(count * decoder.frame.blocks_per_mcu());
+    let mut blocks = scratch::I16.with_capacity(count * decoder.mcu_len());
+    let mut dc = scratch::I32.with_capacity(count * decoder.frame.blocks_per_mcu());
     let mut reader = BitReader::after_restart(scan, start, interval_index);
     let mut predictors = [0i32; 3];
     for mcu in 0..count {
@@ -283,8 +284,8 @@ fn decode_part(decoder: &McuDecoder, scan: &[u8], handoffs: &[Handoff], index: u
     };
     // A little more than this part's share of the MCUs, so it rarely reallocates.
     let expected = ((total as f64 * share * 1.1) as usize + 16).min(total);
-    let mut blocks: Vec<i16> = Vec::with_capacity(expected * decoder.mcu_len());
-    let mut dc: Vec<i32> = Vec::with_capacity(expected * frame.blocks_per_mcu());
+    let mut blocks: Vec<i16> = scratch::I16.with_capacity(expected * decoder.mcu_len());
+    let mut dc: Vec<i32> = scratch::I32.with_capacity(expected * frame.blocks_per_mcu());
     // Offers this part's sync points however it ends, so the part before never waits forever.
     let mut publisher = Publisher {
         cell: own.map(|h| &h.points),

@@ -16,6 +16,7 @@ mod headers;
 mod huffman;
 mod idct;
 mod progressive;
+mod scratch;
 #[cfg(test)]
 mod tests;
 mod threads;
@@ -55,9 +56,19 @@ impl<'a> ScaledJpeg<'a> {
         };
         let width = (self.frame.width * eighths).div_ceil(8);
         let height = (self.frame.height * eighths).div_ceil(8);
-        to_image(&self.frame, &scale, &planes, width, height, threads)
+        let image = to_image(&self.frame, &scale, &planes, width, height, threads);
+        planes.into_iter().for_each(|plane| scratch::I16.give_back(plane));
+        image
     }
+}
 
+/// Hands a decoded image's pixels back for the next decode to write into (see [`scratch`]),
+/// once its thumbnails are made.
+pub(in crate::pipeline) fn recycle(image: DynamicImage) {
+    scratch::U8.give_back(image.into_bytes());
+}
+
+impl ScaledJpeg<'_> {
     /// How many threads this file can use: a baseline file about one per 256 KiB of data, a
     /// progressive colour file two (luma and chroma).
     pub fn useful_threads(&self) -> usize {
@@ -86,7 +97,7 @@ fn baseline_planes(
     let side = scale.side;
     let components = &frame.components;
     let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
-    let mut planes: Vec<Vec<i16>> = sizes.iter().map(|(w, h)| vec![0i16; w * h]).collect();
+    let mut planes: Vec<Vec<i16>> = sizes.iter().map(|(w, h)| scratch::I16.zeroed(w * h)).collect();
     // Where each block of an MCU goes: its component, and its offset in that component's
     // plane from the MCU's first sample.
     let layout: Vec<(usize, usize)> = components
@@ -110,7 +121,10 @@ fn baseline_planes(
     if threads::run_all(tasks).into_iter().any(|done| done.flatten().is_none()) {
         return None;
     }
-    drop(parts);
+    for part in parts {
+        scratch::I16.give_back(part.blocks);
+        scratch::I32.give_back(part.dc);
+    }
     Some(planes)
 }
 
@@ -190,7 +204,7 @@ fn to_image(
 ) -> Option<DynamicImage> {
     let channels = if frame.components.len() == 1 { 1 } else { 3 };
     let (width, height) = (width as usize, height as usize);
-    let mut pixels = vec![0u8; width * height * channels];
+    let mut pixels = scratch::U8.zeroed(width * height * channels);
     let rows_per_band = height.div_ceil(threads.max(1)).max(1);
     let tasks: Vec<Task<'_, ()>> = pixels
         .chunks_mut(rows_per_band * width * channels)

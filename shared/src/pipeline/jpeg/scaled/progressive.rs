@@ -11,6 +11,7 @@
 use super::headers::{Frame, Scan, ScanComponent};
 use super::huffman::{BitReader, Corrupt, HuffmanTable, DROP};
 use super::idct::Scale;
+use super::scratch;
 use super::threads::{self, Task};
 
 /// One component's kept AC coefficients (quantised), and which of its 63 AC coefficients
@@ -67,9 +68,11 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
             w * h
         })
         .collect();
-    let mut dc: Vec<Vec<i16>> = counts.iter().map(|&n| vec![0i16; n]).collect();
-    let mut ac: Vec<AcPlane> =
-        counts.iter().map(|&n| AcPlane { values: vec![0i16; n * kept], nonzero: vec![0u64; n], kept }).collect();
+    let mut dc: Vec<Vec<i16>> = counts.iter().map(|&n| scratch::I16.zeroed(n)).collect();
+    let mut ac: Vec<AcPlane> = counts
+        .iter()
+        .map(|&n| AcPlane { values: scratch::I16.zeroed(n * kept), nonzero: scratch::U64.zeroed(n), kept })
+        .collect();
     let needed = needed_scans(frame, scale);
 
     if threads >= 2 && frame.components.len() > 1 {
@@ -88,7 +91,13 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
     } else {
         run_scans(frame, scale, data, needed_only(frame, &needed), Some(&mut dc), &mut ac, 0).ok()?;
     }
-    Some(planes(frame, scale, &dc, &ac))
+    let planes = planes(frame, scale, &dc, &ac);
+    dc.into_iter().for_each(|dc| scratch::I16.give_back(dc));
+    for plane in ac {
+        scratch::I16.give_back(plane.values);
+        scratch::U64.give_back(plane.nonzero);
+    }
+    Some(planes)
 }
 
 /// The scans `needed` marks, in file order.
@@ -361,7 +370,7 @@ fn planes(frame: &Frame, scale: &Scale, dc: &[Vec<i16>], ac: &[AcPlane]) -> Vec<
         .map(|(c, component)| {
             let (blocks_x, blocks_y) = frame.padded_blocks(c);
             let width = blocks_x * side;
-            let mut plane = vec![0i16; width * blocks_y * side];
+            let mut plane = scratch::I16.zeroed(width * blocks_y * side);
             for by in 0..blocks_y {
                 for bx in 0..blocks_x {
                     let index = by * blocks_x + bx;
