@@ -42,7 +42,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ProbeError> {
     limits.check_bytes(bytes.len()).map_err(ProbeError::TooLarge)?;
     let format = ImageFormat::detect(bytes).ok_or_else(|| ProbeError::Unsupported(unsupported_message(bytes)))?;
 
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format.to_image_crate());
+    let headers = structure::header_bytes(bytes, format);
+    let mut reader = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate());
     // No width/height limits for the header read: we check them ourselves below, with
     // messages that name our limits. Nothing is allocated per pixel while reading a header.
     let mut header_limits = image::Limits::default();

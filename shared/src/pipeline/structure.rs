@@ -82,6 +82,43 @@ pub(crate) fn walk_jpeg(bytes: &[u8], mut visit: impl FnMut(u8)) -> Result<(), S
     }
 }
 
+/// The part of an image its header readers need: for a JPEG everything up to the end of the
+/// first scan header (SOS), which holds the frame header and every EXIF segment; for a PNG all
+/// of it (its reader streams). image's JPEG decoder copies its whole input before reading a
+/// header: given the whole original, a header read cost a 4 MB copy, freshly faulted in, on
+/// every upload and every job. A JPEG whose markers cannot be followed is returned whole, for
+/// the reader to report.
+pub(crate) fn header_bytes(bytes: &[u8], format: super::ImageFormat) -> &[u8] {
+    if format != super::ImageFormat::Jpeg || !bytes.starts_with(&[0xFF, 0xD8]) {
+        return bytes;
+    }
+    let mut pos = 2usize;
+    loop {
+        let Some(ff) = find_ff(bytes, pos) else { return bytes };
+        pos = ff;
+        while bytes.get(pos) == Some(&0xFF) {
+            pos += 1;
+        }
+        let Some(&marker) = bytes.get(pos) else { return bytes };
+        pos += 1;
+        match marker {
+            0x00 | 0xD0..=0xD7 | 0x01 => continue,
+            0xD8 | 0xD9 => return bytes,
+            _ => {}
+        }
+        let Some(length) = bytes.get(pos..pos.saturating_add(2)) else { return bytes };
+        let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
+        let end = pos.saturating_add(length);
+        if length < 2 || end > bytes.len() {
+            return bytes;
+        }
+        if marker == 0xDA {
+            return &bytes[..end];
+        }
+        pos = end;
+    }
+}
+
 /// Checks that a JPEG is complete (see [`walk_jpeg`]).
 #[cfg(test)]
 pub(crate) fn check_jpeg(bytes: &[u8]) -> Result<(), String> {
@@ -211,6 +248,44 @@ pub(crate) fn check_png(bytes: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::pipeline::test_support::*;
+    use crate::pipeline::ImageFormat;
+
+    /// Dimensions and EXIF orientation as image's decoder reads them.
+    fn read_header(bytes: &[u8]) -> ((u32, u32), image::metadata::Orientation) {
+        let mut decoder = image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg)
+            .into_decoder()
+            .expect("a header");
+        let dimensions = image::ImageDecoder::dimensions(&decoder);
+        (dimensions, image::ImageDecoder::orientation(&mut decoder).expect("orientation"))
+    }
+
+    #[test]
+    fn header_bytes_end_with_the_first_scan_header_and_read_the_same_as_the_whole_file() {
+        let rotated = splice_after_soi(
+            &encode_jpeg(&image::DynamicImage::ImageRgb8(image::RgbImage::new(300, 120))),
+            &exif_orientation_segment(6),
+        );
+        let mut files = vec![("rotated".to_owned(), rotated)];
+        for name in ["photo-bird-6028x3391.jpg", "photo-volna-5120x2880-progressive.jpg", "art-grey-2560x1600-gray.jpg"] {
+            if let Some(path) = corpus(name) {
+                files.push((name.to_owned(), std::fs::read(path).expect("corpus file")));
+            }
+        }
+        for (name, bytes) in &files {
+            let headers = header_bytes(bytes, ImageFormat::Jpeg);
+            assert!(headers.len() < bytes.len() && headers.len() < 100_000, "{name}: {} bytes", headers.len());
+            let sos = headers.windows(2).rposition(|w| w == [0xFF, 0xDA]).expect("ends with the SOS segment");
+            let sos_length = usize::from(u16::from_be_bytes([headers[sos + 2], headers[sos + 3]]));
+            assert_eq!(sos + 2 + sos_length, headers.len(), "{name}: the SOS segment is the last thing");
+            assert_eq!(read_header(headers), read_header(bytes), "{name}");
+        }
+        assert_eq!(read_header(header_bytes(&files[0].1, ImageFormat::Jpeg)).1, image::metadata::Orientation::Rotate90);
+        // What cannot be followed, and PNGs, are handed over whole.
+        let truncated = &files[0].1[..40];
+        assert_eq!(header_bytes(truncated, ImageFormat::Jpeg), truncated);
+        assert_eq!(header_bytes(b"not a jpeg at all", ImageFormat::Jpeg), b"not a jpeg at all");
+        assert_eq!(header_bytes(&files[0].1, ImageFormat::Png), &files[0].1[..]);
+    }
 
     #[test]
     fn find_ff_finds_every_position_in_and_across_words() {

@@ -192,7 +192,8 @@ pub fn make_thumbnails<'a>(
 pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits) -> u64 {
     const MARGIN: u64 = 8 * 1024 * 1024;
     let Some(format) = ImageFormat::detect(original) else { return MARGIN };
-    let Ok(reader) = image::ImageReader::with_format(Cursor::new(original), format.to_image_crate()).into_decoder()
+    let headers = super::structure::header_bytes(original, format);
+    let Ok(reader) = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate()).into_decoder()
     else {
         return MARGIN;
     };
@@ -262,7 +263,8 @@ fn decode_for_thumbnails(
 
 /// The stored dimensions and the orientation, from the headers only.
 fn header(original: &[u8], format: ImageFormat, limits: &Limits) -> Result<(u32, u32, Orientation), ThumbnailError> {
-    let mut decoder = image::ImageReader::with_format(Cursor::new(original), format.to_image_crate())
+    let headers = super::structure::header_bytes(original, format);
+    let mut decoder = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate())
         .into_decoder()
         .map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
