@@ -23,6 +23,10 @@ pub(super) struct HuffmanTable {
     /// AC tables, by the next 9 bits: `value << 8 | run << 4 | bits used`, when the code and
     /// the value's bits both fit in the lookahead and the value in -128..=127; else 0.
     fast_ac: Box<[i16; LOOKUP_SIZE]>,
+    /// AC tables, by the next 9 bits, for coefficients that are only parsed: `advance << 5 |
+    /// bits used` (code and value bits) whenever the code fits in the lookahead, whatever the
+    /// value's size; `advance` is run + 1, [`ZERO_RUN`] or [`END_OF_BLOCK`]. 0 for longer codes.
+    skip_ac: Box<[u16; LOOKUP_SIZE]>,
     /// One past the last code of each length, left-aligned to 16 bits.
     max_code: [u32; 17],
     /// Index of a code's symbol in `values`: code + delta[length].
@@ -67,7 +71,20 @@ impl HuffmanTable {
         }
 
         let mut fast_ac = Box::new([0i16; LOOKUP_SIZE]);
+        let mut skip_ac = Box::new([0u16; LOOKUP_SIZE]);
         if is_ac {
+            for (slot, &entry) in skip_ac.iter_mut().zip(lookup.iter()) {
+                if entry == 0 {
+                    continue;
+                }
+                let length = entry >> 8;
+                let (run, size) = ((entry & 0xFF) >> 4, entry & 15);
+                *slot = match (run, size) {
+                    (15, 0) => ZERO_RUN << 5 | length,
+                    (_, 0) => END_OF_BLOCK << 5 | length,
+                    _ => (run + 1) << 5 | (length + size),
+                };
+            }
             for (bits, slot) in fast_ac.iter_mut().enumerate() {
                 let entry = lookup[bits];
                 if entry == 0 {
@@ -85,7 +102,7 @@ impl HuffmanTable {
                 }
             }
         }
-        Some(Self { lookup, fast_ac, max_code, delta, values })
+        Some(Self { lookup, fast_ac, skip_ac, max_code, delta, values })
     }
 }
 
@@ -331,13 +348,23 @@ impl<'a> BitReader<'a> {
             }
             k += 1;
         }
-        // Past the last kept coefficient: the rest is only parsed.
+        // Past the last kept coefficient: the rest is only parsed, a code and its value's bits
+        // skipped in one step.
         while k < 64 {
             self.ensure();
-            let fast = ac.fast_ac[self.peek_lookup()];
-            if fast != 0 {
-                k += ((fast >> 4) & 15) as usize + 1;
-                self.consume((fast & 15) as u32);
+            let skip = ac.skip_ac[self.peek_lookup()];
+            if skip != 0 {
+                let advance = skip >> 5;
+                self.consume(u32::from(skip & 31));
+                match advance {
+                    END_OF_BLOCK => break,
+                    // As in the slow path: sixteen zeros may run past the end unchecked.
+                    ZERO_RUN => {
+                        k += 16;
+                        continue;
+                    }
+                    _ => k += usize::from(advance),
+                }
             } else {
                 let symbol = self.symbol(ac)?;
                 let (run, size) = (usize::from(symbol >> 4), u32::from(symbol & 15));
@@ -358,6 +385,10 @@ impl<'a> BitReader<'a> {
         Ok(any_ac)
     }
 }
+
+/// `skip_ac`'s advance for an end of block, and for sixteen zeros (ZRL).
+const END_OF_BLOCK: u16 = 127;
+const ZERO_RUN: u16 = 126;
 
 /// `keep` entry of a coefficient that is read and dropped.
 pub(super) const DROP: u8 = u8::MAX;
@@ -388,6 +419,38 @@ mod tests {
         assert!(!reader.overran());
         reader.consume(8);
         assert!(reader.overran(), "bits past the end were used");
+    }
+
+    #[test]
+    fn parsed_only_coefficients_skip_exactly_their_bits_whatever_their_size() {
+        // AC codes of 2 bits in symbol order: EOB 00, ZRL 01, (run 0, size 10) 10,
+        // (run 3, size 1) 11. DC: one 1-bit code for size 0.
+        let mut counts = [0u8; 16];
+        counts[1] = 4;
+        let ac = HuffmanTable::new(&counts, &[0x00, 0xF0, 0x0A, 0x31], true).expect("AC table");
+        let mut dc_counts = [0u8; 16];
+        dc_counts[0] = 1;
+        let dc = HuffmanTable::new(&dc_counts, &[0], false).expect("DC table");
+        // DC 0; 513 at k=1 (12 bits: beyond the one-lookup fast path); 16 zeros; 1 at k=21; EOB.
+        let bits = ["0", "10", "1000000001", "01", "11", "1", "00"].concat();
+        let mut data: Vec<u8> = bits
+            .as_bytes()
+            .chunks(8)
+            .map(|chunk| chunk.iter().enumerate().fold(0u8, |byte, (i, &bit)| byte | u8::from(bit == b'1') << (7 - i)))
+            .collect();
+        data.extend([0u8; 16]);
+        let quant = [1u16; 64];
+        for side in [1u32, 2, 4] {
+            let scale = Scale::new(side).expect("scale");
+            let mut reader = BitReader::new(&data, 0);
+            let (mut predictor, mut out) = (0, [0i32; 16]);
+            let any_ac = reader.block(&dc, &ac, &mut predictor, &quant, &scale, &mut out).expect("a valid block");
+            assert_eq!(reader.position(), bits.len() as u64, "side {side}: every bit of the block, no more");
+            assert_eq!(any_ac, side > 1, "side {side}");
+            if side > 1 {
+                assert_eq!(out[1], 513, "side {side}: the kept coefficient");
+            }
+        }
     }
 
     #[test]
