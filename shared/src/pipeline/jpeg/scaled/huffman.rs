@@ -284,6 +284,19 @@ impl<'a> BitReader<'a> {
         Err(Corrupt)
     }
 
+    /// An AC code and its value in one lookup, when both fit in the lookahead and the value in
+    /// -128..=127 (most coefficients): (run, value), consumed. `None` (nothing consumed): take
+    /// the [`BitReader::symbol`] path. Needs 16 bits available.
+    #[inline(always)]
+    pub fn fast_ac(&mut self, table: &HuffmanTable) -> Option<(usize, i32)> {
+        let fast = table.fast_ac[self.peek_lookup()];
+        if fast == 0 {
+            return None;
+        }
+        self.consume((fast & 15) as u32);
+        Some((((fast >> 4) & 15) as usize, i32::from(fast >> 8)))
+    }
+
     /// A `size`-bit signed value. Needs `size` bits available; `size` is 1..=15.
     #[inline(always)]
     pub fn value(&mut self, size: u32) -> i32 {

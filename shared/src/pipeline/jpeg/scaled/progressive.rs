@@ -264,6 +264,15 @@ impl Band<'_> {
         let mut k = scan.start;
         while k <= scan.end {
             reader.ensure();
+            if let Some((run, value)) = reader.fast_ac(table) {
+                k += run;
+                if k > 63 {
+                    return Err(Corrupt);
+                }
+                plane.set(keep, block, k, value.wrapping_shl(u32::from(scan.low)));
+                k += 1;
+                continue;
+            }
             let symbol = reader.symbol(table)?;
             let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
             if size == 0 {
