@@ -266,7 +266,8 @@ mod tests {
             &exif_orientation_segment(6),
         );
         let mut files = vec![("rotated".to_owned(), rotated)];
-        for name in ["photo-bird-6028x3391.jpg", "photo-volna-5120x2880-progressive.jpg", "art-grey-2560x1600-gray.jpg"] {
+        for name in ["photo-bird-6028x3391.jpg", "photo-volna-5120x2880-progressive.jpg", "art-grey-2560x1600-gray.jpg"]
+        {
             if let Some(path) = corpus(name) {
                 files.push((name.to_owned(), std::fs::read(path).expect("corpus file")));
             }

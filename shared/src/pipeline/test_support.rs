@@ -196,9 +196,8 @@ pub fn ssim(a: &DynamicImage, b: &DynamicImage) -> f64 {
         let mut rows = vec![0.0; plane.len()];
         for y in 0..height {
             for x in 0..width {
-                rows[y * width + x] = (0..11)
-                    .map(|i| weights[i] * plane[y * width + clamp(x as isize + i as isize - 5, width)])
-                    .sum();
+                rows[y * width + x] =
+                    (0..11).map(|i| weights[i] * plane[y * width + clamp(x as isize + i as isize - 5, width)]).sum();
             }
         }
         let mut out = vec![0.0; plane.len()];
@@ -221,7 +220,8 @@ pub fn ssim(a: &DynamicImage, b: &DynamicImage) -> f64 {
         let mean: f64 = (0..x.len())
             .map(|i| {
                 let (sx, sy, sxy) = (xx[i] - mx[i] * mx[i], yy[i] - my[i] * my[i], xy[i] - mx[i] * my[i]);
-                ((2.0 * mx[i] * my[i] + c1) * (2.0 * sxy + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (sx + sy + c2))
+                ((2.0 * mx[i] * my[i] + c1) * (2.0 * sxy + c2))
+                    / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (sx + sy + c2))
             })
             .sum::<f64>()
             / x.len() as f64;

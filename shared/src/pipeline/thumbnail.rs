@@ -361,15 +361,12 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>, Thumbnai
     let mut out = Vec::new();
     let (width, height) = (image.width(), image.height());
     let color = image.color().into();
-    let result = match format {
-        ImageFormat::Jpeg => return encode_thumbnail_jpeg(image),
-        ImageFormat::Png => PngEncoder::new_with_quality(&mut out, PNG_COMPRESSION, PngFilter::Adaptive).write_image(
-            image.as_bytes(),
-            width,
-            height,
-            color,
-        ),
-    };
+    let result =
+        match format {
+            ImageFormat::Jpeg => return encode_thumbnail_jpeg(image),
+            ImageFormat::Png => PngEncoder::new_with_quality(&mut out, PNG_COMPRESSION, PngFilter::Adaptive)
+                .write_image(image.as_bytes(), width, height, color),
+        };
     result.map_err(|err| ThumbnailError::Encode(format!("encoding {format}: {err}")))?;
     Ok(out)
 }
