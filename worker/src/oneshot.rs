@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use imageapi_shared::pipeline::{make_thumbnails, set_thread_budget, ImageFormat, Limits};
+use imageapi_shared::pipeline::{make_thumbnails, set_thread_budget, ImageFormat, Limits, Thumbnail};
 
 pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits: &Limits) -> anyhow::Result<()> {
     let original = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
@@ -18,10 +18,7 @@ pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits:
     let thumbnails = make_thumbnails(bytes::Bytes::from(original), heights, limits)?;
     let pipeline = started.elapsed();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("thumbnail");
-    for thumb in &thumbnails {
-        let path = out.join(format!("{stem}-{}.{}", thumb.requested_height, format.extension()));
-        std::fs::write(&path, &thumb.bytes).with_context(|| format!("writing {}", path.display()))?;
+    for (thumb, path) in thumbnails.iter().zip(write_thumbnails(input, format, &thumbnails, out)?) {
         println!("{}\t{}x{}\t{}", thumb.requested_height, thumb.width, thumb.height, path.display());
     }
     if stats {
@@ -31,6 +28,24 @@ pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits:
         }
     }
     Ok(())
+}
+
+/// Writes each thumbnail of `input` into `out` as `STEM-HEIGHT.EXT`; returns the paths in order.
+fn write_thumbnails(
+    input: &Path,
+    format: ImageFormat,
+    thumbnails: &[Thumbnail],
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("thumbnail");
+    thumbnails
+        .iter()
+        .map(|thumb| {
+            let path = out.join(format!("{stem}-{}.{}", thumb.requested_height, format.extension()));
+            std::fs::write(&path, &thumb.bytes).with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
 }
 
 /// The process's peak resident set (VmHWM), in kB; Linux only.
@@ -134,11 +149,7 @@ pub fn repeat(
             let elapsed = started.elapsed();
             if run == 0 {
                 if let Some(out) = out {
-                    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("thumbnail");
-                    for thumb in &thumbnails {
-                        let path = out.join(format!("{stem}-{}.{}", thumb.requested_height, format.extension()));
-                        std::fs::write(&path, &thumb.bytes).with_context(|| format!("writing {}", path.display()))?;
-                    }
+                    write_thumbnails(file, format, &thumbnails, out)?;
                 }
             } else {
                 writeln!(stdout, "{}\t{:.3}", file.display(), elapsed.as_secs_f64() * 1000.0)?;

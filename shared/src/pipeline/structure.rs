@@ -17,25 +17,14 @@ pub(crate) fn walk_jpeg(bytes: &[u8], mut visit: impl FnMut(u8)) -> Result<(), S
         return Err("JPEG does not start with a start-of-image marker".into());
     }
     visit(0xD8);
-    let len = bytes.len();
     let mut pos = 2usize;
     let mut seen_frame = false;
     let mut seen_scan = false;
     loop {
-        // Find the next marker. Stray bytes between segments are tolerated, as libjpeg does
-        // ("extraneous bytes before marker"): they do not make an image incomplete.
-        let Some(ff) = find_ff(bytes, pos) else {
+        let Some((marker, after)) = next_marker(bytes, pos) else {
             return Err(truncated_message(seen_scan));
         };
-        pos = ff;
-        // Any number of 0xFF fill bytes may precede the marker byte.
-        while pos < len && bytes[pos] == 0xFF {
-            pos += 1;
-        }
-        let Some(&marker) = bytes.get(pos) else {
-            return Err(truncated_message(seen_scan));
-        };
-        pos += 1;
+        pos = after;
         match marker {
             // 0xFF00 outside scan data is garbage, not a marker; keep looking.
             0x00 => continue,
@@ -55,18 +44,7 @@ pub(crate) fn walk_jpeg(bytes: &[u8], mut visit: impl FnMut(u8)) -> Result<(), S
             _ => {}
         }
         visit(marker);
-        let Some(length_bytes) = bytes.get(pos..pos.saturating_add(2)) else {
-            return Err(format!("JPEG is truncated in the header of segment 0xFF{marker:02X}"));
-        };
-        let seg_len = usize::from(u16::from_be_bytes([length_bytes[0], length_bytes[1]]));
-        if seg_len < 2 {
-            return Err(format!("JPEG segment 0xFF{marker:02X} has an invalid length {seg_len}"));
-        }
-        let end = pos.checked_add(seg_len).filter(|&end| end <= len);
-        let Some(end) = end else {
-            return Err(format!("JPEG is truncated inside segment 0xFF{marker:02X}"));
-        };
-        pos = end;
+        pos = segment_end(bytes, pos, marker)?;
         if is_start_of_frame(marker) {
             seen_frame = true;
         }
@@ -94,29 +72,45 @@ pub(crate) fn header_bytes(bytes: &[u8], format: super::ImageFormat) -> &[u8] {
     }
     let mut pos = 2usize;
     loop {
-        let Some(ff) = find_ff(bytes, pos) else { return bytes };
-        pos = ff;
-        while bytes.get(pos) == Some(&0xFF) {
-            pos += 1;
-        }
-        let Some(&marker) = bytes.get(pos) else { return bytes };
-        pos += 1;
+        let Some((marker, after)) = next_marker(bytes, pos) else { return bytes };
+        pos = after;
         match marker {
             0x00 | 0xD0..=0xD7 | 0x01 => continue,
             0xD8 | 0xD9 => return bytes,
             _ => {}
         }
-        let Some(length) = bytes.get(pos..pos.saturating_add(2)) else { return bytes };
-        let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
-        let end = pos.saturating_add(length);
-        if length < 2 || end > bytes.len() {
-            return bytes;
-        }
+        let Ok(end) = segment_end(bytes, pos, marker) else { return bytes };
         if marker == 0xDA {
             return &bytes[..end];
         }
         pos = end;
     }
+}
+
+/// The next marker at or after `pos`: its byte (after any 0xFF fill bytes) and the position
+/// after it. Stray bytes between segments are skipped, as libjpeg does ("extraneous bytes
+/// before marker"): they do not make an image incomplete. `None`: no marker before the end.
+fn next_marker(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
+    let mut pos = find_ff(bytes, pos)?;
+    while bytes.get(pos) == Some(&0xFF) {
+        pos += 1;
+    }
+    let &marker = bytes.get(pos)?;
+    Some((marker, pos + 1))
+}
+
+/// The end of segment `marker`, whose length field is at `pos`.
+fn segment_end(bytes: &[u8], pos: usize, marker: u8) -> Result<usize, String> {
+    let Some(length_bytes) = bytes.get(pos..pos.saturating_add(2)) else {
+        return Err(format!("JPEG is truncated in the header of segment 0xFF{marker:02X}"));
+    };
+    let seg_len = usize::from(u16::from_be_bytes([length_bytes[0], length_bytes[1]]));
+    if seg_len < 2 {
+        return Err(format!("JPEG segment 0xFF{marker:02X} has an invalid length {seg_len}"));
+    }
+    pos.checked_add(seg_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| format!("JPEG is truncated inside segment 0xFF{marker:02X}"))
 }
 
 /// Checks that a JPEG is complete (see [`walk_jpeg`]).

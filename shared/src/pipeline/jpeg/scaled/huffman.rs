@@ -336,11 +336,9 @@ impl<'a> BitReader<'a> {
         let mut k = 1usize;
         while k <= last_kept {
             self.ensure();
-            let fast = ac.fast_ac[self.peek_lookup()];
-            let value = if fast != 0 {
-                k += ((fast >> 4) & 15) as usize;
-                self.consume((fast & 15) as u32);
-                i32::from(fast >> 8)
+            let value = if let Some((run, value)) = self.fast_ac(ac) {
+                k += run;
+                value
             } else {
                 let symbol = self.symbol(ac)?;
                 let (run, size) = (usize::from(symbol >> 4), u32::from(symbol & 15));
