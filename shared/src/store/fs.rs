@@ -1,15 +1,16 @@
 //! [`BlobStore`] on a local (or shared network) directory.
 //!
 //! Writes go to a temporary file that is fsynced and then renamed into place, and the folder is
-//! fsynced too, so a blob is either absent or complete — also after a crash.
+//! fsynced too, so a blob is either absent or complete — also after a crash or on a full disk
+//! (which is [`StoreError::OutOfSpace`], with nothing left behind).
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use futures_util::stream::BoxStream;
@@ -45,23 +46,36 @@ impl FsBlobStore {
 fn io_error(key: &BlobKey, source: io::Error) -> StoreError {
     if source.kind() == io::ErrorKind::NotFound {
         StoreError::NotFound(key.as_str().to_owned())
+    } else if super::is_out_of_space(&source) {
+        StoreError::OutOfSpace { key: key.as_str().to_owned() }
     } else {
         StoreError::Io { key: key.as_str().to_owned(), source }
     }
 }
 
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(io::Error::other)?
+/// A file being written: what [`write_durably`] needs of it (a seam for tests that inject
+/// short writes and failing fsyncs).
+trait DurableFile: Write {
+    fn sync_all(&self) -> io::Result<()>;
+}
+
+impl DurableFile for std::fs::File {
+    fn sync_all(&self) -> io::Result<()> {
+        std::fs::File::sync_all(self)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and any missing parents, fsyncing the parent of each folder it creates, so
 /// that a new shard folder (and with it the blob inside) survives a power loss.
-async fn create_dir_durable(dir: &Path) -> io::Result<()> {
+fn create_dir_durable(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut probe = Some(dir);
     while let Some(d) = probe {
-        if tokio::fs::try_exists(d).await? {
+        if d.try_exists()? {
             break;
         }
         missing.push(d.to_owned());
@@ -70,13 +84,42 @@ async fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    tokio::fs::create_dir_all(dir).await?;
+    std::fs::create_dir_all(dir)?;
     for created in missing.iter().rev() {
         if let Some(parent) = created.parent() {
-            sync_dir(parent).await?;
+            sync_dir(parent)?;
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` so that it is either absent or complete, also after a crash or a
+/// full disk: into a temporary file in the same folder, every byte checked (`write_all` on a
+/// blocking file returns the short write's error itself — tokio's would keep it for the next
+/// call), fsynced, renamed into place, and the folder fsynced. On any error nothing is left:
+/// neither the temporary file nor a renamed blob whose folder entry may not be durable.
+fn write_durably<F: DurableFile>(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    create: impl FnOnce(&Path) -> io::Result<F>,
+) -> io::Result<()> {
+    create_dir_durable(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", ulid::Ulid::new()));
+    let mut renamed = false;
+    let written = (|| {
+        let mut file = create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        renamed = true;
+        sync_dir(dir)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(if renamed { path } else { &tmp });
+    }
+    written
 }
 
 enum Opened {
@@ -121,21 +164,14 @@ impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
         let path = self.path(key);
         let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
-        let tmp = dir.join(format!(".tmp-{}", ulid::Ulid::new()));
-        let write = async {
-            create_dir_durable(&dir).await?;
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            file.write_all(&bytes).await?;
-            file.sync_all().await?;
-            drop(file);
-            tokio::fs::rename(&tmp, &path).await?;
-            sync_dir(&dir).await
-        };
-        if let Err(e) = write.await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io_error(key, e));
-        }
-        Ok(())
+        // One blocking call for the folder, the write, both fsyncs and the rename.
+        tokio::task::spawn_blocking(move || {
+            write_durably(&dir, &path, &bytes, |tmp: &Path| std::fs::File::create_new(tmp))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|written| written)
+        .map_err(|e| io_error(key, e))
     }
 
     async fn get(&self, key: &BlobKey) -> Result<Bytes, StoreError> {
@@ -301,6 +337,136 @@ mod tests {
         assert!(matches!(store.get(&thumb).await, Err(StoreError::NotFound(_))));
         assert!(matches!(store.get(&BlobKey::original(id)).await, Err(StoreError::NotFound(_))));
         store.delete_image(id).await.expect("second delete is fine");
+    }
+
+    // Linux's error numbers.
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    const EIO: i32 = 5;
+
+    /// A file on a disk that has room for `budget` more bytes: a write past it is short, the
+    /// next one fails with `ENOSPC` — what the kernel does. `sync_fails` makes fsync fail
+    /// with `EIO` instead.
+    struct FillingDisk {
+        file: std::fs::File,
+        budget: usize,
+        sync_fails: bool,
+    }
+
+    impl Write for FillingDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 && !buf.is_empty() {
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            let n = buf.len().min(self.budget);
+            self.file.write_all(&buf[..n])?;
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl DurableFile for FillingDisk {
+        fn sync_all(&self) -> io::Result<()> {
+            if self.sync_fails {
+                return Err(io::Error::from_raw_os_error(EIO));
+            }
+            self.file.sync_all()
+        }
+    }
+
+    fn disk(budget: usize, sync_fails: bool) -> impl FnOnce(&Path) -> io::Result<FillingDisk> {
+        move |path| Ok(FillingDisk { file: std::fs::File::create_new(path)?, budget, sync_fails })
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_short_write_on_a_full_disk_is_an_out_of_space_error_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        let bytes = vec![7u8; 100_000];
+
+        let error = write_durably(dir.path(), &path, &bytes, disk(33_000, false)).expect_err("the disk filled up");
+
+        assert!(super::super::is_out_of_space(&error), "{error:?}");
+        let key = BlobKey::original(ImageId::from_ulid(ulid::Ulid::new()));
+        assert!(matches!(io_error(&key, error), StoreError::OutOfSpace { .. }));
+        assert!(names_in(dir.path()).is_empty(), "neither the blob nor a temporary file: {:?}", names_in(dir.path()));
+    }
+
+    #[test]
+    fn a_failed_fsync_is_an_error_and_keeps_the_previous_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"previous").expect("previous blob");
+
+        let error =
+            write_durably(dir.path(), &path, b"next version", disk(usize::MAX, true)).expect_err("fsync failed");
+
+        assert_eq!(error.raw_os_error(), Some(EIO));
+        assert_eq!(std::fs::read(&path).expect("read"), b"previous", "the blob in place is untouched");
+        assert_eq!(names_in(dir.path()), vec!["blob".to_owned()], "no temporary file left");
+    }
+
+    #[test]
+    fn a_write_with_room_to_spare_lands_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shard").join("blob");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+
+        write_durably(&dir.path().join("shard"), &path, &bytes, disk(100_000, false)).expect("fits exactly");
+
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
+        assert_eq!(names_in(&dir.path().join("shard")), vec!["blob".to_owned()]);
+    }
+
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_put_on_a_really_full_disk_is_refused_whole_and_works_once_there_is_room() {
+        let Some(fs) = crate::small_fs::SmallFs::mount(1 << 20) else { return };
+        let store = FsBlobStore::open(fs.path().join("blobs")).expect("store");
+        let key = BlobKey::original(ImageId::from_ulid(ulid::Ulid::new()));
+        let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+
+        let refused = store.put(&key, Bytes::from(bytes.clone())).await;
+
+        assert!(matches!(refused, Err(StoreError::OutOfSpace { .. })), "{refused:?}");
+        assert_eq!(files_under(store.root()), Vec::<PathBuf>::new(), "nothing left behind");
+        fs.resize(8 << 20);
+        store.put(&key, Bytes::from(bytes.clone())).await.expect("fits now");
+        assert_eq!(store.get(&key).await.expect("get"), bytes);
+    }
+
+    #[test]
+    fn out_of_space_is_recognised_however_it_is_wrapped() {
+        assert!(super::super::is_out_of_space(&io::Error::from_raw_os_error(ENOSPC)));
+        assert!(super::super::is_out_of_space(&io::Error::from_raw_os_error(EDQUOT)));
+        assert!(super::super::is_out_of_space(&io::Error::other(io::Error::from_raw_os_error(ENOSPC))));
+        // sled keeps the kind and the message, not the code.
+        assert!(super::super::is_out_of_space(&io::Error::new(io::ErrorKind::StorageFull, "No space left on device")));
+        assert!(!super::super::is_out_of_space(&io::Error::from_raw_os_error(EIO)));
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub enum StoreError {
     Unavailable { key: String, detail: String },
     #[error("blob store configuration: {0}")]
     Config(String),
+    /// The store's disk (or the object store's quota) is full: nothing was stored, and a retry
+    /// can work once there is room.
+    #[error("blob store out of space writing {key}")]
+    OutOfSpace { key: String },
     #[error("blob store I/O on {key}: {source}")]
     Io {
         key: String,
@@ -166,6 +170,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Where the store is, for logs and error messages (`s3://bucket/prefix at endpoint`, or
     /// the directory).
     fn location(&self) -> String;
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full: `ENOSPC`, `EDQUOT`.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        // Libraries that wrap the OS error (sled) keep it as the source of a custom error.
+        || e.get_ref().and_then(|inner| inner.downcast_ref::<io::Error>()).is_some_and(is_out_of_space)
 }
 
 /// Makes ring the process's TLS crypto provider (HTTPS to S3). Idempotent; the build has no

@@ -4,7 +4,8 @@
 //! Every request has a timeout, and failed requests are retried with exponential backoff for a
 //! bounded time (see [`S3Options`]), so an unreachable store shows up as
 //! [`StoreError::Unavailable`] after seconds, never as a hang. A PUT is atomic in S3: a blob is
-//! either absent or complete.
+//! either absent or complete; a multipart upload is completed or aborted. A store that answers
+//! 507 (full) is [`StoreError::OutOfSpace`].
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -125,8 +126,24 @@ impl S3BlobStore {
 fn s3_error(key: &BlobKey, e: object_store::Error) -> StoreError {
     match e {
         object_store::Error::NotFound { .. } => StoreError::NotFound(key.as_str().to_owned()),
+        other if says_storage_full(&other) => StoreError::OutOfSpace { key: key.as_str().to_owned() },
         other => StoreError::Unavailable { key: key.as_str().to_owned(), detail: other.to_string() },
     }
+}
+
+/// Whether the object store answered that it is full: HTTP 507 Insufficient Storage (MinIO's
+/// `XMinioStorageFull`) or a quota error code in the body. Other failures stay "unavailable".
+/// (object_store keeps the status in a private type, so its message is what can be read.)
+fn says_storage_full(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(current) = source {
+        let text = current.to_string();
+        if text.contains("status code: 507") || text.contains("StorageFull") || text.contains("QuotaExceeded") {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 #[async_trait]
@@ -143,10 +160,17 @@ impl BlobStore for S3BlobStore {
         let mut offset = 0;
         while offset < bytes.len() {
             let end = (offset + MULTIPART_PART).min(bytes.len());
-            writer.wait_for_capacity(2).await.map_err(|e| s3_error(key, e))?;
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                // A multipart upload is completed or aborted, never left half-made in the bucket.
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key = key.as_str(), error = %abort, "aborting a failed multipart upload failed; the bucket's lifecycle rules must clear it");
+                }
+                return Err(s3_error(key, e));
+            }
             writer.put(bytes.slice(offset..end));
             offset = end;
         }
+        // `finish` aborts the upload itself when a part or the completion fails.
         writer.finish().await.map_err(|e| s3_error(key, e))?;
         Ok(())
     }

@@ -53,6 +53,15 @@ impl StoreSettings {
         self.blob_dir.clone().unwrap_or_else(|| self.data_dir.join("blobs"))
     }
 
+    /// The folder of a directory store; `None` for S3.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        match self.blob_url.as_deref() {
+            None => Some(self.blob_dir()),
+            Some(url) if url.starts_with("s3://") => None,
+            Some(url) => Some(PathBuf::from(url.strip_prefix("file://").unwrap_or(url))),
+        }
+    }
+
     /// The configured store.
     pub fn open(&self) -> Result<Arc<dyn BlobStore>, StoreError> {
         match &self.blob_url {
