@@ -89,6 +89,12 @@ pub struct Config {
     /// one user cannot hold more than half of them).
     #[arg(long, env = "IMAGEAPI_UPLOADS_PER_USER", default_value_t = 8, global = true)]
     pub uploads_per_user: usize,
+    /// Free space (bytes) kept on the filesystems of the sled database and the blob directory:
+    /// an upload that would leave less answers 507 before its body is read. It is room for
+    /// thumbnails and metadata, and keeps sled from ever meeting a full disk (which sled 0.34
+    /// survives only by a restart).
+    #[arg(long, env = "IMAGEAPI_MIN_FREE_BYTES", default_value_t = DEFAULT_MIN_FREE_BYTES, global = true)]
+    pub min_free_bytes: u64,
     /// How long a GET on a pending thumbnail waits before answering 503.
     #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
     pub thumbnail_wait_secs: u64,
@@ -135,7 +141,23 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 }
 
+/// 256 MiB: ten full-size uploads' worth of thumbnails and years of metadata writes.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
 impl Config {
+    /// The local filesystems this server writes to: sled's folder, the blob directory.
+    pub fn watched_disks(&self) -> Vec<crate::disk_space::Watched> {
+        use crate::disk_space::Watched;
+        let mut watched = Vec::new();
+        if self.database_url.is_none() {
+            watched.push(Watched { role: "metadata", path: self.db_dir() });
+        }
+        if let Some(dir) = self.store.local_dir() {
+            watched.push(Watched { role: "blobs", path: dir });
+        }
+        watched
+    }
+
     pub fn limits(&self) -> Limits {
         self.limit_settings.limits()
     }

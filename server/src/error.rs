@@ -15,6 +15,9 @@ use crate::repo::RepoError;
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Suggested wait after a 507: room comes back when an operator acts, not in seconds.
+pub const OUT_OF_SPACE_RETRY_AFTER_SECS: u32 = 60;
+
 /// Field name → messages, for validation problems.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -50,6 +53,9 @@ pub enum ApiError {
     Unavailable { detail: String, retry_after_secs: u32 },
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after_secs: u64 },
+    /// Out of disk space: nothing was stored; a retry can work once there is room.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -62,6 +68,11 @@ impl ApiError {
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Self::Internal(e.into())
+    }
+
+    /// 507: the server has no room to store what was sent; nothing was kept.
+    pub fn out_of_space() -> Self {
+        Self::InsufficientStorage("the server is out of storage space; nothing was stored, try again later".to_owned())
     }
 
     fn code(&self) -> &'static str {
@@ -81,6 +92,7 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => "range-not-satisfiable",
             Self::Unavailable { .. } => "unavailable",
             Self::TooManyRequests { .. } => "too-many-requests",
+            Self::InsufficientStorage(_) => "insufficient-storage",
             Self::Internal(_) => "internal",
         }
     }
@@ -101,6 +113,7 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => "Range Not Satisfiable",
             Self::Unavailable { .. } => "Service Unavailable",
             Self::TooManyRequests { .. } => "Too Many Requests",
+            Self::InsufficientStorage(_) => "Insufficient Storage",
             Self::Internal(_) => "Internal Server Error",
         }
     }
@@ -138,6 +151,7 @@ impl ResponseError for ApiError {
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -180,6 +194,9 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { retry_after_secs, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            Self::InsufficientStorage(_) => {
+                response.insert_header((header::RETRY_AFTER, OUT_OF_SPACE_RETRY_AFTER_SECS.to_string()));
+            }
             Self::MethodNotAllowed { allow } => {
                 if let Ok(value) = HeaderValue::from_str(allow) {
                     response.insert_header((header::ALLOW, value));
@@ -207,6 +224,8 @@ impl From<RepoError> for ApiError {
                     retry_after_secs: 2,
                 }
             }
+            // Logged once where it is detected (the repository), not per request.
+            RepoError::OutOfSpace { .. } => Self::out_of_space(),
             other => Self::internal(other),
         }
     }
@@ -232,6 +251,10 @@ impl From<StoreError> for ApiError {
                     detail: "the blob store is unavailable; try again shortly".into(),
                     retry_after_secs: 5,
                 }
+            }
+            StoreError::OutOfSpace { .. } => {
+                tracing::warn!(error = %e, "refused: the blob store is out of space");
+                Self::out_of_space()
             }
             other => Self::internal(other),
         }

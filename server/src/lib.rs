@@ -11,6 +11,7 @@ pub mod auth;
 pub mod blobs;
 pub mod clock;
 pub mod config;
+pub mod disk_space;
 pub mod error;
 pub mod ids;
 pub mod login_limits;

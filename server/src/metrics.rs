@@ -1,7 +1,9 @@
 //! The server's Prometheus metrics (`GET /metrics`). In embedded mode the in-process worker's
 //! metrics are registered in the same registry.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const READY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -22,6 +24,11 @@ pub struct ServerMetrics {
     pub queue_failed: IntGauge,
     /// Jobs accepted and not yet finished (the sled outbox).
     pub outbox: IntGauge,
+    /// Free bytes on the filesystem of the database (`metadata`) and of the blob directory
+    /// (`blobs`); absent for what is not on a local disk.
+    pub disk_free: IntGaugeVec,
+    /// `IMAGEAPI_MIN_FREE_BYTES`: below it, uploads are refused.
+    pub disk_floor: IntGauge,
 }
 
 impl ServerMetrics {
@@ -50,6 +57,14 @@ impl ServerMetrics {
             queue_running: IntGauge::new("imageapi_queue_running", "Jobs held by workers")?,
             queue_failed: IntGauge::new("imageapi_queue_failed", "Jobs given up, waiting for an admin's retry")?,
             outbox: IntGauge::new("imageapi_jobs_unfinished", "Jobs accepted and not yet finished (the outbox)")?,
+            disk_free: IntGaugeVec::new(
+                Opts::new("imageapi_disk_free_bytes", "Free bytes on the filesystem of the metadata or the blobs"),
+                &["store"],
+            )?,
+            disk_floor: IntGauge::new(
+                "imageapi_disk_min_free_bytes",
+                "Free space below which uploads are refused (IMAGEAPI_MIN_FREE_BYTES)",
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -62,6 +77,8 @@ impl ServerMetrics {
         r.register(Box::new(metrics.queue_running.clone()))?;
         r.register(Box::new(metrics.queue_failed.clone()))?;
         r.register(Box::new(metrics.outbox.clone()))?;
+        r.register(Box::new(metrics.disk_free.clone()))?;
+        r.register(Box::new(metrics.disk_floor.clone()))?;
         Ok(metrics)
     }
 }

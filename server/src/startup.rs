@@ -17,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::disk_space::{DiskSpace, SpaceGauges};
 use crate::error;
 use crate::metrics::ServerMetrics;
 use crate::passwords::PasswordPool;
@@ -108,6 +109,7 @@ impl Application {
                         limits,
                         worker_name: "embedded".into(),
                         metrics: WorkerMetrics::register(&metrics.registry)?,
+                        shutdown: shutdown.clone(),
                     });
                     // Twice the threads in flight keeps the pool busy while jobs do I/O.
                     worker = Some(actix_web::rt::spawn(embedded.run(ctx, threads * 2, shutdown.clone())));
@@ -134,6 +136,12 @@ impl Application {
         let public_url =
             config.public_url.clone().unwrap_or_else(|| local_url.clone()).trim_end_matches('/').to_owned();
 
+        let disk = DiskSpace::new(
+            config.watched_disks(),
+            config.min_free_bytes,
+            Some(SpaceGauges { free: metrics.disk_free.clone(), floor: metrics.disk_floor.clone() }),
+        );
+        disk.spawn_sampler(shutdown.clone());
         let state = web::Data::new(AppState {
             public_url,
             limits,
@@ -149,6 +157,7 @@ impl Application {
             metrics,
             metrics_elsewhere: config.metrics_bind.is_some(),
             uploads: crate::upload_gate::UploadGate::new(crate::state::UPLOAD_SLOTS, config.uploads_per_user),
+            disk,
         });
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let server = http_server(state.clone(), listener, grace)?;
@@ -258,7 +267,8 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
                     // throughput, measured): the metrics count every request, the log keeps
                     // the ones worth reading; RUST_LOG=imageapi_server=debug logs them all.
                     let ms = elapsed.as_millis() as u64;
-                    if status >= 500 || elapsed >= SLOW_REQUEST {
+                    // 507 (out of space) is logged once where it is detected.
+                    if (status >= 500 && status != 507) || elapsed >= SLOW_REQUEST {
                         tracing::info!(%method, %route, status, ms, "request");
                     } else {
                         tracing::debug!(%method, %route, status, ms, "request");

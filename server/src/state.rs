@@ -33,6 +33,9 @@ pub struct AppState {
     /// Bounds how many uploads are buffered at once (each up to the upload limit), in all and
     /// per user (see [`crate::upload_gate`]).
     pub uploads: crate::upload_gate::UploadGate,
+    /// Free space on the local disks, and the floor that refuses uploads (see
+    /// [`crate::disk_space`]).
+    pub disk: Arc<crate::disk_space::DiskSpace>,
 }
 
 /// Uploads buffered concurrently: 16 × 25 MiB is at most 400 MiB of upload buffers.

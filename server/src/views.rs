@@ -399,7 +399,9 @@ pub fn whole_number(value: &serde_json::Value) -> Option<i64> {
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
-    /// Readiness only: `ok` or `error` per check (metadata, blobs, queue).
+    /// Readiness only, per check: `metadata` (`ok`, `read-only`, `error`), `blobs` (`ok`,
+    /// `error`), `queue` (`ok`, `degraded`, `error`), `disk` (`ok`, `low`; present when metadata or
+    /// blobs are on a local disk).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub checks: Option<std::collections::BTreeMap<&'static str, String>>,

@@ -5,9 +5,17 @@
 //! it); a blob-store or reporting failure is transient and returned as [`JobError`], so the
 //! queue retries the job. Reports are idempotent, so a job run twice (a retry, or an orphaned
 //! job recovered from a dead worker) does no harm.
+//!
+//! A full disk is neither: a thumbnail that cannot be written for lack of space is written
+//! again, with a growing pause, until there is room — holding the rendered bytes, so nothing
+//! is rendered twice and no attempt of the queue is spent. It never ends `failed` for that
+//! reason. At shutdown the wait ends and the job goes back to the queue.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::Limits;
@@ -26,7 +34,13 @@ pub struct JobContext {
     /// Names the worker in reports and logs.
     pub worker_name: String,
     pub metrics: WorkerMetrics,
+    /// Cancelled at shutdown: a job waiting for disk space stops waiting.
+    pub shutdown: CancellationToken,
 }
+
+/// Pauses between writes of a thumbnail that met a full disk: 1, 2, 4, 8, 15, 15 … s.
+const SPACE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const SPACE_RETRY_MAX: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -36,12 +50,16 @@ pub enum JobError {
     Report(anyhow::Error),
     #[error(transparent)]
     PoolUnavailable(RenderError),
+    /// The image was deleted while the job waited; there is nothing to make.
+    #[error("the image was deleted")]
+    NoLongerWanted,
 }
 
 #[tracing::instrument(skip_all, fields(job = %job.id, image = %job.image_id, heights = ?job.heights))]
 pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError> {
     let started = Instant::now();
     let outcomes = match make_thumbnails(&job, ctx).await {
+        Err(JobError::NoLongerWanted) => return Ok(()),
         Err(JobError::Store(StoreError::NotFound(key))) => {
             if !ctx.sink.is_wanted(&job).await.map_err(JobError::Report)? {
                 tracing::debug!("the image was deleted after its job was queued; nothing to make");
@@ -78,7 +96,7 @@ async fn make_thumbnails(job: &ThumbnailJob, ctx: &JobContext) -> Result<Vec<Thu
             for thumb in thumbnails {
                 let key = BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format);
                 let size_bytes = thumb.bytes.len() as u64;
-                ctx.store.put(&key, thumb.bytes.into()).await?;
+                put_when_there_is_room(job, ctx, &key, thumb.bytes.into()).await?;
                 outcomes.push(ThumbnailOutcome {
                     image_id: job.image_id,
                     format: job.format,
@@ -93,6 +111,60 @@ async fn make_thumbnails(job: &ThumbnailJob, ctx: &JobContext) -> Result<Vec<Thu
             tracing::warn!(error = %e, "thumbnails failed");
             Ok(all_failed(job, &e.to_string()))
         }
+    }
+}
+
+/// Writes a thumbnail; on a full disk, writes it again after a growing pause until it fits,
+/// the image is deleted, or the worker shuts down.
+async fn put_when_there_is_room(
+    job: &ThumbnailJob,
+    ctx: &JobContext,
+    key: &BlobKey,
+    bytes: Bytes,
+) -> Result<(), JobError> {
+    let mut pause = SPACE_RETRY_FIRST;
+    let mut waiting: Option<WaitingForSpace> = None;
+    loop {
+        match ctx.store.put(key, bytes.clone()).await {
+            Err(StoreError::OutOfSpace { .. }) => {}
+            written => {
+                if waiting.is_some() {
+                    tracing::info!("there is room again; the thumbnail is written");
+                }
+                return Ok(written?);
+            }
+        }
+        if waiting.is_none() {
+            tracing::warn!(
+                key = key.as_str(),
+                "the blob store is full; the thumbnail is kept and written once there is room"
+            );
+            waiting = Some(WaitingForSpace::new(&ctx.metrics));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = ctx.shutdown.cancelled() => return Err(JobError::Store(StoreError::OutOfSpace { key: key.as_str().to_owned() })),
+        }
+        pause = (pause * 2).min(SPACE_RETRY_MAX);
+        if !ctx.sink.is_wanted(job).await.map_err(JobError::Report)? {
+            return Err(JobError::NoLongerWanted);
+        }
+    }
+}
+
+/// Counts a job in `imageapi_worker_jobs_waiting_for_space` while it lives.
+struct WaitingForSpace(prometheus::IntGauge);
+
+impl WaitingForSpace {
+    fn new(metrics: &WorkerMetrics) -> Self {
+        metrics.waiting_for_space.inc();
+        Self(metrics.waiting_for_space.clone())
+    }
+}
+
+impl Drop for WaitingForSpace {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -16,6 +16,8 @@ pub struct WorkerMetrics {
     /// Jobs given up after their last attempt (the dead set).
     pub dead: IntCounter,
     pub running: IntGauge,
+    /// Jobs holding rendered thumbnails until the full blob store has room again.
+    pub waiting_for_space: IntGauge,
     pub job_duration: Histogram,
 }
 
@@ -32,6 +34,10 @@ impl WorkerMetrics {
             )?,
             dead: IntCounter::new("imageapi_worker_jobs_dead_total", "Jobs given up after their last attempt")?,
             running: IntGauge::new("imageapi_worker_jobs_running", "Jobs being worked on now")?,
+            waiting_for_space: IntGauge::new(
+                "imageapi_worker_jobs_waiting_for_space",
+                "Jobs whose thumbnails wait for room in the full blob store",
+            )?,
             job_duration: Histogram::with_opts(
                 HistogramOpts::new("imageapi_worker_job_duration_seconds", "Time to read, render and store one job")
                     .buckets(DURATION_BUCKETS.to_vec()),
@@ -41,6 +47,7 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.retries.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.running.clone()))?;
+        registry.register(Box::new(metrics.waiting_for_space.clone()))?;
         registry.register(Box::new(metrics.job_duration.clone()))?;
         Ok(metrics)
     }

@@ -51,6 +51,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
             limits: config.limits(),
             worker_name: name.clone(),
             metrics,
+            shutdown: shutdown.clone(),
         });
 
         let listener = TcpListener::bind(&config.metrics_bind)

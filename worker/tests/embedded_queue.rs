@@ -27,6 +27,15 @@ impl OutcomeSink for Collect {
 }
 
 fn context(threads: usize, store: Arc<FsBlobStore>, sink: Arc<Collect>) -> Arc<JobContext> {
+    context_until(threads, store, sink, CancellationToken::new())
+}
+
+fn context_until(
+    threads: usize,
+    store: Arc<FsBlobStore>,
+    sink: Arc<Collect>,
+    shutdown: CancellationToken,
+) -> Arc<JobContext> {
     Arc::new(JobContext {
         pool: ThumbnailPool::start(threads, &Default::default()),
         store,
@@ -34,6 +43,7 @@ fn context(threads: usize, store: Arc<FsBlobStore>, sink: Arc<Collect>) -> Arc<J
         limits: Limits::default(),
         worker_name: "test".into(),
         metrics: WorkerMetrics::unregistered(),
+        shutdown,
     })
 }
 
@@ -222,4 +232,60 @@ async fn shutdown_does_not_wait_for_a_job_between_its_attempts() {
     tokio::time::timeout(Duration::from_millis(700), running).await.expect("stops during the backoff").expect("join");
     let snapshot = queue.snapshot().await.expect("snapshot");
     assert_eq!((snapshot.pending, snapshot.running, snapshot.failed), (0, 0, 0), "{snapshot:?}");
+}
+
+#[actix_rt::test]
+async fn a_thumbnail_that_meets_a_full_disk_waits_for_room_and_is_never_failed() {
+    let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(8 << 20) else { return };
+    let store = Arc::new(FsBlobStore::open(fs.path().join("blobs")).expect("store"));
+    let sink = Arc::new(Collect::default());
+    let ctx = context(1, store.clone(), sink.clone());
+    let id = ImageId::from_ulid(ulid::Ulid::new());
+    store.put(&BlobKey::original(id), png(400, 300)).await.expect("the original fits");
+    fs.fill_leaving(0);
+
+    let running = actix_rt::spawn({
+        let ctx = ctx.clone();
+        async move { imageapi_worker::run_job(job(id, ImageFormat::Png, vec![200, 100]), &ctx).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    assert!(!running.is_finished(), "the job waits for room instead of ending");
+    assert!(sink.0.lock().expect("lock").is_empty(), "nothing reported while waiting, least of all `failed`");
+    assert_eq!(ctx.metrics.waiting_for_space.get(), 1, "the wait shows in the metrics");
+    fs.unfill();
+    let finished = tokio::time::timeout(Duration::from_secs(20), running).await.expect("done once there is room");
+    finished.expect("join").expect("the job succeeds");
+    let outcomes = sink.0.lock().expect("lock").clone();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o.result, ThumbnailResult::Ready { .. })), "{outcomes:?}");
+    let stored = store.get(&BlobKey::thumbnail(id, 200, ImageFormat::Png)).await.expect("written");
+    assert_eq!(image::load_from_memory(&stored).expect("a whole PNG").height(), 200);
+    assert_eq!(ctx.metrics.waiting_for_space.get(), 0);
+}
+
+#[actix_rt::test]
+async fn shutdown_ends_the_wait_for_room_with_a_transient_error() {
+    let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(8 << 20) else { return };
+    let store = Arc::new(FsBlobStore::open(fs.path().join("blobs")).expect("store"));
+    let sink = Arc::new(Collect::default());
+    let shutdown = CancellationToken::new();
+    let ctx = context_until(1, store.clone(), sink.clone(), shutdown.clone());
+    let id = ImageId::from_ulid(ulid::Ulid::new());
+    store.put(&BlobKey::original(id), png(400, 300)).await.expect("the original fits");
+    fs.fill_leaving(0);
+
+    let running = actix_rt::spawn({
+        let ctx = ctx.clone();
+        async move { imageapi_worker::run_job(job(id, ImageFormat::Png, vec![200]), &ctx).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+
+    let ended = tokio::time::timeout(Duration::from_secs(5), running).await.expect("ends at shutdown").expect("join");
+    assert!(
+        matches!(ended, Err(imageapi_worker::JobError::Store(imageapi_shared::store::StoreError::OutOfSpace { .. }))),
+        "a transient error, so the queue delivers the job again: {ended:?}"
+    );
+    assert!(sink.0.lock().expect("lock").is_empty(), "nothing reported");
 }

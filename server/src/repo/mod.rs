@@ -44,6 +44,11 @@ pub enum RepoError {
     /// client may try again.
     #[error("the metadata database is unavailable: {0}")]
     Unavailable(String),
+    /// The disk under the database is full; the write was refused. `outcome_unknown`: it may
+    /// still become durable (sled had applied it in memory when its flush failed), so what it
+    /// refers to (an uploaded original) must be kept.
+    #[error("the metadata database is out of disk space")]
+    OutOfSpace { outcome_unknown: bool },
     #[error("database error: {0}")]
     Storage(String),
     #[error("corrupt record: {0}")]
@@ -316,6 +321,11 @@ pub trait Repo: TierRepo + UserRepo + ImageRepo + LinkRepo + JobRepo {
     /// Changes whenever any server sharing this database applies job reports; `None` when
     /// this process is the only writer (then its own signal suffices).
     fn thumbnail_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// Why the database takes no writes now although it answers reads (sled after a full
+    /// disk, until the server restarts); `None` when it takes writes.
+    fn writes_refused(&self) -> Option<&'static str> {
         None
     }
     /// Ends background work after a last flush; false if that did not finish in `deadline`.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{get, web, HttpResponse};
 
 use crate::auth::AdminUser;
+use crate::disk_space::SpaceStatus;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::thumbnails::QueueHealth;
@@ -17,10 +18,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", checks: None })
 }
 
-/// Readiness: metadata store and blob store usable, job queue reachable. `ready` (200) when
-/// all are; `degraded` (200) when only the Redis queue is away — uploads are still accepted
-/// and their jobs delivered when it is back; `unavailable` (503) otherwise. Failure details go
-/// to the log, not to unauthenticated callers.
+/// Readiness: metadata store and blob store usable, job queue reachable, disk space above the
+/// floor. `ready` (200) when all are; `degraded` (200) when the server still serves but not
+/// everything — the Redis queue is away (uploads are accepted, their jobs delivered when it is
+/// back), the disk is below `IMAGEAPI_MIN_FREE_BYTES` (`"disk": "low"`: uploads answer 507,
+/// reads go on) or the metadata database takes no writes (`"metadata": "read-only"`);
+/// `unavailable` (503) otherwise. Failure details go to the log, not to unauthenticated callers.
 #[utoipa::path(operation_id = "readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -40,6 +43,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         checks.insert(name, verdict.to_owned());
     }
     let mut degraded = false;
+    if let Some(why) = state.repo.writes_refused() {
+        tracing::warn!(detail = why, "readiness: the metadata database takes no writes");
+        checks.insert("metadata", "read-only".to_owned());
+        degraded = true;
+    }
+    match state.disk.status() {
+        SpaceStatus::NotWatched => {}
+        SpaceStatus::Ok => {
+            checks.insert("disk", "ok".to_owned());
+        }
+        SpaceStatus::Low(low) => {
+            tracing::warn!(free = low.free, floor = low.floor, "readiness: low disk space; uploads are refused (507)");
+            checks.insert("disk", "low".to_owned());
+            degraded = true;
+        }
+    }
     let queue = match state.thumbnails.queue_health().await {
         QueueHealth::Ok => "ok",
         QueueHealth::Degraded(detail) => {

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use imageapi_shared::domain::ImageId;
 use imageapi_shared::pipeline::{probe, ProbeError};
-use imageapi_shared::store::BlobKey;
+use imageapi_shared::store::{BlobKey, StoreError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -155,6 +155,7 @@ async fn read_image_field(
         (status = 401, body = crate::error::Problem),
         (status = 413, description = "over the size, pixel or side limit", body = crate::error::Problem),
         (status = 415, description = "not a PNG or JPEG", body = crate::error::Problem),
+        (status = 507, description = "out of storage space: nothing was stored; try again later (see Retry-After)", body = crate::error::Problem),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -175,6 +176,16 @@ pub async fn upload(
         drain(multipart, deadline).await;
         return Err(too_large(limit));
     }
+    // Storing it must leave the free-space floor: checked before the body is read, and the
+    // room stays set aside until the original is written.
+    let mut room = match state.disk.reserve(declared.unwrap_or(limit + MULTIPART_OVERHEAD)).await {
+        Ok(room) => room,
+        Err(low) => {
+            tracing::warn!(free = low.free, floor = low.floor, user = %user.id, "upload refused: the disk is down to its free-space floor (IMAGEAPI_MIN_FREE_BYTES)");
+            drain(multipart, deadline).await;
+            return Err(ApiError::out_of_space());
+        }
+    };
     let Some(_turn) = state.uploads.user_turn(user.id) else {
         drain(multipart, deadline).await;
         return Err(ApiError::TooManyRequests {
@@ -220,15 +231,26 @@ pub async fn upload(
         created_at: state.clock.now(),
     };
     let original = BlobKey::original(record.id);
-    state.store.put(&original, bytes).await?;
+    match state.store.put(&original, bytes).await {
+        Ok(()) => room.stored(record.size_bytes),
+        Err(e) => {
+            if matches!(e, StoreError::OutOfSpace { .. }) {
+                state.disk.saw_full_disk();
+            }
+            return Err(e.into());
+        }
+    }
 
     let NewImage { tier, job } = match state.repo.insert_image(&record, crate::ids::new_job_id()).await {
         Ok(inserted) => inserted,
         Err(e) => {
-            // Only a definite refusal frees the original: after a lost connection the commit
-            // may have happened, and a record must never point at a deleted blob (an unused
-            // blob is the lesser harm).
-            if !matches!(e, RepoError::Unavailable(_)) {
+            // Only a definite refusal frees the original: after a lost connection, or a sled
+            // flush that met a full disk, the commit may have happened (or may show up at the
+            // next start), and a record must never point at a deleted blob (an unused blob is
+            // the lesser harm).
+            let outcome_unknown =
+                matches!(e, RepoError::Unavailable(_) | RepoError::OutOfSpace { outcome_unknown: true });
+            if !outcome_unknown {
                 let _ = state.store.delete(&original).await;
             }
             // The owner was deleted or deactivated while the body was streaming.

@@ -118,7 +118,8 @@ pub trait OutcomeSink: Send + Sync + 'static {
     async fn report(&self, report: crate::jobs::JobReport) -> anyhow::Result<()>;
 
     /// Whether the job is still wanted (its image not deleted since). Asked only when the
-    /// original is missing; a sink that cannot tell says yes, and the job is retried.
+    /// original is missing or a thumbnail waits for disk space; a sink that cannot tell says
+    /// yes, and the job is retried (or goes on waiting).
     async fn is_wanted(&self, _job: &ThumbnailJob) -> anyhow::Result<bool> {
         Ok(true)
     }

@@ -113,6 +113,9 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> RepoError {
         } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
             // What a row refers to is gone (a deleted image, user or tier).
             RepoError::NotFound
+        } else if *code == SqlState::DISK_FULL {
+            // The statement or the commit failed: the transaction is rolled back.
+            RepoError::OutOfSpace { outcome_unknown: false }
         } else if *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::ADMIN_SHUTDOWN

@@ -2,6 +2,7 @@
 //! on IO past its cache), each write durable before it returns.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +21,14 @@ use crate::repo::{
 pub struct SledRepo {
     db: Arc<SledDb>,
     tiers: TierCache,
+    /// A write met a full disk: sled 0.34 takes none until it is reopened (see
+    /// [`RepoError::OutOfSpace`]).
+    out_of_space: AtomicBool,
 }
+
+/// What [`Repo::writes_refused`] says once sled met a full disk.
+const WRITES_REFUSED: &str =
+    "sled met a full disk and takes no writes until the server restarts (reads go on): free disk space, then restart";
 
 /// Tiers by id, in memory: every media request reads its user's tier, tiers change rarely,
 /// and this process is the database's only writer, so the cache is exact. Each tier write
@@ -57,7 +65,7 @@ impl TierCache {
 
 impl SledRepo {
     pub fn new(db: SledDb) -> Self {
-        Self { db: Arc::new(db), tiers: TierCache::default() }
+        Self { db: Arc::new(db), tiers: TierCache::default(), out_of_space: AtomicBool::new(false) }
     }
 
     /// Runs `f` on a blocking thread.
@@ -78,9 +86,16 @@ impl SledRepo {
         F: FnOnce(&SledDb) -> RepoResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let out = self.read(f).await?;
-        self.db.flush().await?;
-        Ok(out)
+        let written = async {
+            let out = self.read(f).await?;
+            self.db.flush().await?;
+            Ok(out)
+        }
+        .await;
+        if matches!(written, Err(RepoError::OutOfSpace { .. })) && !self.out_of_space.swap(true, Ordering::SeqCst) {
+            tracing::error!("the metadata database met a full disk: {WRITES_REFUSED}");
+        }
+        written
     }
 
     /// Flushes run so far by the group commit (tests check that writers share them).
@@ -303,6 +318,9 @@ impl Repo for SledRepo {
     async fn record_store_marker(&self, id: &str) -> RepoResult<()> {
         let id = id.to_owned();
         self.write(move |db| db.record_store_marker(&id)).await
+    }
+    fn writes_refused(&self) -> Option<&'static str> {
+        self.out_of_space.load(Ordering::SeqCst).then_some(WRITES_REFUSED)
     }
     fn close(&self, deadline: Duration) -> bool {
         self.db.close(deadline)

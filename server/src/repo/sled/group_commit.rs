@@ -19,7 +19,7 @@ struct Progress {
     /// Every ticket up to this one is durable.
     durable_through: u64,
     /// The last flush that failed, with the highest ticket it was meant to cover.
-    failed: Option<(u64, Arc<str>)>,
+    failed: Option<(u64, FlushFailure)>,
     /// Flushes run so far (for metrics and tests).
     flushes: u64,
     /// The flusher has exited: no later ticket will be served.
@@ -46,10 +46,18 @@ fn lock(m: &Mutex<Requests>) -> MutexGuard<'_, Requests> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why a flush failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushFailure {
+    pub message: Arc<str>,
+    /// The disk is full (which sled 0.34 does not recover from until it is reopened).
+    pub out_of_space: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
-    #[error("flushing the database failed: {0}")]
-    Failed(Arc<str>),
+    #[error("flushing the database failed: {}", .0.message)]
+    Failed(FlushFailure),
     #[error("the database flusher has stopped")]
     Stopped,
 }
@@ -64,7 +72,7 @@ impl GroupCommit {
     /// Starts the flusher thread for `flush`, the engine's blocking flush.
     pub fn start<F>(flush: F) -> std::io::Result<Self>
     where
-        F: Fn() -> Result<(), String> + Send + 'static,
+        F: Fn() -> Result<(), FlushFailure> + Send + 'static,
     {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Requests::default()),
@@ -138,7 +146,7 @@ impl Drop for GroupCommit {
     }
 }
 
-fn run_flusher<F: Fn() -> Result<(), String>>(shared: &Shared, flush: F) {
+fn run_flusher<F: Fn() -> Result<(), FlushFailure>>(shared: &Shared, flush: F) {
     loop {
         let (target, stopping) = {
             let mut requests = lock(&shared.requests);
@@ -156,8 +164,12 @@ fn run_flusher<F: Fn() -> Result<(), String>>(shared: &Shared, flush: F) {
             match result {
                 Ok(()) => p.durable_through = p.durable_through.max(target),
                 Err(why) => {
-                    tracing::error!(error = %why, "flushing the database failed");
-                    p.failed = Some((target, why.into()));
+                    // Once per kind of failure, not once per waiting request: a database on a
+                    // full disk fails every flush the same way.
+                    if p.failed.as_ref().is_none_or(|(_, last)| *last != why) {
+                        tracing::error!(error = %why.message, out_of_space = why.out_of_space, "flushing the database failed");
+                    }
+                    p.failed = Some((target, why));
                 }
             }
         });
@@ -217,11 +229,17 @@ mod tests {
     async fn a_failed_flush_fails_its_waiters_and_the_next_one_can_succeed() {
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let f = fail.clone();
-        let commit =
-            GroupCommit::start(move || if f.load(Ordering::SeqCst) { Err("disk full".to_owned()) } else { Ok(()) })
-                .expect("flusher");
+        let commit = GroupCommit::start(move || {
+            if f.load(Ordering::SeqCst) {
+                Err(FlushFailure { message: "disk full".into(), out_of_space: true })
+            } else {
+                Ok(())
+            }
+        })
+        .expect("flusher");
         let err = commit.flush().await.expect_err("the flush failed");
         assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(matches!(err, FlushError::Failed(FlushFailure { out_of_space: true, .. })), "{err:?}");
         fail.store(false, Ordering::SeqCst);
         commit.flush().await.expect("the next flush works");
     }

@@ -32,15 +32,32 @@ use super::{
     Usage, UserEdit, UserRecord,
 };
 
+/// Whether sled failed for lack of disk space. sled 0.34 then refuses every later write and
+/// flush until the database is reopened, also once there is room again (reads keep working,
+/// and what was flushed before is intact): see `a_full_disk_stops_sled_writes_until_it_is_reopened`.
+fn sled_out_of_space(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if imageapi_shared::store::is_out_of_space(io))
+}
+
 impl From<sled::Error> for RepoError {
     fn from(e: sled::Error) -> Self {
+        if sled_out_of_space(&e) {
+            // sled may have applied the write in memory and may yet have it on disk at the
+            // next start.
+            return RepoError::OutOfSpace { outcome_unknown: true };
+        }
         RepoError::Storage(e.to_string())
     }
 }
 
 impl From<group_commit::FlushError> for RepoError {
     fn from(e: group_commit::FlushError) -> Self {
-        RepoError::Storage(e.to_string())
+        match e {
+            group_commit::FlushError::Failed(why) if why.out_of_space => {
+                RepoError::OutOfSpace { outcome_unknown: true }
+            }
+            other => RepoError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -207,8 +224,13 @@ impl SledDb {
             admin_writes: Mutex::new(()),
             commit: {
                 let db = db.clone();
-                group_commit::GroupCommit::start(move || db.flush().map(|_| ()).map_err(|e| e.to_string()))
-                    .map_err(|e| RepoError::Storage(format!("starting the flusher: {e}")))?
+                group_commit::GroupCommit::start(move || {
+                    db.flush().map(|_| ()).map_err(|e| group_commit::FlushFailure {
+                        message: e.to_string().into(),
+                        out_of_space: sled_out_of_space(&e),
+                    })
+                })
+                .map_err(|e| RepoError::Storage(format!("starting the flusher: {e}")))?
             },
             db,
         };
@@ -297,20 +319,24 @@ mod tests {
 
     use super::*;
 
-    /// A database from before the `usage` tree (counts only) gets its usage filled at open.
-    #[test]
-    fn usage_is_rebuilt_once_for_a_database_that_predates_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let user = UserRecord {
+    fn user_on(tier: &str) -> UserRecord {
+        UserRecord {
             id: UserId::from_ulid(ulid::Ulid::new()),
             username: Username::parse("ann").expect("name"),
             password_hash: "x".into(),
-            tier: TierId::parse("basic").expect("tier"),
+            tier: TierId::parse(tier).expect("tier"),
             is_active: true,
             is_admin: false,
             created_at: Utc::now(),
             credentials_version: 0,
-        };
+        }
+    }
+
+    /// A database from before the `usage` tree (counts only) gets its usage filled at open.
+    #[test]
+    fn usage_is_rebuilt_once_for_a_database_that_predates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = user_on("basic");
         let image = ImageRecord {
             id: crate::ids::new_image_id(),
             owner: user.id,
@@ -355,5 +381,67 @@ mod tests {
         assert!(!db.db.tree_names().iter().any(|n| n.as_ref() == b"image_counts"), "the old counts are gone");
         db.delete_image(image.id).expect("delete");
         assert_eq!(db.usage(user.id).expect("usage"), Usage::default());
+    }
+
+    fn image_of(owner: UserId, n: u64) -> ImageRecord {
+        ImageRecord {
+            id: crate::ids::new_image_id(),
+            owner,
+            name: format!("photo-{n}.png"),
+            format: ImageFormat::Png,
+            width: 640,
+            height: 480,
+            size_bytes: 100_000 + n,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// What sled 0.34 does on a full disk (upstream reports corruption after disk-full stops,
+    /// LemmyNet/lemmy#2692): the failing write is an error, and from then on every write and
+    /// flush fails — even once there is room again — while reads go on; everything flushed
+    /// before is intact after a reopen, and writes work again. So the server keeps a
+    /// free-space floor (`crate::disk_space`) that stops uploads before sled meets the wall.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_stops_sled_writes_until_it_is_reopened() {
+        use crate::repo::{ImageRepo, Repo, TierRepo, UserRepo};
+        let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(32 << 20) else { return };
+        let path = fs.path().join("db");
+        let user = user_on("premium");
+        let mut acknowledged = Vec::new();
+        {
+            let repo = SledRepo::new(SledDb::open(&path).expect("open"));
+            repo.seed_builtin_tiers().await.expect("tiers");
+            repo.create_user(&user).await.expect("user");
+            fs.fill_leaving(1 << 20);
+            let refusal = loop {
+                let image = image_of(user.id, acknowledged.len() as u64);
+                match repo.insert_image(&image, crate::ids::new_job_id()).await {
+                    Ok(_) => acknowledged.push(image),
+                    Err(e) => break e,
+                }
+                assert!(acknowledged.len() < 200_000, "the disk never filled up");
+            };
+            assert!(matches!(refusal, RepoError::OutOfSpace { outcome_unknown: true }), "{refusal:?}");
+            assert!(repo.writes_refused().is_some(), "the repository says it takes no writes");
+            let first = &acknowledged[0];
+            assert_eq!(repo.image(first.id).await.expect("reads go on").name, first.name);
+
+            fs.unfill();
+            let after_room = repo.insert_image(&image_of(user.id, 1 << 40), crate::ids::new_job_id()).await;
+            assert!(
+                matches!(after_room, Err(RepoError::OutOfSpace { .. })),
+                "sled 0.34 takes no writes after a full disk until it is reopened, even with room again \
+                 (if sled now recovers by itself, the floor and the README's full-disk row can say so): {after_room:?}"
+            );
+            repo.close(std::time::Duration::from_secs(5));
+        }
+        let repo = SledRepo::new(SledDb::open(&path).expect("reopens once there is room"));
+        assert!(acknowledged.len() > 10, "only {} writes fit", acknowledged.len());
+        for image in &acknowledged {
+            let stored = repo.image(image.id).await.expect("every acknowledged write survives");
+            assert_eq!((stored.owner, &stored.name, stored.size_bytes), (image.owner, &image.name, image.size_bytes));
+        }
+        repo.insert_image(&image_of(user.id, 1 << 41), crate::ids::new_job_id()).await.expect("writes work again");
+        assert!(repo.writes_refused().is_none());
     }
 }
