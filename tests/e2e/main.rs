@@ -12,6 +12,7 @@ mod admin_cli;
 mod auth;
 mod contract;
 mod docs_browser;
+mod full_disk;
 mod generated_client;
 mod images;
 mod isolation;

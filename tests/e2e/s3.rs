@@ -356,3 +356,38 @@ fn migrate_store_copies_a_populated_directory_store_to_s3_and_the_server_serves_
         assert!(app.get_thumbnail(&user, id, 400).body == *large, "400 px thumbnail of {id} changed");
     }
 }
+
+#[test]
+fn an_s3_store_on_a_full_disk_refuses_uploads_whole_and_takes_them_once_there_is_room() {
+    let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(48 << 20) else { return };
+    let s3 = S3Server::start_storing_in(Some(fs.path().join("objects")));
+    let app = spawn_app_with(s3_options(&s3, "full"));
+    let user = app.create_user("premium");
+    let kept = jpeg_seeded(640, 480, 1);
+    let kept_id = id_of(&app.upload_ok(&user, "kept.jpg", &kept)["id"]);
+    app.wait_until_ready_within(&user, &kept_id, SLOW);
+    let before = stored_objects(fs.path());
+    fs.fill_leaving(6 << 20);
+    // Over 8 MiB: a multipart upload, which meets the full disk half-way.
+    let (w, h) = (2000, 1600);
+    let noise = pseudo_random_bytes((w * h * 3) as usize, 11);
+    let big = encode_png(&image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, noise).expect("noise")));
+    assert!(big.len() > 9 << 20, "{}", big.len());
+
+    let refused = app.upload(&user, "big.png", &big);
+
+    // 507 from stores that say they are full; s3s-fs answers a plain 500, which is 503 here.
+    assert!(matches!(refused.status, 503 | 507), "{} {}", refused.status, refused.text());
+    refused.assert_problem(refused.status);
+    assert!(refused.header("retry-after").is_some());
+    let mut after: Vec<String> = stored_objects(fs.path());
+    after.retain(|name| name != "filler");
+    assert_eq!(after, before, "no object, part or upload left behind");
+    assert_eq!(result_ids(&app.list_images(&user, "").expect_json(200)), vec![kept_id.clone()]);
+    app.get_original(&user, &kept_id).assert_status(200);
+
+    // (s3s-fs joins the parts into a new file: completing needs twice the blob's size.)
+    fs.unfill();
+    let stored = id_of(&app.upload_ok(&user, "big.png", &big)["id"]);
+    assert_eq!(app.get_original(&user, &stored).body, big);
+}

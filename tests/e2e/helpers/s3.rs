@@ -15,6 +15,8 @@ pub struct S3Server {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// s3s-fs's root: one folder per bucket, one file per object.
+    objects_root: PathBuf,
 }
 
 /// `s3s-fs` from PATH or cargo's bin folder (`.ci/run` installs it there).
@@ -34,9 +36,15 @@ fn s3s_binary() -> PathBuf {
 
 impl S3Server {
     pub fn start() -> Self {
+        Self::start_storing_in(None)
+    }
+
+    /// Keeps the objects under `root` (a small filesystem, say) instead of a temporary folder.
+    pub fn start_storing_in(root: Option<PathBuf>) -> Self {
         let dir = tempfile::Builder::new().prefix("imageapi-s3-").tempdir().expect("temp dir for s3s-fs");
-        std::fs::create_dir_all(dir.path().join("objects").join(BUCKET)).expect("create the bucket");
-        let mut s3 = Self { port: super::free_port(), child: None, dir };
+        let objects_root = root.unwrap_or_else(|| dir.path().join("objects"));
+        std::fs::create_dir_all(objects_root.join(BUCKET)).expect("create the bucket");
+        let mut s3 = Self { port: super::free_port(), child: None, dir, objects_root };
         s3.start_again();
         s3
     }
@@ -60,7 +68,7 @@ impl S3Server {
 
     /// Where s3s-fs keeps the objects under `prefix` of the bucket (to check what is stored).
     pub fn objects(&self, prefix: &str) -> PathBuf {
-        self.dir.path().join("objects").join(BUCKET).join(prefix)
+        self.objects_root.join(BUCKET).join(prefix)
     }
 
     /// Starts it again on the same port and directory after [`Self::stop`].
@@ -70,7 +78,7 @@ impl S3Server {
         let child = Command::new(s3s_binary())
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path().join("objects"))
+            .arg(&self.objects_root)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))

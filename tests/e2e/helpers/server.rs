@@ -242,6 +242,9 @@ impl TestApp {
             .env("IMAGEAPI_DATA_DIR", self.data_dir())
             .env("IMAGEAPI_ADMIN_USERNAME", &self.admin.username)
             .env("IMAGEAPI_ADMIN_PASSWORD", &self.admin.password)
+            // The production floor (256 MiB) would refuse uploads on a nearly full build
+            // machine; tests of the floor set their own (`options.env` comes later and wins).
+            .env("IMAGEAPI_MIN_FREE_BYTES", (16u64 << 20).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         if let Some(workers) = options.workers {
