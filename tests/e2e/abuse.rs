@@ -390,6 +390,37 @@ fn metrics_are_for_admins_or_on_their_own_listener() {
 }
 
 #[test]
+fn invented_methods_and_paths_create_no_metrics_series() {
+    let app = spawn_app();
+    let series = |app: &TestApp| {
+        let text = app.get_as(&app.admin, "/metrics").text();
+        let lines: Vec<String> =
+            text.lines().filter(|l| l.starts_with("imageapi_http_requests_total{")).map(str::to_owned).collect();
+        (lines, text.len())
+    };
+    let invent = |prefix: char, n: usize| {
+        // A long unique method per request (any token is a legal method), and unique paths.
+        let method = Method::from_bytes(format!("{prefix}{n:04}{}", "M".repeat(2000)).as_bytes()).expect("a token");
+        app.send(app.request(method, &format!("/{prefix}/{n}"), None)).assert_status(404);
+        app.get_anonymous(&format!("/api/v1/images/{n}/nowhere/{prefix}")).assert_status(404);
+        app.get_anonymous(&format!("/l/{prefix}{n}")).assert_status(404);
+    };
+    (0..150).for_each(|n| invent('x', n));
+    series(&app);
+    let (before, size_before) = series(&app);
+    (150..300).for_each(|n| invent('y', n));
+    let (after, size_after) = series(&app);
+
+    assert!(before.iter().any(|l| l.contains(r#"method="other""#)), "invented methods count as `other`: {before:#?}");
+    assert!(after.iter().all(|l| l.len() < 200), "no label carries what a client sent: {after:#?}");
+    let names = |lines: &[String]| {
+        lines.iter().map(|l| l.rsplit_once(' ').map_or("", |(name, _)| name).to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&before).len(), names(&after).len(), "150 more invented requests made new series: {after:#?}");
+    assert!(size_after < size_before + 200, "the metrics grew from {size_before} to {size_after} bytes");
+}
+
+#[test]
 fn secrets_are_never_cached_and_the_docs_page_sends_a_content_security_policy() {
     let app = spawn_app();
     let user = app.create_user("enterprise");
