@@ -74,6 +74,9 @@ type Probe = Box<dyn Fn(&Watched) -> std::io::Result<u64> + Send + Sync>;
 pub struct DiskSpace {
     watched: Vec<Watched>,
     floor: u64,
+    /// Room for one upload of the largest size above the floor: below `floor + headroom` the
+    /// disk counts as low (such an upload would be refused).
+    headroom: u64,
     probe: Probe,
     tally: Mutex<Tally>,
     gauges: Option<SpaceGauges>,
@@ -87,16 +90,23 @@ pub struct SpaceGauges {
 }
 
 impl DiskSpace {
-    /// Watches `watched` with the floor `floor`, measuring once now.
-    pub fn new(watched: Vec<Watched>, floor: u64, gauges: Option<SpaceGauges>) -> Arc<Self> {
-        Self::with_probe(watched, floor, gauges, Box::new(|w| fs2::available_space(&w.path)))
+    /// Watches `watched` with the floor `floor`, measuring once now; `largest_upload` is what
+    /// the disk must hold above the floor not to count as low.
+    pub fn new(watched: Vec<Watched>, floor: u64, largest_upload: u64, gauges: Option<SpaceGauges>) -> Arc<Self> {
+        Self::with_probe(watched, floor, largest_upload, gauges, Box::new(|w| fs2::available_space(&w.path)))
     }
 
-    fn with_probe(watched: Vec<Watched>, floor: u64, gauges: Option<SpaceGauges>, probe: Probe) -> Arc<Self> {
+    fn with_probe(
+        watched: Vec<Watched>,
+        floor: u64,
+        headroom: u64,
+        gauges: Option<SpaceGauges>,
+        probe: Probe,
+    ) -> Arc<Self> {
         if let Some(gauges) = &gauges {
             gauges.floor.set(i64::try_from(floor).unwrap_or(i64::MAX));
         }
-        let space = Arc::new(Self { watched, floor, probe, tally: Mutex::default(), gauges });
+        let space = Arc::new(Self { watched, floor, headroom, probe, tally: Mutex::default(), gauges });
         space.sample();
         space
     }
@@ -186,12 +196,15 @@ impl DiskSpace {
         }
     }
 
+    /// Low once an upload of the largest size would be refused.
     pub fn status(&self) -> SpaceStatus {
         if self.watched.is_empty() {
             return SpaceStatus::NotWatched;
         }
         match self.lock().free() {
-            Some(free) if free < self.floor => SpaceStatus::Low(LowSpace { free, floor: self.floor }),
+            Some(free) if free < self.floor.saturating_add(self.headroom) => {
+                SpaceStatus::Low(LowSpace { free, floor: self.floor })
+            }
             _ => SpaceStatus::Ok,
         }
     }
@@ -230,7 +243,7 @@ mod tests {
 
     fn space_with(free: Arc<AtomicU64>, floor: u64) -> Arc<DiskSpace> {
         let watched = vec![Watched { role: "blobs", path: PathBuf::from("/nowhere") }];
-        DiskSpace::with_probe(watched, floor, None, Box::new(move |_| Ok(free.load(Ordering::SeqCst))))
+        DiskSpace::with_probe(watched, floor, 0, None, Box::new(move |_| Ok(free.load(Ordering::SeqCst))))
     }
 
     #[test]
@@ -283,6 +296,27 @@ mod tests {
         assert!(space.try_reserve(1).is_ok());
     }
 
+    #[test]
+    fn the_disk_is_low_once_a_largest_upload_would_be_refused() {
+        let free = Arc::new(AtomicU64::new(40 * MIB));
+        let watched = vec![Watched { role: "blobs", path: PathBuf::from("/nowhere") }];
+        let probe = free.clone();
+        let space = DiskSpace::with_probe(
+            watched,
+            10 * MIB,
+            25 * MIB,
+            None,
+            Box::new(move |_| Ok(probe.load(Ordering::SeqCst))),
+        );
+        assert_eq!(space.status(), SpaceStatus::Ok, "40 MiB holds the floor and a 25 MiB upload");
+
+        free.store(34 * MIB, Ordering::SeqCst);
+        space.sample();
+
+        assert_eq!(space.status(), SpaceStatus::Low(LowSpace { free: 34 * MIB, floor: 10 * MIB }));
+        assert!(space.try_reserve(MIB).is_ok(), "smaller uploads still fit");
+    }
+
     #[tokio::test]
     async fn a_refusal_measures_again_when_its_sample_is_stale() {
         let free = Arc::new(AtomicU64::new(5 * MIB));
@@ -300,11 +334,11 @@ mod tests {
     async fn a_disk_that_cannot_be_measured_refuses_nothing_and_nothing_watched_is_not_watched() {
         let watched = vec![Watched { role: "blobs", path: PathBuf::from("/nowhere") }];
         let unmeasurable =
-            DiskSpace::with_probe(watched, 10 * MIB, None, Box::new(|_| Err(std::io::Error::other("gone"))));
+            DiskSpace::with_probe(watched, 10 * MIB, 0, None, Box::new(|_| Err(std::io::Error::other("gone"))));
         assert!(unmeasurable.reserve(u64::MAX / 2).await.is_ok());
         assert_eq!(unmeasurable.status(), SpaceStatus::Ok);
 
-        let none = DiskSpace::new(Vec::new(), 10 * MIB, None);
+        let none = DiskSpace::new(Vec::new(), 10 * MIB, 0, None);
         assert_eq!(none.status(), SpaceStatus::NotWatched);
         none.saw_full_disk();
         assert!(none.reserve(u64::MAX / 2).await.is_ok());

@@ -139,6 +139,7 @@ impl Application {
         let disk = DiskSpace::new(
             config.watched_disks(),
             config.min_free_bytes,
+            limits.max_bytes,
             Some(SpaceGauges { free: metrics.disk_free.clone(), floor: metrics.disk_floor.clone() }),
         );
         disk.spawn_sampler(shutdown.clone());

@@ -21,8 +21,8 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: metadata store and blob store usable, job queue reachable, disk space above the
 /// floor. `ready` (200) when all are; `degraded` (200) when the server still serves but not
 /// everything — the Redis queue is away (uploads are accepted, their jobs delivered when it is
-/// back), the disk is below `IMAGEAPI_MIN_FREE_BYTES` (`"disk": "low"`: uploads answer 507,
-/// reads go on) or the metadata database takes no writes (`"metadata": "read-only"`);
+/// back), the disk cannot take an upload of the largest size above `IMAGEAPI_MIN_FREE_BYTES`
+/// (`"disk": "low"`: such uploads answer 507, reads go on) or the metadata database takes no writes (`"metadata": "read-only"`);
 /// `unavailable` (503) otherwise. Failure details go to the log, not to unauthenticated callers.
 #[utoipa::path(operation_id = "readyz", tag = "operations", responses((status = 200, body = Health), (status = 503, body = Health)))]
 #[get("/readyz")]
