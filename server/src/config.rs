@@ -95,6 +95,13 @@ pub struct Config {
     /// survives only by a restart).
     #[arg(long, env = "IMAGEAPI_MIN_FREE_BYTES", default_value_t = DEFAULT_MIN_FREE_BYTES, global = true)]
     pub min_free_bytes: u64,
+    /// Most unfinished thumbnail jobs handed to the queue at once; the others wait in the
+    /// server, one lane per user, and enter the queue in turn, so one user's backlog delays
+    /// another's job by at most this many jobs plus one per busy user. Default: the render
+    /// runners in embedded mode (twice the threads), 8 with Redis — set it near the total
+    /// concurrency of your workers.
+    #[arg(long, env = "IMAGEAPI_QUEUE_WINDOW", global = true)]
+    pub queue_window: Option<usize>,
     /// How long a GET on a pending thumbnail waits before answering 503.
     #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
     pub thumbnail_wait_secs: u64,

@@ -27,5 +27,6 @@ pub mod state;
 pub mod superuser;
 pub mod telemetry;
 pub mod thumbnails;
+pub mod turns;
 pub mod upload_gate;
 pub mod views;

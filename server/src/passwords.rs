@@ -9,7 +9,7 @@
 //! served in turns per client address ([`Lane`]); when it is full the caller learns at once
 //! ([`PoolError::Busy`]) instead of piling up.
 
-use std::collections::{HashMap, VecDeque};
+use crate::turns::Turns;
 use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -118,10 +118,7 @@ struct FairQueue {
 
 #[derive(Default)]
 struct Lanes {
-    waiting: HashMap<Lane, VecDeque<Work>>,
-    /// Lanes with waiting work, in the order they are served.
-    turns: VecDeque<Lane>,
-    len: usize,
+    waiting: Turns<Lane, Work>,
     closed: bool,
 }
 
@@ -135,15 +132,10 @@ impl FairQueue {
         if lanes.closed {
             return Err(PoolError::Stopped);
         }
-        if lanes.len >= self.capacity {
+        if lanes.waiting.len() >= self.capacity {
             return Err(PoolError::Busy);
         }
-        let queue = lanes.waiting.entry(lane).or_default();
-        queue.push_back(work);
-        if queue.len() == 1 {
-            lanes.turns.push_back(lane);
-        }
-        lanes.len += 1;
+        lanes.waiting.push(lane, work);
         drop(lanes);
         self.ready.notify_one();
         Ok(())
@@ -156,19 +148,8 @@ impl FairQueue {
             if lanes.closed {
                 return None;
             }
-            if let Some(lane) = lanes.turns.pop_front() {
-                let Some(queue) = lanes.waiting.get_mut(&lane) else { continue };
-                let work = queue.pop_front();
-                if queue.is_empty() {
-                    lanes.waiting.remove(&lane);
-                } else {
-                    lanes.turns.push_back(lane);
-                }
-                if let Some(work) = work {
-                    lanes.len -= 1;
-                    return Some(work);
-                }
-                continue;
+            if let Some(work) = lanes.waiting.pop() {
+                return Some(work);
             }
             lanes = self.ready.wait(lanes).unwrap_or_else(|e| e.into_inner());
         }

@@ -33,6 +33,10 @@ const JSON_LIMIT: usize = 64 * 1024;
 const PASSWORD_QUEUE_PER_THREAD: usize = 32;
 /// Requests slower than this are logged at `info` (others at `debug`).
 const SLOW_REQUEST: Duration = Duration::from_secs(1);
+/// Unfinished jobs in the Redis queue at once when `IMAGEAPI_QUEUE_WINDOW` is unset: enough to
+/// keep a few workers busy between two results, few enough that a newcomer's job waits for
+/// little (see `thumbnails::lanes`).
+const REDIS_QUEUE_WINDOW: usize = 8;
 /// At shutdown, the final flush gets at least this long, however much of the grace is left.
 const FINAL_FLUSH_MIN: Duration = Duration::from_secs(10);
 
@@ -84,7 +88,8 @@ impl Application {
             Some(url) => {
                 let conn = imageapi_shared::queue::redis::connect(url)?;
                 let queue = Arc::new(imageapi_shared::queue::redis::RedisQueue::new(conn.clone()));
-                let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone()));
+                let window = config.queue_window.unwrap_or(REDIS_QUEUE_WINDOW);
+                let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone(), window));
                 // Its own connection: a blocking read would hold up every other command on a
                 // shared (multiplexed) one.
                 let reader = ResultsReader::new(imageapi_shared::queue::redis::connect(url)?, config.node_name());
@@ -99,8 +104,11 @@ impl Application {
             }
             None => {
                 let (queue, embedded) = imageapi_worker::embedded::queue();
+                // As many as the runners: a job enters the queue when a runner is free for it.
+                let runners = threads * 2;
+                let window = config.queue_window.unwrap_or(runners);
                 let thumbnails =
-                    Arc::new(Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics.clone()));
+                    Arc::new(Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics.clone(), window));
                 if threads > 0 {
                     let ctx = Arc::new(JobContext {
                         pool: ThumbnailPool::start(threads, &config.render_settings),
@@ -112,7 +120,7 @@ impl Application {
                         shutdown: shutdown.clone(),
                     });
                     // Twice the threads in flight keeps the pool busy while jobs do I/O.
-                    worker = Some(actix_web::rt::spawn(embedded.run(ctx, threads * 2, shutdown.clone())));
+                    worker = Some(actix_web::rt::spawn(embedded.run(ctx, runners, shutdown.clone())));
                 } else {
                     tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
                     idle_queue = Some(embedded);

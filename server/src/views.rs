@@ -422,7 +422,9 @@ pub struct QueueView {
     pub done: u64,
     /// Given up after the last attempt; see `failed_jobs`, and retry them.
     pub failed: u64,
-    /// Accepted by this server but not yet handed to the queue (it was unreachable).
+    /// Of `pending`, those accepted by this server but not yet handed to the queue: waiting for
+    /// their owner's turn (at most `IMAGEAPI_QUEUE_WINDOW` jobs are in the queue at once, taken
+    /// one user at a time), or for an unreachable queue to come back.
     pub undelivered: u64,
     /// Jobs whose results were recorded in the last 60 seconds.
     pub throughput_per_minute: u64,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ImageId, JobId};
+use crate::domain::{ImageId, JobId, UserId};
 use crate::pipeline::ImageFormat;
 
 /// Make these thumbnails of one image, all from one decode.
@@ -18,6 +18,10 @@ pub struct ThumbnailJob {
     pub image_id: ImageId,
     pub format: ImageFormat,
     pub heights: Vec<u32>,
+    /// Whose image it is: jobs are handed to the queue in turn per owner, so one user's
+    /// backlog cannot hold up everyone else's thumbnails. `None` in jobs recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
 }
 
 /// What became of one requested height.

@@ -38,3 +38,53 @@ fn jobs_accepted_without_workers_wait_as_pending() {
         "{queue:#}"
     );
 }
+
+/// A heavy user's backlog, then one small upload by someone else: how many of the heavy
+/// user's images are ready when the small one is (the rest are still waiting their turn).
+fn heavy_images_ready_before_a_newcomers(app: &crate::helpers::TestApp, heavy_count: usize) -> Option<usize> {
+    let heavy_file = crate::fixtures::corpus("photo-altai-5120x2880-rgb.png")?;
+    let heavy = app.create_user("basic");
+    let light = app.create_user("basic");
+    let heavy_ids: Vec<String> = std::thread::scope(|scope| {
+        let uploads: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..heavy_count / 4)
+                        .map(|_| id_of(&app.upload_ok(&heavy, "altai.png", &heavy_file)["id"]))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        uploads.into_iter().flat_map(|u| u.join().expect("uploads")).collect()
+    });
+    let small = id_of(&app.upload_ok(&light, "small.png", &png_seeded(300, 200, 1))["id"]);
+
+    app.wait_until_ready_within(&light, &small, std::time::Duration::from_secs(120));
+    let ready_before = heavy_ids.iter().filter(|id| crate::helpers::all_ready(&app.image(&heavy, id))).count();
+    for id in &heavy_ids {
+        app.wait_until_ready_within(&heavy, id, std::time::Duration::from_secs(300));
+    }
+    Some(ready_before)
+}
+
+#[test]
+fn a_users_backlog_delays_another_users_thumbnails_by_a_few_jobs_only_embedded() {
+    // One render thread: two runners, a window of two.
+    let app = spawn_app_with(ServerOptions { workers: Some(1), ..ServerOptions::default() });
+    let Some(ready_before) = heavy_images_ready_before_a_newcomers(&app, 20) else { return };
+    // First come, first served, the newcomer would wait for all 20.
+    assert!(ready_before <= 10, "{ready_before} of 20 heavy images were made before the newcomer's");
+}
+
+#[test]
+fn a_users_backlog_delays_another_users_thumbnails_by_a_few_jobs_only_with_redis() {
+    let redis = crate::helpers::RedisServer::start();
+    let app = spawn_app_with(ServerOptions {
+        redis_url: Some(redis.url()),
+        env: vec![("IMAGEAPI_QUEUE_WINDOW", "2".to_owned())],
+        ..ServerOptions::default()
+    });
+    let _worker = crate::helpers::WorkerProcess::spawn(&app, &redis, "fair", crate::helpers::WorkerOptions::default());
+    let Some(ready_before) = heavy_images_ready_before_a_newcomers(&app, 20) else { return };
+    assert!(ready_before <= 10, "{ready_before} of 20 heavy images were made before the newcomer's");
+}

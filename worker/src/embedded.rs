@@ -62,7 +62,8 @@ impl JobQueue for EmbeddedQueue {
         QueueMode::Embedded
     }
 
-    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError> {
+    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<usize, QueueError> {
+        let mut new = 0;
         for job in jobs {
             {
                 let mut book = lock(&self.book);
@@ -75,8 +76,13 @@ impl JobQueue for EmbeddedQueue {
                 lock(&self.book).held.remove(&job.id);
                 return Err(QueueError::Unavailable("the embedded worker has stopped".into()));
             }
+            new += 1;
         }
-        Ok(())
+        Ok(new)
+    }
+
+    async fn in_flight(&self) -> Result<u64, QueueError> {
+        Ok(lock(&self.book).held.len() as u64)
     }
 
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError> {
@@ -106,7 +112,7 @@ impl JobQueue for EmbeddedQueue {
     async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {
         let payload = lock(&self.book).failed.remove(&job).map(|(_, payload)| payload);
         match payload {
-            Some(payload) => self.push(&[payload]).await.map(|()| true),
+            Some(payload) => self.push(&[payload]).await.map(|_| true),
             None => Ok(false),
         }
     }

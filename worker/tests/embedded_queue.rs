@@ -48,7 +48,7 @@ fn context_until(
 }
 
 fn job(image_id: ImageId, format: ImageFormat, heights: Vec<u32>) -> ThumbnailJob {
-    ThumbnailJob { id: JobId::from_ulid(ulid::Ulid::new()), image_id, format, heights }
+    ThumbnailJob { id: JobId::from_ulid(ulid::Ulid::new()), image_id, format, heights, owner: None }
 }
 
 fn png(width: u32, height: u32) -> Bytes {

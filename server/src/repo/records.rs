@@ -2,7 +2,8 @@
 //! database can be inspected and migrated by hand.
 
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_shared::jobs::ThumbnailJob;
 use imageapi_shared::pipeline::ImageFormat;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,13 @@ pub struct ImageRecord {
     pub height: u32,
     pub size_bytes: u64,
     pub created_at: DateTime<Utc>,
+}
+
+impl ImageRecord {
+    /// The job that makes `heights` of this image.
+    pub fn job(&self, id: JobId, heights: Vec<u32>) -> ThumbnailJob {
+        ThumbnailJob { id, image_id: self.id, format: self.format, heights, owner: Some(self.owner) }
+    }
 }
 
 /// The state of one thumbnail (an image and a requested height).

@@ -1,22 +1,25 @@
 //! Moving jobs and results between the server and the queue.
 //!
-//! - A new job is handed to the queue by whoever recorded it ([`Thumbnails::submitted`]). The
-//!   dispatcher delivers the whole outbox at start, after any failed call to the queue (it may
-//!   have restarted empty), and every [`REDELIVER_EVERY`] (a hand-over lost with its request
-//!   is then made up): harmless, since the queue ignores a job id it holds. While the queue is
-//!   unreachable it backs off; uploads go on and their jobs wait in the outbox.
+//! - A new job joins its owner's lane ([`Thumbnails::submitted`]); the dispatcher feeds the
+//!   queue from the lanes, one owner at a time, keeping at most a window of unfinished jobs
+//!   in the queue (see [`super::lanes`]). It reads the whole outbox into the lanes at start,
+//!   after any failed call to the queue (it may have restarted empty), and every
+//!   [`REDELIVER_EVERY`] (jobs recorded by other servers, or lost with a request): harmless,
+//!   since the queue ignores a job id it holds. While the queue is unreachable it backs off;
+//!   uploads go on and their jobs wait in the outbox.
 //! - With Redis, the results reader applies reports from the results stream and acknowledges
 //!   them once applied durably (several servers share the stream).
 //! - The vacuum drops the queue's records of jobs whose report was applied, and retires jobs of
 //!   images deleted meanwhile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imageapi_shared::domain::JobId;
 use imageapi_shared::queue::results::ResultsReader;
+use imageapi_shared::queue::QueueError;
 
 use super::Thumbnails;
 use crate::repo::RepoError;
@@ -40,33 +43,46 @@ enum DeliverError {
 }
 
 impl Thumbnails {
-    /// Runs the dispatcher forever: a pass over the outbox at start, after any failed call to
-    /// the queue, and every [`REDELIVER_EVERY`].
+    /// Runs the dispatcher forever: it fills the lanes from the outbox (at start, after any
+    /// failed call to the queue, and every [`REDELIVER_EVERY`]) and feeds the queue from the
+    /// lanes whenever there may be room — a job submitted, a report applied (here or, with
+    /// PostgreSQL, on another server), and every [`IDLE_CHECK`].
     pub async fn run_dispatcher(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(250);
         let mut last_pass: Option<Instant> = None;
+        let mut applied = self.applied.subscribe();
         loop {
             let interrupted = self.queue_interrupted.swap(false, Ordering::Relaxed);
-            let due = interrupted || last_pass.is_none_or(|at| at.elapsed() >= REDELIVER_EVERY);
-            if !due {
-                let _ = tokio::time::timeout(IDLE_CHECK, self.dispatch_wake.notified()).await;
-                continue;
+            if interrupted {
+                super::lock(&self.lanes).forget_fed();
             }
-            match self.deliver_outbox().await {
-                Ok(delivered) => {
-                    self.backlog.store(0, Ordering::Relaxed);
-                    last_pass = Some(Instant::now());
-                    if !self.queue_reachable.swap(true, Ordering::Relaxed) {
-                        tracing::info!("the job queue is reachable again; delivered the jobs kept meanwhile");
+            let pass_due = interrupted || last_pass.is_none_or(|at| at.elapsed() >= REDELIVER_EVERY);
+            let round = async {
+                if pass_due {
+                    let outbox = self.fill_lanes().await.map_err(DeliverError::Repo)?;
+                    tracing::debug!(jobs = outbox, "read the outbox into the lanes");
+                }
+                self.feed().await.map_err(DeliverError::Queue)
+            };
+            match round.await {
+                Ok(_) => {
+                    if pass_due {
+                        last_pass = Some(Instant::now());
                     }
-                    tracing::debug!(jobs = delivered, "delivered the outbox to the queue");
+                    if !self.queue_reachable.swap(true, Ordering::Relaxed) {
+                        tracing::info!("the job queue is reachable again; delivering the jobs kept meanwhile");
+                    }
                     backoff = Duration::from_millis(250);
+                    applied.mark_unchanged();
+                    tokio::select! {
+                        () = self.dispatch_wake.notified() => {}
+                        _ = applied.changed() => {}
+                        () = tokio::time::sleep(IDLE_CHECK) => {}
+                    }
                 }
                 Err(DeliverError::Queue(e)) => {
-                    // What was not delivered is in the outbox: the next pass delivers it.
+                    // What was taken from the lanes is in the outbox: the next pass puts it back.
                     self.queue_interrupted.store(true, Ordering::Relaxed);
-                    let waiting = self.repo.outbox_len().await.unwrap_or(0);
-                    self.backlog.store(waiting, Ordering::Relaxed);
                     if self.queue_reachable.swap(false, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "the job queue is unreachable; uploads are accepted and their jobs kept until it is back");
                     }
@@ -82,19 +98,47 @@ impl Thumbnails {
         }
     }
 
-    /// One pass over the whole outbox, delivering every job (the queue ignores the ones it
-    /// holds); returns how many jobs were handed over.
-    async fn deliver_outbox(&self) -> Result<usize, DeliverError> {
+    /// One pass over the whole outbox into the lanes: every unfinished job not handed to the
+    /// queue waits for its turn (after the queue may have lost jobs, all of them: the queue
+    /// skips those it holds when their turn comes), and jobs that left the outbox meanwhile
+    /// leave the lanes. Returns the outbox's size.
+    async fn fill_lanes(&self) -> Result<usize, RepoError> {
+        let since = super::lock(&self.lanes).start_pass();
+        let mut seen = HashSet::new();
         let mut after: Option<JobId> = None;
-        let mut total = 0;
         loop {
-            let page = self.repo.outbox_jobs(after, BATCH).await.map_err(DeliverError::Repo)?;
+            let page = self.repo.outbox_jobs(after, BATCH).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            self.queue.push(&page).await.map_err(DeliverError::Queue)?;
-            total += page.len();
+            let mut lanes = super::lock(&self.lanes);
+            for job in page {
+                seen.insert(job.id);
+                lanes.add(job);
+            }
         }
-        Ok(total)
+        super::lock(&self.lanes).keep_only(&seen, since);
+        Ok(seen.len())
+    }
+
+    /// Hands the queue jobs from the lanes, one owner at a time, until it holds `window`
+    /// unfinished jobs or the lanes are empty. Returns how many were new to the queue.
+    pub(super) async fn feed(&self) -> Result<usize, QueueError> {
+        let _one_feeder = self.feeding.lock().await;
+        let mut fed = 0;
+        loop {
+            let in_flight = usize::try_from(self.queue.in_flight().await?).unwrap_or(usize::MAX);
+            let room = self.window.saturating_sub(in_flight);
+            if room == 0 {
+                return Ok(fed);
+            }
+            let batch = super::lock(&self.lanes).take(room);
+            if batch.is_empty() {
+                return Ok(fed);
+            }
+            // (On a failure the batch is in the outbox still: the pass after it lines it up again.)
+            fed += self.queue.push(&batch).await?;
+            super::lock(&self.lanes).fed(&batch);
+        }
     }
 
     /// Applies reports from the Redis results stream forever; acknowledges once applied durably.

@@ -7,14 +7,17 @@
 //! only in the transaction that applies its report. The queue (in-process or Redis) is only a
 //! delivery mechanism: whatever it loses, the dispatcher delivers again.
 //!
-//! - [`dispatch`]: the dispatcher (outbox → queue), the Redis results reader, the vacuum.
+//! - [`dispatch`]: the dispatcher (outbox → lanes → queue), the Redis results reader, the vacuum.
+//! - [`lanes`]: fair turns: jobs wait in one lane per owner and enter the queue round-robin,
+//!   a small window at a time, so one user's backlog cannot hold up everyone else's.
 //! - [`reconcile`]: tier changes reaching existing images.
 
 mod dispatch;
+mod lanes;
 mod reconcile;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,13 +28,13 @@ use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueError, QueueMode, Queue
 use imageapi_shared::store::{BlobKey, BlobStore};
 use tokio::sync::{watch, Notify};
 
+use lanes::Lanes;
+
 use crate::metrics::ServerMetrics;
 use crate::repo::{RepoError, SharedRepo, ThumbState};
 
 pub use dispatch::spawn_redis_tasks;
 
-/// How long a new job's hand-over to the queue may take before the dispatcher is left to it.
-const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The window of the throughput figure.
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
 
@@ -44,8 +47,12 @@ pub struct Thumbnails {
     applied: watch::Sender<u64>,
     reconcile_wake: Notify,
     dispatch_wake: Notify,
-    /// Jobs known not to be in the queue since a delivery failed (for admins).
-    backlog: AtomicU64,
+    /// Jobs waiting for their owner's turn (or for the queue to come back).
+    lanes: Mutex<Lanes>,
+    /// Most jobs in the queue at once (waiting or running); the rest wait in the lanes.
+    window: usize,
+    /// One feed at a time, so the window is not overshot by this server.
+    feeding: tokio::sync::Mutex<()>,
     /// False while the queue cannot be reached (uploads are still accepted: the outbox keeps them).
     queue_reachable: AtomicBool,
     /// Set when any call to the queue failed: it may have restarted and forgotten jobs, so
@@ -58,7 +65,8 @@ pub struct Thumbnails {
 /// What admins see of the queue: its own view plus the server's.
 pub struct QueueStatus {
     pub snapshot: QueueSnapshot,
-    /// Jobs accepted but not yet handed to the queue (it was unreachable).
+    /// Of the pending jobs, those not yet handed to the queue: waiting for their owner's
+    /// turn, or for the queue to come back.
     pub undelivered: u64,
     pub finished_last_minute: u64,
 }
@@ -76,7 +84,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Thumbnails {
-    pub fn new(repo: SharedRepo, store: Arc<dyn BlobStore>, queue: Arc<dyn JobQueue>, metrics: ServerMetrics) -> Self {
+    /// `window`: most jobs handed to the queue at once (see [`lanes`]).
+    pub fn new(
+        repo: SharedRepo,
+        store: Arc<dyn BlobStore>,
+        queue: Arc<dyn JobQueue>,
+        metrics: ServerMetrics,
+        window: usize,
+    ) -> Self {
         let applied = watch::Sender::new(0u64);
         if let Some(mut elsewhere) = repo.thumbnail_changes() {
             // Other servers apply reports too: their results wake this server's waiters.
@@ -95,31 +110,28 @@ impl Thumbnails {
             applied,
             reconcile_wake: Notify::new(),
             dispatch_wake: Notify::new(),
-            backlog: AtomicU64::new(0),
+            lanes: Mutex::new(Lanes::default()),
+            window: window.max(1),
+            feeding: tokio::sync::Mutex::new(()),
             queue_reachable: AtomicBool::new(true),
             queue_interrupted: AtomicBool::new(false),
             finished: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Jobs were recorded (durably) in the outbox: hands them to the queue now. Nothing is
-    /// kept here: if the queue is away or the call fails, the dispatcher's next pass over the
-    /// outbox delivers them.
+    /// Jobs were recorded (durably) in the outbox: they join their owners' lanes, and the
+    /// dispatcher hands them to the queue in turn. If this process stops first, its next
+    /// start finds them in the outbox.
     pub async fn submitted(&self, jobs: &[ThumbnailJob]) {
         if jobs.is_empty() {
             return;
         }
         self.metrics.jobs_enqueued.inc_by(jobs.len() as u64);
-        if !self.queue_reachable.load(Ordering::Relaxed) {
-            return;
+        let mut lanes = lock(&self.lanes);
+        for job in jobs {
+            lanes.add(job.clone());
         }
-        let failure = match tokio::time::timeout(PUSH_TIMEOUT, self.queue.push(jobs)).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {PUSH_TIMEOUT:?}"),
-        };
-        tracing::debug!(error = %failure, "handing new jobs to the queue failed; the dispatcher will");
-        self.queue_interrupted.store(true, Ordering::Relaxed);
+        drop(lanes);
         self.dispatch_wake.notify_one();
     }
 
@@ -141,6 +153,12 @@ impl Thumbnails {
             }
             while finished.front().is_some_and(|t| now.duration_since(*t) > THROUGHPUT_WINDOW) {
                 finished.pop_front();
+            }
+        }
+        {
+            let mut lanes = lock(&self.lanes);
+            for (report, _) in &applied {
+                lanes.finished(report.job_id);
             }
         }
         for (report, outcome) in applied {
@@ -193,7 +211,10 @@ impl Thumbnails {
 
     /// The queue's view for admins.
     pub async fn queue_status(&self) -> Result<QueueStatus, QueueError> {
-        let snapshot = self.queue.snapshot().await?;
+        let mut snapshot = self.queue.snapshot().await?;
+        let undelivered = lock(&self.lanes).len() as u64;
+        // Waiting for their turn is waiting to run, as admins see it.
+        snapshot.pending += undelivered;
         let outbox = self.repo.outbox_len().await.unwrap_or(0);
         let finished_last_minute = {
             let now = Instant::now();
@@ -203,7 +224,6 @@ impl Thumbnails {
         self.metrics.queue_running.set(snapshot.running as i64);
         self.metrics.queue_failed.set(snapshot.failed as i64);
         self.metrics.outbox.set(outbox as i64);
-        let undelivered = self.backlog.load(Ordering::Relaxed);
         Ok(QueueStatus { snapshot, undelivered, finished_last_minute })
     }
 

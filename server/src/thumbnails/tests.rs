@@ -12,11 +12,17 @@ struct Fixture {
     repo: SharedRepo,
     store: Arc<dyn BlobStore>,
     thumbnails: Thumbnails,
-    // Keeps the embedded queue open.
+    queue: Arc<dyn JobQueue>,
+    // Keeps the embedded queue open (it runs nothing: jobs stay in it).
     _worker: imageapi_worker::EmbeddedWorker,
 }
 
+/// A queue window of 4.
 async fn fixture() -> Fixture {
+    fixture_with_window(4).await
+}
+
+async fn fixture_with_window(window: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = crate::repo::RepoSettings {
         database_url: None,
@@ -27,9 +33,10 @@ async fn fixture() -> Fixture {
     let repo = crate::repo::open(&settings).await.expect("repo");
     let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs")).expect("store"));
     let (queue, worker) = imageapi_worker::embedded::queue();
+    let queue: Arc<dyn JobQueue> = Arc::new(queue);
     let metrics = ServerMetrics::new().expect("metrics");
-    let thumbnails = Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics);
-    Fixture { _dir: dir, repo, store, thumbnails, _worker: worker }
+    let thumbnails = Thumbnails::new(repo.clone(), store.clone(), queue.clone(), metrics, window);
+    Fixture { _dir: dir, repo, store, thumbnails, queue, _worker: worker }
 }
 
 async fn user(repo: &SharedRepo, tier: &str) -> UserRecord {
@@ -141,10 +148,35 @@ async fn the_embedded_sink_wants_a_job_only_while_its_image_exists() {
     f.repo.delete_image(record.id).await.expect("delete");
     let (queue, _worker) = imageapi_worker::embedded::queue();
     let metrics = ServerMetrics::new().expect("metrics");
-    let sink = DirectSink(Arc::new(Thumbnails::new(f.repo.clone(), f.store.clone(), Arc::new(queue), metrics)));
+    let sink = DirectSink(Arc::new(Thumbnails::new(f.repo.clone(), f.store.clone(), Arc::new(queue), metrics, 4)));
 
     let (kept, gone) = (kept.expect("job"), gone.expect("job"));
     assert!(f.repo.in_outbox(gone.id).await.expect("outbox"), "the deleted image's job is still recorded");
     assert!(sink.is_wanted(&kept).await.expect("ask"), "a live image's job is wanted");
     assert!(!sink.is_wanted(&gone).await.expect("ask"), "a deleted image's job is not, outbox or not");
+}
+
+#[tokio::test]
+async fn jobs_enter_the_queue_in_turns_per_owner_and_never_beyond_the_window() {
+    let f = fixture_with_window(3).await;
+    let (heavy, light) = (user(&f.repo, "basic").await, user(&f.repo, "basic").await);
+    let mut heavy_jobs = Vec::new();
+    for _ in 0..6 {
+        let new = f.repo.insert_image(&image(heavy.id), crate::ids::new_job_id()).await.expect("insert");
+        heavy_jobs.push(new.job.expect("a job"));
+    }
+    f.thumbnails.submitted(&heavy_jobs).await;
+    assert_eq!(f.thumbnails.feed().await.expect("feed"), 3, "the window is full at 3");
+    let light_job = f.repo.insert_image(&image(light.id), crate::ids::new_job_id()).await.expect("insert").job;
+    let light_job = light_job.expect("a job");
+    f.thumbnails.submitted(std::slice::from_ref(&light_job)).await;
+
+    assert_eq!(f.thumbnails.feed().await.expect("feed"), 0, "no room until a job finishes");
+    f.thumbnails.apply_reports(vec![ready(&heavy_jobs[0])]).await.expect("report");
+    // (The embedded queue forgets a job when its runner finishes it; none runs here.)
+    assert_eq!(f.queue.in_flight().await.expect("count"), 3);
+
+    let status = f.thumbnails.queue_status().await.expect("status");
+    assert_eq!((status.snapshot.pending, status.undelivered), (7, 4), "3 in the queue, 4 waiting their turn");
+    assert_eq!(f.queue.push(&heavy_jobs[..3]).await.expect("push"), 0, "the first three are in the queue");
 }

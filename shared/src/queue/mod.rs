@@ -91,10 +91,16 @@ pub struct FailedJob {
 pub trait JobQueue: Send + Sync + 'static {
     fn mode(&self) -> QueueMode;
 
-    /// Delivers jobs. Delivering a job id the queue already holds (queued, running, done or
-    /// failed) changes nothing, so a sender may re-deliver whenever it is unsure, and does so
-    /// from time to time: a Redis without persistence forgets its jobs when it restarts.
-    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError>;
+    /// Delivers jobs; returns how many were new to the queue. Delivering a job id the queue
+    /// already holds (queued, running, done or failed) changes nothing, so a sender may
+    /// re-deliver whenever it is unsure, and does so from time to time: a Redis without
+    /// persistence forgets its jobs when it restarts.
+    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<usize, QueueError>;
+
+    /// Jobs the queue holds that are not finished or given up: waiting (also for a retry) or
+    /// running. The sender keeps this below a window, so that jobs enter the queue in fair
+    /// turns (see the server's dispatcher).
+    async fn in_flight(&self) -> Result<u64, QueueError>;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError>;
 

@@ -75,15 +75,27 @@ redis.call('lpush', KEYS[3], 1)
 return 1
 "#;
 
+/// Jobs waiting (active list, scheduled set: new ones and retries) and held by live workers,
+/// in one round trip.
+const IN_FLIGHT: &str = r#"
+-- KEYS[1] active list, KEYS[2] scheduled set, KEYS[3] workers set; ARGV[1] prefix of the
+-- workers' inflight sets
+local n = redis.call('llen', KEYS[1]) + redis.call('zcard', KEYS[2])
+for _, worker in ipairs(redis.call('zrange', KEYS[3], 0, -1)) do
+    n = n + redis.call('scard', ARGV[1] .. ':' .. worker)
+end
+return n
+"#;
+
 #[async_trait]
 impl JobQueue for RedisQueue {
     fn mode(&self) -> QueueMode {
         QueueMode::Redis
     }
 
-    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<(), QueueError> {
+    async fn push(&self, jobs: &[ThumbnailJob]) -> Result<usize, QueueError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let mut tasks: Vec<RedisTask> = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -92,10 +104,23 @@ impl JobQueue for RedisQueue {
         }
         let mut conn = self.conn.clone();
         // The push script stores a task only if its id is new (HSETNX), so re-delivery is a no-op.
-        apalis_redis::queries::push_tasks(&mut conn, &self.config, &tasks)
+        let (enqueued, scheduled) = apalis_redis::queries::push_tasks(&mut conn, &self.config, &tasks)
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
-        Ok(())
+        Ok((enqueued + scheduled) as usize)
+    }
+
+    async fn in_flight(&self) -> Result<u64, QueueError> {
+        let c = &self.config;
+        let mut conn = self.conn.clone();
+        let count: u64 = redis::Script::new(IN_FLIGHT)
+            .key(c.active_jobs_list())
+            .key(c.scheduled_jobs_set())
+            .key(c.workers_set())
+            .arg(c.inflight_jobs_set())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(count)
     }
 
     async fn snapshot(&self) -> Result<QueueSnapshot, QueueError> {

@@ -45,7 +45,8 @@ pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
     line.extend(count("done", queue.done, Color::Green));
     line.extend(count("failed", queue.failed, if queue.failed > 0 { Color::Red } else { Color::Green }));
     if queue.undelivered > 0 {
-        line.extend(count("undelivered", queue.undelivered, Color::Red));
+        // Jobs waiting for their owner's turn, outside the queue's window.
+        line.extend(count("waiting", queue.undelivered, Color::Yellow));
     }
     let mut title = format!(" Queue ({}) ", queue.mode);
     if let Some(e) = &app.queue.error {

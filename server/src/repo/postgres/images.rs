@@ -111,7 +111,7 @@ impl ImageRepo for PgRepo {
             )
             .await
             .map_err(db_error)?;
-            let job = ThumbnailJob { id: job_id, image_id: image.id, format: image.format, heights };
+            let job = image.job(job_id, heights);
             insert_job(&tx, &job).await?;
             Some(job)
         };
@@ -291,13 +291,14 @@ impl ImageRepo for PgRepo {
             let key = image.to_bytes();
             // Locked so that a concurrent delete waits (or is seen as gone).
             let Some(row) = tx
-                .query_opt("SELECT format FROM images WHERE id = $1 FOR SHARE", &[&key.as_slice()])
+                .query_opt("SELECT format, owner FROM images WHERE id = $1 FOR SHARE", &[&key.as_slice()])
                 .await
                 .map_err(db_error)?
             else {
                 continue;
             };
             let format = rows::parse_format(row.get::<_, &str>(0))?;
+            let owner = UserId::from_bytes(rows::id16(&row, "owner")?);
             // Only the heights this call recorded get a job: two servers reconciling the same
             // user at once make one job between them.
             let added = tx
@@ -315,7 +316,13 @@ impl ImageRepo for PgRepo {
             }
             let mut added: Vec<u32> = added.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
             added.sort_unstable();
-            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id: image, format, heights: added };
+            let job = ThumbnailJob {
+                id: crate::ids::new_job_id(),
+                image_id: image,
+                format,
+                heights: added,
+                owner: Some(owner),
+            };
             insert_job(&tx, &job).await?;
             jobs.push(job);
         }

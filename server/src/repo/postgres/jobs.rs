@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use imageapi_shared::domain::{ImageId, JobId};
+use imageapi_shared::domain::{ImageId, JobId, UserId};
 use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 
 use super::images::insert_job;
 use super::listen::CHANNEL;
-use super::rows::{self, JOB_COLUMNS};
+use super::rows::{self, JOB_COLUMNS, OUTBOX_WITH_OWNERS};
 use super::{db_error, PgRepo};
 use crate::repo::{Applied, JobRepo, RepoError, RepoResult};
 
@@ -24,12 +24,16 @@ impl JobRepo for PgRepo {
             Some(after) => {
                 client
                     .query(
-                        &format!("SELECT {JOB_COLUMNS} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"),
+                        &format!("SELECT {JOB_COLUMNS} {OUTBOX_WITH_OWNERS} WHERE o.id > $1 ORDER BY o.id LIMIT $2"),
                         &[&after.to_bytes().as_slice(), &limit],
                     )
                     .await
             }
-            None => client.query(&format!("SELECT {JOB_COLUMNS} FROM outbox ORDER BY id LIMIT $1"), &[&limit]).await,
+            None => {
+                client
+                    .query(&format!("SELECT {JOB_COLUMNS} {OUTBOX_WITH_OWNERS} ORDER BY o.id LIMIT $1"), &[&limit])
+                    .await
+            }
         }
         .map_err(db_error)?;
         rows.iter().map(rows::job).collect()
@@ -170,7 +174,7 @@ impl JobRepo for PgRepo {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADOPT_LOCK]).await.map_err(db_error)?;
         let rows = tx
             .query(
-                "SELECT t.image_id, t.requested_height, i.format FROM thumbnails t JOIN images i ON i.id = t.image_id
+                "SELECT t.image_id, t.requested_height, i.format, i.owner FROM thumbnails t JOIN images i ON i.id = t.image_id
                  WHERE t.status = 'pending' AND NOT EXISTS (
                      SELECT 1 FROM outbox o WHERE o.image_id = t.image_id AND t.requested_height = ANY(o.heights))
                  ORDER BY t.image_id, t.requested_height",
@@ -178,16 +182,17 @@ impl JobRepo for PgRepo {
             )
             .await
             .map_err(db_error)?;
-        let mut uncovered: BTreeMap<ImageId, (String, Vec<u32>)> = BTreeMap::new();
+        let mut uncovered: BTreeMap<ImageId, (String, UserId, Vec<u32>)> = BTreeMap::new();
         for row in &rows {
             let image = ImageId::from_bytes(rows::id16(row, "image_id")?);
-            let entry = uncovered.entry(image).or_insert_with(|| (row.get::<_, String>("format"), Vec::new()));
-            entry.1.push(row.get::<_, i32>("requested_height") as u32);
+            let owner = UserId::from_bytes(rows::id16(row, "owner")?);
+            let entry = uncovered.entry(image).or_insert_with(|| (row.get::<_, String>("format"), owner, Vec::new()));
+            entry.2.push(row.get::<_, i32>("requested_height") as u32);
         }
         let mut created = Vec::with_capacity(uncovered.len());
-        for (image_id, (format, heights)) in uncovered {
+        for (image_id, (format, owner, heights)) in uncovered {
             let format = rows::parse_format(&format)?;
-            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id, format, heights };
+            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id, format, heights, owner: Some(owner) };
             insert_job(&tx, &job).await?;
             created.push(job);
         }

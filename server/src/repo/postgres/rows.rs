@@ -165,7 +165,10 @@ pub fn link(row: &Row) -> RepoResult<LinkRecord> {
     })
 }
 
-pub const JOB_COLUMNS: &str = "id, image_id, format, heights";
+/// An outbox row with its image's owner (`LEFT JOIN images i ON i.id = o.image_id`; the owner
+/// is null once the image is gone).
+pub const JOB_COLUMNS: &str = "o.id, o.image_id, o.format, o.heights, i.owner";
+pub const OUTBOX_WITH_OWNERS: &str = "FROM outbox o LEFT JOIN images i ON i.id = o.image_id";
 
 pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
     let heights: Vec<i32> = get(row, "heights")?;
@@ -177,5 +180,9 @@ pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
             .into_iter()
             .map(|h| u32::try_from(h).map_err(|_| corrupt("heights", "negative")))
             .collect::<RepoResult<_>>()?,
+        owner: get::<Option<Vec<u8>>>(row, "owner")?
+            .map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| corrupt("owner", "not 16 bytes")))
+            .transpose()?
+            .map(imageapi_shared::domain::UserId::from_bytes),
     })
 }

@@ -55,7 +55,7 @@ impl SledDb {
             let job = if heights.is_empty() {
                 None
             } else {
-                let job = ThumbnailJob { id: job_id, image_id: image.id, format: image.format, heights };
+                let job = image.job(job_id, heights);
                 outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
                 Some(job)
             };
@@ -156,7 +156,7 @@ impl SledDb {
                 if added.is_empty() {
                     return Ok(None);
                 }
-                let job = ThumbnailJob { id: job_id, image_id: image, format: record.format, heights: added };
+                let job = record.job(job_id, added);
                 outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
                 Ok(Some(job))
             },

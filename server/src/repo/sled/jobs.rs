@@ -23,7 +23,17 @@ impl SledDb {
             }
             None => self.outbox.iter(),
         };
-        iter.values().take(limit).map(|v| decode(&v?)).collect()
+        iter.values()
+            .take(limit)
+            .map(|v| {
+                let mut job: ThumbnailJob = decode(&v?)?;
+                if job.owner.is_none() {
+                    // Recorded before jobs named their owner.
+                    job.owner = self.image(job.image_id).ok().map(|image| image.owner);
+                }
+                Ok(job)
+            })
+            .collect()
     }
 
     pub fn outbox_ids(&self) -> Result<BTreeSet<JobId>, RepoError> {
@@ -131,7 +141,7 @@ impl SledDb {
                 Err(RepoError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
-            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id, format: image.format, heights: uncovered };
+            let job = image.job(crate::ids::new_job_id(), uncovered);
             self.outbox.insert(job.id.to_bytes(), super::encode(&job)?)?;
             created.push(job);
         }
