@@ -267,6 +267,21 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// A 404 that is not a problem yet (the docs page's file server answers a missing file with
+/// an empty 404) becomes the same problem as every other 404.
+pub fn problem_for_bare_not_found<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let (req, _) = res.into_parts();
+    let problem = ApiError::NotFound.error_response();
+    Ok(ErrorHandlerResponse::Response(actix_web::dev::ServiceResponse::new(req, problem).map_into_right_body()))
+}
+
 /// Maps actix's extractor errors (malformed JSON, bad query or path) into problems.
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;

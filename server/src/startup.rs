@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use imageapi_shared::queue::results::ResultsReader;
@@ -246,10 +248,71 @@ impl Application {
     }
 }
 
+/// The API's listener. Built like actix-web's `HttpServer` builds one (the same timeouts and
+/// graceful shutdown), plus one thing `HttpServer` cannot do: answer `Expect: 100-continue`
+/// with 413 for an upload whose `Content-Length` is over the limit, so that the client never
+/// sends a body that would only be read to be thrown away.
 fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duration) -> anyhow::Result<Server> {
+    use actix_http::{HttpMessage, HttpService, Request};
+    use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+    use actix_web::dev::AppConfig;
+    use actix_web::ResponseError;
+
     let doc = openapi::document();
     let known_paths = web::Data::new(openapi::KnownPaths::new(&doc));
-    let server = HttpServer::new(move || {
+    let addr = listener.local_addr()?;
+    let upload_limit = state.limits.max_bytes;
+    let builder = actix_server::Server::build();
+    let shutdown_signal = builder.graceful_shutdown_signal();
+    let server = builder
+        // Signals are ours (see `run_until_stopped`): one deadline covers requests, jobs and flush.
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs())
+        .listen(format!("imageapi-{addr}"), listener, move || {
+            let shutdown = shutdown_signal.clone();
+            let app = api_app(state.clone(), known_paths.clone(), doc.clone())
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                // actix-web's defaults.
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                .expect(fn_service(move |req: Request| async move {
+                    match routes::images::refused_before_body(req.method(), req.path(), req.headers(), upload_limit) {
+                        Some(refusal) => Err(actix_http::Response::from(refusal.error_response())),
+                        None => Ok(req),
+                    }
+                }))
+                // (AppConfig's constructor is private to actix-web; this is the one its test
+                // server and `HttpServer` use.)
+                .finish(map_config(app, move |_| AppConfig::__priv_test_new(false, addr.to_string(), addr)))
+                .tcp()
+        })?
+        .run();
+    Ok(server)
+}
+
+/// The API: routes, docs page, metrics and security headers.
+fn api_app(
+    state: web::Data<AppState>,
+    known_paths: web::Data<openapi::KnownPaths>,
+    doc: utoipa::openapi::OpenApi,
+) -> App<
+    impl actix_service::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    {
         let metrics = state.metrics.clone();
         App::new()
             .app_data(state.clone())
@@ -257,6 +320,7 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
             .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap(ErrorHandlers::new().handler(StatusCode::NOT_FOUND, error::problem_for_bare_not_found))
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
                 let method = req.method().clone();
@@ -290,15 +354,9 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
             })
             .configure(routes::configure)
             .service(web::redirect("/api/docs", "/api/docs/"))
-            .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc.clone()))
+            .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc))
             .default_service(web::to(routes::not_routed))
-    })
-    // Signals are ours (see `run_until_stopped`): one deadline covers requests, jobs and flush.
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs())
-    .listen(listener)?
-    .run();
-    Ok(server)
+    }
 }
 
 /// The method as a metrics label, from a closed set: HTTP allows any token as a method, and

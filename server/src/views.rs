@@ -339,7 +339,7 @@ pub struct CreateTier {
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+        pattern = r"^[^\x00-\x1f\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*[^\x00-\x20\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff][^\x00-\x1f\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*$",
         example = "Gold"
     )]
     pub name: String,
@@ -358,7 +358,7 @@ pub struct UpdateTier {
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+        pattern = r"^[^\x00-\x1f\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*[^\x00-\x20\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff][^\x00-\x1f\x7f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*$",
         example = "Gold"
     )]
     pub name: Option<String>,

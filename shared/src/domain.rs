@@ -230,8 +230,17 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A tier's display name: 1..=64 characters, no control characters, not only spaces. Kept as
-/// given (the OpenAPI document states the same rule as a pattern, so clients can check it).
+/// Unicode format characters that change how text is shown or hide in it: bidi embeddings,
+/// overrides, isolates and marks, zero-width characters, the BOM (`evil\u{202E}gpj.exe` shows
+/// as `evilexe.jpg`). Names users or admins see never carry them.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A tier's display name: 1..=64 characters, no control characters and no invisible
+/// formatting ones ([`is_invisible_format`]: a name must look like what it is), not only
+/// spaces. Kept as given (the OpenAPI document states the same rule as a pattern, so clients
+/// can check it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TierName(String);
@@ -240,13 +249,15 @@ impl TierName {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let control = |c: char| c <= '\u{1f}' || c == '\u{7f}';
+        let control = |c: char| c <= '\u{1f}' || c == '\u{7f}' || is_invisible_format(c);
         let ok =
             (1..=Self::MAX_LEN).contains(&s.chars().count()) && !s.chars().any(control) && s.chars().any(|c| c != ' ');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("must be 1 to 64 characters, not only spaces, with no control characters"))
+            Err(invalid(
+                "must be 1 to 64 characters, not only spaces, with no control characters and no invisible formatting ones (bidi overrides, zero-width characters)",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -265,6 +276,16 @@ pub enum Variant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tier_names_reject_control_and_invisible_formatting_characters() {
+        assert!(TierName::parse("Gold plus").is_ok());
+        assert!(TierName::parse("Ünïcødé ✓").is_ok());
+        for bad in ["", "   ", "a\nb", "tab\t", "evil\u{202E}dlog", "zero\u{200B}width", "\u{FEFF}bom", &"x".repeat(65)]
+        {
+            assert!(TierName::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
 
     #[test]
     fn tier_id_accepts_slugs_and_rejects_everything_else() {

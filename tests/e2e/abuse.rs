@@ -459,3 +459,119 @@ fn concurrent_uploads_per_user_are_capped_while_others_proceed() {
         (app.upload(&user, "third.jpg", &jpeg_seeded(64, 48, 3)).status == 201).then_some(())
     });
 }
+
+#[test]
+fn a_thumbnail_has_one_url_non_canonical_heights_name_nothing() {
+    let app = spawn_app();
+    let user = app.create_user("premium");
+    let id = id_of(&app.upload_ok(&user, "a.jpg", &jpeg(600, 400))["id"]);
+    app.wait_until_ready(&user, &id);
+    app.get_as(&user, &format!("/api/v1/images/{id}/thumbnails/200")).assert_status(200);
+    for spelled in ["+200", "0200", "%32%30%30", "200%20", "2%300"] {
+        let owner = app.get_as(&user, &format!("/api/v1/images/{id}/thumbnails/{spelled}"));
+        owner.assert_problem(404);
+        app.get_as(&app.admin, &format!("/api/v1/admin/images/{id}/thumbnails/{spelled}")).assert_problem(404);
+    }
+}
+
+#[test]
+fn a_range_with_a_signed_number_is_ignored_and_the_whole_body_served() {
+    let app = spawn_app();
+    let user = app.create_user("premium");
+    let id = id_of(&app.upload_ok(&user, "a.jpg", &jpeg(600, 400))["id"]);
+    let url = format!("/api/v1/images/{id}/original");
+    let whole = app.get_as(&user, &url);
+    whole.assert_status(200);
+    let ranged = app.send(app.request(Method::GET, &url, Some(&user)).header("range", "bytes=1-2"));
+    ranged.assert_status(206);
+
+    for invalid in ["bytes=+1-2", "bytes=1-+2", "bytes=-+2"] {
+        let reply = app.send(app.request(Method::GET, &url, Some(&user)).header("range", invalid));
+        reply.assert_status(200);
+        assert_eq!(reply.body, whole.body, "{invalid}: the whole body");
+        assert!(reply.header("content-range").is_none(), "{invalid}");
+    }
+}
+
+#[test]
+fn tier_names_with_invisible_formatting_characters_are_refused() {
+    let app = spawn_app();
+    for name in ["Gold\u{202E}dlog", "zero\u{200B}width", "\u{FEFF}bom"] {
+        let created = app.post_tier(&json!({"id": "sneaky", "name": name, "thumbnail_heights": [100]}));
+        created.assert_field_error("name");
+    }
+    app.create_tier("plain", &[100], false, false);
+    app.patch_tier("plain", &json!({"name": "Pla\u{202E}in"})).assert_field_error("name");
+    assert_eq!(app.get_tier("plain").expect_json(200)["name"], "Tier plain", "nothing changed");
+}
+
+#[test]
+fn a_missing_file_of_the_docs_page_is_a_problem_like_any_404() {
+    let app = spawn_app();
+    app.get_anonymous("/api/docs/").assert_status(200);
+    for missing in ["/api/docs/nothing.js", "/api/docs/../../etc/passwd", "/api/docs/a/b/c"] {
+        app.get_anonymous(missing).assert_problem(404);
+    }
+}
+
+#[test]
+fn rfc_5987_file_names_are_read_and_cleaned() {
+    let app = spawn_app();
+    let user = app.create_user("basic");
+    let image = jpeg(120, 80);
+    let boundary = "xyzBOUNDARYzyx";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"fallback.jpg\"; \
+         filename*=UTF-8''caf%C3%A9%20%E2%80%AEgpj.jpg\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&image);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let reply = app.send(
+        app.request(Method::POST, "/api/v1/images", Some(&user))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body),
+    );
+    assert_eq!(reply.expect_json(201)["name"], "café gpj.jpg", "filename* decoded, the bidi override dropped");
+}
+
+#[test]
+fn an_oversized_upload_that_expects_100_continue_is_refused_before_its_body() {
+    let app = spawn_app();
+    let user = app.create_user("basic");
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&host).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let head = format!(
+        "POST /api/v1/images HTTP/1.1\r\nHost: {host}\r\nAuthorization: {}\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        user.authorization(),
+        200u64 << 20
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+
+    // No body is sent: the answer must come without it, and must not invite it.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).expect("an answer without sending the body");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "413 instead of 100 Continue: {text}");
+    assert!(text.to_ascii_lowercase().contains("application/problem+json"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+
+    // An upload that fits is invited as usual.
+    let mut stream = TcpStream::connect(&host).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let head = head.replace(&(200u64 << 20).to_string(), "1000");
+    stream.write_all(head.as_bytes()).expect("send the head");
+    let n = stream.read(&mut chunk).expect("an answer");
+    assert!(
+        String::from_utf8_lossy(&chunk[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&chunk[..n])
+    );
+}

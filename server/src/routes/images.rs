@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use actix_multipart::Multipart;
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{Charset, ContentDisposition, CONTENT_LENGTH};
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use imageapi_shared::domain::ImageId;
+use imageapi_shared::domain::{is_invisible_format, ImageId};
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
 use serde::Deserialize;
@@ -51,10 +51,16 @@ fn display_name(raw: Option<&str>) -> String {
     }
 }
 
-/// Unicode format characters that change how text is shown or hide in it: bidi embeddings,
-/// overrides, isolates and marks, zero-width characters, the BOM.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+/// The file name a client sent: RFC 5987's `filename*` (UTF-8 or ISO-8859-1, how browsers and
+/// curl send names that are not ASCII) before the plain `filename`, which is only a fallback
+/// for old clients.
+fn sent_file_name(disposition: &ContentDisposition) -> Option<String> {
+    let extended = disposition.get_filename_ext().and_then(|ext| match &ext.charset {
+        Charset::Ext(name) if name.eq_ignore_ascii_case("utf-8") => String::from_utf8(ext.value.clone()).ok(),
+        Charset::Iso_8859_1 | Charset::Us_Ascii => Some(ext.value.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    });
+    extended.or_else(|| disposition.get_filename().map(str::to_owned))
 }
 
 /// The multipart form of an upload.
@@ -92,6 +98,21 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes"))
 }
 
+/// What is refused from the request head alone, before any of the body is read: an upload
+/// whose declared length is over the limit. (Also asked before `100 Continue` is sent.)
+pub fn refused_before_body(
+    method: &actix_web::http::Method,
+    path: &str,
+    headers: &actix_web::http::header::HeaderMap,
+    limit: u64,
+) -> Option<ApiError> {
+    if method != actix_web::http::Method::POST || path != "/api/v1/images" {
+        return None;
+    }
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    declared.filter(|&len| len > limit + MULTIPART_OVERHEAD).map(|_| too_large(limit))
+}
+
 /// Reads the `image` field into memory, refusing more than `limit` bytes of file, more than
 /// [`MAX_PARTS`] parts, and more than `limit` plus multipart overhead of body in all, each
 /// part counting its bytes and [`PART_OVERHEAD`] (other fields are read and dropped). On a
@@ -118,7 +139,7 @@ async fn read_image_field(
             ));
         }
         let wanted = field.name() == Some("image") && found.is_none();
-        let name = display_name(field.content_disposition().and_then(|cd| cd.get_filename()));
+        let name = display_name(field.content_disposition().and_then(sent_file_name).as_deref());
         let mut buffer = BytesMut::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;
@@ -171,11 +192,11 @@ pub async fn upload(
     // cannot hold a slot (or a drain) for ever.
     let deadline = tokio::time::Instant::now() + state.upload_timeout;
     let multipart = Multipart::new(req.headers(), payload);
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
+    if let Some(refusal) = refused_before_body(req.method(), req.path(), req.headers(), limit) {
         drain(multipart, deadline).await;
-        return Err(too_large(limit));
+        return Err(refusal);
     }
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     // Storing it must leave the free-space floor: checked before the body is read, and the
     // room stays set aside until the original is written.
     let mut room = match state.disk.reserve(declared.unwrap_or(limit + MULTIPART_OVERHEAD)).await {
@@ -370,6 +391,25 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc_5987_file_names_come_before_plain_ones() {
+        let parse = |value: &str| {
+            let header = actix_web::http::header::HeaderValue::from_str(value).expect("header");
+            ContentDisposition::from_raw(&header).expect("content-disposition")
+        };
+        let utf8 =
+            parse("form-data; name=\"image\"; filename=\"fallback.jpg\"; filename*=UTF-8''caf%C3%A9%20%E2%9C%93.jpg");
+        assert_eq!(sent_file_name(&utf8).as_deref(), Some("café ✓.jpg"));
+        let latin1 = parse("form-data; name=\"image\"; filename*=ISO-8859-1''na%EFve.png");
+        assert_eq!(sent_file_name(&latin1).as_deref(), Some("naïve.png"));
+        let plain = parse("form-data; name=\"image\"; filename=\"plain.png\"");
+        assert_eq!(sent_file_name(&plain).as_deref(), Some("plain.png"));
+        let broken = parse("form-data; name=\"image\"; filename=\"ok.png\"; filename*=UTF-8''%FF%FE.png");
+        assert_eq!(sent_file_name(&broken).as_deref(), Some("ok.png"), "undecodable: the plain name serves");
+        let bidi = parse("form-data; name=\"image\"; filename*=UTF-8''evil%E2%80%AEgpj.exe");
+        assert_eq!(display_name(sent_file_name(&bidi).as_deref()), "evilgpj.exe", "filename* is cleaned like filename");
+    }
 
     #[test]
     fn display_names_keep_only_the_last_component_without_control_characters() {

@@ -79,17 +79,17 @@ fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, ApiE
     };
     let (start, end) = match (start.trim(), end.trim()) {
         ("", "") => return Ok(None),
-        ("", suffix) => match suffix.parse::<u64>() {
-            Ok(0) => return Err(ApiError::RangeNotSatisfiable { size }),
-            Ok(n) => (size.saturating_sub(n), size.saturating_sub(1)),
-            Err(_) => return Ok(None),
+        ("", suffix) => match decimal(suffix) {
+            Some(0) => return Err(ApiError::RangeNotSatisfiable { size }),
+            Some(n) => (size.saturating_sub(n), size.saturating_sub(1)),
+            None => return Ok(None),
         },
-        (start, "") => match start.parse::<u64>() {
-            Ok(s) => (s, size.saturating_sub(1)),
-            Err(_) => return Ok(None),
+        (start, "") => match decimal(start) {
+            Some(s) => (s, size.saturating_sub(1)),
+            None => return Ok(None),
         },
-        (start, end) => match (start.parse::<u64>(), end.parse::<u64>()) {
-            (Ok(s), Ok(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
+        (start, end) => match (decimal(start), decimal(end)) {
+            (Some(s), Some(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
             _ => return Ok(None),
         },
     };
@@ -175,9 +175,22 @@ fn original_blob(image: &ImageRecord) -> Blob {
     }
 }
 
-/// A height in a path: anything but a valid one names no thumbnail (404).
-fn path_height(raw: &str) -> Result<Height, ApiError> {
-    raw.parse::<i64>().ok().and_then(|h| Height::parse(h).ok()).ok_or(ApiError::NotFound)
+/// A height in a path: anything but a valid one, written the one way (`200`: not `0200`,
+/// `+200` or `%32%30%30`), names no thumbnail (404). One URL per thumbnail keeps caches from
+/// holding copies under several names.
+fn path_height(req: &HttpRequest, raw: &str) -> Result<Height, ApiError> {
+    let canonical = decimal(raw).filter(|h| h.to_string() == raw);
+    // The router decodes percent-escapes; the path as sent must have had the digits themselves.
+    let as_sent = req.path().ends_with(&format!("/{raw}"));
+    canonical.filter(|_| as_sent).and_then(|h| Height::parse(i64::try_from(h).ok()?).ok()).ok_or(ApiError::NotFound)
+}
+
+/// ASCII digits only (`str::parse` also takes a sign).
+fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Waits (briefly) for a thumbnail and serves it, or explains why not.
@@ -233,7 +246,7 @@ pub async fn thumbnail(
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
     let image = owned_image(&state, &user, &id).await?;
-    let height = path_height(&height)?;
+    let height = path_height(&req, &height)?;
     grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Thumbnail(height))?;
     serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
 }
@@ -266,7 +279,7 @@ pub async fn admin_thumbnail(
 ) -> Result<HttpResponse, ApiError> {
     let (id, height) = path.into_inner();
     let image = any_image(&state, &id).await?;
-    let height = path_height(&height)?;
+    let height = path_height(&req, &height)?;
     if state.repo.thumbnail(image.id, height.get()).await?.is_none() {
         return Err(ApiError::NotFound);
     }
@@ -374,6 +387,11 @@ mod tests {
         assert_eq!(range("bytes=abc", 1000), Ok(None));
         assert_eq!(range("items=0-1", 1000), Ok(None));
         assert_eq!(range("bytes=5-1", 1000), Ok(None));
+        // Numbers are digits: a sign or spaces inside make the header invalid, so ignored.
+        assert_eq!(range("bytes=+1-2", 1000), Ok(None));
+        assert_eq!(range("bytes=1-+2", 1000), Ok(None));
+        assert_eq!(range("bytes=--2", 1000), Ok(None));
+        assert_eq!(range("bytes=-+2", 1000), Ok(None));
     }
 
     #[test]
