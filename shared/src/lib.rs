@@ -10,7 +10,7 @@
 //!   results stream, store-marker check), so neither depends on the other's internals.
 //! - [`settings`]: settings the server and workers share (the image limits), defined once.
 //! - [`malloc`]: allocator settings the long-running binaries apply at start.
-//! - [`small_fs`]: test support — a small tmpfs, to fill a disk on purpose.
+//! - [`testing`]: test support — a small tmpfs to fill, a private PostgreSQL.
 
 pub mod domain;
 pub mod jobs;
@@ -18,5 +18,5 @@ pub mod malloc;
 pub mod pipeline;
 pub mod queue;
 pub mod settings;
-pub mod small_fs;
 pub mod store;
+pub mod testing;

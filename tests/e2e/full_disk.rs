@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use imageapi_shared::small_fs::SmallFs;
+use imageapi_shared::testing::small_fs::SmallFs;
 use serde_json::Value;
 
 use crate::fixtures::corpus;
@@ -259,7 +259,7 @@ fn embedded_thumbnails_wait_for_room_on_a_full_disk_and_are_made_once_there_is_s
 fn worker_thumbnails_wait_for_room_on_a_full_disk_and_are_made_once_there_is_some() {
     let Some(files) = corpus_files() else { return };
     let Some(fs) = SmallFs::mount(64 * MIB) else { return };
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let blobs = fs.path().join("blobs").display().to_string();
     let app = spawn_app_with(ServerOptions {
         redis_url: Some(redis.url()),

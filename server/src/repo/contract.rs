@@ -1,5 +1,6 @@
 //! The repository contract: one suite, run on sled (a temporary directory) and on PostgreSQL
-//! (a fresh database on the machine's server, dropped afterwards; see [`ScratchDb`]).
+//! (a private server of each test's own, or a fresh database on `IMAGEAPI_TEST_POSTGRES_URL`'s
+//! server, dropped afterwards; see [`ScratchDb`]).
 //! Ordering, cursors, idempotent outcomes, cascades, tier deletion, reconciliation
 //! bookkeeping, the outbox, and concurrent writers.
 
@@ -9,32 +10,34 @@ use chrono::Utc;
 use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
 use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::pipeline::ImageFormat;
+use imageapi_shared::testing::postgres::TestPostgres;
 
 use super::*;
 
-/// PostgreSQL for the suite: `IMAGEAPI_TEST_POSTGRES_URL`, or the machine's server.
-fn admin_url() -> String {
-    std::env::var("IMAGEAPI_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database of its own for one test, dropped (with any open connections) when this goes.
+/// A database of its own for one test, on `IMAGEAPI_TEST_POSTGRES_URL`'s server (dropped,
+/// with any open connections, when this goes) or on a private server (stopped with it).
 struct ScratchDb {
     name: String,
+    server: TestPostgres,
 }
 
 impl ScratchDb {
-    async fn create() -> Self {
+    /// `None` where no PostgreSQL can be had (said on stderr; a failure with
+    /// `IMAGEAPI_REQUIRE_POSTGRES`).
+    async fn create() -> Option<Self> {
+        let server = TestPostgres::get()?;
         let name = format!("imageapi_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        let admin = server.admin_url();
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {} (set IMAGEAPI_TEST_POSTGRES_URL): {e}", admin_url()));
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set IMAGEAPI_TEST_POSTGRES_URL): {e}"));
         tokio::spawn(connection);
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-        Self { name }
+        Some(Self { name, server })
     }
 
     fn url(&self) -> String {
-        let admin = admin_url();
+        let admin = self.server.admin_url();
         let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
         format!("{base}/{}", self.name)
     }
@@ -52,12 +55,15 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let TestPostgres::Existing(admin) = &self.server else {
+            return; // A private server goes with everything on it.
+        };
+        let (name, admin) = (self.name.clone(), admin.clone());
         // Its own thread and runtime: this may run while the test's runtime is going away.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.ok()?;
+                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
                 tokio::spawn(connection);
                 client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
             })
@@ -97,7 +103,7 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = super::ScratchDb::create().await;
+                    let Some(db) = super::ScratchDb::create().await else { return };
                     let repo = db.open().await;
                     super::$test(repo.clone()).await;
                     repo.close(std::time::Duration::from_secs(5));

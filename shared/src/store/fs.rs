@@ -445,7 +445,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_put_on_a_really_full_disk_is_refused_whole_and_works_once_there_is_room() {
-        let Some(fs) = crate::small_fs::SmallFs::mount(1 << 20) else { return };
+        let Some(fs) = crate::testing::small_fs::SmallFs::mount(1 << 20) else { return };
         let store = FsBlobStore::open(fs.path().join("blobs")).expect("store");
         let key = BlobKey::original(ImageId::from_ulid(ulid::Ulid::new()));
         let bytes: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();

@@ -1,18 +1,20 @@
-//! A PostgreSQL database of a test's own, on the machine's server, dropped afterwards.
+//! A PostgreSQL database of a test's own, dropped afterwards: on a private server started for
+//! the test (`imageapi_shared::testing::postgres`), or on the server `IMAGEAPI_E2E_POSTGRES`
+//! names.
 //!
-//! `IMAGEAPI_E2E_POSTGRES` (an admin URL, e.g. `postgres://postgres@127.0.0.1:5432/postgres`)
-//! runs every test app on PostgreSQL instead of sled; tests about several servers on one
-//! database make one with [`TestDatabase::create`] whatever the variable says. Databases are
-//! made and dropped with `psql`.
+//! `IMAGEAPI_E2E_POSTGRES` also runs every test app on PostgreSQL instead of sled: an admin URL
+//! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) puts them all on that server, `private`
+//! gives each app a private server. Tests about several servers on one database make one with
+//! [`TestDatabase::create`] whatever the variable says. Databases are made and dropped with
+//! `psql`.
 
 use std::process::Command;
 
-/// The admin URL PostgreSQL tests use: `IMAGEAPI_E2E_POSTGRES`, or the machine's server.
-pub fn postgres_admin_url() -> String {
-    std::env::var("IMAGEAPI_E2E_POSTGRES")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+use imageapi_shared::testing::postgres::PrivatePostgres;
+
+/// The server `IMAGEAPI_E2E_POSTGRES` names, if it names one (not `private`).
+fn named_server() -> Option<String> {
+    std::env::var("IMAGEAPI_E2E_POSTGRES").ok().filter(|url| !url.is_empty() && url != "private")
 }
 
 /// Whether this run puts every test app on PostgreSQL.
@@ -23,6 +25,8 @@ pub fn postgres_for_every_app() -> bool {
 pub struct TestDatabase {
     admin_url: String,
     name: String,
+    /// Stopped after the database is dropped (fields drop after `Drop::drop`).
+    _server: Option<PrivatePostgres>,
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<(), String> {
@@ -38,12 +42,20 @@ fn psql(admin_url: &str, sql: &str) -> Result<(), String> {
 }
 
 impl TestDatabase {
-    pub fn create() -> Self {
-        let admin_url = postgres_admin_url();
+    /// A database on `IMAGEAPI_E2E_POSTGRES`'s server, or on a private one; `None` (said on
+    /// stderr; a failure with `IMAGEAPI_REQUIRE_POSTGRES`) where PostgreSQL is not installed.
+    pub fn create() -> Option<Self> {
+        let (admin_url, server) = match named_server() {
+            Some(url) => (url, None),
+            None => {
+                let server = PrivatePostgres::start()?;
+                (server.admin_url(), Some(server))
+            }
+        };
         let name = format!("imageapi_e2e_{}", super::random_hex());
         psql(&admin_url, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("creating a test database on {admin_url}: {e}"));
-        Self { admin_url, name }
+        Some(Self { admin_url, name, _server: server })
     }
 
     /// The URL servers get as `IMAGEAPI_DATABASE_URL`.

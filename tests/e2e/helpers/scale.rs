@@ -23,12 +23,26 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// Whether `program` is on PATH.
+pub fn installed(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 impl RedisServer {
-    pub fn start() -> Self {
+    /// A fresh server, or `None` (said on stderr; a failure with `IMAGEAPI_REQUIRE_REDIS`)
+    /// where `redis-server` is not installed.
+    pub fn start() -> Option<Self> {
+        if !installed("redis-server") {
+            imageapi_shared::testing::unavailable(
+                "IMAGEAPI_REQUIRE_REDIS",
+                "this test needs redis-server, which is not installed (Debian: redis-server)",
+            );
+            return None;
+        }
         let dir = tempfile::Builder::new().prefix("imageapi-redis-").tempdir().expect("temp dir for redis");
         let mut redis = Self { port: free_port(), child: None, dir };
         redis.start_again();
-        redis
+        Some(redis)
     }
 
     pub fn url(&self) -> String {

@@ -174,7 +174,8 @@ fn spawn_with_admin(options: ServerOptions, admin: TestUser, first_name: usize) 
         database_url: options.database_url.clone(),
     };
     if app.database_url.is_none() && !options.sled && postgres_for_every_app() {
-        let database = TestDatabase::create();
+        let database =
+            TestDatabase::create().expect("IMAGEAPI_E2E_POSTGRES asks for PostgreSQL, but none can be had here");
         app.database_url = Some(database.url());
         app.database = Some(database);
     }

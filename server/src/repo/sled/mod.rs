@@ -404,7 +404,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_disk_stops_sled_writes_until_it_is_reopened() {
         use crate::repo::{ImageRepo, Repo, TierRepo, UserRepo};
-        let Some(fs) = imageapi_shared::small_fs::SmallFs::mount(32 << 20) else { return };
+        let Some(fs) = imageapi_shared::testing::small_fs::SmallFs::mount(32 << 20) else { return };
         let path = fs.path().join("db");
         let user = user_on("premium");
         let mut acknowledged = Vec::new();

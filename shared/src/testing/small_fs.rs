@@ -1,4 +1,4 @@
-//! Test support: a small filesystem, to see what happens when the disk fills up.
+//! A small filesystem, to see what happens when the disk fills up.
 //!
 //! [`SmallFs`] is a tmpfs of a given size mounted on a fresh temporary folder, grown or shrunk
 //! at will, unmounted on drop. Mounting needs root (CI runs as root); where it cannot be
@@ -36,10 +36,10 @@ impl SmallFs {
                     Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                     Err(e) => format!("cannot run mount: {e}"),
                 };
-                if std::env::var_os(REQUIRE_ROOT_TESTS).is_some() {
-                    panic!("{REQUIRE_ROOT_TESTS} is set, but a tmpfs cannot be mounted here: {why}");
-                }
-                eprintln!("skipped: this test mounts a small tmpfs, which needs root ({why}); set {REQUIRE_ROOT_TESTS} to make that a failure");
+                super::unavailable(
+                    REQUIRE_ROOT_TESTS,
+                    &format!("this test mounts a small tmpfs, which needs root ({why})"),
+                );
                 None
             }
         }
