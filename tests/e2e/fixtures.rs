@@ -5,7 +5,7 @@
 //! The `#[test]`s at the bottom check the hand-crafted fixtures themselves (no server needed),
 //! so a failing API test points at the server, not at a broken fixture.
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use image::codecs::jpeg::JpegEncoder;
@@ -145,6 +145,99 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     idat.extend_from_slice(&0x0040_0001u32.to_be_bytes());
     png_chunk(&mut out, b"IDAT", &idat);
     png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A 64x64 RGB PNG with `extra` chunks right after its IHDR (metadata an attacker adds).
+pub fn png_with_chunks(extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let plain = png(64, 64);
+    // The signature and the IHDR chunk (8 + 4 + 4 + 13 + 4 bytes).
+    let (head, rest) = plain.split_at(33);
+    let mut out = head.to_vec();
+    for (kind, data) in extra {
+        png_chunk(&mut out, kind, data);
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Writes a PNG row by row, so that test images far larger in pixels than in bytes cost the
+/// test no more than a row: `setup` chooses colour, depth, compression and filter.
+pub fn streamed_png(
+    width: u32,
+    height: u32,
+    setup: impl FnOnce(&mut png::Encoder<'static, SharedBuffer>),
+    row: &[u8],
+) -> Vec<u8> {
+    let out = SharedBuffer::default();
+    let mut encoder = png::Encoder::new(out.clone(), width, height);
+    setup(&mut encoder);
+    let mut writer = encoder.write_header().expect("header").into_stream_writer().expect("stream");
+    for _ in 0..height {
+        writer.write_all(row).expect("row");
+    }
+    writer.finish().expect("finish");
+    let bytes = out.0.lock().expect("buffer").clone();
+    bytes
+}
+
+/// An output buffer for png's stream writer, which wants to own its output.
+#[derive(Clone, Default)]
+pub struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A zlib stream that inflates to `mib` MiB of zeros, about 200 times smaller: the data of a
+/// grey PNG of zero rows (png's own encoder makes it, in well under a second per GiB).
+pub fn zlib_zeros(mib: u32) -> Vec<u8> {
+    const WIDTH: u32 = 16 * 1024;
+    let rows = (u64::from(mib) * 1024 * 1024).div_ceil(u64::from(WIDTH) + 1);
+    let png = streamed_png(
+        WIDTH,
+        u32::try_from(rows).expect("rows"),
+        |encoder| {
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_filter(png::Filter::NoFilter);
+        },
+        &vec![0u8; WIDTH as usize],
+    );
+    // The IDAT chunks' data, in order, is one zlib stream.
+    let mut stream = Vec::new();
+    let mut pos = 8;
+    while pos + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if &png[pos + 4..pos + 8] == b"IDAT" {
+            stream.extend_from_slice(&png[pos + 8..pos + 8 + len]);
+        }
+        pos += 12 + len;
+    }
+    stream
+}
+
+/// A `side`x`side` progressive CMYK JPEG, every component at full resolution: what Pillow
+/// makes of a CMYK image. imageapi's own decoder declines it; jpeg-decoder keeps all of its
+/// coefficients (16 bytes a pixel, counting the copies it queues).
+pub fn cmyk_progressive_jpeg(side: u16) -> Vec<u8> {
+    let s = usize::from(side);
+    let mut pixels = vec![0u8; s * s * 4];
+    for (i, px) in pixels.chunks_exact_mut(4).enumerate() {
+        let (x, y) = (i % s, i / s);
+        px.copy_from_slice(&[(x * 255 / s) as u8, (y * 255 / s) as u8, 60, 20]);
+    }
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 80);
+    encoder.set_progressive(true);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    encoder.encode(&pixels, side, side, jpeg_encoder::ColorType::Cmyk).expect("encode CMYK");
     out
 }
 
