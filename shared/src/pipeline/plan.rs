@@ -238,10 +238,12 @@ impl<'a> Plan<'a> {
 }
 
 /// How much memory rendering `heights` from `original` may take at most, from its headers
-/// alone (see [`Plan`]). Pessimistic by design (the bird photo, 6028x3391, for 200 and 400 px:
-/// estimated 29 MiB, measured 16 MB peak for the whole one-shot process), so that a worker can
-/// keep the renders it runs side by side within a budget. An unreadable header gives the
-/// margin and the file, as does one over the side or pixel limits: such a file fails at once.
+/// alone (see [`Plan`]). Pessimistic by design, so that a worker can keep the renders it runs
+/// side by side within a budget: the bird photo (6028x3391, 200 and 400 px) is estimated at
+/// 30 MiB and peaks at 17 MB for the whole one-shot process; a 10000x10000 progressive CMYK
+/// JPEG at 1552 MiB, and peaks at 0.8 GB here (jpeg-decoder's queues stayed short). An
+/// unreadable header gives the margin and the file, as does one over the side or pixel limits:
+/// such a file fails at once.
 pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits) -> u64 {
     let unreadable = MARGIN + original.len() as u64;
     let Some(format) = ImageFormat::detect(original) else { return unreadable };
