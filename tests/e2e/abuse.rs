@@ -285,7 +285,7 @@ fn upload_all_at_once(app: &TestApp, user: &TestUser, files: &[(String, Vec<u8>)
 
 #[test]
 fn colour_profile_bombs_and_text_chunk_floods_cost_the_server_almost_nothing() {
-    // The probe's attack: a 64×64 PNG whose iCCP chunk inflates to 1000 MiB of zeros (5 MB),
+    // The probe's attack: a 64×64 PNG whose iCCP chunk inflates to 1000 MiB of zeros (6.5 MB),
     // 8 at once from one Basic user. The png crate inflated such a profile up to its
     // allocation limit, 512 MiB per upload check and 800 MiB per render: the server went from
     // 95 MB to 4 GB. Now no decoder is shown the chunk.
@@ -315,7 +315,7 @@ fn colour_profile_bombs_and_text_chunk_floods_cost_the_server_almost_nothing() {
     }
     app.wait_until_ready(&user, &chatty_id);
 
-    // The bodies (eight of 5 MB and one of 22 MB, each buffered while it is checked and
+    // The bodies (eight of 6.5 MB and one of 22 MB, each buffered while it is checked and
     // stored) and the renders of 64×64 images: tens of MB. One inflated profile was 512 MiB.
     let (_, peak) = app.memory_mib();
     assert!(peak < rss_before + 200, "{rss_before} MiB before, peak {peak} MiB");

@@ -195,49 +195,95 @@ impl std::io::Write for SharedBuffer {
     }
 }
 
-/// A zlib stream that inflates to `mib` MiB of zeros, about 200 times smaller: the data of a
-/// grey PNG of zero rows (png's own encoder makes it, in well under a second per GiB).
-pub fn zlib_zeros(mib: u32) -> Vec<u8> {
-    const WIDTH: u32 = 16 * 1024;
-    let rows = (u64::from(mib) * 1024 * 1024).div_ceil(u64::from(WIDTH) + 1);
-    let png = streamed_png(
-        WIDTH,
-        u32::try_from(rows).expect("rows"),
-        |encoder| {
-            encoder.set_color(png::ColorType::Grayscale);
-            encoder.set_compression(png::Compression::Fast);
-            encoder.set_filter(png::Filter::NoFilter);
-        },
-        &vec![0u8; WIDTH as usize],
-    );
-    // The IDAT chunks' data, in order, is one zlib stream.
-    let mut stream = Vec::new();
-    let mut pos = 8;
-    while pos + 8 <= png.len() {
-        let len = u32::from_be_bytes(png[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        if &png[pos + 4..pos + 8] == b"IDAT" {
-            stream.extend_from_slice(&png[pos + 8..pos + 8 + len]);
-        }
-        pos += 12 + len;
+/// A zlib stream that inflates to about `mib` MiB of zeros, 160 times smaller: one block of
+/// fixed Huffman codes, a literal zero, then copies of 258 bytes from one byte back (13 bits
+/// each). Written by hand: png's encoder, compiled at the tests' opt-level, took 20 s a GiB.
+pub fn zlib_zeros(mib: u64) -> Vec<u8> {
+    // Deflate packs bits from the least significant; Huffman codes go most significant first.
+    let mut bits: Vec<bool> = vec![true, true, false]; // the last block; fixed codes (01)
+    let mut code =
+        |bits: &mut Vec<bool>, value: u32, len: u32| bits.extend((0..len).rev().map(|i| value >> i & 1 == 1));
+    code(&mut bits, 0x30, 8); // literal 0
+                              // Eight copies are 104 bits, a whole number of bytes: past the first partial bytes the
+                              // stream repeats every 13 bytes, so a long run of copies is that period repeated.
+    for _ in 0..16 {
+        code(&mut bits, 0xC5, 8); // length 258 (symbol 285)
+        code(&mut bits, 0, 5); // distance 1
     }
-    stream
+    code(&mut bits, 0, 7); // end of block
+    let mut short: Vec<u8> =
+        bits.chunks(8).map(|byte| byte.iter().rev().fold(0, |b, &bit| b << 1 | u8::from(bit))).collect();
+    let periods = (mib * 1024 * 1024 / 258 / 8).saturating_sub(2);
+    let period = short[2..15].to_vec();
+    let mut out = vec![0x78, 0x01];
+    out.extend_from_slice(&short[..2]);
+    for _ in 0..periods {
+        out.extend_from_slice(&period);
+    }
+    out.append(&mut short.split_off(2));
+    // Adler-32 of that many zeros: a stays 1, b adds 1 a byte.
+    let zeros = 1 + 258 * (16 + 8 * periods);
+    out.extend_from_slice(&(((zeros % 65_521) as u32) << 16 | 1).to_be_bytes());
+    out
 }
 
-/// A `side`x`side` progressive CMYK JPEG, every component at full resolution: what Pillow
-/// makes of a CMYK image. imageapi's own decoder declines it; jpeg-decoder keeps all of its
-/// coefficients (16 bytes a pixel, counting the copies it queues).
+/// A `side`x`side` progressive CMYK JPEG with every block flat, written by hand (a DC scan of
+/// the four components, one 1-bit code a block, and an AC scan each of end-of-band runs), as
+/// small as Pillow's CMYK files. imageapi's own decoder declines CMYK; jpeg-decoder keeps every
+/// coefficient of a progressive file, whatever they hold. At least 1024 px a side (its one
+/// end-of-band code covers runs of 16384 blocks and more).
 pub fn cmyk_progressive_jpeg(side: u16) -> Vec<u8> {
-    let s = usize::from(side);
-    let mut pixels = vec![0u8; s * s * 4];
-    for (i, px) in pixels.chunks_exact_mut(4).enumerate() {
-        let (x, y) = (i % s, i / s);
-        px.copy_from_slice(&[(x * 255 / s) as u8, (y * 255 / s) as u8, 60, 20]);
+    assert!(side >= 1024, "runs of at least 16384 blocks");
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut out = vec![0xFF, marker];
+        out.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    };
+    let blocks = u32::from(side).div_ceil(8).pow(2);
+    let one_code = [1u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // one code, "0"
+    let mut out = vec![0xFF, 0xD8];
+    out.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\0")); // CMYK, no colour transform
+    out.extend(segment(0xDB, &[[0u8].as_slice(), &[1; 64]].concat()));
+    let mut frame = vec![8];
+    frame.extend_from_slice(&side.to_be_bytes());
+    frame.extend_from_slice(&side.to_be_bytes());
+    frame.push(4);
+    for id in 1..=4 {
+        frame.extend_from_slice(&[id, 0x11, 0]);
     }
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 80);
-    encoder.set_progressive(true);
-    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
-    encoder.encode(&pixels, side, side, jpeg_encoder::ColorType::Cmyk).expect("encode CMYK");
+    out.extend(segment(0xC2, &frame));
+    out.extend(segment(0xC4, &[[0x00].as_slice(), &one_code, &[0x00]].concat())); // DC: difference 0
+    out.extend(segment(0xC4, &[[0x10].as_slice(), &one_code, &[0xE0]].concat())); // AC: EOB run 2^14 + 14 bits
+                                                                                  // DC scan, four components interleaved: four "0" codes an MCU.
+    out.extend(segment(0xDA, &[4, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0]));
+    out.extend(std::iter::repeat_n(0u8, (blocks as usize * 4).div_ceil(8)));
+    for id in 1..=4 {
+        out.extend(segment(0xDA, &[1, id, 0, 1, 63, 0]));
+        // End-of-band runs of 16384..=32767 blocks: "0", then the run less 16384 in 14 bits.
+        let mut bits: Vec<bool> = Vec::new();
+        let mut left = blocks;
+        while left > 0 {
+            let run = if left <= 32767 {
+                left
+            } else if left - 32767 >= 16384 {
+                32767
+            } else {
+                left - 16384
+            };
+            bits.push(false);
+            bits.extend((0..14).rev().map(|i| (run - 16384) >> i & 1 == 1));
+            left -= run;
+        }
+        bits.resize(bits.len().div_ceil(8) * 8, true);
+        for byte in bits.chunks(8).map(|b| b.iter().fold(0u8, |acc, &bit| acc << 1 | u8::from(bit))) {
+            out.push(byte);
+            if byte == 0xFF {
+                out.push(0);
+            }
+        }
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
     out
 }
 
@@ -314,6 +360,26 @@ pub fn corpus(name: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Checks of the fixtures themselves
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_hand_made_zlib_stream_inflates_to_zeros_of_the_length_asked() {
+    let mut profile = b"zeros\0\0".to_vec();
+    profile.extend_from_slice(&zlib_zeros(3));
+    let png = png_with_chunks(&[(b"iCCP", &profile)]);
+    let reader = png::Decoder::new(Cursor::new(png)).read_info().expect("a valid PNG");
+    let icc = reader.info().icc_profile.as_ref().expect("the profile inflated");
+    assert!(icc.iter().all(|&b| b == 0));
+    assert!(icc.len().abs_diff(3 * 1024 * 1024) < 8 * 258, "{} bytes", icc.len());
+}
+
+#[test]
+fn the_hand_made_cmyk_jpeg_is_a_progressive_four_component_image_that_decodes() {
+    let jpeg = cmyk_progressive_jpeg(1100);
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).expect("a progressive frame");
+    assert_eq!(jpeg[sof + 9], 4, "four components");
+    let (format, image) = decode(&jpeg);
+    assert_eq!((format, image.width(), image.height()), (ImageFormat::Jpeg, 1100, 1100));
+}
 
 #[test]
 fn crafted_png_header_declares_the_requested_size() {
