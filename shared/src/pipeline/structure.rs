@@ -288,13 +288,14 @@ pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4], &[u8])) -> R
         };
         let data_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let chunk_type = [head[4], head[5], head[6], head[7]];
-        let name = String::from_utf8_lossy(&chunk_type).into_owned();
+        // Only for messages: a file may hold millions of chunks.
+        let name = || String::from_utf8_lossy(&chunk_type).into_owned();
         if !chunk_type.iter().all(u8::is_ascii_alphabetic) {
             return Err(format!("PNG has an invalid chunk type {chunk_type:02X?} at byte {pos}"));
         }
         // The PNG spec caps chunk lengths at 2^31 - 1.
         if data_len > 0x7FFF_FFFF {
-            return Err(format!("PNG chunk {name} has an invalid length {data_len}"));
+            return Err(format!("PNG chunk {} has an invalid length {data_len}", name()));
         }
         let data_start = pos + 8;
         let crc_end = usize::try_from(data_len)
@@ -303,19 +304,19 @@ pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4], &[u8])) -> R
             .and_then(|data_end| data_end.checked_add(4).map(|crc_end| (data_end, crc_end)))
             .filter(|&(_, crc_end)| crc_end <= len);
         let Some((data_end, crc_end)) = crc_end else {
-            return Err(format!("PNG is truncated inside its {name} chunk"));
+            return Err(format!("PNG is truncated inside its {} chunk", name()));
         };
         let stored_crc =
             u32::from_be_bytes([bytes[data_end], bytes[data_end + 1], bytes[data_end + 2], bytes[data_end + 3]]);
         // The CRC covers the chunk type and data, not the length.
         if crc32fast::hash(&bytes[pos + 4..data_end]) != stored_crc {
-            return Err(format!("PNG chunk {name} has a wrong CRC (damaged file)"));
+            return Err(format!("PNG chunk {} has a wrong CRC (damaged file)", name()));
         }
         visit(chunk_type, &bytes[data_start..data_end]);
         match &chunk_type {
             b"IHDR" if first && data_len == 13 => {}
             b"IHDR" if first => return Err("PNG IHDR chunk has a wrong length".into()),
-            _ if first => return Err(format!("PNG starts with {name} instead of IHDR")),
+            _ if first => return Err(format!("PNG starts with {} instead of IHDR", name())),
             b"IHDR" => return Err("PNG has a second IHDR chunk".into()),
             b"IDAT" => seen_idat = true,
             b"IEND" if !seen_idat => return Err("PNG has no image data (no IDAT)".into()),
