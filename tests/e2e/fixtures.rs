@@ -201,8 +201,7 @@ impl std::io::Write for SharedBuffer {
 pub fn zlib_zeros(mib: u64) -> Vec<u8> {
     // Deflate packs bits from the least significant; Huffman codes go most significant first.
     let mut bits: Vec<bool> = vec![true, true, false]; // the last block; fixed codes (01)
-    let mut code =
-        |bits: &mut Vec<bool>, value: u32, len: u32| bits.extend((0..len).rev().map(|i| value >> i & 1 == 1));
+    let code = |bits: &mut Vec<bool>, value: u32, len: u32| bits.extend((0..len).rev().map(|i| value >> i & 1 == 1));
     code(&mut bits, 0x30, 8); // literal 0
                               // Eight copies are 104 bits, a whole number of bytes: past the first partial bytes the
                               // stream repeats every 13 bytes, so a long run of copies is that period repeated.
