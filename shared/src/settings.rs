@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::pipeline::Limits;
+use crate::pipeline::{Limits, DEFAULT_MAX_DECODE_MEMORY_MIB};
 
 /// The image limits: checked at upload (from the header) and again before a worker decodes.
 #[derive(Debug, Clone, Args)]
@@ -23,6 +23,13 @@ pub struct LimitSettings {
     /// hundreds cost a decoder time in proportion, so they are refused at upload (413).
     #[arg(long, env = "IMAGEAPI_MAX_JPEG_SCANS", default_value_t = Limits::default().max_scans, global = true)]
     pub max_jpeg_scans: u32,
+    /// Most memory one image's render may need, in MiB, as estimated from its headers (the
+    /// decoder's buffers, a progressive JPEG's coefficients, the resized copies). An upload is
+    /// refused (413) when even its smallest thumbnail would need more; a job needing more for
+    /// its tier's heights fails before decoding. The default fits the largest image the other
+    /// default limits accept (100 megapixels of 16-bit RGBA PNG: about 1.2 GB).
+    #[arg(long, env = "IMAGEAPI_MAX_DECODE_MEMORY_MB", default_value_t = DEFAULT_MAX_DECODE_MEMORY_MIB, global = true)]
+    pub max_decode_memory_mb: u64,
 }
 
 impl LimitSettings {
@@ -32,6 +39,7 @@ impl LimitSettings {
             max_pixels: self.max_pixels,
             max_side: self.max_side,
             max_scans: self.max_jpeg_scans.max(1),
+            max_decode_memory: self.max_decode_memory_mb.max(1).saturating_mul(1024 * 1024),
         }
     }
 }

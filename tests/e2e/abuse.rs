@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::fixtures::{jpeg, jpeg_seeded, rgb_gradient};
+use crate::fixtures::{
+    cmyk_progressive_jpeg, jpeg, jpeg_seeded, png_with_chunks, rgb_gradient, streamed_png, zlib_zeros, SharedBuffer,
+};
 use crate::helpers::{id_of, spawn_app, spawn_app_with, ServerOptions, TestApp, TestUser};
 
 /// A client whose connections come from `address` (any of 127/8 reaches the server).
@@ -245,31 +247,12 @@ fn a_jpeg_with_hundreds_of_scans_is_refused_at_upload_while_ordinary_progressive
 /// A `side`×`side` RGBA PNG with 16 bits per channel, streamed row by row (it compresses to
 /// almost nothing; decoded it is `side² × 8` bytes).
 fn big_16_bit_png(side: u32) -> Vec<u8> {
-    /// The stream writer wants to own its output.
-    #[derive(Clone, Default)]
-    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let out = Shared::default();
-    let mut encoder = png::Encoder::new(out.clone(), side, side);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    encoder.set_compression(png::Compression::Fast);
-    let mut writer = encoder.write_header().expect("header").into_stream_writer().expect("stream");
-    let row = vec![0x40u8; side as usize * 8];
-    for _ in 0..side {
-        writer.write_all(&row).expect("row");
-    }
-    writer.finish().expect("finish");
-    let bytes = out.0.lock().expect("buffer").clone();
-    bytes
+    let setup = |encoder: &mut png::Encoder<'static, SharedBuffer>| {
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Sixteen);
+        encoder.set_compression(png::Compression::Fast);
+    };
+    streamed_png(side, side, setup, &vec![0x40u8; side as usize * 8])
 }
 
 #[test]
@@ -289,6 +272,107 @@ fn large_decodes_wait_for_the_render_memory_budget_instead_of_running_side_by_si
     }
     let (_, peak) = app.memory_mib();
     assert!(peak < 1250, "two renders side by side would peak near 1.6 GB; the budget kept it at {peak} MiB");
+}
+
+/// Uploads each of `files` at once, as `user`; returns the replies in order.
+fn upload_all_at_once(app: &TestApp, user: &TestUser, files: &[(String, Vec<u8>)]) -> Vec<crate::helpers::Reply> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            files.iter().map(|(name, bytes)| scope.spawn(move || app.upload(user, name, bytes))).collect();
+        handles.into_iter().map(|h| h.join().expect("upload thread")).collect()
+    })
+}
+
+#[test]
+fn colour_profile_bombs_and_text_chunk_floods_cost_the_server_almost_nothing() {
+    // The probe's attack: a 64×64 PNG whose iCCP chunk inflates to 1000 MiB of zeros (6.5 MB),
+    // 8 at once from one Basic user. The png crate inflated such a profile up to its
+    // allocation limit, 512 MiB per upload check and 800 MiB per render: the server went from
+    // 95 MB to 4 GB. Now no decoder is shown the chunk.
+    let app = spawn_app();
+    let user = app.create_user("basic");
+    let bomb = zlib_zeros(1000);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|n| {
+            // Each profile named differently: eight different files.
+            let mut iccp = format!("bomb{n}\0\0").into_bytes();
+            iccp.extend_from_slice(&bomb);
+            (format!("bomb{n}.png"), png_with_chunks(&[(b"iCCP", &iccp)]))
+        })
+        .collect();
+    // And 1.5 million tiny text chunks (22 MB), which the png crate kept one by one.
+    let texts: Vec<(&[u8; 4], &[u8])> = std::iter::repeat_n((b"tEXt", &b"a\0"[..]), 1_500_000).collect();
+    let chatty = png_with_chunks(&texts);
+    assert!(chatty.len() < 25 * 1024 * 1024);
+    let (rss_before, _) = app.memory_mib();
+
+    let replies = upload_all_at_once(&app, &user, &files);
+    let chatty_id = id_of(&app.upload_ok(&user, "chatty.png", &chatty)["id"]);
+    for reply in &replies {
+        // The images themselves are fine: accepted, and their thumbnails made.
+        let image = reply.expect_json(201);
+        app.wait_until_ready(&user, &id_of(&image["id"]));
+    }
+    app.wait_until_ready(&user, &chatty_id);
+
+    // The bodies (eight of 6.5 MB and one of 22 MB, each buffered while it is checked and
+    // stored) and the renders of 64×64 images: tens of MB. One inflated profile was 512 MiB.
+    let (_, peak) = app.memory_mib();
+    assert!(peak < rss_before + 200, "{rss_before} MiB before, peak {peak} MiB");
+}
+
+#[test]
+fn huge_progressive_cmyk_jpegs_are_refused_at_upload_naming_the_memory_they_would_take() {
+    // The probe's second attack: 10000×10000 progressive CMYK JPEGs, four at once with four
+    // render threads. imageapi's decoder declines CMYK; jpeg-decoder keeps every coefficient
+    // (800 MB, and as much again in the rows it queues to its threads): 1.6 GB each, over the
+    // default ceiling of 1536 MiB. They used to be accepted, and four renders took 3.1 GB.
+    let app = spawn_app_with(ServerOptions { workers: Some(4), ..ServerOptions::default() });
+    let user = app.create_user("basic");
+    let jpeg = cmyk_progressive_jpeg(10_000);
+    let files: Vec<(String, Vec<u8>)> = (0..4).map(|n| (format!("cmyk{n}.jpg"), jpeg.clone())).collect();
+    let (rss_before, _) = app.memory_mib();
+    for reply in upload_all_at_once(&app, &user, &files) {
+        let problem = reply.assert_problem(413);
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("10000x10000 progressive CMYK JPEG") && detail.contains("the limit is 1536 MiB"),
+            "{problem:#}"
+        );
+    }
+    assert!(app.list_images(&user, "").json()["results"].as_array().is_some_and(Vec::is_empty), "nothing stored");
+    // Four bodies and four header reads; nothing is decoded.
+    let (_, peak) = app.memory_mib();
+    assert!(peak < rss_before + 150, "{rss_before} MiB before, peak {peak} MiB");
+}
+
+#[test]
+fn huge_progressive_cmyk_jpegs_under_a_raised_ceiling_render_one_at_a_time_within_the_budget() {
+    // The same files with the ceiling raised over their 1.6 GB estimate: accepted, and each
+    // render, larger than the 1536 MiB budget, runs alone. One holds about 850 MB (its
+    // coefficients, the file, the small decode); two side by side would pass 1.6 GB, four
+    // took 3.1 GB before.
+    let app = spawn_app_with(ServerOptions {
+        workers: Some(4),
+        env: vec![("IMAGEAPI_MAX_DECODE_MEMORY_MB", "2048".into())],
+        ..ServerOptions::default()
+    });
+    let user = app.create_user("basic");
+    let jpeg = cmyk_progressive_jpeg(10_000);
+    let files: Vec<(String, Vec<u8>)> = (0..4).map(|n| (format!("cmyk{n}.jpg"), jpeg.clone())).collect();
+    let ids: Vec<String> = upload_all_at_once(&app, &user, &files)
+        .iter()
+        .map(|reply| {
+            assert!(matches!(reply.status, 200 | 201), "accepted: {} {}", reply.status, reply.text());
+            id_of(&reply.json()["id"])
+        })
+        .collect();
+    for id in &ids {
+        let image = app.wait_until_ready_within(&user, id, Duration::from_secs(300));
+        assert_eq!(image["thumbnails"][0]["width"], 200);
+    }
+    let (_, peak) = app.memory_mib();
+    assert!(peak < 1400, "renders ran side by side: peak {peak} MiB");
 }
 
 #[test]

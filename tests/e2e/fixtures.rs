@@ -5,7 +5,7 @@
 //! The `#[test]`s at the bottom check the hand-crafted fixtures themselves (no server needed),
 //! so a failing API test points at the server, not at a broken fixture.
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use image::codecs::jpeg::JpegEncoder;
@@ -148,6 +148,144 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// A 64x64 RGB PNG with `extra` chunks right after its IHDR (metadata an attacker adds).
+pub fn png_with_chunks(extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let plain = png(64, 64);
+    // The signature and the IHDR chunk (8 + 4 + 4 + 13 + 4 bytes).
+    let (head, rest) = plain.split_at(33);
+    let mut out = head.to_vec();
+    for (kind, data) in extra {
+        png_chunk(&mut out, kind, data);
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Writes a PNG row by row, so that test images far larger in pixels than in bytes cost the
+/// test no more than a row: `setup` chooses colour, depth, compression and filter.
+pub fn streamed_png(
+    width: u32,
+    height: u32,
+    setup: impl FnOnce(&mut png::Encoder<'static, SharedBuffer>),
+    row: &[u8],
+) -> Vec<u8> {
+    let out = SharedBuffer::default();
+    let mut encoder = png::Encoder::new(out.clone(), width, height);
+    setup(&mut encoder);
+    let mut writer = encoder.write_header().expect("header").into_stream_writer().expect("stream");
+    for _ in 0..height {
+        writer.write_all(row).expect("row");
+    }
+    writer.finish().expect("finish");
+    let bytes = out.0.lock().expect("buffer").clone();
+    bytes
+}
+
+/// An output buffer for png's stream writer, which wants to own its output.
+#[derive(Clone, Default)]
+pub struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A zlib stream that inflates to about `mib` MiB of zeros, 160 times smaller: one block of
+/// fixed Huffman codes, a literal zero, then copies of 258 bytes from one byte back (13 bits
+/// each). Written by hand: png's encoder, compiled at the tests' opt-level, took 20 s a GiB.
+pub fn zlib_zeros(mib: u64) -> Vec<u8> {
+    // Deflate packs bits from the least significant; Huffman codes go most significant first.
+    let mut bits: Vec<bool> = vec![true, true, false]; // the last block; fixed codes (01)
+    let code = |bits: &mut Vec<bool>, value: u32, len: u32| bits.extend((0..len).rev().map(|i| value >> i & 1 == 1));
+    code(&mut bits, 0x30, 8); // literal 0
+                              // Eight copies are 104 bits, a whole number of bytes: past the first partial bytes the
+                              // stream repeats every 13 bytes, so a long run of copies is that period repeated.
+    for _ in 0..16 {
+        code(&mut bits, 0xC5, 8); // length 258 (symbol 285)
+        code(&mut bits, 0, 5); // distance 1
+    }
+    code(&mut bits, 0, 7); // end of block
+    let mut short: Vec<u8> =
+        bits.chunks(8).map(|byte| byte.iter().rev().fold(0, |b, &bit| b << 1 | u8::from(bit))).collect();
+    let periods = (mib * 1024 * 1024 / 258 / 8).saturating_sub(2);
+    let period = short[2..15].to_vec();
+    let mut out = vec![0x78, 0x01];
+    out.extend_from_slice(&short[..2]);
+    for _ in 0..periods {
+        out.extend_from_slice(&period);
+    }
+    out.append(&mut short.split_off(2));
+    // Adler-32 of that many zeros: a stays 1, b adds 1 a byte.
+    let zeros = 1 + 258 * (16 + 8 * periods);
+    out.extend_from_slice(&(((zeros % 65_521) as u32) << 16 | 1).to_be_bytes());
+    out
+}
+
+/// A `side`x`side` progressive CMYK JPEG with every block flat, written by hand (a DC scan of
+/// the four components, one 1-bit code a block, and an AC scan each of end-of-band runs), as
+/// small as Pillow's CMYK files. imageapi's own decoder declines CMYK; jpeg-decoder keeps every
+/// coefficient of a progressive file, whatever they hold. At least 1024 px a side (its one
+/// end-of-band code covers runs of 16384 blocks and more).
+pub fn cmyk_progressive_jpeg(side: u16) -> Vec<u8> {
+    assert!(side >= 1024, "runs of at least 16384 blocks");
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut out = vec![0xFF, marker];
+        out.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    };
+    let blocks = u32::from(side).div_ceil(8).pow(2);
+    let one_code = [1u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // one code, "0"
+    let mut out = vec![0xFF, 0xD8];
+    out.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\0")); // CMYK, no colour transform
+    out.extend(segment(0xDB, &[[0u8].as_slice(), &[1; 64]].concat()));
+    let mut frame = vec![8];
+    frame.extend_from_slice(&side.to_be_bytes());
+    frame.extend_from_slice(&side.to_be_bytes());
+    frame.push(4);
+    for id in 1..=4 {
+        frame.extend_from_slice(&[id, 0x11, 0]);
+    }
+    out.extend(segment(0xC2, &frame));
+    out.extend(segment(0xC4, &[[0x00].as_slice(), &one_code, &[0x00]].concat())); // DC: difference 0
+    out.extend(segment(0xC4, &[[0x10].as_slice(), &one_code, &[0xE0]].concat())); // AC: EOB run 2^14 + 14 bits
+                                                                                  // DC scan, four components interleaved: four "0" codes an MCU.
+    out.extend(segment(0xDA, &[4, 1, 0, 2, 0, 3, 0, 4, 0, 0, 0, 0]));
+    out.extend(std::iter::repeat_n(0u8, (blocks as usize * 4).div_ceil(8)));
+    for id in 1..=4 {
+        out.extend(segment(0xDA, &[1, id, 0, 1, 63, 0]));
+        // End-of-band runs of 16384..=32767 blocks: "0", then the run less 16384 in 14 bits.
+        let mut bits: Vec<bool> = Vec::new();
+        let mut left = blocks;
+        while left > 0 {
+            let run = if left <= 32767 {
+                left
+            } else if left - 32767 >= 16384 {
+                32767
+            } else {
+                left - 16384
+            };
+            bits.push(false);
+            bits.extend((0..14).rev().map(|i| (run - 16384) >> i & 1 == 1));
+            left -= run;
+        }
+        bits.resize(bits.len().div_ceil(8) * 8, true);
+        for byte in bits.chunks(8).map(|b| b.iter().fold(0u8, |acc, &bit| acc << 1 | u8::from(bit))) {
+            out.push(byte);
+            if byte == 0xFF {
+                out.push(0);
+            }
+        }
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
 /// The JPEG with an APP1 Exif segment (big-endian TIFF, IFD0 holding only Orientation)
 /// spliced in right after SOI.
 pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
@@ -221,6 +359,26 @@ pub fn corpus(name: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Checks of the fixtures themselves
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_hand_made_zlib_stream_inflates_to_zeros_of_the_length_asked() {
+    let mut profile = b"zeros\0\0".to_vec();
+    profile.extend_from_slice(&zlib_zeros(3));
+    let png = png_with_chunks(&[(b"iCCP", &profile)]);
+    let reader = png::Decoder::new(Cursor::new(png)).read_info().expect("a valid PNG");
+    let icc = reader.info().icc_profile.as_ref().expect("the profile inflated");
+    assert!(icc.iter().all(|&b| b == 0));
+    assert!(icc.len().abs_diff(3 * 1024 * 1024) < 8 * 258, "{} bytes", icc.len());
+}
+
+#[test]
+fn the_hand_made_cmyk_jpeg_is_a_progressive_four_component_image_that_decodes() {
+    let jpeg = cmyk_progressive_jpeg(1100);
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC2]).expect("a progressive frame");
+    assert_eq!(jpeg[sof + 9], 4, "four components");
+    let (format, image) = decode(&jpeg);
+    assert_eq!((format, image.width(), image.height()), (ImageFormat::Jpeg, 1100, 1100));
+}
 
 #[test]
 fn crafted_png_header_declares_the_requested_size() {

@@ -5,8 +5,8 @@
 //! runs inside `catch_unwind`: a panicking job becomes a [`RenderError::Panicked`] and the actor
 //! lives on to take the next job.
 //!
-//! Renders side by side stay within a memory budget: each is estimated from its headers and
-//! waits until its share is free. A render that takes longer than the timeout ends its job as
+//! Renders side by side stay within a memory budget: each is estimated from its headers (on a
+//! blocking thread, like every decoder call) and waits until its share is free. A render that takes longer than the timeout ends its job as
 //! [`RenderError::TimedOut`]; the thread finishes it in the background (the upload limits bound
 //! how long) and keeps its share of the budget until then.
 
@@ -135,7 +135,14 @@ impl ThumbnailPool {
         heights: Vec<u32>,
         limits: Limits,
     ) -> Result<Vec<Thumbnail>, RenderError> {
-        let estimate = render_memory_estimate(&original, &heights, &limits);
+        // Reading the headers (through the decoders' header readers) is decoding work: never on
+        // the async runtime's thread.
+        let estimate = {
+            let (original, heights) = (original.clone(), heights.clone());
+            tokio::task::spawn_blocking(move || render_memory_estimate(&original, &heights, &limits))
+                .await
+                .map_err(|e| RenderError::Unavailable(format!("estimating the render's memory: {e}")))?
+        };
         let share = u32::try_from(estimate.div_ceil(MIB)).unwrap_or(u32::MAX).clamp(1, self.budget_mib);
         let permit =
             self.budget.clone().acquire_many_owned(share).await.map_err(|e| RenderError::Unavailable(e.to_string()))?;

@@ -163,8 +163,8 @@ async fn read_image_field(
 
 /// Upload a PNG or JPEG image.
 ///
-/// The type is judged by content. Size, pixel and side limits are checked from the header
-/// before anything is decoded. Thumbnails of the tier's heights start `pending` and become
+/// The type is judged by content. Size, pixel and side limits, and the memory decoding it
+/// would take, are checked from the header before anything is decoded. Thumbnails of the tier's heights start `pending` and become
 /// `ready` shortly.
 #[utoipa::path(
     operation_id = "upload_image",
@@ -174,8 +174,8 @@ async fn read_image_field(
         (status = 201, body = ImageView),
         (status = 400, description = "missing field, corrupt or truncated image", body = crate::error::Problem),
         (status = 401, body = crate::error::Problem),
-        (status = 413, description = "over the size, pixel or side limit", body = crate::error::Problem),
-        (status = 415, description = "not a PNG or JPEG", body = crate::error::Problem),
+        (status = 413, description = "over the size, pixel, side, scan, EXIF or decode-memory limit", body = crate::error::Problem),
+        (status = 415, description = "not a PNG or JPEG, or a JPEG variant no decoder here reads (lossless, arithmetic-coded, hierarchical, 12-bit)", body = crate::error::Problem),
         (status = 507, description = "out of storage space: nothing was stored; try again later (see Retry-After)", body = crate::error::Problem),
     ),
     security(("basic" = []), ("bearer" = []))

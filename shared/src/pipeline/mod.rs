@@ -3,27 +3,36 @@
 //! - [`probe`] (upload time): cheap validation of an upload without decoding pixels: format by
 //!   magic bytes, header dimensions, EXIF orientation, size limits and a structural
 //!   completeness check.
-//! - [`make_thumbnails`] (worker): one full decode, EXIF orientation, Lanczos3 resizes with
-//!   `fast_image_resize`, and re-encoding in the source's format without metadata.
+//! - [`make_thumbnails`] (worker): one decode, planned with its memory (`plan`), EXIF
+//!   orientation, Lanczos3 resizes with `fast_image_resize`, and re-encoding in the source's
+//!   format without metadata.
+//! - Every decoder, in both, reads the file through `decoder_input`, which shows it no
+//!   metadata but the orientation: nothing a client adds to a file can make a decoder hold
+//!   or inflate more than the pixels it asks for.
 //!
 //! This file holds the small types shared by both ([`ImageFormat`], [`Limits`]) and the
 //! thumbnail geometry ([`thumbnail_size`]). The module only uses `super::`/`crate::pipeline`
 //! paths so that the directory can be moved between crates unchanged.
 
 mod cores;
+mod decoder_input;
 mod jpeg;
+mod plan;
 mod probe;
 mod structure;
 mod thumbnail;
 
+#[cfg(test)]
+mod abuse_tests;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
 mod test_support;
 
 pub use cores::set_thread_budget;
+pub use plan::render_memory_estimate;
 pub use probe::{probe, Probe, ProbeError};
-pub use thumbnail::{make_thumbnails, render_memory_estimate, Original, Thumbnail, ThumbnailError};
+pub use thumbnail::{make_thumbnails, Original, Thumbnail, ThumbnailError};
 
 use image::metadata::Orientation;
 
@@ -102,13 +111,40 @@ pub struct Limits {
     pub max_side: u32,
     /// Maximum number of scans in a JPEG (progressive files have several; see [`Limits::check_scans`]).
     pub max_scans: u32,
+    /// Most memory, in bytes, one image's render may need, as estimated from its headers (see
+    /// [`render_memory_estimate`]): over it an upload is refused when even its smallest
+    /// thumbnail would be, and a job fails before it decodes anything.
+    pub max_decode_memory: u64,
 }
+
+/// The default of [`Limits::max_decode_memory`]: the largest image the other limits accept,
+/// 100 megapixels of 16-bit RGBA PNG, needs about 1.2 GB.
+pub const DEFAULT_MAX_DECODE_MEMORY_MIB: u64 = 1536;
 
 impl Default for Limits {
     fn default() -> Self {
         // 64 scans: the corpus' progressive photos have 10 and 12, libjpeg's default script 10.
-        Limits { max_bytes: 25 * 1024 * 1024, max_pixels: 100_000_000, max_side: 30_000, max_scans: 64 }
+        Limits {
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: 100_000_000,
+            max_side: 30_000,
+            max_scans: 64,
+            max_decode_memory: DEFAULT_MAX_DECODE_MEMORY_MIB * 1024 * 1024,
+        }
     }
+}
+
+/// The most `eXIf` data a PNG may carry, the one metadata chunk decoders are shown (see
+/// [`decoder_input`]): a camera's EXIF fits in JPEG's 64 KiB segment; 1 MiB leaves room for
+/// tools that add more, and keeps what a decoder copies of it small.
+pub(crate) const MAX_PNG_EXIF_BYTES: u64 = 1024 * 1024;
+
+/// Checks the size of a PNG's `eXIf` data against [`MAX_PNG_EXIF_BYTES`].
+pub(crate) fn check_exif_size(bytes: u64) -> Result<(), String> {
+    if bytes > MAX_PNG_EXIF_BYTES {
+        return Err(format!("the PNG carries {bytes} bytes of EXIF data; the limit is {MAX_PNG_EXIF_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 impl Limits {
@@ -132,6 +168,19 @@ impl Limits {
     pub(crate) fn check_scans(&self, scans: u32) -> Result<(), String> {
         if scans > self.max_scans {
             return Err(format!("the JPEG has {scans} scans; the limit is {}", self.max_scans));
+        }
+        Ok(())
+    }
+
+    /// Checks a render's memory estimate against `max_decode_memory`; `what` says what is
+    /// decoded how.
+    pub(crate) fn check_decode_memory(&self, needed: u64, what: &str) -> Result<(), String> {
+        if needed > self.max_decode_memory {
+            return Err(format!(
+                "decoding {what} would take about {} MiB of memory; the limit is {} MiB",
+                plan::mib(needed),
+                plan::mib(self.max_decode_memory)
+            ));
         }
         Ok(())
     }

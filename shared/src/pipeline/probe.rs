@@ -2,11 +2,8 @@
 //! display dimensions? Reads headers only and never decodes pixels, so it costs milliseconds
 //! even for the largest accepted file, and memory stays at the size of the upload.
 
-use std::io::Cursor;
-
-use image::ImageDecoder;
-
-use super::{read_orientation, structure, swaps_dimensions, ImageFormat, Limits};
+use super::plan::{Header, Plan};
+use super::{check_exif_size, structure, swaps_dimensions, ImageFormat, Limits};
 
 /// What an accepted upload is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,24 +32,28 @@ pub enum ProbeError {
 /// Validates an upload cheaply.
 ///
 /// Order: byte size (before anything else, so an oversized body costs nothing), format by magic
-/// bytes, header via the image crate (dimensions only), side and pixel limits (so a header
-/// declaring 60000x60000 is `TooLarge` before any allocation), structural completeness (with
-/// the scan count of a JPEG against its limit), and EXIF orientation.
+/// bytes, a JPEG frame type no decoder here reads (415 rather than an unreadable header),
+/// header via the image crate (dimensions and orientation, through a [`DecoderInput`] that
+/// shows it no metadata but the orientation), side and pixel limits (so a header declaring
+/// 60000x60000 is `TooLarge` before any allocation), structural completeness (with the scan
+/// count of a JPEG and the EXIF size of a PNG against their limits), and the memory the
+/// cheapest render of it would need against the ceiling: a file no thumbnail can be made of
+/// within it is refused now rather than failing in a worker.
+///
+/// [`DecoderInput`]: super::decoder_input::DecoderInput
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ProbeError> {
     limits.check_bytes(bytes.len()).map_err(ProbeError::TooLarge)?;
     let format = ImageFormat::detect(bytes).ok_or_else(|| ProbeError::Unsupported(unsupported_message(bytes)))?;
+    if format == ImageFormat::Jpeg {
+        if let Some(why) = structure::jpeg_unsupported(bytes) {
+            return Err(ProbeError::Unsupported(format!(
+                "unsupported JPEG variant: {why}; only 8-bit baseline and progressive JPEGs are accepted"
+            )));
+        }
+    }
 
-    let headers = structure::header_bytes(bytes, format);
-    let mut reader = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate());
-    // No width/height limits for the header read: we check them ourselves below, with
-    // messages that name our limits. Nothing is allocated per pixel while reading a header.
-    let mut header_limits = image::Limits::default();
-    header_limits.max_image_width = None;
-    header_limits.max_image_height = None;
-    reader.limits(header_limits);
-    let mut decoder = reader.into_decoder().map_err(|err| header_error(format, err))?;
-
-    let (width, height) = decoder.dimensions();
+    let header = Header::read(bytes, format).map_err(|err| header_error(format, err))?;
+    let (width, height) = (header.width, header.height);
     limits.check_dimensions(width, height).map_err(ProbeError::TooLarge)?;
     if width == 0 || height == 0 {
         return Err(ProbeError::Corrupt(format!(
@@ -67,11 +68,18 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, ProbeError> {
             structure::walk_jpeg(bytes, |marker| scans += u32::from(marker == 0xDA)).map_err(ProbeError::Corrupt)?;
             limits.check_scans(scans).map_err(ProbeError::TooLarge)?;
         }
-        ImageFormat::Png => structure::check_png(bytes).map_err(ProbeError::Corrupt)?,
+        ImageFormat::Png => {
+            let exif = structure::check_png(bytes).map_err(ProbeError::Corrupt)?;
+            check_exif_size(exif).map_err(ProbeError::TooLarge)?;
+        }
     }
 
-    let (width, height) =
-        if swaps_dimensions(read_orientation(&mut decoder)) { (height, width) } else { (width, height) };
+    // The smallest thumbnail: what the file costs whatever the tier (a tier with large heights
+    // may cost more; such a job fails in the worker with the reason).
+    let cheapest = Plan::new(bytes, format, &header, &[1]);
+    limits.check_decode_memory(cheapest.memory, &cheapest.describe()).map_err(ProbeError::TooLarge)?;
+
+    let (width, height) = if swaps_dimensions(header.orientation) { (height, width) } else { (width, height) };
     Ok(Probe { format, width, height })
 }
 
@@ -79,7 +87,6 @@ fn header_error(format: ImageFormat, err: image::ImageError) -> ProbeError {
     let name = format.as_str().to_uppercase();
     match err {
         image::ImageError::Limits(err) => ProbeError::TooLarge(format!("{name} header exceeds a decoder limit: {err}")),
-        // Valid magic, but e.g. an arithmetic-coded or 12-bit JPEG: a format we do not take.
         image::ImageError::Unsupported(err) => ProbeError::Unsupported(format!("unsupported {name} variant: {err}")),
         err => ProbeError::Corrupt(format!("cannot read the {name} header: {err}")),
     }

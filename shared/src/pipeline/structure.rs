@@ -67,30 +67,124 @@ pub(crate) fn walk_jpeg(bytes: &[u8], mut visit: impl FnMut(u8)) -> Result<(), S
 /// every upload and every job. A JPEG whose markers cannot be followed is returned whole, for
 /// the reader to report.
 pub(crate) fn header_bytes(bytes: &[u8], format: super::ImageFormat) -> &[u8] {
-    if format != super::ImageFormat::Jpeg || !bytes.starts_with(&[0xFF, 0xD8]) {
+    if format != super::ImageFormat::Jpeg {
         return bytes;
     }
-    let mut pos = 2usize;
-    loop {
-        let Some((marker, after)) = next_marker(bytes, pos) else { return bytes };
-        pos = after;
+    header_segments(bytes).find(|segment| segment.marker == 0xDA).map_or(bytes, |sos| &bytes[..sos.end])
+}
+
+/// One marker segment of a JPEG header.
+pub(crate) struct Segment<'a> {
+    pub marker: u8,
+    /// What follows the length field.
+    pub payload: &'a [u8],
+    /// Offset just past the segment.
+    pub end: usize,
+}
+
+/// The marker segments of a JPEG up to and including its first scan header (SOS), in order.
+/// Ends early where the markers cannot be followed (or at a second SOI or an EOI).
+pub(crate) fn header_segments(bytes: &[u8]) -> impl Iterator<Item = Segment<'_>> {
+    let mut pos = if bytes.starts_with(&[0xFF, 0xD8]) { 2 } else { usize::MAX };
+    std::iter::from_fn(move || loop {
+        let (marker, after) = next_marker(bytes, pos)?;
+        pos = usize::MAX;
         match marker {
-            0x00 | 0xD0..=0xD7 | 0x01 => continue,
-            0xD8 | 0xD9 => return bytes,
+            0x00 | 0xD0..=0xD7 | 0x01 => {
+                pos = after;
+                continue;
+            }
+            0xD8 | 0xD9 => return None,
             _ => {}
         }
-        let Ok(end) = segment_end(bytes, pos, marker) else { return bytes };
-        if marker == 0xDA {
-            return &bytes[..end];
+        let end = segment_end(bytes, after, marker).ok()?;
+        if marker != 0xDA {
+            pos = end;
         }
-        pos = end;
+        return Some(Segment { marker, payload: &bytes[after + 2..end], end });
+    })
+}
+
+/// A JPEG's frame header (SOFn): what the memory estimate and the support check need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JpegFrame {
+    /// The SOF marker byte: 0xC0 baseline, 0xC1 extended, 0xC2 progressive, ...
+    pub marker: u8,
+    /// Bits per sample.
+    pub precision: u8,
+    pub width: u32,
+    pub height: u32,
+    /// Horizontal and vertical sampling factors of each component.
+    pub sampling: Vec<(u32, u32)>,
+}
+
+impl JpegFrame {
+    /// The first frame header before the first scan; `None` if there is none to read.
+    pub(crate) fn read(bytes: &[u8]) -> Option<JpegFrame> {
+        let frame = header_segments(bytes).find(|s| is_start_of_frame(s.marker))?;
+        let p = frame.payload;
+        let count = usize::from(*p.get(5)?);
+        let sampling = (0..count)
+            .map(|c| p.get(7 + 3 * c).map(|&f| (u32::from(f >> 4), u32::from(f & 15))))
+            .collect::<Option<Vec<_>>>()?;
+        Some(JpegFrame {
+            marker: frame.marker,
+            precision: p[0],
+            height: u32::from(u16::from_be_bytes([*p.get(1)?, *p.get(2)?])),
+            width: u32::from(u16::from_be_bytes([*p.get(3)?, *p.get(4)?])),
+            sampling,
+        })
     }
+
+    /// Progressive frames keep every coefficient of the image until the last scan.
+    pub(crate) fn progressive(&self) -> bool {
+        matches!(self.marker, 0xC2 | 0xC6 | 0xCA | 0xCE)
+    }
+
+    /// What makes this frame one that no decoder here reads, if anything: only 8-bit
+    /// Huffman-coded sequential (SOF0, SOF1) and progressive (SOF2) frames are.
+    pub(crate) fn unsupported(&self) -> Option<String> {
+        let kind = match self.marker {
+            0xC0..=0xC2 => None,
+            0xC3 => Some("lossless"),
+            0xC5..=0xC7 => Some("hierarchical"),
+            0xC9..=0xCB => Some("arithmetic-coded"),
+            _ => Some("hierarchical arithmetic-coded"),
+        };
+        match kind {
+            Some(kind) => Some(format!("{kind} frames (SOF{})", self.marker - 0xC0)),
+            None if self.precision != 8 => Some(format!("{}-bit samples", self.precision)),
+            None => None,
+        }
+    }
+
+    /// 8×8 blocks stored over all components, padded to whole MCUs (as jpeg-decoder and
+    /// zune-jpeg keep them); saturates rather than overflows on nonsense factors.
+    pub(crate) fn stored_blocks(&self) -> u64 {
+        let h_max = self.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1);
+        let v_max = self.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1);
+        let mcus_x = u64::from(self.width.div_ceil(8 * h_max));
+        let mcus_y = u64::from(self.height.div_ceil(8 * v_max));
+        self.sampling
+            .iter()
+            .map(|&(h, v)| (mcus_x * u64::from(h)).saturating_mul(mcus_y * u64::from(v)))
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+/// Why no decoder here reads this JPEG, if none does (see [`JpegFrame::unsupported`]); also
+/// hierarchical files, which announce themselves with a DHP segment before their frames.
+pub(crate) fn jpeg_unsupported(bytes: &[u8]) -> Option<String> {
+    if header_segments(bytes).any(|s| s.marker == 0xDE) {
+        return Some("hierarchical frames (DHP)".to_owned());
+    }
+    JpegFrame::read(bytes)?.unsupported()
 }
 
 /// The next marker at or after `pos`: its byte (after any 0xFF fill bytes) and the position
 /// after it. Stray bytes between segments are skipped, as libjpeg does ("extraneous bytes
 /// before marker"): they do not make an image incomplete. `None`: no marker before the end.
-fn next_marker(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
+pub(super) fn next_marker(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
     let mut pos = find_ff(bytes, pos)?;
     while bytes.get(pos) == Some(&0xFF) {
         pos += 1;
@@ -100,7 +194,7 @@ fn next_marker(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
 }
 
 /// The end of segment `marker`, whose length field is at `pos`.
-fn segment_end(bytes: &[u8], pos: usize, marker: u8) -> Result<usize, String> {
+pub(super) fn segment_end(bytes: &[u8], pos: usize, marker: u8) -> Result<usize, String> {
     let Some(length_bytes) = bytes.get(pos..pos.saturating_add(2)) else {
         return Err(format!("JPEG is truncated in the header of segment 0xFF{marker:02X}"));
     };
@@ -135,7 +229,7 @@ fn is_start_of_frame(marker: u8) -> bool {
 /// Skips entropy-coded data starting at `pos`; returns the position of the 0xFF that starts
 /// the next real marker. Inside scan data 0xFF00 is an escaped 0xFF byte and 0xFFD0..D7 are
 /// restart markers, neither of which ends the scan.
-fn skip_entropy_coded_data(bytes: &[u8], mut pos: usize) -> Result<usize, String> {
+pub(super) fn skip_entropy_coded_data(bytes: &[u8], mut pos: usize) -> Result<usize, String> {
     loop {
         let Some(ff) = find_ff(bytes, pos) else {
             return Err(truncated_message(true));
@@ -179,8 +273,8 @@ fn find_ff(bytes: &[u8], from: usize) -> Option<usize> {
 
 /// Walks a PNG's chunks up to IEND, verifying each chunk's CRC.
 ///
-/// `visit` sees every chunk type in order (tests use it to check for metadata chunks).
-pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4])) -> Result<(), String> {
+/// `visit` sees every chunk's type and data in order.
+pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4], &[u8])) -> Result<(), String> {
     if !bytes.starts_with(&super::PNG_SIGNATURE) {
         return Err("PNG does not start with the PNG signature".into());
     }
@@ -194,13 +288,14 @@ pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4])) -> Result<(
         };
         let data_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let chunk_type = [head[4], head[5], head[6], head[7]];
-        let name = String::from_utf8_lossy(&chunk_type).into_owned();
+        // Only for messages: a file may hold millions of chunks.
+        let name = || String::from_utf8_lossy(&chunk_type).into_owned();
         if !chunk_type.iter().all(u8::is_ascii_alphabetic) {
             return Err(format!("PNG has an invalid chunk type {chunk_type:02X?} at byte {pos}"));
         }
         // The PNG spec caps chunk lengths at 2^31 - 1.
         if data_len > 0x7FFF_FFFF {
-            return Err(format!("PNG chunk {name} has an invalid length {data_len}"));
+            return Err(format!("PNG chunk {} has an invalid length {data_len}", name()));
         }
         let data_start = pos + 8;
         let crc_end = usize::try_from(data_len)
@@ -209,19 +304,19 @@ pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4])) -> Result<(
             .and_then(|data_end| data_end.checked_add(4).map(|crc_end| (data_end, crc_end)))
             .filter(|&(_, crc_end)| crc_end <= len);
         let Some((data_end, crc_end)) = crc_end else {
-            return Err(format!("PNG is truncated inside its {name} chunk"));
+            return Err(format!("PNG is truncated inside its {} chunk", name()));
         };
         let stored_crc =
             u32::from_be_bytes([bytes[data_end], bytes[data_end + 1], bytes[data_end + 2], bytes[data_end + 3]]);
         // The CRC covers the chunk type and data, not the length.
         if crc32fast::hash(&bytes[pos + 4..data_end]) != stored_crc {
-            return Err(format!("PNG chunk {name} has a wrong CRC (damaged file)"));
+            return Err(format!("PNG chunk {} has a wrong CRC (damaged file)", name()));
         }
-        visit(chunk_type);
+        visit(chunk_type, &bytes[data_start..data_end]);
         match &chunk_type {
             b"IHDR" if first && data_len == 13 => {}
             b"IHDR" if first => return Err("PNG IHDR chunk has a wrong length".into()),
-            _ if first => return Err(format!("PNG starts with {name} instead of IHDR")),
+            _ if first => return Err(format!("PNG starts with {} instead of IHDR", name())),
             b"IHDR" => return Err("PNG has a second IHDR chunk".into()),
             b"IDAT" => seen_idat = true,
             b"IEND" if !seen_idat => return Err("PNG has no image data (no IDAT)".into()),
@@ -233,9 +328,16 @@ pub(crate) fn walk_png(bytes: &[u8], mut visit: impl FnMut([u8; 4])) -> Result<(
     }
 }
 
-/// Checks that a PNG is complete (see [`walk_png`]).
-pub(crate) fn check_png(bytes: &[u8]) -> Result<(), String> {
-    walk_png(bytes, |_| {})
+/// Checks that a PNG is complete (see [`walk_png`]); returns the size of its `eXIf` data, the
+/// one metadata chunk decoders are shown (see [`super::decoder_input`]), for its cap.
+pub(crate) fn check_png(bytes: &[u8]) -> Result<u64, String> {
+    let mut exif = 0u64;
+    walk_png(bytes, |chunk_type, data| {
+        if &chunk_type == b"eXIf" {
+            exif = exif.saturating_add(data.len() as u64);
+        }
+    })?;
+    Ok(exif)
 }
 
 #[cfg(test)]
@@ -326,7 +428,7 @@ mod tests {
         assert_eq!(check_jpeg(&jpeg), Ok(()));
         let mut png = encode_png_rgb(&gradient_rgb(16, 16));
         png.extend_from_slice(b"trailing junk");
-        assert_eq!(check_png(&png), Ok(()));
+        assert_eq!(check_png(&png), Ok(0));
     }
 
     #[test]
@@ -346,7 +448,7 @@ mod tests {
         let ihdr = ihdr_data(4, 4, 8, 2);
         let idat = zlib_stored(&[0u8; 4 * (1 + 12)]);
         let whole = png_from_chunks(&[(b"IHDR", &ihdr), (b"IDAT", &idat), (b"IEND", &[])]);
-        assert_eq!(check_png(&whole), Ok(()));
+        assert_eq!(check_png(&whole), Ok(0));
         let no_iend = png_from_chunks(&[(b"IHDR", &ihdr), (b"IDAT", &idat)]);
         assert!(check_png(&no_iend).is_err());
         let no_idat = png_from_chunks(&[(b"IHDR", &ihdr), (b"IEND", &[])]);

@@ -121,6 +121,28 @@ pub fn exif_orientation_segment(orientation: u16) -> Vec<u8> {
     segment
 }
 
+/// A JPEG marker segment (marker included) with this payload.
+pub fn jpeg_segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut segment = vec![0xFF, marker];
+    segment.extend_from_slice(&u16::try_from(payload.len() + 2).expect("a segment holds 64 KiB").to_be_bytes());
+    segment.extend_from_slice(payload);
+    segment
+}
+
+/// A progressive CMYK JPEG of `side`² (what Pillow makes of a CMYK image): imageapi's decoder
+/// declines it, jpeg-decoder keeps all of its coefficients.
+pub fn cmyk_progressive(side: u16) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..u32::from(side) * u32::from(side))
+        .flat_map(|i| [(i % 251) as u8, (i % 241) as u8, (i % 239) as u8, 30])
+        .collect();
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 80);
+    encoder.set_progressive(true);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_1_1);
+    encoder.encode(&pixels, side, side, jpeg_encoder::ColorType::Cmyk).expect("encodes");
+    out
+}
+
 /// Inserts a segment right after a JPEG's SOI.
 pub fn splice_after_soi(jpeg: &[u8], segment: &[u8]) -> Vec<u8> {
     let mut out = jpeg[..2].to_vec();
@@ -157,7 +179,7 @@ pub fn jpeg_markers(jpeg: &[u8]) -> Vec<u8> {
 /// Chunk types of a PNG, in order.
 pub fn png_chunk_types(png: &[u8]) -> Vec<String> {
     let mut types = Vec::new();
-    crate::pipeline::structure::walk_png(png, |t| types.push(String::from_utf8_lossy(&t).into_owned()))
+    crate::pipeline::structure::walk_png(png, |t, _| types.push(String::from_utf8_lossy(&t).into_owned()))
         .expect("whole PNG");
     types
 }
@@ -228,4 +250,96 @@ pub fn ssim(a: &DynamicImage, b: &DynamicImage) -> f64 {
         total += mean;
     }
     total / 3.0
+}
+
+/// A zlib stream inflating to `len` zero bytes (at least 4), about 160 times smaller: one
+/// block of fixed Huffman codes, a literal zero and then copies of 258 bytes at distance 1
+/// (13 bits each). Made by hand, so a compression bomb needs no compressor.
+pub fn zlib_zeros(len: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        count: u32,
+    }
+    impl Bits {
+        /// Appends `n` bits of `value`, least significant first (deflate's bit order).
+        fn put(&mut self, value: u64, n: u32) {
+            self.acc |= value << self.count;
+            self.count += n;
+            while self.count >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.count -= 8;
+            }
+        }
+        /// Appends a Huffman code, most significant bit first.
+        fn code(&mut self, code: u64, n: u32) {
+            let reversed = (0..n).fold(0, |r, i| r | (((code >> i) & 1) << (n - 1 - i)));
+            self.put(reversed, n);
+        }
+    }
+    assert!(len >= 4, "a copy is at least 3 bytes");
+    let mut bits = Bits { out: vec![0x78, 0x01], acc: 0, count: 0 };
+    bits.put(1, 1); // the last block
+    bits.put(1, 2); // fixed Huffman codes
+    bits.code(0x30, 8); // literal 0
+    let mut left = len - 1;
+    // A copy of length 3..=258 and distance 1: length code, extra bits, distance code 0.
+    let copy = |bits: &mut Bits, n: u64| {
+        const BASES: [(u64, u64, u32); 29] = [
+            (257, 3, 0),
+            (258, 4, 0),
+            (259, 5, 0),
+            (260, 6, 0),
+            (261, 7, 0),
+            (262, 8, 0),
+            (263, 9, 0),
+            (264, 10, 0),
+            (265, 11, 1),
+            (266, 13, 1),
+            (267, 15, 1),
+            (268, 17, 1),
+            (269, 19, 2),
+            (270, 23, 2),
+            (271, 27, 2),
+            (272, 31, 2),
+            (273, 35, 3),
+            (274, 43, 3),
+            (275, 51, 3),
+            (276, 59, 3),
+            (277, 67, 4),
+            (278, 83, 4),
+            (279, 99, 4),
+            (280, 115, 4),
+            (281, 131, 5),
+            (282, 163, 5),
+            (283, 195, 5),
+            (284, 227, 5),
+            (285, 258, 0),
+        ];
+        let &(symbol, base, extra) = BASES.iter().rev().find(|(_, base, _)| *base <= n).expect("n >= 3");
+        // Symbols 257..=279 have 7-bit codes from 0, 280..=287 8-bit codes from 0xC0.
+        if symbol <= 279 {
+            bits.code(symbol - 256, 7);
+        } else {
+            bits.code(0xC0 + symbol - 280, 8);
+        }
+        bits.put(n - base, extra);
+        bits.code(0, 5);
+    };
+    while left > 0 {
+        // Never leave 1 or 2 bytes over: a copy is at least 3.
+        let n = if left > 258 && left < 261 { left - 3 } else { left.min(258) };
+        copy(&mut bits, n);
+        left -= n;
+    }
+    bits.code(0, 7); // end of block
+    if bits.count > 0 {
+        bits.put(0, 8 - bits.count);
+    }
+    let mut out = bits.out;
+    // Adler-32 of `len` zeros: a stays 1, b adds 1 per byte.
+    let b = (len % 65_521) as u32;
+    out.extend_from_slice(&((b << 16) | 1).to_be_bytes());
+    out
 }

@@ -3,19 +3,19 @@
 //! (Lanczos3 convolution), apply the EXIF orientation, and encode in the source's format with
 //! no metadata.
 //!
-//! Memory is bounded by the limits: the decoder refuses images over the side limit, and we
-//! refuse any over the pixel limit or whose decoded buffer would exceed
-//! `max_pixels * 8` bytes (RGBA at 16 bits per channel, the widest a PNG decodes to) before a
-//! single pixel buffer is allocated.
-
-use std::io::Cursor;
+//! Memory is bounded before a single pixel buffer is allocated: by the side and pixel limits,
+//! by the decode plan's estimate against `Limits::max_decode_memory` (see [`super::plan`],
+//! which also keeps every fallback decoder within that estimate), and by what the decoders are
+//! shown of the file (see [`super::decoder_input`]: no metadata but the orientation).
 
 use fast_image_resize::{FilterType, MulDiv, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder};
 
-use super::{read_orientation, swaps_dimensions, thumbnail_size, ImageFormat, Limits};
+use super::decoder_input::DecoderInput;
+use super::plan::{mib, Decoder, Header, Plan};
+use super::{jpeg, structure, swaps_dimensions, thumbnail_size, ImageFormat, Limits};
 
 /// JPEG quality of thumbnails: the usual web default, free of visible artefacts at thumbnail
 /// sizes (image's encoder writes 4:4:4, so colour edges stay sharp too).
@@ -183,111 +183,92 @@ pub fn make_thumbnails<'a>(
         .collect()
 }
 
-/// How much memory rendering `heights` from `original` may take, from its headers alone: the
-/// decoded pixels at the scale the decoder will use, the 8-bit copy made for resizing, a JPEG
-/// decoder's coefficients, and a margin for the thumbnails and their encoders. Meant to be
-/// pessimistic (the bird photo, 6028x3391, at 1/8: estimated 19 MB, measured 16 MB peak for the
-/// whole one-shot process), so that a worker can keep the renders it runs side by side within a
-/// budget. An unreadable header gives the margin alone: such a file fails at once.
-pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits) -> u64 {
-    const MARGIN: u64 = 8 * 1024 * 1024;
-    let Some(format) = ImageFormat::detect(original) else { return MARGIN };
-    let headers = super::structure::header_bytes(original, format);
-    let Ok(reader) = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate()).into_decoder()
-    else {
-        return MARGIN;
-    };
-    let (width, height) = reader.dimensions();
-    if limits.check_dimensions(width, height).is_err() {
-        return MARGIN;
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    match format {
-        ImageFormat::Jpeg => {
-            // The scale the decoder picks for the largest thumbnail, as stored or turned by EXIF
-            // orientation (not read here): the larger of the two.
-            let largest = heights.iter().copied().max().unwrap_or(1);
-            let (tw, th) = thumbnail_size(width, height, largest);
-            let (turned_w, turned_h) = thumbnail_size(height, width, largest);
-            let scale = |w: u32, h: u32| {
-                let (min_w, min_h) = super::jpeg::min_decoded_size(w, h);
-                super::jpeg::reduced_scale(width, height, min_w, min_h).unwrap_or(8)
-            };
-            let eighths = scale(tw, th).max(scale(turned_h, turned_w));
-            let scaled = pixels * u64::from(eighths * eighths) / 64;
-            // RGB out, its resize layout, kept coefficients (16 bits, three components) and the
-            // progressive decoder's one bit per coefficient.
-            scaled * 3 * 2 + scaled * 6 + pixels * 3 / 8 + MARGIN
-        }
-        ImageFormat::Png => {
-            let decoded = reader.total_bytes();
-            let layout = pixels * u64::from(reader.color_type().has_alpha() as u8 + 3);
-            decoded + layout + MARGIN
-        }
-    }
-}
-
-/// Decodes the original: a JPEG at the smallest DCT scale that leaves a little more than the
-/// largest thumbnail (see [`super::jpeg::min_decoded_size`]), anything else at full size.
-/// Returns the pixels as stored, the orientation, and the original's stored dimensions.
+/// Checks the original against the limits (the same checks as at upload, for files accepted
+/// before a limit existed or under other limits), plans its decode ([`Plan`]), refuses it if
+/// the plan needs more memory than the ceiling, and decodes it. Returns the pixels as stored,
+/// the orientation, and the original's stored dimensions.
 fn decode_for_thumbnails(
     original: &[u8],
     format: ImageFormat,
     heights: &[u32],
     limits: &Limits,
 ) -> Result<(DynamicImage, Orientation, (u32, u32)), ThumbnailError> {
-    if format == ImageFormat::Jpeg {
-        // Files accepted before the scan limit existed, or with another limit: checked again,
-        // since every decoder's time grows with the scans.
-        let mut scans = 0u32;
-        super::structure::walk_jpeg(original, |marker| scans += u32::from(marker == 0xDA))
-            .map_err(ThumbnailError::Decode)?;
-        limits.check_scans(scans).map_err(ThumbnailError::TooLarge)?;
-        // Dimensions and orientation from the same header reader the upload probe uses, so
-        // both always agree on the display size.
-        let (width, height, orientation) = header(original, format, limits)?;
-        let swap = swaps_dimensions(orientation);
-        let (display_width, display_height) = if swap { (height, width) } else { (width, height) };
-        let largest = heights.iter().copied().max().unwrap_or(1);
-        let (thumb_width, thumb_height) = thumbnail_size(display_width, display_height, largest);
-        let (need_width, need_height) = if swap { (thumb_height, thumb_width) } else { (thumb_width, thumb_height) };
-        let (min_width, min_height) = super::jpeg::min_decoded_size(need_width, need_height);
-        if let Some(image) = super::jpeg::decode_scaled(original, limits, min_width, min_height)? {
-            return Ok((image, orientation, (width, height)));
+    match format {
+        // Every decoder's time grows with the scans.
+        ImageFormat::Jpeg => {
+            let mut scans = 0u32;
+            structure::walk_jpeg(original, |marker| scans += u32::from(marker == 0xDA))
+                .map_err(ThumbnailError::Decode)?;
+            limits.check_scans(scans).map_err(ThumbnailError::TooLarge)?;
+        }
+        ImageFormat::Png => {
+            let exif = structure::check_png(original).map_err(ThumbnailError::Decode)?;
+            super::check_exif_size(exif).map_err(ThumbnailError::TooLarge)?;
         }
     }
-    let (image, orientation) = decode_original(original, format, limits)?;
-    let size = (image.width(), image.height());
-    Ok((image, orientation, size))
+    // Dimensions and orientation from the same header reader the upload probe uses, so both
+    // always agree on the display size.
+    let header = Header::read(original, format).map_err(decode_error)?;
+    limits.check_dimensions(header.width, header.height).map_err(ThumbnailError::TooLarge)?;
+    let plan = Plan::new(original, format, &header, heights);
+    limits.check_decode_memory(plan.memory, &plan.describe()).map_err(ThumbnailError::TooLarge)?;
+    let image = decode_planned(original, format, &plan, limits)?;
+    Ok((image, header.orientation, (header.width, header.height)))
 }
 
-/// The stored dimensions and the orientation, from the headers only.
-fn header(original: &[u8], format: ImageFormat, limits: &Limits) -> Result<(u32, u32, Orientation), ThumbnailError> {
-    let headers = super::structure::header_bytes(original, format);
-    let mut decoder = image::ImageReader::with_format(Cursor::new(headers), format.to_image_crate())
-        .into_decoder()
-        .map_err(decode_error)?;
-    let (width, height) = decoder.dimensions();
-    limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
-    Ok((width, height, read_orientation(&mut decoder)))
-}
-
-/// Decodes the whole original within the limits; returns the pixels as stored and the
-/// orientation.
-fn decode_original(
+/// Decodes as planned. A decoder that gives up hands over to the next (imageapi's JPEG
+/// decoder to `jpeg-decoder`, that to the `image` crate) only if the next one fits within the
+/// plan's memory: a fallback never costs more than the render was given.
+fn decode_planned(
     original: &[u8],
     format: ImageFormat,
+    plan: &Plan<'_>,
     limits: &Limits,
-) -> Result<(DynamicImage, Orientation), ThumbnailError> {
+) -> Result<DynamicImage, ThumbnailError> {
+    let (min_width, min_height) = plan.min_size;
+    let mut gave_up = "it could not be decoded".to_owned();
+    let general = match &plan.decoder {
+        Decoder::Image => None,
+        Decoder::Scaled { jpeg, eighths } => {
+            if let Some(image) = jpeg::decode_scaled(jpeg, *eighths) {
+                return Ok(image);
+            }
+            gave_up = "imageapi's decoder could not read its data".to_owned();
+            Some(*eighths)
+        }
+        Decoder::General { eighths } => Some(*eighths),
+    };
+    if let Some(eighths) = general {
+        if plan.fits(plan.general_memory(eighths)) {
+            match jpeg::decode_general(original, min_width, min_height) {
+                Ok(image) => return Ok(image),
+                Err(reason) => gave_up = reason,
+            }
+        }
+    }
+    let whole = plan.image_memory();
+    if !plan.fits(whole) {
+        return Err(ThumbnailError::Decode(format!(
+            "{gave_up}; decoding it whole instead would take about {} MiB, more than the {} MiB set aside for {}",
+            mib(whole),
+            mib(plan.memory),
+            plan.describe()
+        )));
+    }
+    decode_original(original, format, limits)
+}
+
+/// Decodes the whole original with the `image` crate, within the limits.
+fn decode_original(original: &[u8], format: ImageFormat, limits: &Limits) -> Result<DynamicImage, ThumbnailError> {
     let budget = limits.max_pixels.saturating_mul(MAX_DECODED_BYTES_PER_PIXEL);
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(limits.max_side);
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(budget);
 
-    let mut reader = image::ImageReader::with_format(Cursor::new(original), format.to_image_crate());
+    let mut reader = image::ImageReader::with_format(DecoderInput::new(original, format), format.to_image_crate());
     reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let decoder = reader.into_decoder().map_err(decode_error)?;
 
     let (width, height) = decoder.dimensions();
     limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
@@ -298,9 +279,7 @@ fn decode_original(
             decoder.total_bytes()
         )));
     }
-    let orientation = read_orientation(&mut decoder);
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    Ok((image, orientation))
+    DynamicImage::from_decoder(decoder).map_err(decode_error)
 }
 
 fn decode_error(err: image::ImageError) -> ThumbnailError {

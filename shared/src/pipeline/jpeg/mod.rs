@@ -6,57 +6,45 @@
 //!
 //! Baseline and progressive files (nearly all photos) go to imageapi's own decoder
 //! ([`scaled`]), which decodes only what the reduced size needs and uses the idle cores;
-//! everything else (CMYK, 12-bit, ...) to `jpeg-decoder`'s scaled decode.
+//! the rest (CMYK, RGB-coded, unusual sampling, or a thumbnail that needs full size) to
+//! `jpeg-decoder`'s scaled decode, whose memory [`general_decoder_memory`] bounds (12-bit,
+//! lossless and arithmetic-coded files are refused at upload: no decoder here reads them).
 
 mod scaled;
-
-use std::io::Cursor;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 use jpeg_decoder::{Decoder, PixelFormat};
 
-use super::thumbnail::ThumbnailError;
-use super::Limits;
-pub(super) use scaled::recycle;
-use scaled::ScaledJpeg;
+use super::decoder_input::DecoderInput;
+use super::structure::JpegFrame;
+use super::ImageFormat;
+pub(super) use scaled::{recycle, ScaledJpeg};
 
-/// Decodes at the smallest DCT scale giving at least `min_width` × `min_height` pixels
-/// (stored orientation). Gray stays gray; CMYK becomes RGB. `None`: this decoder declines
-/// (an unusual file, or one it cannot read); the caller then decodes at full size with the
-/// general decoder, which also gives the definitive error for a broken file.
-pub(super) fn decode_scaled(
-    original: &[u8],
-    limits: &Limits,
-    min_width: u32,
-    min_height: u32,
-) -> Result<Option<DynamicImage>, ThumbnailError> {
-    if let Some(scaled) = ScaledJpeg::read(original) {
-        let (width, height) = scaled.dimensions();
-        limits.check_dimensions(width, height).map_err(ThumbnailError::TooLarge)?;
-        if let Some(eighths) = reduced_scale(width, height, min_width, min_height) {
-            let helpers = super::cores::spare(scaled.useful_threads() - 1);
-            if let Some(image) = scaled.decode(eighths, 1 + helpers.count()) {
-                return Ok(Some(image));
-            }
-        }
-    }
-    let mut decoder = Decoder::new(Cursor::new(original));
-    if decoder.read_info().is_err() {
-        return Ok(None);
-    }
-    let Some(info) = decoder.info() else { return Ok(None) };
-    limits.check_dimensions(u32::from(info.width), u32::from(info.height)).map_err(ThumbnailError::TooLarge)?;
+/// Decodes with imageapi's own decoder at `eighths`/8, on the cores no other job holds.
+/// `None`: it declined part-way (damaged data, most likely).
+pub(super) fn decode_scaled(jpeg: &ScaledJpeg<'_>, eighths: u32) -> Option<DynamicImage> {
+    let helpers = super::cores::spare(jpeg.useful_threads() - 1);
+    jpeg.decode(eighths, 1 + helpers.count())
+}
+
+/// Decodes with `jpeg-decoder` at the smallest DCT scale giving at least `min_width` ×
+/// `min_height` pixels (stored orientation), or full size: the files imageapi's own decoder
+/// does not read (CMYK, RGB-coded, unusual sampling, ...) and those needing full size. Gray
+/// stays gray; CMYK becomes RGB. It is shown the file through a [`DecoderInput`], so it keeps
+/// no metadata. `Err`: why it cannot decode this file.
+pub(super) fn decode_general(original: &[u8], min_width: u32, min_height: u32) -> Result<DynamicImage, String> {
+    let mut decoder = Decoder::new(DecoderInput::new(original, ImageFormat::Jpeg));
+    decoder.read_info().map_err(|err| err.to_string())?;
+    let info = decoder.info().ok_or("no frame header")?;
     if !matches!(info.pixel_format, PixelFormat::L8 | PixelFormat::RGB24 | PixelFormat::CMYK32) {
-        return Ok(None);
+        return Err(format!("{:?} samples", info.pixel_format));
     }
-    let (width, height) = match scale_for(&mut decoder, info.width, info.height, min_width, min_height) {
-        Ok(size) => size,
-        Err(_) => return Ok(None),
-    };
+    let (width, height) =
+        scale_for(&mut decoder, info.width, info.height, min_width, min_height).map_err(|err| err.to_string())?;
     // Bound what the decoder may allocate for its output at this scale.
     decoder
         .set_max_decoding_buffer_size(usize::try_from(u64::from(width) * u64::from(height) * 4).unwrap_or(usize::MAX));
-    let Ok(pixels) = decoder.decode() else { return Ok(None) };
+    let pixels = decoder.decode().map_err(|err| err.to_string())?;
     let (w, h) = (u32::from(width), u32::from(height));
     let image = match info.pixel_format {
         PixelFormat::L8 => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
@@ -64,7 +52,28 @@ pub(super) fn decode_scaled(
         PixelFormat::CMYK32 => RgbImage::from_raw(w, h, cmyk_to_rgb(&pixels)).map(DynamicImage::ImageRgb8),
         PixelFormat::L16 => None,
     };
-    Ok(image)
+    image.ok_or_else(|| "decoded data does not match its size".to_owned())
+}
+
+/// The most [`decode_general`] may hold at `eighths`/8, from the frame header: every
+/// coefficient of a progressive file, kept at full size until its last scan (what makes a
+/// 1.5 MB 100-megapixel CMYK file cost 800 MB); as much again for the copies of coefficient
+/// rows it queues to its worker threads (the queues are unbounded, and a scan may finish every
+/// component at once); its sample planes and output at the scale; and our CMYK to RGB copy.
+pub(super) fn general_decoder_memory(frame: &JpegFrame, eighths: u32) -> u64 {
+    let blocks = frame.stored_blocks();
+    let coefficients = blocks.saturating_mul(64 * 2) * if frame.progressive() { 2 } else { 1 };
+    let planes = blocks.saturating_mul(u64::from(eighths * eighths));
+    let (width, height) = scaled_size(frame.width, frame.height, eighths);
+    let out = u64::from(width) * u64::from(height);
+    let components = frame.sampling.len() as u64;
+    let rgb = if components == 4 { out * 3 } else { 0 };
+    coefficients.saturating_add(planes).saturating_add(out * components).saturating_add(rgb)
+}
+
+/// The size of a decode at `eighths`/8 (sides rounded up, as the decoders do).
+pub(super) fn scaled_size(width: u32, height: u32, eighths: u32) -> (u32, u32) {
+    ((width * eighths).div_ceil(8), (height * eighths).div_ceil(8))
 }
 
 /// What a JPEG must be decoded to for a thumbnail of `thumb_width` x `thumb_height` (stored
@@ -105,8 +114,8 @@ pub(super) fn reduced_scale(width: u32, height: u32, min_width: u32, min_height:
 
 /// Sets `jpeg-decoder` to the scale [`reduced_scale`] chooses, or full size. (`jpeg-decoder`'s
 /// own choice is satisfied by either axis.)
-fn scale_for(
-    decoder: &mut Decoder<Cursor<&[u8]>>,
+fn scale_for<R: std::io::Read>(
+    decoder: &mut Decoder<R>,
     width: u16,
     height: u16,
     min_width: u32,
@@ -144,8 +153,18 @@ fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::pipeline::test_support::{encode_jpeg, gradient_rgb, mean_abs_diff, ssim};
-    use crate::pipeline::{make_thumbnails, thumbnail_size};
+    use crate::pipeline::{make_thumbnails, thumbnail_size, Limits};
     use image::{Rgb, RgbImage};
+
+    /// What a render decodes to: imageapi's decoder at the smallest scale covering the
+    /// request, or jpeg-decoder for what it declines.
+    fn decode_for(jpeg: &[u8], min_width: u32, min_height: u32) -> DynamicImage {
+        let ours = ScaledJpeg::read(jpeg).and_then(|scaled| {
+            let (width, height) = scaled.dimensions();
+            decode_scaled(&scaled, reduced_scale(width, height, min_width, min_height)?)
+        });
+        ours.unwrap_or_else(|| decode_general(jpeg, min_width, min_height).expect("decoded"))
+    }
 
     /// A photo-like test image: smooth gradients with fine detail on top.
     fn detailed(width: u32, height: u32) -> RgbImage {
@@ -161,7 +180,7 @@ mod tests {
     #[test]
     fn the_smallest_dct_scale_that_still_covers_the_request_is_chosen() {
         let jpeg = encode_jpeg(&DynamicImage::ImageRgb8(detailed(1600, 1200)));
-        let decoded = |w, h| decode_scaled(&jpeg, &Limits::default(), w, h).expect("ok").expect("decoded");
+        let decoded = |w, h| decode_for(&jpeg, w, h);
         assert_eq!(decoded(400, 300).height(), 300, "1/4");
         assert_eq!(decoded(401, 300).width(), 800, "one pixel more needs 1/2");
         assert_eq!(decoded(200, 150).width(), 200, "1/8");
@@ -212,13 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn gray_stays_gray_and_over_the_limits_is_refused_before_decoding() {
+    fn gray_stays_gray_with_either_decoder() {
         let gray = DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(detailed(640, 480)).into_luma8());
         let jpeg = encode_jpeg(&gray);
-        let image = decode_scaled(&jpeg, &Limits::default(), 160, 120).expect("ok").expect("decoded");
-        assert!(matches!(image, DynamicImage::ImageLuma8(_)));
-        let tight = Limits { max_side: 600, ..Limits::default() };
-        assert!(matches!(decode_scaled(&jpeg, &tight, 160, 120), Err(ThumbnailError::TooLarge(_))));
+        assert!(matches!(decode_for(&jpeg, 160, 120), DynamicImage::ImageLuma8(_)));
+        assert!(matches!(decode_general(&jpeg, 160, 120), Ok(DynamicImage::ImageLuma8(_))));
     }
 
     #[test]
@@ -238,7 +255,7 @@ mod tests {
         jpeg_encoder::Encoder::new(&mut bytes, 95)
             .encode(&cmyk, 320, 240, jpeg_encoder::ColorType::Cmyk)
             .expect("encode CMYK");
-        let ours = decode_scaled(&bytes, &Limits::default(), 320, 240).expect("ok").expect("decoded");
+        let ours = decode_for(&bytes, 320, 240);
         let general = image::load_from_memory(&bytes).expect("image decodes CMYK");
         assert!(matches!(ours, DynamicImage::ImageRgb8(_)));
         let diff = mean_abs_diff(&ours, &DynamicImage::ImageRgb8(general.to_rgb8()));
