@@ -105,9 +105,14 @@ pub struct Config {
     /// How long a GET on a pending thumbnail waits before answering 503.
     #[arg(long, env = "IMAGEAPI_THUMBNAIL_WAIT_SECS", default_value_t = 5, global = true)]
     pub thumbnail_wait_secs: u64,
-    /// How long expired links are kept (answering 410) before they are purged (then 404).
+    /// How long the tokens of expired links answer 410 before they are forgotten (then 404).
+    /// Expired links themselves leave every list within a minute.
     #[arg(long, env = "IMAGEAPI_EXPIRED_LINK_RETENTION_HOURS", default_value_t = 168, global = true)]
     pub expired_link_retention_hours: u64,
+    /// Live (unexpired) expiring links one user may hold; creating another answers 429 with
+    /// `Retry-After` until their soonest link expires, or they revoke one.
+    #[arg(long, env = "IMAGEAPI_MAX_LINKS_PER_USER", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_links_per_user: u32,
     /// Threads for password hashing and verification; each holds argon2's 19 MiB for good
     /// (default: the number of cores).
     #[arg(long, env = "IMAGEAPI_PASSWORD_THREADS", global = true)]

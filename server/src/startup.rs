@@ -169,6 +169,7 @@ impl Application {
             metrics_elsewhere: config.metrics_bind.is_some(),
             uploads: crate::upload_gate::UploadGate::new(crate::state::UPLOAD_SLOTS, config.uploads_per_user),
             disk,
+            max_links_per_user: config.max_links_per_user as usize,
         });
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let server = http_server(state.clone(), listener, grace)?;
@@ -411,18 +412,21 @@ fn metrics_server(state: web::Data<AppState>, listener: TcpListener) -> anyhow::
     .run())
 }
 
-/// Expired links answer 410 for a while, then are purged (and answer 404).
+/// Every minute, takes expired links out of lists and counts (their tokens answer 410 for
+/// `retention`, then 404).
 fn spawn_link_purger(repo: SharedRepo, retention: Duration) {
     actix_web::rt::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
         loop {
             every.tick().await;
-            let cutoff =
-                chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
-            match repo.purge_links_expired_before(cutoff).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "purged long-expired links"),
+            let now = chrono::Utc::now();
+            match repo.prune_expired_links(now, now - retention).await {
+                Ok((pruned, forgotten)) if pruned + forgotten > 0 => {
+                    tracing::debug!(pruned, forgotten, "pruned expired links")
+                }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging expired links failed"),
+                Err(e) => tracing::warn!(error = %e, "pruning expired links failed"),
             }
         }
     });

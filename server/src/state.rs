@@ -36,6 +36,8 @@ pub struct AppState {
     /// Free space on the local disks, and the floor that refuses uploads (see
     /// [`crate::disk_space`]).
     pub disk: Arc<crate::disk_space::DiskSpace>,
+    /// Live expiring links one user may hold (`IMAGEAPI_MAX_LINKS_PER_USER`).
+    pub max_links_per_user: usize,
 }
 
 /// Uploads buffered concurrently: 16 × 25 MiB is at most 400 MiB of upload buffers.

@@ -272,6 +272,8 @@ impl LinkView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkList {
     pub results: Vec<LinkView>,
+    /// URL of the next page, or null on the last page.
+    pub next: Option<String>,
 }
 
 // ---- request bodies ---------------------------------------------------------------------

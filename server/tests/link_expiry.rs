@@ -53,7 +53,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         created_at: now,
         expires_at: now + chrono::Duration::seconds(300),
     };
-    state.repo.insert_link(&link, &hash).await.expect("link");
+    state.repo.insert_link(&link, &hash, 10).await.expect("link");
     let url = format!("{base}/l/{token}");
     imageapi_shared::store::install_tls_provider();
     let client = reqwest::Client::new();
@@ -70,6 +70,15 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
     assert_eq!(expired.status(), 410, "expired at its second");
     assert_eq!(expired.headers()["content-type"], "application/problem+json");
 
-    let listed = state.repo.user_links(owner.id).await.expect("links");
-    assert!(listed.iter().all(|l| l.is_expired(state.clock.now())), "expired links are not live");
+    let now = state.clock.now();
+    assert!(state.repo.user_live_links(owner.id, now, None, 10).await.expect("links").is_empty(), "not live");
+    // The purger's minute: the link leaves the table, its token still says expired.
+    assert_eq!(state.repo.prune_expired_links(now, now - chrono::Duration::days(7)).await.expect("prune"), (1, 0));
+    assert!(state.repo.user_links(owner.id).await.expect("links").is_empty(), "pruned");
+    let pruned = client.get(&url).send().await.expect("request");
+    assert_eq!(pruned.status(), 410, "a pruned link still answers 410");
+    // The retention over: forgotten, 404.
+    let after = now + chrono::Duration::seconds(1);
+    assert_eq!(state.repo.prune_expired_links(after, after).await.expect("prune"), (0, 1));
+    assert_eq!(client.get(&url).send().await.expect("request").status(), 404, "forgotten after the retention");
 }

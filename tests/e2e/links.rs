@@ -6,7 +6,9 @@ use image::ImageFormat;
 use serde_json::{json, Value};
 
 use crate::fixtures::{decode, jpeg, jpeg_seeded};
-use crate::helpers::{assert_binary_headers, id_of, result_ids, spawn_app, TestApp, TestUser};
+use crate::helpers::{
+    assert_binary_headers, id_of, result_ids, spawn_app, spawn_app_with, ServerOptions, TestApp, TestUser,
+};
 
 /// Uploads a 600x450 JPEG as `user` and waits for its thumbnails; returns (id, bytes).
 fn ready_image(app: &TestApp, user: &TestUser) -> (String, Vec<u8>) {
@@ -268,4 +270,88 @@ fn links_stop_working_when_the_tier_loses_expiring_links() {
         );
     }
     app.create_link(&tier_user, &tier_image, &json!({"expires_in": 300})).assert_problem(403);
+}
+
+#[test]
+fn a_user_holds_at_most_the_configured_live_links_even_when_creating_them_at_once() {
+    // Arrange: a cap of 4, one place left
+    let app = spawn_app_with(ServerOptions {
+        env: vec![("IMAGEAPI_MAX_LINKS_PER_USER", "4".to_owned())],
+        ..ServerOptions::default()
+    });
+    let user = app.create_user("enterprise");
+    let other = app.create_user("enterprise");
+    let (image_id, _) = ready_image(&app, &user);
+    for _ in 0..3 {
+        app.create_link_ok(&user, &image_id, &json!({"expires_in": 600}));
+    }
+
+    // Act: 16 creations at once
+    let replies: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> =
+            (0..16).map(|_| scope.spawn(|| app.create_link(&user, &image_id, &json!({"expires_in": 900})))).collect();
+        racers.into_iter().map(|r| r.join().expect("racer")).collect()
+    });
+
+    // Assert: exactly one took the place; the others are told why and when to come back
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(created, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    for refused in replies.iter().filter(|r| r.status != 201) {
+        let problem = refused.assert_problem(429);
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("4 live links"), "names the cap: {detail}");
+        let wait: u64 = refused.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+        assert!((590..=600).contains(&wait), "until the soonest link expires (600 s): {wait}");
+    }
+    let listed = app.list_links(&user).expect_json(200);
+    assert_eq!(result_ids(&listed).len(), 4, "{listed:#}");
+    // Another user's places are their own; a revoked link frees one.
+    let (other_image, _) = ready_image(&app, &other);
+    app.create_link_ok(&other, &other_image, &json!({"expires_in": 300}));
+    app.delete_link(&user, &result_ids(&listed)[0]).assert_status(204);
+    app.create_link_ok(&user, &image_id, &json!({"expires_in": 300}));
+    app.create_link(&user, &image_id, &json!({"expires_in": 300})).assert_problem(429);
+}
+
+#[test]
+fn link_lists_come_in_pages_newest_first_for_users_and_admins() {
+    // Arrange
+    let app = spawn_app();
+    let user = app.create_user("enterprise");
+    let other = app.create_user("enterprise");
+    let (image_id, _) = ready_image(&app, &user);
+    let (other_image, _) = ready_image(&app, &other);
+    let mut made = Vec::new();
+    for n in 0..5 {
+        made.push(id_of(&app.create_link_ok(&user, &image_id, &json!({"expires_in": 300 + n}))["id"]));
+    }
+    let others = id_of(&app.create_link_ok(&other, &other_image, &json!({"expires_in": 300}))["id"]);
+    let walk = |first: &str, as_user: &TestUser| {
+        let mut seen = Vec::new();
+        let mut next = Some(first.to_owned());
+        while let Some(url) = next {
+            let page = app.get_as(as_user, &url).expect_json(200);
+            let ids = result_ids(&page);
+            assert!(ids.len() <= 2, "a page holds at most the limit: {page:#}");
+            seen.extend(ids);
+            next = page["next"].as_str().map(str::to_owned);
+            assert!(seen.len() <= 10, "the pages end");
+        }
+        seen
+    };
+
+    // Act
+    let users_pages = walk("/api/v1/links?limit=2", &user);
+    let admins_pages = walk("/api/v1/admin/links?limit=2", &app.admin);
+
+    // Assert
+    let newest_first: Vec<String> = made.iter().rev().cloned().collect();
+    assert_eq!(users_pages, newest_first, "each of the user's links once, newest first");
+    let mut all = vec![others];
+    all.extend(newest_first);
+    assert_eq!(admins_pages, all, "every live link once, newest first");
+    for bad in ["limit=0", "limit=101", "limit=x", "cursor=nope"] {
+        app.get_as(&user, &format!("/api/v1/links?{bad}")).assert_field_error(bad.split('=').next().unwrap_or(""));
+        app.get_as(&app.admin, &format!("/api/v1/admin/links?{bad}")).assert_status(400);
+    }
 }

@@ -198,3 +198,65 @@ fn deleting_a_user_deletes_their_images_and_links_and_their_access() {
     // Nobody else's data went with it.
     app.get_image(&bystander, &id_of(&kept["id"])).assert_status(200);
 }
+
+#[test]
+fn two_admins_removing_each_others_rights_at_once_leave_one_admin() {
+    // Arrange
+    let app = spawn_app();
+    let listed = app.list_users().expect_json(200);
+    let root_id = results(&listed)
+        .iter()
+        .find(|u| u["username"] == json!(app.admin.username))
+        .map(|u| id_of(&u["id"]))
+        .expect("the configured admin is listed");
+    let mut survivor = crate::helpers::TestUser { id: root_id, ..app.admin.clone() };
+    for round in 0..6 {
+        let other = app.create_admin_user();
+        let (first, second) = if round % 2 == 0 {
+            (json!({"is_admin": false}), json!({"is_admin": false}))
+        } else {
+            (json!({"is_active": false}), json!({"is_admin": false}))
+        };
+
+        // Act: each demotes (or deactivates) the other, at the same moment
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| app.patch_json_as(&survivor, &format!("/api/v1/admin/users/{}", other.id), &first));
+            let b = scope.spawn(|| app.patch_json_as(&other, &format!("/api/v1/admin/users/{}", survivor.id), &second));
+            (a.join().expect("a"), b.join().expect("b"))
+        });
+
+        // Assert: one lands, the other is refused, and an admin is left who can administer
+        let statuses = [a.status, b.status];
+        assert!(statuses.contains(&200) && statuses.contains(&409), "round {round}: {statuses:?}");
+        let refused = if a.status == 409 { &a } else { &b };
+        let detail = refused.assert_problem(409)["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("admin"), "says why: {detail}");
+        survivor = if a.status == 200 { survivor } else { other };
+        app.get_as(&survivor, "/api/v1/admin/users").assert_status(200);
+        let admins = results(&app.get_as(&survivor, "/api/v1/admin/users").expect_json(200))
+            .into_iter()
+            .filter(|u| u["is_admin"] == json!(true) && u["is_active"] == json!(true))
+            .count();
+        assert_eq!(admins, 1, "round {round}");
+    }
+}
+
+#[test]
+fn the_last_admin_cannot_be_demoted_deactivated_or_deleted_by_anyone() {
+    // Arrange: a second admin, and the configured one made inactive by it
+    let app = spawn_app();
+    let second = app.create_admin_user();
+    let root_id = results(&app.list_users().expect_json(200))
+        .iter()
+        .find(|u| u["username"] == json!(app.admin.username))
+        .map(|u| id_of(&u["id"]))
+        .expect("listed");
+    app.patch_json_as(&second, &format!("/api/v1/admin/users/{root_id}"), &json!({"is_admin": false}))
+        .assert_status(200);
+    // The remaining admin is protected from itself (as before) and the rule holds in the
+    // repository too: a deletion goes through deactivation first.
+    let path = format!("/api/v1/admin/users/{}", second.id);
+    app.patch_json_as(&second, &path, &json!({"is_admin": false})).assert_problem(409);
+    app.delete_as(&second, &path).assert_problem(409);
+    assert_eq!(app.get_as(&second, &path).expect_json(200)["is_admin"], json!(true));
+}

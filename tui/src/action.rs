@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::api::{ApiError, ImageDetail, ImagePage, ImageQuery, Link, NewToken, NewUser, Queue, Tier, User};
+use crate::api::{ApiError, ImageDetail, ImagePage, ImageQuery, LinkPage, NewToken, NewUser, Queue, Tier, User};
 
 /// A decoded thumbnail for the preview pane.
 pub type PreviewImage = Arc<image::DynamicImage>;
@@ -63,6 +63,9 @@ pub enum Action {
     Down,
     PageUp,
     PageDown,
+    /// The next or the previous page of a paged list (the Links view).
+    NextPage,
+    PrevPage,
     /// A click on row `index` of a list (focuses it and selects the row).
     Click {
         list: List,
@@ -130,7 +133,10 @@ pub enum Loaded {
         result: Result<(), ApiError>,
     },
     Queue(Result<Queue, ApiError>),
-    Links(Result<Vec<Link>, ApiError>),
+    Links {
+        cursor: Option<String>,
+        result: Result<LinkPage, ApiError>,
+    },
     /// A change was made (`done` says what, for the status line) or refused (`attempt` says
     /// what was tried).
     Changed {
@@ -165,7 +171,10 @@ pub enum Command {
         name: String,
     },
     FetchQueue,
-    FetchLinks,
+    /// One page of links: the first, or the one after `cursor`.
+    FetchLinks {
+        cursor: Option<String>,
+    },
     CreateUser(NewUser),
     UpdateUser {
         id: String,

@@ -130,15 +130,21 @@ pub struct ImageLink {
     pub expires_at: DateTime<Utc>,
 }
 
-/// One page of the admin browse.
+/// Links per page of the Links view.
+pub const LINK_PAGE: usize = 100;
+
+/// One page of a list (the admin browse, links).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ImagePage {
-    pub results: Vec<Image>,
+pub struct Page<T> {
+    pub results: Vec<T>,
     /// The next page's URL, null on the last.
     pub next: Option<String>,
 }
 
-impl ImagePage {
+pub type ImagePage = Page<Image>;
+pub type LinkPage = Page<Link>;
+
+impl<T> Page<T> {
     /// The cursor of the next page (the server's `next` link may name another host, e.g.
     /// behind a proxy; the TUI asks its own).
     pub fn next_cursor(&self) -> Option<String> {
@@ -419,8 +425,13 @@ impl ApiClient {
         Ok(bytes.to_vec())
     }
 
-    pub async fn links(&self) -> Result<Vec<Link>, ApiError> {
-        Ok(self.call::<Results<Link>>(Method::GET, "/api/v1/admin/links", None).await?.results)
+    /// One page of live links, newest first (100, the most the server gives at once).
+    pub async fn links(&self, cursor: Option<&str>) -> Result<LinkPage, ApiError> {
+        let path = match cursor {
+            Some(c) => format!("/api/v1/admin/links?limit={LINK_PAGE}&cursor={c}"),
+            None => format!("/api/v1/admin/links?limit={LINK_PAGE}"),
+        };
+        self.call::<LinkPage>(Method::GET, &path, None).await
     }
 
     pub async fn revoke_link(&self, id: &str) -> Result<(), ApiError> {

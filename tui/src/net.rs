@@ -41,7 +41,7 @@ async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
             Loaded::ImageDeleted { id, name, result }
         }
         Command::FetchQueue => Loaded::Queue(api.queue().await),
-        Command::FetchLinks => Loaded::Links(api.links().await),
+        Command::FetchLinks { cursor } => Loaded::Links { result: api.links(cursor.as_deref()).await, cursor },
         Command::CreateUser(user) => {
             let (done, attempt) = (format!("created user {}", user.username), format!("create user {}", user.username));
             Loaded::Changed { done, attempt, result: api.create_user(&user).await.map(|_| ()) }

@@ -119,7 +119,11 @@ contract!(
     outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready,
     an_outcome_for_a_deleted_image_is_reported_as_an_orphan,
     deleting_an_image_deletes_its_links,
-    a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones,
+    an_expired_link_leaves_lists_at_its_second_and_its_token_says_expired_until_forgotten,
+    live_links_page_newest_first_with_an_exclusive_cursor,
+    the_link_cap_counts_live_links_and_holds_under_racing_creations,
+    the_last_active_admin_cannot_lose_their_rights,
+    two_admins_demoting_each_other_at_once_leave_one,
     links_the_grant_no_longer_covers_are_revoked,
     tiers_cannot_be_deleted_while_builtin_or_held,
     tier_changes_queue_the_affected_users_for_reconciliation,
@@ -326,7 +330,7 @@ async fn deleting_an_image_deletes_its_links(repo: SharedRepo) {
     let ann = user(repo, "ann", "enterprise").await;
     let img = image(repo, ann.id).await;
     let link = link_to(ann.id, img.id, Variant::Original, 300);
-    repo.insert_link(&link, &[7; 32]).await.expect("link");
+    repo.insert_link(&link, &[7; 32], CAP).await.expect("link");
     let found = repo.link_by_token_hash(&[7; 32]).await.expect("lookup").expect("found");
     assert_eq!((found.id, found.variant), (link.id, Variant::Original));
     let of_image: Vec<_> = repo.image_links(img.id).await.expect("image links").iter().map(|l| l.id).collect();
@@ -339,10 +343,13 @@ async fn deleting_an_image_deletes_its_links(repo: SharedRepo) {
     assert!(matches!(repo.link(link.id).await, Err(RepoError::NotFound)));
     // A link to an image deleted meanwhile is refused.
     let late = link_to(ann.id, img.id, Variant::Original, 300);
-    assert!(matches!(repo.insert_link(&late, &[8; 32]).await, Err(RepoError::NotFound)));
+    assert!(matches!(repo.insert_link(&late, &[8; 32], CAP).await, Err(RepoError::NotFound)));
 }
 
-async fn a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones(repo: SharedRepo) {
+/// A cap no contract test reaches, but the one that tests it.
+const CAP: usize = 1000;
+
+async fn an_expired_link_leaves_lists_at_its_second_and_its_token_says_expired_until_forgotten(repo: SharedRepo) {
     let repo = repo.as_ref();
     let ann = user(repo, "ann", "enterprise").await;
     let img = image(repo, ann.id).await;
@@ -351,21 +358,139 @@ async fn a_link_expires_at_its_second_and_purging_keeps_recently_expired_ones(re
     assert!(!link.is_expired(created + chrono::Duration::seconds(299)));
     assert!(link.is_expired(created + chrono::Duration::seconds(300)));
     assert_eq!(link.seconds_left(created + chrono::Duration::seconds(100)), 200);
-    repo.insert_link(&link, &[1; 32]).await.expect("link");
+    repo.insert_link(&link, &[1; 32], CAP).await.expect("link");
     let soon =
         link_to(ann.id, img.id, Variant::Thumbnail(imageapi_shared::domain::Height::parse(200).expect("h")), 100);
-    repo.insert_link(&soon, &[2; 32]).await.expect("link");
-    let live: Vec<_> = repo.live_links(Utc::now()).await.expect("live").iter().map(|l| l.id).collect();
-    assert_eq!(live, vec![soon.id, link.id], "soonest expiry first");
-    let later: Vec<_> = repo.live_links(soon.expires_at).await.expect("live").iter().map(|l| l.id).collect();
-    assert_eq!(later, vec![link.id], "expired at its second");
-    assert_eq!(repo.purge_links_expired_before(soon.expires_at).await.expect("purge"), 0);
+    repo.insert_link(&soon, &[2; 32], CAP).await.expect("link");
+    let ids = |links: Vec<LinkRecord>| links.iter().map(|l| l.id).collect::<Vec<_>>();
+    let now = Utc::now();
+    assert_eq!(ids(repo.live_links(now, None, 10).await.expect("live")), vec![soon.id, link.id], "newest first");
+    assert_eq!(ids(repo.live_links(soon.expires_at, None, 10).await.expect("live")), vec![link.id], "at its second");
+    assert_eq!(ids(repo.user_live_links(ann.id, soon.expires_at, None, 10).await.expect("live")), vec![link.id]);
+
     assert_eq!(
-        repo.purge_links_expired_before(link.expires_at + chrono::Duration::seconds(1)).await.expect("purge"),
-        2
+        repo.prune_expired_links(soon.expires_at - chrono::Duration::milliseconds(1), created).await.expect("prune"),
+        (0, 0)
     );
-    assert!(repo.link_by_token_hash(&[1; 32]).await.expect("lookup").is_none());
+    assert_eq!(repo.prune_expired_links(soon.expires_at, created).await.expect("prune"), (1, 0), "due at its second");
+    assert!(repo.link_by_token_hash(&[2; 32]).await.expect("lookup").is_none(), "gone from the links");
+    assert!(repo.is_expired_link_token(&[2; 32]).await.expect("tombstone"), "its token says expired");
+    assert!(!repo.is_expired_link_token(&[1; 32]).await.expect("tombstone"), "a live link is not expired");
+    assert_eq!(ids(repo.user_links(ann.id).await.expect("links")), vec![link.id], "out of the owner's index");
+    assert_eq!(repo.prune_expired_links(soon.expires_at, created).await.expect("prune"), (0, 0), "done once");
+
+    let later = link.expires_at + chrono::Duration::seconds(1);
+    assert_eq!(repo.prune_expired_links(later, soon.expires_at).await.expect("prune"), (1, 0));
+    assert_eq!(repo.prune_expired_links(later, link.expires_at).await.expect("prune"), (0, 1), "the first forgotten");
+    assert!(!repo.is_expired_link_token(&[2; 32]).await.expect("tombstone"));
+    assert!(repo.is_expired_link_token(&[1; 32]).await.expect("tombstone"));
+    assert_eq!(repo.prune_expired_links(later, later).await.expect("prune"), (0, 1));
+    assert!(!repo.is_expired_link_token(&[1; 32]).await.expect("tombstone"));
     assert!(matches!(repo.delete_link(link.id).await, Err(RepoError::NotFound)));
+    // A revoked link leaves no token behind: 404, not 410.
+    let revoked = link_to(ann.id, img.id, Variant::Original, 300);
+    repo.insert_link(&revoked, &[3; 32], CAP).await.expect("link");
+    repo.delete_link(revoked.id).await.expect("revoke");
+    assert_eq!(repo.prune_expired_links(revoked.expires_at, created).await.expect("prune"), (0, 0));
+    assert!(!repo.is_expired_link_token(&[3; 32]).await.expect("tombstone"));
+}
+
+async fn live_links_page_newest_first_with_an_exclusive_cursor(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "enterprise").await;
+    let bob = user(repo, "bob", "enterprise").await;
+    let (ann_img, bob_img) = (image(repo, ann.id).await, image(repo, bob.id).await);
+    let mut made = Vec::new();
+    for n in 0..7u8 {
+        let (owner, img) = if n % 3 == 2 { (bob.id, bob_img.id) } else { (ann.id, ann_img.id) };
+        // 100 s links, but every third one expired (created long ago).
+        let mut link = link_to(owner, img, Variant::Original, 100);
+        if n == 3 {
+            link.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        }
+        repo.insert_link(&link, &[n + 1; 32], CAP).await.expect("link");
+        made.push(link);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await; // distinct id milliseconds
+    }
+    let now = Utc::now();
+    let newest_first = |owner: Option<UserId>| {
+        let mut ids: Vec<LinkId> =
+            made.iter().filter(|l| owner.is_none_or(|o| o == l.owner) && !l.is_expired(now)).map(|l| l.id).collect();
+        ids.reverse();
+        ids
+    };
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = repo.live_links(now, cursor, 2).await.expect("page");
+        all.extend(page.iter().map(|l| l.id));
+        if page.len() < 2 {
+            break;
+        }
+        cursor = page.last().map(|l| l.id);
+    }
+    assert_eq!(all, newest_first(None), "every live link once, newest first, the expired one skipped");
+    let mut ann_links = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = repo.user_live_links(ann.id, now, cursor, 2).await.expect("page");
+        ann_links.extend(page.iter().map(|l| l.id));
+        if page.len() < 2 {
+            break;
+        }
+        cursor = page.last().map(|l| l.id);
+    }
+    assert_eq!(ann_links, newest_first(Some(ann.id)), "only ann's, newest first");
+}
+
+async fn the_link_cap_counts_live_links_and_holds_under_racing_creations(repo: SharedRepo) {
+    let ann = user(repo.as_ref(), "ann", "enterprise").await;
+    let img = image(repo.as_ref(), ann.id).await;
+    let cap = 5;
+    let old = LinkRecord {
+        expires_at: Utc::now() - chrono::Duration::seconds(1),
+        ..link_to(ann.id, img.id, Variant::Original, 100)
+    };
+    repo.insert_link(&old, &[100; 32], cap).await.expect("an expired link");
+    for n in 0..cap as u8 - 1 {
+        repo.insert_link(&link_to(ann.id, img.id, Variant::Original, 300 + i64::from(n)), &[n; 32], cap)
+            .await
+            .expect("under the cap; the expired link does not count");
+    }
+    let racers: Vec<_> = (0..16u8)
+        .map(|n| {
+            let repo = repo.clone();
+            let link = link_to(ann.id, img.id, Variant::Original, 1000);
+            tokio::spawn(async move { repo.insert_link(&link, &[50 + n; 32], cap).await })
+        })
+        .collect();
+    let mut landed = 0;
+    let mut refusals = Vec::new();
+    for racer in racers {
+        match racer.await.expect("join") {
+            Ok(()) => landed += 1,
+            Err(RepoError::LinkLimit(limit)) => refusals.push(limit),
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(landed, 1, "one place was left");
+    assert_eq!(refusals.len(), 15);
+    let soonest = repo
+        .user_links(ann.id)
+        .await
+        .expect("links")
+        .iter()
+        .filter(|l| !l.is_expired(Utc::now()))
+        .map(|l| l.expires_at)
+        .min();
+    for refusal in refusals {
+        assert_eq!(refusal.max_live, cap);
+        assert_eq!(Some(refusal.next_free_at), soonest, "names when the soonest live link expires");
+    }
+    // Another user has their own places.
+    let bob = user(repo.as_ref(), "bob", "enterprise").await;
+    let bob_img = image(repo.as_ref(), bob.id).await;
+    repo.insert_link(&link_to(bob.id, bob_img.id, Variant::Original, 300), &[200; 32], cap).await.expect("bob's");
 }
 
 async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
@@ -377,7 +502,7 @@ async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
     let small = link_to(ann.id, img.id, h(200), 300);
     let large = link_to(ann.id, img.id, h(400), 300);
     for (link, hash) in [(&original, [1; 32]), (&small, [2; 32]), (&large, [3; 32])] {
-        repo.insert_link(link, &hash).await.expect("link");
+        repo.insert_link(link, &hash, CAP).await.expect("link");
     }
     let enterprise = repo.tier(&id("enterprise")).await.expect("tier");
     assert_eq!(repo.revoke_links_not_granted(&ann, &enterprise).await.expect("revoke"), 0, "all granted");
@@ -766,4 +891,71 @@ async fn usage_stays_exact_when_reports_race_with_deletes(repo: SharedRepo) {
         task.await.expect("task").expect("repository call");
     }
     assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+}
+
+async fn admin(repo: &dyn Repo, name: &str) -> UserRecord {
+    let user = user(repo, name, "basic").await;
+    repo.update_user(user.id, &UserEdit { is_admin: Some(true), ..UserEdit::default() }).await.expect("make admin")
+}
+
+async fn the_last_active_admin_cannot_lose_their_rights(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let root = admin(repo, "root").await;
+    let last = |r: RepoResult<UserRecord>| matches!(r, Err(RepoError::Conflict(m)) if m.contains("admin"));
+    assert!(last(repo.update_user(root.id, &UserEdit { is_admin: Some(false), ..UserEdit::default() }).await));
+    assert!(last(repo.update_user(root.id, &UserEdit { is_active: Some(false), ..UserEdit::default() }).await));
+    assert!(matches!(repo.delete_user(root.id).await, Err(RepoError::Conflict(_))), "nor be deleted");
+    assert!(repo.user(root.id).await.expect("still there").is_admin);
+    // Other edits of the last admin go through.
+    let edit = UserEdit {
+        password_hash: Some("h".into()),
+        is_admin: Some(true),
+        is_active: Some(true),
+        ..UserEdit::default()
+    };
+    repo.update_user(root.id, &edit).await.expect("a harmless edit");
+    // An inactive admin does not count as the one left.
+    let dormant = admin(repo, "dormant").await;
+    repo.update_user(dormant.id, &UserEdit { is_active: Some(false), ..UserEdit::default() })
+        .await
+        .expect("deactivate");
+    assert!(last(repo.update_user(root.id, &UserEdit { is_admin: Some(false), ..UserEdit::default() }).await));
+    // With a second active admin, either may go.
+    let second = admin(repo, "second").await;
+    repo.update_user(root.id, &UserEdit { is_admin: Some(false), ..UserEdit::default() }).await.expect("demote");
+    assert!(matches!(repo.delete_user(second.id).await, Err(RepoError::Conflict(_))), "now the last");
+    repo.delete_user(dormant.id).await.expect("an inactive admin may go");
+}
+
+async fn two_admins_demoting_each_other_at_once_leave_one(repo: SharedRepo) {
+    let active_admins =
+        |users: Vec<UserRecord>| users.into_iter().filter(|u| u.is_admin && u.is_active).collect::<Vec<_>>();
+    let mut lone: Option<UserRecord> = None;
+    for round in 0..10 {
+        let a = admin(repo.as_ref(), &format!("alice{round}")).await;
+        let b = admin(repo.as_ref(), &format!("bruno{round}")).await;
+        // The previous round's survivor steps down, so that a and b are the only admins.
+        if let Some(previous) = lone.take() {
+            let edit = UserEdit { is_admin: Some(false), ..UserEdit::default() };
+            repo.update_user(previous.id, &edit).await.expect("two others remain");
+        }
+        let removal = |n: i32| {
+            if n % 2 == 0 {
+                UserEdit { is_admin: Some(false), ..UserEdit::default() }
+            } else {
+                UserEdit { is_active: Some(false), ..UserEdit::default() }
+            }
+        };
+        let demote = |target: UserId, edit: UserEdit| {
+            let repo = repo.clone();
+            tokio::spawn(async move { repo.update_user(target, &edit).await })
+        };
+        let (x, y) = tokio::join!(demote(a.id, removal(round)), demote(b.id, removal(round / 2)));
+        let outcomes = [x.expect("join"), y.expect("join")];
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "round {round}: one lands: {outcomes:?}");
+        assert!(outcomes.iter().any(|o| matches!(o, Err(RepoError::Conflict(_)))), "the other is a conflict");
+        let mut left = active_admins(repo.users().await.expect("users"));
+        assert_eq!(left.len(), 1, "round {round}: one active admin remains");
+        lone = left.pop();
+    }
 }

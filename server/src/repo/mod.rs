@@ -49,10 +49,20 @@ pub enum RepoError {
     /// refers to (an uploaded original) must be kept.
     #[error("the metadata database is out of disk space")]
     OutOfSpace { outcome_unknown: bool },
+    /// The owner already holds the most live links allowed.
+    #[error("the owner already holds {} live links", .0.max_live)]
+    LinkLimit(LinkLimit),
     #[error("database error: {0}")]
     Storage(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+/// A refused link: the cap, and when the owner's soonest link expires (and frees a place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLimit {
+    pub max_live: usize,
+    pub next_free_at: DateTime<Utc>,
 }
 
 impl From<serde_json::Error> for RepoError {
@@ -75,6 +85,12 @@ pub struct UserEdit {
 }
 
 impl UserEdit {
+    /// Whether the edit could take an active admin's rights away (then the repository checks,
+    /// in the same atomic step as the write, that another active admin remains).
+    pub fn may_remove_an_admin(&self) -> bool {
+        self.is_admin == Some(false) || self.is_active == Some(false)
+    }
+
     pub fn apply(&self, user: &mut UserRecord) {
         if let Some(tier) = &self.tier {
             user.tier = tier.clone();
@@ -90,6 +106,12 @@ impl UserEdit {
             user.credentials_version += 1;
         }
     }
+}
+
+/// The refusal of a write that would leave no active admin (nobody could administer the
+/// service until a restart with `IMAGEAPI_ADMIN_*`).
+pub fn last_admin_conflict() -> RepoError {
+    RepoError::Conflict("at least one active admin must remain: make another user an admin first".to_owned())
 }
 
 /// What an admin may change on a tier; `None` leaves a field as it is.
@@ -222,10 +244,11 @@ pub trait UserRepo: Send + Sync {
     /// `Conflict` if the username is taken, `NotFound` if the tier does not exist.
     async fn create_user(&self, user: &UserRecord) -> RepoResult<()>;
     /// A tier change also queues a reconciliation of the user's images, atomically. The new
-    /// tier must exist.
+    /// tier must exist. `Conflict` ([`last_admin_conflict`]) if the edit would leave no active
+    /// admin: the check and the write are one atomic step, also across servers.
     async fn update_user(&self, id: UserId, edit: &UserEdit) -> RepoResult<UserRecord>;
     /// Deletes a user with their tokens and links. Their images must be deleted first (with
-    /// their blobs), through [`ImageRepo::delete_image`].
+    /// their blobs), through [`ImageRepo::delete_image`]. `Conflict` for the last active admin.
     async fn delete_user(&self, id: UserId) -> RepoResult<()>;
     async fn insert_token(&self, record: &TokenRecord, hash: &[u8; 32]) -> RepoResult<()>;
     /// The user an API token belongs to (one lookup on every Bearer request); `None` for an
@@ -269,21 +292,39 @@ pub trait ImageRepo: Send + Sync {
 
 #[async_trait]
 pub trait LinkRepo: Send + Sync {
-    /// `NotFound` if the image was deleted meanwhile.
-    async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32]) -> RepoResult<()>;
+    /// Records a link unless its owner already holds `max_live` links unexpired at the link's
+    /// creation (`LinkLimit` then); the count and the write are one atomic step, also across
+    /// servers. `NotFound` if the image was deleted meanwhile.
+    async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32], max_live: usize) -> RepoResult<()>;
     async fn link(&self, id: LinkId) -> RepoResult<LinkRecord>;
     async fn link_by_token_hash(&self, hash: &[u8; 32]) -> RepoResult<Option<LinkRecord>>;
+    /// Whether the token belonged to a link pruned after its expiry and not yet forgotten
+    /// (it answers 410, not 404).
+    async fn is_expired_link_token(&self, hash: &[u8; 32]) -> RepoResult<bool>;
+    /// Every stored link of a user (live, or expired and not yet pruned).
     async fn user_links(&self, user: UserId) -> RepoResult<Vec<LinkRecord>>;
+    /// A user's links unexpired at `now`, newest first, after `cursor` (exclusive).
+    async fn user_live_links(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        cursor: Option<LinkId>,
+        limit: usize,
+    ) -> RepoResult<Vec<LinkRecord>>;
     async fn image_links(&self, image: ImageId) -> RepoResult<Vec<LinkRecord>>;
-    /// Links not expired at `now`, soonest expiry first.
-    async fn live_links(&self, now: DateTime<Utc>) -> RepoResult<Vec<LinkRecord>>;
+    /// Every link unexpired at `now`, newest first, after `cursor` (exclusive).
+    async fn live_links(&self, now: DateTime<Utc>, cursor: Option<LinkId>, limit: usize)
+        -> RepoResult<Vec<LinkRecord>>;
     async fn delete_link(&self, id: LinkId) -> RepoResult<()>;
     /// Deletes the links of `user` their grant no longer covers: all of them when the user is
     /// inactive or the tier has no expiring links, else those to variants the tier does not
     /// grant. A link that died stays dead when the grant comes back. Returns how many went.
     async fn revoke_links_not_granted(&self, user: &UserRecord, tier: &TierRecord) -> RepoResult<usize>;
-    /// Removes links that expired before `cutoff` (kept until then to answer 410, not 404).
-    async fn purge_links_expired_before(&self, cutoff: DateTime<Utc>) -> RepoResult<usize>;
+    /// Removes the links expired at `now` from every list and count, keeping their tokens to
+    /// answer 410, and forgets the tokens of links that expired before `forget_before`.
+    /// Returns (pruned, forgotten).
+    async fn prune_expired_links(&self, now: DateTime<Utc>, forget_before: DateTime<Utc>)
+        -> RepoResult<(usize, usize)>;
 }
 
 /// The outbox of thumbnail jobs: every unfinished job is a record here, written with the

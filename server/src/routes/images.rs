@@ -10,13 +10,13 @@ use futures_util::StreamExt;
 use imageapi_shared::domain::{is_invisible_format, ImageId};
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
-use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState};
 use crate::routes::owned_image;
+use crate::routes::paging::{Page, PageQuery};
 use crate::services::images::{delete_image, load_page};
 use crate::state::AppState;
 use crate::views::{ImagePage, ImageView};
@@ -289,40 +289,6 @@ pub async fn upload(
         .json(view))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageQuery {
-    /// Page size (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
-    /// The `next` link's cursor.
-    #[param(pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")]
-    cursor: Option<String>,
-}
-
-pub struct Page {
-    pub limit: usize,
-    pub cursor: Option<ImageId>,
-}
-
-impl PageQuery {
-    pub fn parse(&self) -> Result<Page, ApiError> {
-        let limit = match &self.limit {
-            None => 20,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => n,
-                _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 100")),
-            },
-        };
-        let cursor = match &self.cursor {
-            None => None,
-            Some(raw) => Some(
-                ImageId::parse(raw).ok_or_else(|| ApiError::field("cursor", "is not a cursor from a `next` link"))?,
-            ),
-        };
-        Ok(Page { limit, cursor })
-    }
-}
-
 /// Your images, newest first.
 #[utoipa::path(
     operation_id = "list_images",
@@ -337,7 +303,7 @@ pub async fn list(
     AuthUser(user): AuthUser,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let Page { limit, cursor } = query.parse()?;
+    let Page { limit, cursor } = query.parse(ImageId::parse)?;
     let (records, tier) =
         futures_util::try_join!(state.repo.user_images(user.id, cursor, limit + 1), state.repo.tier(&user.tier))?;
     let (rows, next) = load_page(state.repo.as_ref(), records, limit, Some((user.id, tier))).await?;

@@ -6,8 +6,9 @@ use imageapi_shared::domain::{ExpirySeconds, Height, LinkId, Variant};
 
 use crate::auth::{new_secret, AuthUser};
 use crate::error::{ApiError, FieldErrors};
-use crate::repo::LinkRecord;
+use crate::repo::{LinkRecord, RepoError};
 use crate::routes::owned_image;
+use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::services::grants;
 use crate::state::AppState;
 use crate::views::{whole_number, CreateLink, LinkList, LinkView};
@@ -46,6 +47,7 @@ fn parse_expiry(value: Option<&serde_json::Value>) -> Result<ExpirySeconds, Stri
         (status = 400, description = "expires_in outside 300..=30000 or a malformed variant", body = crate::error::Problem),
         (status = 403, description = "your tier has no expiring links or does not grant the variant", body = crate::error::Problem),
         (status = 404, body = crate::error::Problem),
+        (status = 429, description = "you hold the most live links allowed (`IMAGEAPI_MAX_LINKS_PER_USER`); `Retry-After` says when your soonest link expires", body = crate::error::Problem),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -75,25 +77,47 @@ pub async fn create(
         expires_at: now + Duration::seconds(i64::from(expiry.get())),
     };
     let (token, hash) = new_secret(LINK_TOKEN_PREFIX);
-    state.repo.insert_link(&link, &hash).await?;
+    match state.repo.insert_link(&link, &hash, state.max_links_per_user).await {
+        Ok(()) => {}
+        Err(RepoError::LinkLimit(limit)) => {
+            let wait = (limit.next_free_at - now).num_seconds().max(1) as u64;
+            return Err(ApiError::TooManyRequests {
+                detail: format!(
+                    "you hold {} live links, the most allowed; revoke one, or wait {wait} s for the soonest to expire",
+                    limit.max_live
+                ),
+                retry_after_secs: wait,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     let mut view = LinkView::new(&link, Some(format!("{}/l/{token}", state.public_url)), now);
     view.expires_in = i64::from(expiry.get());
     Ok(HttpResponse::Created().json(view))
 }
 
-/// Your live (unexpired, unrevoked) links.
+/// Your live (unexpired, unrevoked) links, newest first.
 #[utoipa::path(
     operation_id = "list_links",
     tag = "links",
-    responses((status = 200, body = LinkList), (status = 401, body = crate::error::Problem)),
+    params(PageQuery),
+    responses((status = 200, body = LinkList), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
     security(("basic" = []), ("bearer" = []))
 )]
 #[get("/links")]
-pub async fn list(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
-    let links = state.repo.user_links(user.id).await?;
+pub async fn list(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Page { limit, cursor } = query.parse(LinkId::parse)?;
     let now = state.clock.now();
-    let results = links.iter().filter(|l| !l.is_expired(now)).map(|l| LinkView::new(l, None, now)).collect();
-    Ok(HttpResponse::Ok().json(LinkList { results }))
+    let links = state.repo.user_live_links(user.id, now, cursor, limit + 1).await?;
+    let (links, next) = split_page(links, limit, |l| l.id);
+    Ok(HttpResponse::Ok().json(LinkList {
+        results: links.iter().map(|l| LinkView::new(l, None, now)).collect(),
+        next: next.map(|c| format!("{}/api/v1/links?limit={limit}&cursor={c}", state.public_url)),
+    }))
 }
 
 /// Revoke one of your links; it stops working at once.

@@ -6,6 +6,7 @@ pub mod images;
 pub mod links;
 pub mod me;
 pub mod media;
+pub mod paging;
 
 use actix_web::web;
 

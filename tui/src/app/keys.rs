@@ -63,6 +63,8 @@ impl App {
             KeyCode::Right | KeyCode::Char('l') => Action::FocusRight,
             KeyCode::PageUp => Action::PageUp,
             KeyCode::PageDown => Action::PageDown,
+            KeyCode::Char(']') => Action::NextPage,
+            KeyCode::Char('[') => Action::PrevPage,
             KeyCode::Enter => Action::Enter,
             KeyCode::Esc => Action::Back,
             KeyCode::Char('n') => Action::New,

@@ -162,7 +162,13 @@ pub struct App {
     pub image_detail: Option<ImageDetail>,
     pub previews: Previews,
     pub queue: Remote<Queue>,
+    /// The page of live links on screen, newest first.
     pub links: Remote<Vec<Link>>,
+    /// The cursors of the pages before this one, the last being this page's own (none on the
+    /// first page): `[` goes back one, refreshes re-read this page.
+    pub link_cursors: Vec<String>,
+    /// The cursor of the page after this one; `None` on the last.
+    pub links_next: Option<String>,
     pub throughput: VecDeque<u64>,
 
     pub user_sel: usize,
@@ -204,6 +210,8 @@ impl App {
             previews: Previews::default(),
             queue: Remote::default(),
             links: Remote::default(),
+            link_cursors: Vec::new(),
+            links_next: None,
             throughput: VecDeque::new(),
             user_sel: 0,
             token_sel: 0,
@@ -329,6 +337,8 @@ impl App {
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-PAGE_ROWS),
             Action::PageDown => self.move_selection(PAGE_ROWS),
+            Action::NextPage => self.turn_links_page(true),
+            Action::PrevPage => self.turn_links_page(false),
             Action::Click { list, index } => {
                 if !self.focus(list) {
                     return vec![];
@@ -516,6 +526,23 @@ impl App {
         }
     }
 
+    /// Shows the next (or previous) page of links, fetched at once; refreshes keep to it.
+    fn turn_links_page(&mut self, forward: bool) -> Vec<Command> {
+        if self.view != View::Links {
+            return vec![];
+        }
+        if forward {
+            let Some(next) = self.links_next.take() else { return vec![] };
+            self.link_cursors.push(next);
+        } else if self.link_cursors.pop().is_none() {
+            return vec![];
+        }
+        self.link_sel = 0;
+        self.links_next = None;
+        self.in_flight.insert(Resource::Links);
+        vec![Command::FetchLinks { cursor: self.link_cursors.last().cloned() }]
+    }
+
     /// Fetches what the current view shows, skipping what is still on its way.
     fn refresh(&mut self) -> Vec<Command> {
         let mut wanted = Vec::new();
@@ -538,7 +565,9 @@ impl App {
                 }
             }
             View::Queue => wanted.push((Resource::Queue, Command::FetchQueue)),
-            View::Links => wanted.push((Resource::Links, Command::FetchLinks)),
+            View::Links => {
+                wanted.push((Resource::Links, Command::FetchLinks { cursor: self.link_cursors.last().cloned() }))
+            }
         }
         let mut commands: Vec<Command> = wanted
             .into_iter()
@@ -799,9 +828,17 @@ impl App {
                 self.failed_sel = self.failed_sel.min(self.visible_failed().len().saturating_sub(1));
                 vec![]
             }
-            Loaded::Links(result) => {
+            Loaded::Links { cursor, result } => {
                 self.in_flight.remove(&Resource::Links);
                 self.note_connection(&result);
+                // A page turned meanwhile: this answer is for a page no longer on screen.
+                if cursor.as_ref() != self.link_cursors.last() {
+                    return vec![];
+                }
+                let result = result.map(|page| {
+                    self.links_next = page.next_cursor();
+                    page.results
+                });
                 self.links.set(result);
                 self.link_sel = self.link_sel.min(self.visible_links().len().saturating_sub(1));
                 vec![]

@@ -37,7 +37,7 @@ fn number_keys_and_tab_switch_views_and_fetch_what_they_show() {
     let mut app = loaded_app();
     assert_eq!(press(&mut app, KeyCode::Char('4')), vec![Command::FetchQueue]);
     assert_eq!(app.view, View::Queue);
-    assert_eq!(press(&mut app, KeyCode::Tab), vec![Command::FetchLinks]);
+    assert_eq!(press(&mut app, KeyCode::Tab), vec![Command::FetchLinks { cursor: None }]);
     assert_eq!(app.view, View::Links);
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.view, View::Users, "tab wraps around");
@@ -401,4 +401,29 @@ fn clicks_and_the_wheel_focus_the_list_and_move_its_selection() {
     assert_eq!(app.user_sel, 2);
     app.update(Action::Scroll { list: List::Users, delta: 5 });
     assert_eq!(app.user_sel, 2, "the wheel stops at the end");
+}
+
+#[test]
+fn the_links_view_pages_forward_and_back_and_refreshes_the_page_on_screen() {
+    let mut app = loaded_app();
+    assert_eq!(press(&mut app, KeyCode::Char('5')), vec![Command::FetchLinks { cursor: None }]);
+    let page = |next: Option<&str>| crate::api::LinkPage {
+        results: crate::fixtures::links(chrono::Utc::now()),
+        next: next.map(|c| format!("http://elsewhere/api/v1/admin/links?limit=100&cursor={c}")),
+    };
+    app.update(Action::Loaded(Loaded::Links { cursor: None, result: Ok(page(Some("C1"))) }));
+    assert_eq!(press(&mut app, KeyCode::Char('[')), vec![], "no page before the first");
+    assert_eq!(press(&mut app, KeyCode::Char(']')), vec![Command::FetchLinks { cursor: Some("C1".into()) }]);
+    // A late answer for the first page does not replace the second.
+    app.update(Action::Loaded(Loaded::Links { cursor: None, result: Ok(page(Some("C1"))) }));
+    assert!(app.links_next.is_none(), "the first page's answer was dropped");
+    app.update(Action::Loaded(Loaded::Links { cursor: Some("C1".into()), result: Ok(page(None)) }));
+    assert_eq!(press(&mut app, KeyCode::Char(']')), vec![], "the last page");
+    assert_eq!(
+        app.update(Action::Tick),
+        vec![Command::FetchLinks { cursor: Some("C1".into()) }],
+        "refresh keeps the page"
+    );
+    app.update(Action::Loaded(Loaded::Links { cursor: Some("C1".into()), result: Ok(page(None)) }));
+    assert_eq!(press(&mut app, KeyCode::Char('[')), vec![Command::FetchLinks { cursor: None }]);
 }

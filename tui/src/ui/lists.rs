@@ -285,7 +285,11 @@ pub fn links(frame: &mut Frame, app: &App, area: Rect) {
         .collect();
     let header = Row::new(["owner", "image", "variant", "expires in"]);
     let widths = [Constraint::Min(12), Constraint::Length(27), Constraint::Length(9), Constraint::Length(11)];
-    let block = Block::bordered().title(title("Expiring links", links.len(), app.links.error.as_deref()));
+    // Newest first, a page at a time: say which page, and whether more follow.
+    let page = app.link_cursors.len() + 1;
+    let more = if app.links_next.is_some() { ", more: ]" } else { "" };
+    let name = format!("Expiring links, page {page}{more}");
+    let block = Block::bordered().title(title(&name, links.len(), app.links.error.as_deref()));
     let empty = empty_text(&app.links, "live links", &app.filter);
     table_or_empty(
         frame,

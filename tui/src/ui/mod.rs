@@ -115,7 +115,7 @@ fn footer_hints(app: &App) -> &'static str {
             }
             View::Images => "↑↓ user  → images  / filter by name  Tab view  ? help  q quit",
             View::Queue => "↑↓ failed job  r retry  / filter  Tab view  ? help  q quit",
-            View::Links => "↑↓ move  d revoke  / filter  Tab view  ? help  q quit",
+            View::Links => "↑↓ move  [ ] page  d revoke  / filter  Tab view  ? help  q quit",
         },
     }
 }
@@ -183,6 +183,7 @@ const HELP: &[(&str, &str)] = &[
     ("Enter / Esc", "users: open / leave the token list"),
     ("/", "filter the list (Enter keeps it, Esc clears)"),
     ("n / e / d", "new / edit / delete (users, tiers, images); d revokes links, tokens"),
+    ("[ / ]", "previous / next page of links (newest first, 100 a page)"),
     ("/ in Images", "name substring; after:2026-12-01 before:… bound the upload"),
     ("t", "users: issue an API token (shown once)"),
     ("r", "queue: retry the selected failed job"),

@@ -6,7 +6,7 @@ use ratatui::Terminal;
 
 use super::{draw, Graphics};
 use crate::action::{Action, Loaded, View};
-use crate::api::{ApiError, NewToken};
+use crate::api::{ApiError, LinkPage, NewToken};
 use crate::app::App;
 use crate::fixtures;
 
@@ -153,12 +153,15 @@ fn the_links_view_counts_down_to_expiry() {
     let mut app = app();
     app.update(Action::SwitchView(View::Links));
     assert!(screen(&app).contains("loading…"));
-    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    app.update(Action::Loaded(Loaded::Links {
+        cursor: None,
+        result: Ok(LinkPage { results: fixtures::links(now()), next: None }),
+    }));
     let lines = render(&app);
     let first = line_with(&lines, "400 px");
     assert!(first.contains("bob") && first.contains("4m 05s"), "{first}");
     assert!(line_with(&lines, "original").contains("2h 01m"));
-    app.update(Action::Loaded(Loaded::Links(Ok(vec![]))));
+    app.update(Action::Loaded(Loaded::Links { cursor: None, result: Ok(LinkPage { results: vec![], next: None }) }));
     assert!(screen(&app).contains("no live links yet"));
 }
 
@@ -208,7 +211,10 @@ fn dialogs_for_confirmation_tokens_and_help() {
 fn everything_fits_a_small_terminal_without_panicking() {
     let mut app = app();
     app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
-    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    app.update(Action::Loaded(Loaded::Links {
+        cursor: None,
+        result: Ok(LinkPage { results: fixtures::links(now()), next: None }),
+    }));
     for view in View::ALL {
         app.update(Action::SwitchView(view));
         for (w, h) in [(80, 24), (40, 10), (200, 60)] {
@@ -226,7 +232,10 @@ fn captures() {
     let mut app = app();
     app.update(Action::Loaded(Loaded::UserDetail(Ok(fixtures::user_with_tokens()))));
     app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
-    app.update(Action::Loaded(Loaded::Links(Ok(fixtures::links(now())))));
+    app.update(Action::Loaded(Loaded::Links {
+        cursor: None,
+        result: Ok(LinkPage { results: fixtures::links(now()), next: None }),
+    }));
     for view in View::ALL {
         app.update(Action::SwitchView(view));
         if view == View::Images {

@@ -28,8 +28,11 @@ use tokio_postgres::NoTls;
 use crate::repo::{Repo, RepoError, RepoResult};
 
 /// The schema, in order; each runs once, in a transaction, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("migrations/0001_initial.sql")), (2, include_str!("migrations/0002_usage.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_usage.sql")),
+    (3, include_str!("migrations/0003_link_pruning.sql")),
+];
 
 /// Serialises migrations across servers starting together (any constant unique to us).
 const MIGRATION_LOCK: i64 = 0x696d_6167_6561_7069; // "imageapi"

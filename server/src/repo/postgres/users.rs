@@ -161,6 +161,17 @@ impl TierRepo for PgRepo {
     }
 }
 
+/// Locks every active admin's row, in id order, and returns their ids: held until the
+/// transaction ends, so a write that takes admin rights away sees every concurrent one's
+/// outcome (PostgreSQL re-checks the `WHERE` of a row it waited for).
+async fn lock_active_admins(tx: &tokio_postgres::Transaction<'_>) -> RepoResult<Vec<Vec<u8>>> {
+    let rows = tx
+        .query("SELECT id FROM users WHERE is_admin AND is_active ORDER BY id FOR UPDATE", &[])
+        .await
+        .map_err(db_error)?;
+    Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+}
+
 #[async_trait]
 impl UserRepo for PgRepo {
     async fn user(&self, id: UserId) -> RepoResult<UserRecord> {
@@ -204,6 +215,9 @@ impl UserRepo for PgRepo {
     async fn update_user(&self, id: UserId, edit: &UserEdit) -> RepoResult<UserRecord> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // Locked before the user's own row, always in this order, so that two demotions
+        // serialise (the second sees the first's outcome) and cannot deadlock.
+        let admins = if edit.may_remove_an_admin() { lock_active_admins(&tx).await? } else { Vec::new() };
         let row = tx
             .query_opt(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"),
@@ -214,6 +228,14 @@ impl UserRepo for PgRepo {
         let before = rows::user(&row.ok_or(RepoError::NotFound)?)?;
         let mut after = before.clone();
         edit.apply(&mut after);
+        let key = id.to_bytes().to_vec();
+        if before.is_admin
+            && before.is_active
+            && !(after.is_admin && after.is_active)
+            && admins.iter().all(|a| *a == key)
+        {
+            return Err(crate::repo::last_admin_conflict());
+        }
         // A missing tier fails the foreign key: NotFound, as the contract says.
         tx.execute(
             "UPDATE users SET password_hash = $2, tier = $3, is_active = $4, is_admin = $5, credentials_version = $6
@@ -240,6 +262,10 @@ impl UserRepo for PgRepo {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let key = id.to_bytes();
+        let admins = lock_active_admins(&tx).await?;
+        if admins.iter().any(|a| a.as_slice() == key.as_slice()) && admins.len() == 1 {
+            return Err(crate::repo::last_admin_conflict());
+        }
         tx.execute("DELETE FROM reconcile WHERE user_id = $1", &[&key.as_slice()]).await.map_err(db_error)?;
         // Tokens and links go with the row (ON DELETE CASCADE).
         let deleted = match tx.execute("DELETE FROM users WHERE id = $1", &[&key.as_slice()]).await {

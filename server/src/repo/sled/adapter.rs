@@ -245,9 +245,9 @@ impl ImageRepo for SledRepo {
 
 #[async_trait]
 impl LinkRepo for SledRepo {
-    async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32]) -> RepoResult<()> {
+    async fn insert_link(&self, link: &LinkRecord, token_hash: &[u8; 32], max_live: usize) -> RepoResult<()> {
         let (link, hash) = (link.clone(), *token_hash);
-        self.write(move |db| db.insert_link(&link, &hash)).await
+        self.write(move |db| db.insert_link(&link, &hash, max_live)).await
     }
     async fn link(&self, id: LinkId) -> RepoResult<LinkRecord> {
         self.read(move |db| db.link(id)).await
@@ -256,15 +256,32 @@ impl LinkRepo for SledRepo {
         let hash = *hash;
         self.read(move |db| db.link_by_token_hash(&hash)).await
     }
+    async fn is_expired_link_token(&self, hash: &[u8; 32]) -> RepoResult<bool> {
+        let hash = *hash;
+        self.read(move |db| db.is_expired_link_token(&hash)).await
+    }
     async fn user_links(&self, user: UserId) -> RepoResult<Vec<LinkRecord>> {
         self.read(move |db| db.user_links(user)).await
     }
-
+    async fn user_live_links(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+        cursor: Option<LinkId>,
+        limit: usize,
+    ) -> RepoResult<Vec<LinkRecord>> {
+        self.read(move |db| db.user_live_links(user, now, cursor, limit)).await
+    }
     async fn image_links(&self, image: ImageId) -> RepoResult<Vec<LinkRecord>> {
         self.read(move |db| db.image_links(image)).await
     }
-    async fn live_links(&self, now: DateTime<Utc>) -> RepoResult<Vec<LinkRecord>> {
-        self.read(move |db| db.live_links(now)).await
+    async fn live_links(
+        &self,
+        now: DateTime<Utc>,
+        cursor: Option<LinkId>,
+        limit: usize,
+    ) -> RepoResult<Vec<LinkRecord>> {
+        self.read(move |db| db.live_links(now, cursor, limit)).await
     }
     async fn delete_link(&self, id: LinkId) -> RepoResult<()> {
         self.write(move |db| db.delete_link(id)).await
@@ -273,8 +290,12 @@ impl LinkRepo for SledRepo {
         let (user, tier) = (user.clone(), tier.clone());
         self.write(move |db| db.revoke_links_not_granted(&user, &tier)).await
     }
-    async fn purge_links_expired_before(&self, cutoff: DateTime<Utc>) -> RepoResult<usize> {
-        self.write(move |db| db.purge_links_expired_before(cutoff)).await
+    async fn prune_expired_links(
+        &self,
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> RepoResult<(usize, usize)> {
+        self.write(move |db| db.prune_expired_links(now, forget_before)).await
     }
 }
 

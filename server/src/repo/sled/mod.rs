@@ -167,12 +167,20 @@ pub struct SledDb {
     link_tokens: Tree,
     user_links: Tree,
     image_links: Tree,
+    /// Live links by expiry (`expires_ms ++ link`), for pruning (see [`links`]).
+    link_expiry: Tree,
+    /// Token hashes of pruned links, answered 410 until forgotten; and the same by expiry.
+    expired_link_tokens: Tree,
+    forget_link_tokens: Tree,
     reconcile: Tree,
     /// Unfinished thumbnail jobs by job id: the outbox the dispatcher delivers to the queue.
     outbox: Tree,
     /// Serialises admin writes to users and tiers, so that checks like "no user holds this
     /// tier" cannot race with a user being moved onto it. These writes are rare.
     admin_writes: Mutex<()>,
+    /// Serialises link creations, so that counting a user's live links and adding one are
+    /// one step (the per-user cap).
+    link_writes: Mutex<()>,
     /// The one flusher: acknowledged writes wait for it (see [`group_commit`]).
     commit: group_commit::GroupCommit,
 }
@@ -185,6 +193,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const STORE_MARKER_KEY: &[u8] = b"store_marker";
 /// Present once the `usage` tree is complete (databases from before it kept only counts).
 const USAGE_MARKER_KEY: &[u8] = b"usage_v1";
+/// Present once `link_expiry` indexes every link (databases from before it had none).
+const LINK_EXPIRY_MARKER_KEY: &[u8] = b"link_expiry_v1";
 
 impl SledDb {
     /// Opens (or creates) the database with the default cache.
@@ -219,9 +229,13 @@ impl SledDb {
             link_tokens: tree("link_tokens")?,
             user_links: tree("user_links")?,
             image_links: tree("image_links")?,
+            link_expiry: tree("link_expiry")?,
+            expired_link_tokens: tree("expired_link_tokens")?,
+            forget_link_tokens: tree("forget_link_tokens")?,
             reconcile: tree("reconcile")?,
             outbox: tree("outbox")?,
             admin_writes: Mutex::new(()),
+            link_writes: Mutex::new(()),
             commit: {
                 let db = db.clone();
                 group_commit::GroupCommit::start(move || {
@@ -235,6 +249,7 @@ impl SledDb {
             db,
         };
         opened.ensure_usage()?;
+        opened.ensure_link_expiry()?;
         Ok(opened)
     }
 
@@ -381,6 +396,41 @@ mod tests {
         assert!(!db.db.tree_names().iter().any(|n| n.as_ref() == b"image_counts"), "the old counts are gone");
         db.delete_image(image.id).expect("delete");
         assert_eq!(db.usage(user.id).expect("usage"), Usage::default());
+    }
+
+    /// A database from before `link_expiry` gets it filled at open, so its links are pruned.
+    #[test]
+    fn the_link_expiry_index_is_built_once_for_a_database_that_predates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let user = user_on("enterprise");
+        let image = image_of(user.id, 1);
+        let now = Utc::now();
+        let link = LinkRecord {
+            id: imageapi_shared::domain::LinkId::from_ulid(ulid::Ulid::new()),
+            owner: user.id,
+            image_id: image.id,
+            variant: imageapi_shared::domain::Variant::Original,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(300),
+        };
+        {
+            let db = SledDb::open(dir.path()).expect("open");
+            for tier in TierRecord::builtins() {
+                db.tiers.insert(tier.id.as_str(), encode(&tier).expect("encode")).expect("tier");
+            }
+            db.create_user(&user).expect("user");
+            db.insert_image(&image, crate::ids::new_job_id()).expect("image");
+            db.insert_link(&link, &[5; 32], 10).expect("link");
+            // Back to how an older version left it.
+            db.db.drop_tree("link_expiry").expect("drop");
+            db.db.remove(LINK_EXPIRY_MARKER_KEY).expect("marker");
+            db.flush_blocking().expect("flush");
+            assert!(db.close(std::time::Duration::from_secs(5)));
+        }
+        let db = SledDb::open(dir.path()).expect("reopen");
+        assert_eq!(db.link_expiry.len(), 1, "indexed at open");
+        assert_eq!(db.prune_expired_links(link.expires_at, now).expect("prune"), (1, 0));
+        assert!(db.is_expired_link_token(&[5; 32]).expect("tombstone"));
     }
 
     fn image_of(owner: UserId, n: u64) -> ImageRecord {

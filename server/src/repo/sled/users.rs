@@ -135,9 +135,14 @@ impl SledDb {
     /// images (new heights to make), in the same transaction. The new tier must exist.
     pub fn update_user(&self, id: UserId, edit: &UserEdit) -> Result<UserRecord, RepoError> {
         let _guard = self.lock_admin();
-        let mut preview = self.user(id)?;
+        let current = self.user(id)?;
+        let mut preview = current.clone();
         edit.apply(&mut preview);
         self.tier(&preview.tier)?;
+        // Every admin write holds `admin_writes`, so no other demotion can interleave.
+        if is_active_admin(&current) && !is_active_admin(&preview) && !self.another_active_admin(id)? {
+            return Err(crate::repo::last_admin_conflict());
+        }
         let generation = self.db.generate_id()?.to_be_bytes();
         let user = (&self.users, &self.users_by_tier, &self.reconcile).transaction(|(users, by_tier, reconcile)| {
             let Some(current) = users.get(id.to_bytes())? else {
@@ -157,6 +162,18 @@ impl SledDb {
         Ok(user)
     }
 
+    /// Whether an active admin other than `except` exists (a scan of the users: admin writes
+    /// are rare, and this runs only for those that take rights away).
+    fn another_active_admin(&self, except: UserId) -> Result<bool, RepoError> {
+        for value in self.users.iter().values() {
+            let user: UserRecord = decode(&value?)?;
+            if user.id != except && is_active_admin(&user) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A user's image ids (all of them; for deleting a user, who loses their images first).
     pub fn user_image_ids(&self, user: UserId) -> Result<Vec<ImageId>, RepoError> {
         let mut ids = Vec::new();
@@ -173,6 +190,9 @@ impl SledDb {
     pub fn delete_user(&self, id: UserId) -> Result<(), RepoError> {
         let _guard = self.lock_admin();
         let user = self.user(id)?;
+        if is_active_admin(&user) && !self.another_active_admin(id)? {
+            return Err(crate::repo::last_admin_conflict());
+        }
         let tokens: Vec<(IVec, IVec)> = self.user_tokens.scan_prefix(id.to_bytes()).collect::<Result<_, _>>()?;
         let links = self.user_links.scan_prefix(id.to_bytes()).keys().collect::<Result<Vec<_>, _>>()?;
         for key in links {
@@ -238,4 +258,8 @@ impl SledDb {
         })?;
         Ok(())
     }
+}
+
+fn is_active_admin(user: &UserRecord) -> bool {
+    user.is_admin && user.is_active
 }

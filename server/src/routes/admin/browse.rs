@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 
 use actix_web::{delete, get, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{LinkId, UserId};
+use imageapi_shared::domain::{ImageId, LinkId, UserId};
 use utoipa::IntoParams;
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{ImageFilter, RepoError};
 use crate::routes::any_image;
-use crate::routes::images::{Page, PageQuery};
+use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::services::{self, images::load_page};
 use crate::state::AppState;
 use crate::views::{AdminImageView, ImagePage, ImageView, LinkList, LinkView};
@@ -111,7 +111,7 @@ pub async fn images(
     query: web::Query<PageQuery>,
     filters: web::Query<ImageFilterQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let Page { limit, cursor } = query.parse()?;
+    let Page { limit, cursor } = query.parse(ImageId::parse)?;
     let filter = filters.parse()?;
     let repo = state.repo.as_ref();
     if let Some(owner) = filter.owner {
@@ -199,12 +199,24 @@ pub async fn delete_image(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Every live link with its owner and time left, soonest expiry first.
-#[utoipa::path(operation_id = "admin_list_links", tag = "admin", responses((status = 200, body = LinkList)), security(("basic" = []), ("bearer" = [])))]
+/// Every live link with its owner and time left, newest first.
+#[utoipa::path(
+    operation_id = "admin_list_links",
+    tag = "admin",
+    params(PageQuery),
+    responses((status = 200, body = LinkList), (status = 400, body = crate::error::Problem)),
+    security(("basic" = []), ("bearer" = []))
+)]
 #[get("/admin/links")]
-pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
+pub async fn links(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Page { limit, cursor } = query.parse(LinkId::parse)?;
     let now = state.clock.now();
-    let links = state.repo.live_links(now).await?;
+    let links = state.repo.live_links(now, cursor, limit + 1).await?;
+    let (links, next) = split_page(links, limit, |l| l.id);
     let mut names = BTreeMap::new();
     for link in &links {
         if let std::collections::btree_map::Entry::Vacant(slot) = names.entry(link.owner) {
@@ -225,7 +237,8 @@ pub async fn links(state: web::Data<AppState>, _admin: AdminUser) -> Result<Http
             view
         })
         .collect();
-    Ok(HttpResponse::Ok().json(LinkList { results }))
+    let next = next.map(|c| format!("{}/api/v1/admin/links?limit={limit}&cursor={c}", state.public_url));
+    Ok(HttpResponse::Ok().json(LinkList { results, next }))
 }
 
 /// Revoke any link.
