@@ -1,9 +1,9 @@
-//! Ids that must sort in creation order (images in listings, jobs in the outbox) come from one
+//! Ids that must sort in creation order (images and links in listings, jobs in the outbox) come from one
 //! monotonic ULID generator, so the order holds even within the same millisecond.
 
 use std::sync::Mutex;
 
-use imageapi_shared::domain::{ImageId, JobId};
+use imageapi_shared::domain::{ImageId, JobId, LinkId};
 use ulid::Ulid;
 
 fn monotonic() -> Ulid {
@@ -20,6 +20,10 @@ pub fn new_image_id() -> ImageId {
 
 pub fn new_job_id() -> JobId {
     JobId::from_ulid(monotonic())
+}
+
+pub fn new_link_id() -> LinkId {
+    LinkId::from_ulid(monotonic())
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub async fn create(
     grants::require_link(&tier, variant)?;
     let now = state.clock.now();
     let link = LinkRecord {
-        id: LinkId::from_ulid(ulid::Ulid::new()),
+        id: crate::ids::new_link_id(),
         owner: user.id,
         image_id: image.id,
         variant,

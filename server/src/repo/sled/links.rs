@@ -1,6 +1,7 @@
 //! Expiring links in sled.
 //!
 //! Besides the link records (`links`, by time-ordered id) and their indexes by token, owner
+//! (`owner ++ link` → token hash ++ expiry, so the cap counts live links from the index alone)
 //! and image, `link_expiry` orders live links by expiry (`expires_ms ++ id`), so that pruning
 //! reads only what expired. A pruned link leaves its token hash in `expired_link_tokens` (with
 //! `forget_link_tokens` ordering those by expiry), so the token answers 410 until the
@@ -41,10 +42,27 @@ impl SledDb {
         let _guard = self.link_writes.lock().unwrap_or_else(|e| e.into_inner());
         let mut live = 0usize;
         let mut soonest: Option<DateTime<Utc>> = None;
-        for held in self.user_links(link.owner)? {
-            if !held.is_expired(link.created_at) {
+        let now = millis_key(link.created_at);
+        for entry in self.user_links.scan_prefix(link.owner.to_bytes()) {
+            let (key, value) = entry?;
+            // The owner's index holds each link's expiry (older entries only the token hash:
+            // then the record says).
+            let expires = match value.get(32..40).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                Some(expires) => expires,
+                None => match id16(&key[16..]).map(|id| self.link(LinkId::from_bytes(id))) {
+                    Some(Ok(held)) => millis_key(held.expires_at),
+                    Some(Err(RepoError::NotFound)) | None => continue,
+                    Some(Err(e)) => return Err(e),
+                },
+            };
+            if expires > now {
                 live += 1;
-                soonest = Some(soonest.map_or(held.expires_at, |s| s.min(held.expires_at)));
+                let at =
+                    DateTime::from_timestamp_millis(i64::try_from(u64::from_be_bytes(expires)).unwrap_or(i64::MAX));
+                soonest = match (soonest, at) {
+                    (Some(s), Some(at)) => Some(s.min(at)),
+                    (s, at) => s.or(at),
+                };
             }
         }
         if live >= max_live {
@@ -58,7 +76,10 @@ impl SledDb {
                 }
                 links.insert(&link.id.to_bytes(), tx_encode(link)?)?;
                 link_tokens.insert(token_hash, &link.id.to_bytes())?;
-                user_links.insert(cat(&link.owner.to_bytes(), &link.id.to_bytes()), token_hash)?;
+                user_links.insert(
+                    cat(&link.owner.to_bytes(), &link.id.to_bytes()),
+                    cat(token_hash, &millis_key(link.expires_at)),
+                )?;
                 image_links.insert(cat(&link.image_id.to_bytes(), &link.id.to_bytes()), token_hash)?;
                 link_expiry.insert(expiry_key(link), token_hash)?;
                 Ok(())
@@ -182,11 +203,12 @@ impl SledDb {
                     return abort(RepoError::NotFound);
                 };
                 let link: LinkRecord = tx_decode(&value)?;
-                if let Some(hash) = user_links.remove(cat(&link.owner.to_bytes(), &id.to_bytes()))? {
-                    link_tokens.remove(&hash)?;
+                if let Some(value) = user_links.remove(cat(&link.owner.to_bytes(), &id.to_bytes()))? {
+                    let hash = &value[..32.min(value.len())];
+                    link_tokens.remove(hash)?;
                     if removal == Removal::KeepTokenAsExpired {
-                        expired.insert(&hash, &millis_key(link.expires_at))?;
-                        forget.insert(cat(&millis_key(link.expires_at), &hash), &[])?;
+                        expired.insert(hash, &millis_key(link.expires_at))?;
+                        forget.insert(cat(&millis_key(link.expires_at), hash), &[])?;
                     }
                 }
                 image_links.remove(cat(&link.image_id.to_bytes(), &id.to_bytes()))?;
@@ -251,11 +273,11 @@ impl SledDb {
             return Ok(());
         }
         for entry in self.user_links.iter() {
-            let (key, hash) = entry?;
+            let (key, value) = entry?;
             if let Some(id) = id16(&key[16..]) {
                 match self.link(LinkId::from_bytes(id)) {
                     Ok(link) => {
-                        self.link_expiry.insert(expiry_key(&link), hash)?;
+                        self.link_expiry.insert(expiry_key(&link), &value[..32.min(value.len())])?;
                     }
                     Err(RepoError::NotFound) => {}
                     Err(e) => return Err(e),

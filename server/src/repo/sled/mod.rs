@@ -421,14 +421,19 @@ mod tests {
             db.create_user(&user).expect("user");
             db.insert_image(&image, crate::ids::new_job_id()).expect("image");
             db.insert_link(&link, &[5; 32], 10).expect("link");
-            // Back to how an older version left it.
+            // Back to how an older version left it: no expiry index, the owner's index holding
+            // only the token hash.
             db.db.drop_tree("link_expiry").expect("drop");
+            db.user_links.insert(cat(&user.id.to_bytes(), &link.id.to_bytes()), &[5; 32]).expect("old entry");
             db.db.remove(LINK_EXPIRY_MARKER_KEY).expect("marker");
             db.flush_blocking().expect("flush");
             assert!(db.close(std::time::Duration::from_secs(5)));
         }
         let db = SledDb::open(dir.path()).expect("reopen");
         assert_eq!(db.link_expiry.len(), 1, "indexed at open");
+        let another = LinkRecord { id: imageapi_shared::domain::LinkId::from_ulid(ulid::Ulid::new()), ..link.clone() };
+        let refused = db.insert_link(&another, &[6; 32], 1);
+        assert!(matches!(refused, Err(RepoError::LinkLimit(_))), "an old entry counts: {refused:?}");
         assert_eq!(db.prune_expired_links(link.expires_at, now).expect("prune"), (1, 0));
         assert!(db.is_expired_link_token(&[5; 32]).expect("tombstone"));
     }
