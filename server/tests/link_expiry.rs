@@ -1,6 +1,8 @@
 //! Expiry needs a clock we can move: the black-box suite cannot wait 300 s. This test runs the
 //! real application (real HTTP, sled and blob store on disk) and advances its injected clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use bytes::Bytes;
 use clap::Parser;
 use imageapi_server::config::Cli;

@@ -4,6 +4,8 @@
 //!
 //! `TEST_LOG=1 cargo test -p imageapi-e2e` shows the server logs on the terminal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod fixtures;
 mod helpers;
 

@@ -305,7 +305,9 @@ fn migrate_store_copies_a_populated_directory_store_to_s3_and_the_server_serves_
         app.wait_until_ready_within(&user, &id, SLOW);
         images.push(id);
     }
-    let before: Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)> = images
+    // (id, original, 200 px, 400 px)
+    type Stored = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+    let before: Vec<Stored> = images
         .iter()
         .map(|id| {
             let original = app.get_original(&user, id);

@@ -53,6 +53,7 @@ impl WorkerMetrics {
     }
 
     /// Metrics that go nowhere (tests and tools that do not export them).
+    #[allow(clippy::expect_used, reason = "a fresh registry holds no names to clash with")]
     pub fn unregistered() -> Self {
         Self::register(&Registry::new()).expect("a fresh registry has no name clashes")
     }

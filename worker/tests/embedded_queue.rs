@@ -1,6 +1,8 @@
 //! The embedded queue end to end: a job pushed into the in-process queue reaches the render
 //! pool, thumbnails land in a real blob store on disk, and one outcome per height is reported.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
