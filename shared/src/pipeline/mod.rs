@@ -16,6 +16,8 @@
 
 mod cores;
 mod decoder_input;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod jpeg;
 mod plan;
 mod probe;
