@@ -14,13 +14,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use actix_web::dev::Payload;
-use actix_web::http::header::{HeaderValue, AUTHORIZATION};
-use actix_web::{web, FromRequest, HttpRequest};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use actix_web::http::header::HeaderValue;
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use futures_util::future::LocalBoxFuture;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -28,27 +25,10 @@ use crate::error::ApiError;
 use crate::login_limits::{client_key, LoginLimiter, LoginLimits};
 use crate::passwords::PasswordPool;
 use crate::repo::{SharedRepo, UserRecord};
-use crate::state::AppState;
+use crate::secrets::{random_bytes, sha256};
 
 /// Entries kept in the Basic-auth cache before it is cleared (bounded memory).
 const CACHE_CAPACITY: usize = 10_000;
-
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes
-}
-
-/// A new secret (API token or link token): 256 random bits, URL-safe. Returned with its hash.
-pub fn new_secret(prefix: &str) -> (String, [u8; 32]) {
-    let secret = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
-    let hash = sha256(secret.as_bytes());
-    (secret, hash)
-}
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
 
 struct CachedLogin {
     user_id: imageapi_shared::domain::UserId,
@@ -210,58 +190,4 @@ pub fn client_address(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> IpAddr {
         .filter_map(|a| a.trim().parse::<IpAddr>().ok())
         .find(|a| !trusted_proxies.contains(a))
         .unwrap_or(peer)
-}
-
-/// An authenticated, active user.
-pub struct AuthUser(pub UserRecord);
-
-impl FromRequest for AuthUser {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req.headers().get(AUTHORIZATION).cloned();
-        let client = state.as_ref().map(|s| client_address(req, &s.trusted_proxies));
-        Box::pin(async move {
-            let (Some(state), Some(client)) = (state, client) else {
-                return Err(ApiError::internal(anyhow::anyhow!("app state missing")));
-            };
-            state.auth.clone().authenticate(header, client).await.map(AuthUser)
-        })
-    }
-}
-
-/// An authenticated, active admin; 403 for other users.
-pub struct AdminUser(pub UserRecord);
-
-impl FromRequest for AdminUser {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = AuthUser::from_request(req, payload);
-        Box::pin(async move {
-            let AuthUser(user) = user.await?;
-            if user.is_admin {
-                Ok(AdminUser(user))
-            } else {
-                Err(ApiError::Forbidden("this endpoint is for admins".to_owned()))
-            }
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_long_random_and_hashed() {
-        let (a, hash_a) = new_secret("iat_");
-        let (b, _) = new_secret("iat_");
-        assert_ne!(a, b);
-        assert!(a.starts_with("iat_") && a.len() >= 4 + 43, "256 bits of base64: {a}");
-        assert_eq!(hash_a, sha256(a.as_bytes()));
-    }
 }

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod repo;
 pub mod routes;
+pub mod secrets;
 pub mod services;
 pub mod shutdown;
 pub mod startup;

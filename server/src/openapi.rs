@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::PROBLEM_JSON;
+use crate::error::{ApiError, PROBLEM_JSON};
 use crate::routes;
 
 #[derive(OpenApi)]
@@ -190,6 +190,18 @@ fn as_problem_json(response: &mut Response) {
             response.content.insert(PROBLEM_JSON.to_owned(), content);
         }
     }
+}
+
+/// A request no route took: 405 with `Allow` when the path is one the API serves with other
+/// methods, 404 otherwise.
+pub async fn not_routed(
+    req: actix_web::HttpRequest,
+    known: actix_web::web::Data<KnownPaths>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(match known.allowed(req.path()) {
+        Some(allow) => ApiError::MethodNotAllowed { allow: allow.to_owned() },
+        None => ApiError::NotFound,
+    })
 }
 
 /// The documented paths with the methods each answers, to tell a wrong method (405) from a

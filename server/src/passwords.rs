@@ -44,7 +44,7 @@ impl Argon {
 
     /// A new PHC string for `password` with a random salt and the default parameters.
     pub fn hash(&mut self, password: &str) -> anyhow::Result<String> {
-        let salt = crate::auth::random_bytes::<SALT_LEN>();
+        let salt = crate::secrets::random_bytes::<SALT_LEN>();
         let params = Params::DEFAULT;
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())

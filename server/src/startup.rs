@@ -356,7 +356,7 @@ fn api_app(
             .configure(routes::configure)
             .service(web::redirect("/api/docs", "/api/docs/"))
             .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", doc))
-            .default_service(web::to(routes::not_routed))
+            .default_service(web::to(crate::openapi::not_routed))
     }
 }
 

@@ -46,7 +46,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
     };
     state.repo.insert_image(&image, imageapi_server::ids::new_job_id()).await.expect("image");
     state.store.put(&BlobKey::original(image.id), Bytes::from_static(b"blob")).await.expect("blob");
-    let (token, hash) = imageapi_server::auth::new_secret("l_");
+    let (token, hash) = imageapi_server::secrets::new_secret("l_");
     let link = LinkRecord {
         id: LinkId::from_ulid(ulid::Ulid::new()),
         owner: owner.id,

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use actix_web::{get, web, HttpResponse};
 
-use crate::auth::AdminUser;
 use crate::disk_space::SpaceStatus;
 use crate::error::ApiError;
+use crate::routes::extract::AdminUser;
 use crate::state::AppState;
 use crate::thumbnails::QueueHealth;
 use crate::views::Health;

@@ -12,9 +12,9 @@ use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState};
+use crate::routes::extract::AuthUser;
 use crate::routes::owned_image;
 use crate::routes::paging::{Page, PageQuery};
 use crate::services::images::{delete_image, load_page};

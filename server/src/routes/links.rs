@@ -4,11 +4,12 @@ use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::Duration;
 use imageapi_shared::domain::{ExpirySeconds, Height, LinkId, Variant};
 
-use crate::auth::{new_secret, AuthUser};
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{LinkRecord, RepoError};
+use crate::routes::extract::AuthUser;
 use crate::routes::owned_image;
 use crate::routes::paging::{split_page, Page, PageQuery};
+use crate::secrets::new_secret;
 use crate::services::grants;
 use crate::state::AppState;
 use crate::views::{whole_number, CreateLink, LinkList, LinkView};

@@ -2,8 +2,8 @@
 
 use actix_web::{get, web, HttpResponse};
 
-use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::routes::extract::AuthUser;
 use crate::state::AppState;
 use crate::views::{MeView, TierView};
 

@@ -10,10 +10,11 @@ use actix_web::{route, web, HttpRequest, HttpResponse};
 use imageapi_shared::domain::{Height, ImageId, Variant};
 use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
-use crate::auth::{sha256, AdminUser, AuthUser};
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, RepoError, ThumbState};
+use crate::routes::extract::{AdminUser, AuthUser};
 use crate::routes::{any_image, owned_image};
+use crate::secrets::sha256;
 use crate::services::grants;
 use crate::state::AppState;
 

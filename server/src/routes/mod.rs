@@ -1,6 +1,7 @@
 //! HTTP routes, thin: parse → domain → repository / store / queue → respond.
 
 pub mod admin;
+pub mod extract;
 pub mod health;
 pub mod images;
 pub mod links;
@@ -30,18 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(links::revoke)
             .configure(admin::configure),
     );
-}
-
-/// A request no route took: 405 with `Allow` when the path is one the API serves with other
-/// methods, 404 otherwise.
-pub async fn not_routed(
-    req: actix_web::HttpRequest,
-    known: web::Data<crate::openapi::KnownPaths>,
-) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(match known.allowed(req.path()) {
-        Some(allow) => ApiError::MethodNotAllowed { allow: allow.to_owned() },
-        None => ApiError::NotFound,
-    })
 }
 
 /// Loads any user's image (admins); a malformed id is as unknown as a missing one.

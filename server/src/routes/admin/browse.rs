@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use imageapi_shared::domain::{ImageId, LinkId, UserId};
 use utoipa::IntoParams;
 
-use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{ImageFilter, RepoError};
 use crate::routes::any_image;
+use crate::routes::extract::AdminUser;
 use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::services::{self, images::load_page};
 use crate::state::AppState;

@@ -4,8 +4,8 @@ use actix_web::{get, post, web, HttpResponse};
 use imageapi_shared::domain::JobId;
 use imageapi_shared::queue::{QueueError, QueueMode};
 
-use crate::auth::AdminUser;
 use crate::error::ApiError;
+use crate::routes::extract::AdminUser;
 use crate::state::AppState;
 use crate::views::{FailedJobView, QueueJobView, QueueView, QueueWorkerView, RetryView};
 

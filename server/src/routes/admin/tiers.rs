@@ -3,9 +3,9 @@
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use imageapi_shared::domain::{Heights, TierId, TierName};
 
-use crate::auth::AdminUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{TierEdit, TierRecord};
+use crate::routes::extract::AdminUser;
 use crate::state::AppState;
 use crate::views::{whole_number, CreateTier, TierList, TierView, UpdateTier};
 

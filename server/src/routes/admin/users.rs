@@ -3,9 +3,10 @@
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
 
-use crate::auth::{new_secret, AdminUser};
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{RepoError, TokenRecord, Usage, UserEdit, UserRecord};
+use crate::routes::extract::AdminUser;
+use crate::secrets::new_secret;
 use crate::services::images::delete_image;
 use crate::state::AppState;
 use crate::views::{CreateUser, NewTokenView, TokenView, UpdateUser, UserList, UserView};
