@@ -9,6 +9,7 @@
 mod action;
 mod api;
 mod app;
+mod clipboard;
 #[cfg(test)]
 mod fixtures;
 mod net;

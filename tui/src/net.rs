@@ -91,7 +91,7 @@ async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
             result: api.retry_job(&job).await,
         },
         Command::Copy(text) => {
-            crate::tui::copy_to_clipboard(&text);
+            crate::clipboard::copy_to_clipboard(&text);
             return None;
         }
     })

@@ -1,7 +1,7 @@
 //! The terminal: raw mode and the alternate screen on start, restored on exit, on error and
 //! on panic; the event loop that turns keys, ticks and network answers into actions.
 
-use std::io::{stdout, Write};
+use std::io::stdout;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,15 +45,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         restore();
     }
-}
-
-/// OSC 52: asks the terminal to put `text` on the clipboard (terminals that allow it do).
-pub fn copy_to_clipboard(text: &str) {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
-    let mut out = stdout();
-    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
-    let _ = out.flush();
 }
 
 /// How previews are drawn: what the terminal answers it supports (`Auto`), or one forced.

@@ -18,8 +18,9 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use imageapi_shared::queue::redis::{queue_config, QUEUE};
+use imageapi_shared::queue::redis::queue_config;
 use imageapi_shared::queue::store_check::StoreStatus;
+use imageapi_shared::queue::QUEUE;
 
 use crate::job::{run_job, JobContext};
 

@@ -12,6 +12,9 @@ pub mod redis;
 pub mod results;
 pub mod store_check;
 
+/// The Redis queue's name (apalis); every Redis key of the queue starts with it.
+pub const QUEUE: &str = "imageapi:thumbnails";
+
 use std::collections::BTreeSet;
 
 use crate::domain::{ImageId, JobId};

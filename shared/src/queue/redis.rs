@@ -22,10 +22,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 
-use crate::queue::{FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
-
-/// The apalis queue name; every key of the queue starts with it.
-pub const QUEUE: &str = "imageapi:thumbnails";
+use crate::queue::{
+    FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN, QUEUE,
+};
 
 /// A connection that is made on first use and remade after Redis comes back, failing fast
 /// while Redis is away (so callers can report "degraded" instead of hanging).

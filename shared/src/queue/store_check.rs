@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::redis::QUEUE;
+use super::QUEUE;
 use crate::queue::QueueError;
 
 /// Where the server publishes its store marker.

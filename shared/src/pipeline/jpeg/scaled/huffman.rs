@@ -6,7 +6,7 @@
 //! coefficients most (run, size, value) triples too; longer codes take the canonical-code
 //! path. A file with a bad code is reported, never read past.
 
-use super::idct::Scale;
+use super::idct::{Scale, DROP};
 
 /// Bits resolved by one table lookup.
 const LOOKUP_BITS: u32 = 9;
@@ -400,9 +400,6 @@ impl<'a> BitReader<'a> {
 /// `skip_ac`'s advance for an end of block, and for sixteen zeros (ZRL).
 const END_OF_BLOCK: u16 = 127;
 const ZERO_RUN: u16 = 126;
-
-/// `keep` entry of a coefficient that is read and dropped.
-pub(super) const DROP: u8 = u8::MAX;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,8 @@
 //! clamped yet: a decoder that learns a block's true DC level later can still add it exactly
 //! (a DC step of 1 moves every sample by exactly `quant[0]` eighths).
 
-use super::huffman::DROP;
+/// `keep` entry of a coefficient that is read and dropped.
+pub(super) const DROP: u8 = u8::MAX;
 
 /// Zigzag position → natural (row-major) position in the 8×8 block.
 const ZIGZAG: [u8; 64] = [

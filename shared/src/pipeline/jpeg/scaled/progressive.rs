@@ -9,8 +9,9 @@
 //! (and the DC scans) are decoded on one thread and the chroma AC scans on another.
 
 use super::headers::{Frame, Scan, ScanComponent};
-use super::huffman::{BitReader, Corrupt, HuffmanTable, DROP};
+use super::huffman::{BitReader, Corrupt, HuffmanTable};
 use super::idct::Scale;
+use super::idct::DROP;
 use super::scratch;
 use super::threads::{self, Task};
 
