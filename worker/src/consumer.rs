@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use imageapi_shared::queue::redis::queue_config;
+use imageapi_shared::queue::retry::RetryPolicy;
 use imageapi_shared::queue::store_check::StoreStatus;
 use imageapi_shared::queue::QUEUE;
 
@@ -33,14 +34,14 @@ pub struct ConsumerConfig {
     /// How often an idle worker asks for jobs: the pickup delay.
     pub poll_interval: Duration,
     pub heartbeat: Duration,
-    /// Attempts before a job goes to the dead set (Redis retries with a growing delay:
-    /// attempt n waits n seconds).
-    pub max_attempts: usize,
+    /// Attempts before a job goes to the dead set, and their delays (apalis-redis schedules
+    /// a retry after the same delay the policy names).
+    pub retry: RetryPolicy,
 }
 
 struct Handler {
     ctx: Arc<JobContext>,
-    max_attempts: usize,
+    retry: RetryPolicy,
 }
 
 async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt) -> Result<(), BoxDynError> {
@@ -50,7 +51,7 @@ async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt
     metrics.running.dec();
     match result {
         Ok(()) => Ok(()),
-        Err(e) if attempt.current() >= handler.max_attempts => {
+        Err(e) if handler.retry.is_last(u32::try_from(attempt.current()).unwrap_or(u32::MAX)) => {
             tracing::error!(error = %e, job = %job.id, attempt = attempt.current(), "thumbnail job failed its last attempt; it goes to the dead set");
             metrics.dead.inc();
             Err(Box::new(AbortError::new(e)))
@@ -107,7 +108,7 @@ pub async fn run(
     mut store: watch::Receiver<StoreStatus>,
     shutdown: CancellationToken,
 ) {
-    let handler = Arc::new(Handler { ctx, max_attempts: config.max_attempts.max(1) });
+    let handler = Arc::new(Handler { ctx, retry: config.retry });
     let apalis_config = queue_config()
         // One job per fetch: apalis fetches a new batch whenever a slot frees up, so larger
         // batches would park jobs behind this worker's running ones.

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -20,13 +19,11 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{run_job, JobContext};
+use imageapi_shared::queue::retry::RetryPolicy;
 use imageapi_shared::queue::{
     FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN,
 };
 
-/// Attempts of a job whose failure was transient (blob store or report I/O); attempt n waits
-/// n seconds before the next, as with Redis.
-const ATTEMPTS: u32 = 5;
 const WORKER_NAME: &str = "embedded";
 
 /// A job the queue holds; its payload travels in the channel.
@@ -184,7 +181,8 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
     if let Some(held) = lock(book).held.get_mut(&job.id) {
         held.running = true;
     }
-    for attempt in 1..=ATTEMPTS {
+    let policy = RetryPolicy::default();
+    for attempt in 1..=policy.max_attempts() {
         ctx.metrics.running.inc();
         let result = AssertUnwindSafe(run_job(job.clone(), ctx)).catch_unwind().await;
         ctx.metrics.running.dec();
@@ -198,7 +196,7 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
             Ok(Err(e)) => e.to_string(),
             Err(_) => "the job panicked".to_owned(),
         };
-        if attempt == ATTEMPTS {
+        if policy.is_last(attempt) {
             tracing::error!(error = %error, job = %job.id, "thumbnail job failed its last attempt; an admin can retry it");
             ctx.metrics.dead.inc();
             let failed = FailedJob {
@@ -218,7 +216,7 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
         ctx.metrics.retries.inc();
         // A store that is away for a moment (S3 restarting) should not exhaust the attempts at once.
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(attempt.into())) => {}
+            () = tokio::time::sleep(policy.delay_after(attempt)) => {}
             () = shutdown.cancelled() => {
                 lock(book).held.remove(&job.id);
                 return;

@@ -19,6 +19,7 @@ use crate::job::JobContext;
 use crate::metrics::{self, WorkerMetrics};
 use crate::pool::ThumbnailPool;
 use imageapi_shared::queue::results::RedisSink;
+use imageapi_shared::queue::retry::RetryPolicy;
 use imageapi_shared::queue::store_check::{self, StoreStatus};
 
 pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
@@ -84,7 +85,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
             concurrency: config.concurrency(),
             poll_interval: config.poll_interval(),
             heartbeat,
-            max_attempts: usize::from(config.max_attempts),
+            retry: RetryPolicy::new(u32::from(config.max_attempts)),
         };
         consumer::run(ctx, conn, consumer_config, store_seen, shutdown).await;
         tracing::info!("stopped taking jobs; running jobs finished; exiting");

@@ -7,9 +7,11 @@
 //! - [`redis`]: the Redis queue (apalis-redis) as the server uses it, and the connection.
 //! - [`results`]: the results stream (workers append, servers consume).
 //! - [`store_check`]: the blob store marker the server publishes and workers check.
+//! - [`retry`]: the one retry policy of both transports.
 
 pub mod redis;
 pub mod results;
+pub mod retry;
 pub mod store_check;
 
 /// The Redis queue's name (apalis); every Redis key of the queue starts with it.
