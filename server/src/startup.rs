@@ -11,8 +11,6 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use imageapi_shared::queue::results::ResultsReader;
-use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -25,7 +23,7 @@ use crate::metrics::ServerMetrics;
 use crate::passwords::PasswordPool;
 use crate::repo::SharedRepo;
 use crate::state::AppState;
-use crate::thumbnails::{self, DirectSink, Thumbnails};
+use crate::thumbnails;
 use crate::{openapi, routes, shutdown, superuser};
 
 /// Largest JSON request body (every JSON body of this API is tiny).
@@ -35,10 +33,6 @@ const JSON_LIMIT: usize = 64 * 1024;
 const PASSWORD_QUEUE_PER_THREAD: usize = 32;
 /// Requests slower than this are logged at `info` (others at `debug`).
 const SLOW_REQUEST: Duration = Duration::from_secs(1);
-/// Unfinished jobs in the Redis queue at once when `IMAGEAPI_QUEUE_WINDOW` is unset: enough to
-/// keep a few workers busy between two results, few enough that a newcomer's job waits for
-/// little (see `thumbnails::lanes`).
-const REDIS_QUEUE_WINDOW: usize = 8;
 /// At shutdown, the final flush gets at least this long, however much of the grace is left.
 const FINAL_FLUSH_MIN: Duration = Duration::from_secs(10);
 
@@ -83,61 +77,9 @@ impl Application {
         let metrics = ServerMetrics::new()?;
         let shutdown = CancellationToken::new();
         let limits = config.limits();
-        let mut worker = None;
-        let mut idle_queue = None;
         let threads = config.worker_threads();
-        let thumbnails = match &config.redis_url {
-            Some(url) => {
-                let conn = imageapi_shared::queue::redis::connect(url)?;
-                let queue = Arc::new(imageapi_shared::queue::redis::RedisQueue::new(conn.clone()));
-                let window = config.queue_window.unwrap_or(REDIS_QUEUE_WINDOW);
-                let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone(), window));
-                // Its own connection: a blocking read would hold up every other command on a
-                // shared (multiplexed) one.
-                let reader = ResultsReader::new(imageapi_shared::queue::redis::connect(url)?, config.node_name());
-                thumbnails::spawn_redis_tasks(thumbnails.clone(), reader);
-                actix_web::rt::spawn(imageapi_shared::queue::store_check::keep_publishing(
-                    conn.clone(),
-                    marker.clone(),
-                    shutdown.clone(),
-                ));
-                tracing::info!("thumbnail jobs go to Redis for imageapi-worker processes");
-                thumbnails
-            }
-            None => {
-                let (queue, embedded) = imageapi_worker::embedded::queue();
-                // As many as the runners: a job enters the queue when a runner is free for it.
-                let runners = threads * 2;
-                let window = config.queue_window.unwrap_or(runners);
-                let thumbnails =
-                    Arc::new(Thumbnails::new(repo.clone(), store.clone(), Arc::new(queue), metrics.clone(), window));
-                if threads > 0 {
-                    let ctx = Arc::new(JobContext {
-                        pool: ThumbnailPool::start(threads, &config.render_settings),
-                        store: store.clone(),
-                        sink: Arc::new(DirectSink(thumbnails.clone())),
-                        limits,
-                        worker_name: "embedded".into(),
-                        metrics: WorkerMetrics::register(&metrics.registry)?,
-                        shutdown: shutdown.clone(),
-                    });
-                    // Twice the threads in flight keeps the pool busy while jobs do I/O.
-                    worker = Some(actix_web::rt::spawn(embedded.run(ctx, runners, shutdown.clone())));
-                } else {
-                    tracing::warn!("IMAGEAPI_WORKERS=0: this server makes no thumbnails; they stay pending");
-                    idle_queue = Some(embedded);
-                }
-                thumbnails
-            }
-        };
-        let adopted = thumbnails.adopt_uncovered_pending().await?;
-        if adopted > 0 {
-            tracing::info!(jobs = adopted, "recorded jobs for pending thumbnails that had none");
-        }
-        actix_web::rt::spawn(thumbnails.clone().run_dispatcher());
-        actix_web::rt::spawn(thumbnails.clone().run_vacuum());
-        actix_web::rt::spawn(thumbnails.clone().run_reconciler());
-        thumbnails.wake_reconciler();
+        let running = thumbnails::start(&config, &repo, &store, &marker, &metrics, &shutdown).await?;
+        let (thumbnails, worker, idle_queue) = (running.thumbnails, running.worker, running.idle_queue);
         spawn_link_purger(repo.clone(), Duration::from_secs(config.expired_link_retention_hours * 3600));
 
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;

@@ -11,10 +11,12 @@
 //! - [`lanes`]: fair turns: jobs wait in one lane per owner and enter the queue round-robin,
 //!   a small window at a time, so one user's backlog cannot hold up everyone else's.
 //! - [`reconcile`]: tier changes reaching existing images.
+//! - [`start`]: the one place that chooses the queue (Redis or embedded) and starts it all.
 
 mod dispatch;
 mod lanes;
 mod reconcile;
+mod start;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +36,7 @@ use crate::metrics::ServerMetrics;
 use crate::repo::{RepoError, SharedRepo, ThumbState};
 
 pub use dispatch::spawn_redis_tasks;
+pub use start::{start, Running};
 
 /// The window of the throughput figure.
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(60);
