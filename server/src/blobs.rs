@@ -105,32 +105,3 @@ async fn copy_one(from: &dyn BlobStore, to: &dyn BlobStore, blob: BlobInfo) -> a
         other => bail!("{}: wrote {len} bytes, the destination holds {other:?}", blob.key.as_str()),
     }
 }
-
-/// `imageapi-server migrate-store --to URL`.
-pub fn migrate_command(config: &crate::config::Config, to_url: &str) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let from = config.store.open()?;
-        let to = config.store.open_url(to_url)?;
-        if from.location() == to.location() {
-            bail!("the destination is the configured store itself ({})", from.location());
-        }
-        // A store that never had a marker (made before markers existed) gets one now, so the
-        // copy carries it and workers can check the new store.
-        ensure_marker(from.as_ref()).await.with_context(|| format!("reading the store marker of {}", from.location()))?;
-        eprintln!("copying every blob from {} to {}", from.location(), to.location());
-        let done = migrate(from.as_ref(), to.as_ref()).await?;
-        println!(
-            "copied {} blobs ({} bytes); {} were already there with the right size",
-            done.copied, done.bytes, done.skipped
-        );
-        println!("every blob of {} is now in {}.", from.location(), to.location());
-        if to_url.starts_with("s3://") {
-            println!("Next: set IMAGEAPI_BLOB_URL={to_url} (with the same IMAGEAPI_S3_* and AWS_* settings) for the server and every worker, then restart them.");
-        } else {
-            let dir = to_url.strip_prefix("file://").unwrap_or(to_url);
-            println!("Next: set IMAGEAPI_BLOB_DIR={dir} and unset IMAGEAPI_BLOB_URL for the server and every worker, then restart them.");
-        }
-        Ok(())
-    })
-}

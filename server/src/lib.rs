@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod disk_space;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imageapi_server::config::{Cli, Command};
-use imageapi_server::{blobs, startup, superuser, telemetry};
+use imageapi_server::{cli, startup, telemetry};
 
 fn main() -> std::process::ExitCode {
     telemetry::init();
@@ -11,10 +11,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None | Some(Command::Serve) => startup::serve(cli.config),
-        Some(Command::MigrateStore { to }) => blobs::migrate_command(&cli.config, &to),
-        Some(Command::MigrateRepo { to }) => imageapi_server::repo::migrate::migrate_command(&cli.config, &to),
+        Some(Command::MigrateStore { to }) => cli::migrate_store(&cli.config, &to),
+        Some(Command::MigrateRepo { to }) => cli::migrate_repo(&cli.config, &to),
         Some(Command::Createsuperuser { username, password_stdin }) => {
-            superuser::run(&cli.config, &username, password_stdin)
+            cli::createsuperuser(&cli.config, &username, password_stdin)
         }
     };
     match result {

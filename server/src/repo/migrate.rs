@@ -48,35 +48,6 @@ impl Exported {
 /// Records per transaction on the PostgreSQL side.
 const BATCH: usize = 1000;
 
-pub fn migrate_command(config: &crate::config::Config, to_url: &str) -> anyhow::Result<()> {
-    if !to_url.starts_with("postgres://") && !to_url.starts_with("postgresql://") {
-        bail!("--to must be a PostgreSQL URL (postgres://user:password@host/database)");
-    }
-    if config.database_url.is_some() {
-        bail!("IMAGEAPI_DATABASE_URL is set: this server already keeps its metadata in PostgreSQL; migrate-repo copies the sled database of IMAGEAPI_DATA_DIR");
-    }
-    let dir = config.db_dir();
-    if !dir.exists() {
-        bail!("no sled database at {} (IMAGEAPI_DATA_DIR names the data directory to copy)", dir.display());
-    }
-    let sled = match SledDb::open(&dir) {
-        Err(RepoError::Locked { path }) => {
-            bail!("the database at {path} is in use by a running imageapi-server; stop it first")
-        }
-        other => other?,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let counts = runtime.block_on(copy(sled, to_url))?;
-    println!("copied the metadata of {} into PostgreSQL; every table matches:", dir.display());
-    for (table, n) in &counts {
-        println!("  {table:<11} {n}");
-    }
-    println!(
-        "Next: set IMAGEAPI_DATABASE_URL={to_url} for every server (keep the blob store settings), then start them."
-    );
-    Ok(())
-}
-
 /// Copies everything and verifies the counts; returns them by table.
 pub async fn copy(sled: SledDb, to_url: &str) -> anyhow::Result<BTreeMap<&'static str, u64>> {
     let target = PgRepo::connect(to_url, 4).await.context("connecting to PostgreSQL")?;
