@@ -5,7 +5,7 @@
 //! ([`thumbnails`]) with its job queue (Redis for worker processes, or `imageapi-worker`'s
 //! embedded queue and render pool in this process), the
 //! routes ([`routes`]) and the Prometheus metrics ([`metrics`]). Errors become problem+json in
-//! one place ([`error`]).
+//! one place ([`error`]). The admin commands besides serving are in [`cli`].
 
 pub mod auth;
 pub mod blobs;

@@ -4,7 +4,8 @@
 //! - [`action`]: [`action::Action`] (every state change) and [`action::Command`] (network work).
 //! - [`app`]: the state and [`app::App::update`], the only place it changes.
 //! - [`ui`]: drawing from `&App`.
-//! - [`net`]: runs commands on background tasks; [`tui`]: terminal setup and the event loop.
+//! - [`net`]: runs commands on background tasks; [`tui`]: terminal setup and the event loop;
+//!   [`clipboard`]: copying through the terminal (OSC 52).
 
 mod action;
 mod api;
