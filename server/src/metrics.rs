@@ -32,6 +32,12 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// The text exposition of every metric in the registry (the embedded worker's included),
+    /// in the format the worker binary's own endpoint uses.
+    pub fn render(&self) -> String {
+        imageapi_worker::metrics::render(&self.registry)
+    }
+
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let metrics = Self {

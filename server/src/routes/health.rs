@@ -118,5 +118,5 @@ pub async fn render_metrics(state: &AppState) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(imageapi_worker::metrics::render(&state.metrics.registry))
+        .body(state.metrics.render())
 }
