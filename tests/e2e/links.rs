@@ -301,7 +301,8 @@ fn a_user_holds_at_most_the_configured_live_links_even_when_creating_them_at_onc
         let detail = problem["detail"].as_str().unwrap_or_default();
         assert!(detail.contains("4 live links"), "names the cap: {detail}");
         let wait: u64 = refused.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
-        assert!((590..=600).contains(&wait), "until the soonest link expires (600 s): {wait}");
+        // The soonest link was made with 600 s a moment ago (generous for a loaded machine).
+        assert!((480..=600).contains(&wait), "until the soonest link expires (600 s): {wait}");
     }
     let listed = app.list_links(&user).expect_json(200);
     assert_eq!(result_ids(&listed).len(), 4, "{listed:#}");

@@ -201,6 +201,8 @@ fn deleting_a_user_deletes_their_images_and_links_and_their_access() {
 
 #[test]
 fn two_admins_removing_each_others_rights_at_once_leave_one_admin() {
+    // The in-write race itself (both requests past authorisation) is pinned, on both
+    // backends, by the repository contract's `two_admins_demoting_each_other_at_once_leave_one`.
     // Arrange
     let app = spawn_app();
     let listed = app.list_users().expect_json(200);
@@ -211,7 +213,12 @@ fn two_admins_removing_each_others_rights_at_once_leave_one_admin() {
         .expect("the configured admin is listed");
     let mut survivor = crate::helpers::TestUser { id: root_id, ..app.admin.clone() };
     for round in 0..6 {
-        let other = app.create_admin_user();
+        // Made by the admin left from the last round (the configured one may have lost).
+        let name = format!("second-admin-{round}");
+        let password = "second-admin-password".to_owned();
+        let body = json!({"username": name, "password": password, "tier": "basic", "is_admin": true});
+        let created = app.post_json_as(&survivor, "/api/v1/admin/users", &body).expect_json(201);
+        let other = crate::helpers::TestUser { id: id_of(&created["id"]), username: name, password, token: None };
         let (first, second) = if round % 2 == 0 {
             (json!({"is_admin": false}), json!({"is_admin": false}))
         } else {
@@ -225,12 +232,17 @@ fn two_admins_removing_each_others_rights_at_once_leave_one_admin() {
             (a.join().expect("a"), b.join().expect("b"))
         });
 
-        // Assert: one lands, the other is refused, and an admin is left who can administer
+        // Assert: exactly one lands. The other is refused: 409 if it reached the write (the
+        // check and the write are one step), or, if the first had already landed when it was
+        // authorised, 403 (no longer an admin) or 401 (deactivated). Never both 200.
         let statuses = [a.status, b.status];
-        assert!(statuses.contains(&200) && statuses.contains(&409), "round {round}: {statuses:?}");
-        let refused = if a.status == 409 { &a } else { &b };
-        let detail = refused.assert_problem(409)["detail"].as_str().unwrap_or_default().to_owned();
-        assert!(detail.contains("admin"), "says why: {detail}");
+        assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "round {round}: {statuses:?}");
+        let refused = if a.status == 200 { &b } else { &a };
+        assert!([409, 403, 401].contains(&refused.status), "round {round}: {statuses:?}");
+        if refused.status == 409 {
+            let detail = refused.assert_problem(409)["detail"].as_str().unwrap_or_default().to_owned();
+            assert!(detail.contains("admin"), "says why: {detail}");
+        }
         survivor = if a.status == 200 { survivor } else { other };
         app.get_as(&survivor, "/api/v1/admin/users").assert_status(200);
         let admins = results(&app.get_as(&survivor, "/api/v1/admin/users").expect_json(200))

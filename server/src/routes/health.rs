@@ -116,7 +116,5 @@ pub async fn render_metrics(state: &AppState) -> HttpResponse {
     if let Err(e) = state.thumbnails.queue_status().await {
         tracing::debug!(error = %e, "queue gauges not refreshed");
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
