@@ -192,8 +192,10 @@ fn usage_counts_originals_and_ready_thumbnails_and_drops_with_deletes() {
     let (first, second) = (jpeg_seeded(640, 480, 1), png_seeded(300, 500, 2));
     let first_id = id_of(&app.upload_ok(&ann, "a.jpg", &first)["id"]);
     let second_id = id_of(&app.upload_ok(&ann, "b.png", &second)["id"]);
-    app.upload_ok(&bob, "c.jpg", &jpeg_seeded(50, 50, 3));
+    let bobs_id = id_of(&app.upload_ok(&bob, "c.jpg", &jpeg_seeded(50, 50, 3))["id"]);
     app.wait_until_ready(&ann, &first_id);
+    // Bob's thumbnail too: made between the list and the detail, it would tell them apart.
+    app.wait_until_ready(&bob, &bobs_id);
     app.wait_until_ready(&ann, &second_id);
     let thumbs: u64 =
         [&first_id, &second_id].iter().flat_map(|id| [200, 400].map(|h| thumbnail_len(&app, &ann, id, h))).sum();
