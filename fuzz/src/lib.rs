@@ -14,7 +14,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use imageapi_shared::pipeline::{self, Limits};
+use imageapi_shared::pipeline;
+
+use imageapi_core::image::Limits;
 
 /// What a run feeds its inputs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

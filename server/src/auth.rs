@@ -31,7 +31,7 @@ use crate::secrets::{random_bytes, sha256};
 const CACHE_CAPACITY: usize = 10_000;
 
 struct CachedLogin {
-    user_id: imageapi_shared::domain::UserId,
+    user_id: imageapi_core::domain::UserId,
     credentials_version: u64,
     digest: [u8; 32],
 }

@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use anyhow::{bail, Context};
-use imageapi_shared::domain::Username;
+use imageapi_core::domain::Username;
 use imageapi_shared::store::ensure_marker;
 
 use crate::config::Config;

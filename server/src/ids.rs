@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use imageapi_shared::domain::{ImageId, JobId, LinkId};
+use imageapi_core::domain::{ImageId, JobId, LinkId};
 use ulid::Ulid;
 
 fn monotonic() -> Ulid {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use imageapi_shared::pipeline::Limits;
+use imageapi_core::image::Limits;
 use imageapi_shared::store::BlobStore;
 
 use crate::auth::Authenticator;

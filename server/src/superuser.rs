@@ -2,7 +2,7 @@
 //! and what `createsuperuser` ([`crate::cli`]) shares with it.
 
 use anyhow::bail;
-use imageapi_shared::domain::{Password, TierId, UserId, Username};
+use imageapi_core::domain::{Password, TierId, UserId, Username};
 
 use crate::config::Config;
 use crate::passwords::PasswordPool;

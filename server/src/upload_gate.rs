@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use imageapi_shared::domain::UserId;
+use imageapi_core::domain::UserId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct UploadGate {

@@ -1,279 +1,108 @@
-//! The JSON shapes of the API (requests and responses), documented for OpenAPI. Conversions
-//! from records live here too, so every route renders an object the same way.
+//! How records become the API's JSON shapes (`imageapi_core::api`, written once for server
+//! and TUI), so every route renders an object the same way; and the shapes only the server
+//! knows: the request bodies it parses (documented for OpenAPI) and the health answer.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{Height, Heights, Variant};
-use imageapi_shared::pipeline::thumbnail_size;
+use imageapi_core::api::{
+    ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UserView, VariantView,
+};
+use imageapi_core::domain::{Height, Heights, Variant};
+use imageapi_core::image::thumbnail_size;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 
 use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, Usage, UserRecord};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ThumbnailView {
-    /// The requested height (the variant's name in URLs).
-    pub height: u32,
-    /// Width of the thumbnail (expected width while pending).
-    pub width: u32,
-    #[schema(example = "ready")]
-    pub status: &'static str,
-    pub url: String,
-    /// Why it failed (only with status `failed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImageView {
-    pub id: String,
-    pub name: String,
-    #[schema(example = "jpeg")]
-    pub format: &'static str,
-    /// Display width (after EXIF orientation).
-    pub width: u32,
-    pub height: u32,
-    pub size_bytes: u64,
-    pub created_at: DateTime<Utc>,
-    /// Exactly the heights the owner's tier grants, ascending.
-    pub thumbnails: Vec<ThumbnailView>,
-    /// Present only when the tier grants the original.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub original_url: Option<String>,
-    /// Whether expiring links can be made for this image.
-    pub expiring_links: bool,
-    /// The owner's user id (admin listings only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-}
-
-impl ImageView {
-    pub fn new(
-        base: &str,
-        image: &ImageRecord,
-        tier: &TierRecord,
-        thumbs: &std::collections::BTreeMap<u32, ThumbState>,
-    ) -> Self {
-        let image_url = format!("{base}/api/v1/images/{}", image.id);
-        let thumbnails = tier
-            .thumbnail_heights
-            .iter()
-            .map(|h| {
-                let h = h.get();
-                let (expected_w, _) = thumbnail_size(image.width, image.height, h);
-                let url = format!("{image_url}/thumbnails/{h}");
-                // A granted height without a record is being scheduled right now: pending.
-                match thumbs.get(&h).unwrap_or(&ThumbState::Pending) {
-                    ThumbState::Pending => {
-                        ThumbnailView { height: h, width: expected_w, status: "pending", url, error: None }
-                    }
-                    ThumbState::Ready { width, .. } => {
-                        ThumbnailView { height: h, width: *width, status: "ready", url, error: None }
-                    }
-                    ThumbState::Failed { reason } => ThumbnailView {
-                        height: h,
-                        width: expected_w,
-                        status: "failed",
-                        url,
-                        error: Some(reason.clone()),
-                    },
-                }
-            })
-            .collect();
-        Self {
-            id: image.id.to_string(),
-            name: image.name.clone(),
-            format: image.format.as_str(),
-            width: image.width,
-            height: image.height,
-            size_bytes: image.size_bytes,
-            created_at: image.created_at,
-            thumbnails,
-            original_url: tier.original_link.then(|| format!("{image_url}/original")),
-            expiring_links: tier.expiring_links,
-            owner: None,
-        }
+/// An image as its owner's tier shows it: exactly the granted heights, each with its state.
+pub fn image_view(base: &str, image: &ImageRecord, tier: &TierRecord, thumbs: &BTreeMap<u32, ThumbState>) -> ImageView {
+    let image_url = format!("{base}/api/v1/images/{}", image.id);
+    let thumbnails = tier
+        .thumbnail_heights
+        .iter()
+        .map(|h| {
+            let height = h.get();
+            let (expected_width, _) = thumbnail_size(image.width, image.height, height);
+            let url = format!("{image_url}/thumbnails/{height}");
+            // A granted height without a record is being scheduled right now: pending.
+            let (status, width, error) = match thumbs.get(&height).unwrap_or(&ThumbState::Pending) {
+                ThumbState::Pending => (ThumbnailStatus::Pending, expected_width, None),
+                ThumbState::Ready { width, .. } => (ThumbnailStatus::Ready, *width, None),
+                ThumbState::Failed { reason } => (ThumbnailStatus::Failed, expected_width, Some(reason.clone())),
+            };
+            ThumbnailView { height, width, status, url, error }
+        })
+        .collect();
+    ImageView {
+        id: image.id.to_string(),
+        name: image.name.clone(),
+        format: image.format.as_str().to_owned(),
+        width: image.width,
+        height: image.height,
+        size_bytes: image.size_bytes,
+        created_at: image.created_at,
+        thumbnails,
+        original_url: tier.original_link.then(|| format!("{image_url}/original")),
+        expiring_links: tier.expiring_links,
+        owner: None,
     }
 }
 
-/// One image as an admin sees it: with its owner and its live links.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminImageView {
-    #[serde(flatten)]
-    pub image: ImageView,
-    pub owner_username: String,
-    /// The owner's tier, which decides the thumbnails listed.
-    pub owner_tier: String,
-    /// Links not yet expired, soonest expiry first (without their secret URLs).
-    pub links: Vec<LinkView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImagePage {
-    pub results: Vec<ImageView>,
-    /// URL of the next page, or null on the last page.
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TierView {
-    #[schema(example = "premium")]
-    pub id: String,
-    pub name: String,
-    #[schema(example = json!([200, 400]))]
-    pub thumbnail_heights: Vec<u32>,
-    pub original_link: bool,
-    pub expiring_links: bool,
-    pub builtin: bool,
-    /// How many users hold the tier (admin views only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_count: Option<u64>,
-}
-
-impl TierView {
-    pub fn new(tier: &TierRecord, user_count: Option<u64>) -> Self {
-        Self {
-            id: tier.id.to_string(),
-            name: tier.name.as_str().to_owned(),
-            thumbnail_heights: tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
-            original_link: tier.original_link,
-            expiring_links: tier.expiring_links,
-            builtin: tier.builtin,
-            user_count,
-        }
+/// A tier; `user_count` in admin views only.
+pub fn tier_view(tier: &TierRecord, user_count: Option<u64>) -> TierView {
+    TierView {
+        id: tier.id.to_string(),
+        name: tier.name.as_str().to_owned(),
+        thumbnail_heights: tier.thumbnail_heights.iter().map(|h| h.get()).collect(),
+        original_link: tier.original_link,
+        expiring_links: tier.expiring_links,
+        builtin: tier.builtin,
+        user_count,
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TierList {
-    pub results: Vec<TierView>,
+pub fn token_view(token: &TokenRecord) -> TokenView {
+    TokenView { id: token.id.to_string(), created_at: token.created_at }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeView {
-    pub id: String,
-    pub username: String,
-    pub is_admin: bool,
-    pub tier: TierView,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenView {
-    pub id: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<&TokenRecord> for TokenView {
-    fn from(t: &TokenRecord) -> Self {
-        Self { id: t.id.to_string(), created_at: t.created_at }
+/// A user with their usage; `tokens` in single-user views only.
+pub fn user_view(user: &UserRecord, usage: Usage, tokens: Option<Vec<TokenView>>) -> UserView {
+    UserView {
+        id: user.id.to_string(),
+        username: user.username.to_string(),
+        tier: user.tier.to_string(),
+        is_active: user.is_active,
+        is_admin: user.is_admin,
+        created_at: user.created_at,
+        image_count: usage.images,
+        original_bytes: usage.original_bytes,
+        thumbnail_bytes: usage.thumbnail_bytes,
+        tokens,
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewTokenView {
-    pub id: String,
-    /// The secret; shown only in this response.
-    pub token: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    pub id: String,
-    pub username: String,
-    pub tier: String,
-    pub is_active: bool,
-    pub is_admin: bool,
-    pub created_at: DateTime<Utc>,
-    pub image_count: u64,
-    /// Bytes of the user's originals, as uploaded.
-    pub original_bytes: u64,
-    /// Bytes of the user's ready thumbnails.
-    pub thumbnail_bytes: u64,
-    /// The user's API tokens (single-user views only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<Vec<TokenView>>,
-}
-
-impl UserView {
-    pub fn new(user: &UserRecord, usage: Usage, tokens: Option<Vec<TokenView>>) -> Self {
-        Self {
-            id: user.id.to_string(),
-            username: user.username.to_string(),
-            tier: user.tier.to_string(),
-            is_active: user.is_active,
-            is_admin: user.is_admin,
-            created_at: user.created_at,
-            image_count: usage.images,
-            original_bytes: usage.original_bytes,
-            thumbnail_bytes: usage.thumbnail_bytes,
-            tokens,
-        }
+pub fn variant_view(variant: Variant) -> VariantView {
+    match variant {
+        Variant::Original => VariantView::Named("original".to_owned()),
+        Variant::Thumbnail(h) => VariantView::Height(h.get()),
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserList {
-    pub results: Vec<UserView>,
-}
-
-/// `"original"` or a thumbnail height.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum VariantView {
-    #[schema(example = "original")]
-    Named(&'static str),
-    Height(u32),
-}
-
-impl From<Variant> for VariantView {
-    fn from(v: Variant) -> Self {
-        match v {
-            Variant::Original => Self::Named("original"),
-            Variant::Thumbnail(h) => Self::Height(h.get()),
-        }
+/// A link; its secret `url` only at creation, the owner in admin listings only.
+pub fn link_view(link: &LinkRecord, url: Option<String>, now: DateTime<Utc>) -> LinkView {
+    LinkView {
+        id: link.id.to_string(),
+        url,
+        image_id: link.image_id.to_string(),
+        variant: variant_view(link.variant),
+        created_at: link.created_at,
+        expires_at: link.expires_at,
+        expires_in: link.seconds_left(now),
+        owner: None,
+        owner_username: None,
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LinkView {
-    pub id: String,
-    /// Public URL; anyone holding it can fetch until it expires. Shown only at creation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    pub image_id: String,
-    pub variant: VariantView,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// Seconds left (at creation: the requested lifetime).
-    pub expires_in: i64,
-    /// The owner's user id and name (admin listings only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner_username: Option<String>,
-}
-
-impl LinkView {
-    pub fn new(link: &LinkRecord, url: Option<String>, now: DateTime<Utc>) -> Self {
-        Self {
-            id: link.id.to_string(),
-            url,
-            image_id: link.image_id.to_string(),
-            variant: link.variant.into(),
-            created_at: link.created_at,
-            expires_at: link.expires_at,
-            expires_in: link.seconds_left(now),
-            owner: None,
-            owner_username: None,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LinkList {
-    pub results: Vec<LinkView>,
-    /// URL of the next page, or null on the last page.
-    pub next: Option<String>,
 }
 
 // ---- request bodies ---------------------------------------------------------------------
@@ -303,21 +132,6 @@ fn variant_schema() -> Schema {
 
 fn height_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(Height::MAX))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    /// Letters, digits and `_ . @ -`.
-    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9_.@-]{3,64}$", example = "alice")]
-    pub username: String,
-    #[schema(min_length = 8, max_length = 1024, format = Password)]
-    pub password: String,
-    /// An existing tier's id (409 if there is none).
-    #[schema(min_length = 1, max_length = 32, pattern = r"^[a-z0-9-]{1,32}$", example = "basic")]
-    pub tier: String,
-    #[serde(default)]
-    pub is_admin: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -406,64 +220,10 @@ pub struct Health {
     /// blobs are on a local disk).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub checks: Option<std::collections::BTreeMap<&'static str, String>>,
+    pub checks: Option<BTreeMap<&'static str, String>>,
 }
 
 // ---- the job queue (admins) ---------------------------------------------------------------
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueView {
-    /// `embedded` (in-process) or `redis` (worker processes).
-    #[schema(example = "redis")]
-    pub mode: String,
-    /// Waiting to run, including retries waiting for their backoff.
-    pub pending: u64,
-    /// Held by a worker.
-    pub running: u64,
-    /// Finished: thumbnails made, or reported failed for a bad image. (Embedded: since start.)
-    pub done: u64,
-    /// Given up after the last attempt; see `failed_jobs`, and retry them.
-    pub failed: u64,
-    /// Of `pending`, those accepted by this server but not yet handed to the queue: waiting for
-    /// their owner's turn (at most `IMAGEAPI_QUEUE_WINDOW` jobs are in the queue at once, taken
-    /// one user at a time), or for an unreachable queue to come back.
-    pub undelivered: u64,
-    /// Jobs whose results were recorded in the last 60 seconds.
-    pub throughput_per_minute: u64,
-    pub workers: Vec<QueueWorkerView>,
-    /// Failed jobs (at most 100; `failed` is the exact count).
-    pub failed_jobs: Vec<FailedJobView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueWorkerView {
-    pub name: String,
-    pub last_heartbeat: DateTime<Utc>,
-    /// Seconds since the last heartbeat.
-    pub heartbeat_age_secs: i64,
-    /// Jobs the worker holds now.
-    pub jobs: Vec<QueueJobView>,
-    /// `ok`, or `misconfigured` for a worker that takes no jobs (see `problem`).
-    pub status: &'static str,
-    /// Why a misconfigured worker takes no jobs (it does not see the server's blob store).
-    pub problem: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueJobView {
-    pub job: String,
-    pub image_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailedJobView {
-    pub job: String,
-    pub image_id: Option<String>,
-    pub heights: Vec<u32>,
-    pub reason: String,
-    pub attempts: u32,
-    pub failed_at: Option<DateTime<Utc>>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RetryView {

@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use imageapi_core::domain::{ImageId, LinkId, TierId, UserId, Username, Variant};
+use imageapi_core::image::ImageFormat;
 use imageapi_server::config::Cli;
 use imageapi_server::repo::{ImageRecord, LinkRecord, UserRecord};
 use imageapi_server::startup::Application;
-use imageapi_shared::domain::{ImageId, LinkId, TierId, UserId, Username, Variant};
-use imageapi_shared::pipeline::ImageFormat;
 use imageapi_shared::store::BlobKey;
 
 #[actix_web::test]

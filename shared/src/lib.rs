@@ -1,8 +1,6 @@
-//! Code shared by the imageapi server and its workers.
+//! Code shared by the imageapi server and its workers, beyond the light types of
+//! `imageapi_core` (domain types, job payloads, wire types) that the TUI uses too.
 //!
-//! - [`domain`]: validated newtypes (`TierId`, `Height`, `ExpirySeconds`, `Username`, …) that
-//!   can only hold legal values, so handlers parse once and pass proofs around.
-//! - [`jobs`]: the thumbnail job payload and the outcome a worker reports back.
 //! - [`store`]: the [`store::BlobStore`] trait for originals and thumbnails, with a
 //!   filesystem implementation; keys are built from ids, never from user input.
 //! - [`pipeline`]: probing uploads (format, dimensions, limits) and making thumbnails.
@@ -12,8 +10,6 @@
 //! - [`malloc`]: allocator settings the long-running binaries apply at start.
 //! - [`testing`]: test support — a small tmpfs to fill, a private PostgreSQL.
 
-pub mod domain;
-pub mod jobs;
 pub mod malloc;
 pub mod pipeline;
 pub mod queue;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::pipeline::{Limits, DEFAULT_MAX_DECODE_MEMORY_MIB};
+use imageapi_core::image::{Limits, DEFAULT_MAX_DECODE_MEMORY_MIB};
 
 /// The image limits: checked at upload (from the header) and again before a worker decodes.
 #[derive(Debug, Clone, Args)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imageapi_shared::pipeline::Limits;
+use imageapi_core::image::Limits;
 use imageapi_shared::settings::{LimitSettings, RenderSettings};
 use imageapi_shared::store::StoreSettings;
 

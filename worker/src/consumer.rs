@@ -13,7 +13,7 @@ use apalis_core::task::attempt::Attempt;
 use apalis_core::task::data::Data;
 use apalis_core::worker::builder::WorkerBuilder;
 use apalis_redis::RedisStorage;
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::jobs::ThumbnailJob;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

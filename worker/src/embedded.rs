@@ -13,16 +13,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures_util::FutureExt;
-use imageapi_shared::domain::{ImageId, JobId};
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::domain::{ImageId, JobId};
+use imageapi_core::jobs::ThumbnailJob;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{run_job, JobContext};
+use imageapi_core::queue::{FailedJob, JobRef, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
 use imageapi_shared::queue::retry::RetryPolicy;
-use imageapi_shared::queue::{
-    FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN,
-};
+use imageapi_shared::queue::{JobQueue, QueueError};
 
 const WORKER_NAME: &str = "embedded";
 

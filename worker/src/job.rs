@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
-use imageapi_shared::pipeline::Limits;
+use imageapi_core::image::Limits;
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::queue::OutcomeSink;
 use imageapi_shared::store::{BlobKey, BlobStore, StoreError};
 

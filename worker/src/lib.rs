@@ -13,8 +13,8 @@
 //! - [`config`]: the `imageapi-worker` process's settings; [`metrics`]: its Prometheus metrics.
 //! - [`oneshot`]: the `thumbnail` and `bench` commands (the pipeline without a queue).
 //!
-//! [`ThumbnailJob`]: imageapi_shared::jobs::ThumbnailJob
-//! [`JobReport`]: imageapi_shared::jobs::JobReport
+//! [`ThumbnailJob`]: imageapi_core::jobs::ThumbnailJob
+//! [`JobReport`]: imageapi_core::jobs::JobReport
 //! [`OutcomeSink`]: imageapi_shared::queue::OutcomeSink
 
 pub mod config;

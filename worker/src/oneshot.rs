@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use imageapi_shared::pipeline::{make_thumbnails, set_thread_budget, ImageFormat, Limits, Thumbnail};
+use imageapi_core::image::{ImageFormat, Limits};
+use imageapi_shared::pipeline::{make_thumbnails, set_thread_budget, Thumbnail};
 
 pub fn thumbnail(input: &Path, heights: &[u32], out: &Path, stats: bool, limits: &Limits) -> anyhow::Result<()> {
     let original = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;

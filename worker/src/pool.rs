@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
-use imageapi_shared::pipeline::{make_thumbnails, render_memory_estimate, Limits, Thumbnail, ThumbnailError};
+use imageapi_core::image::Limits;
+use imageapi_shared::pipeline::{make_thumbnails, render_memory_estimate, Thumbnail, ThumbnailError};
 use imageapi_shared::settings::RenderSettings;
 use tokio::sync::Semaphore;
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use imageapi_shared::domain::ImageId;
-use imageapi_shared::domain::JobId;
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
-use imageapi_shared::pipeline::{ImageFormat, Limits};
-use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueSnapshot};
+use imageapi_core::domain::ImageId;
+use imageapi_core::domain::JobId;
+use imageapi_core::image::{ImageFormat, Limits};
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
+use imageapi_core::queue::QueueSnapshot;
+use imageapi_shared::queue::{JobQueue, OutcomeSink};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
 use imageapi_worker::{embedded, JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
-use imageapi_shared::pipeline::ImageFormat;
+use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_core::image::ImageFormat;
+use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::testing::postgres::TestPostgres;
 
 use super::*;
@@ -360,8 +360,7 @@ async fn an_expired_link_leaves_lists_at_its_second_and_its_token_says_expired_u
     assert_eq!(link.seconds_left(created + chrono::Duration::seconds(100)), 200);
     repo.insert_link(&link, &[1; 32], CAP).await.expect("link");
     tokio::time::sleep(std::time::Duration::from_millis(2)).await; // a later id millisecond: newer
-    let soon =
-        link_to(ann.id, img.id, Variant::Thumbnail(imageapi_shared::domain::Height::parse(200).expect("h")), 100);
+    let soon = link_to(ann.id, img.id, Variant::Thumbnail(imageapi_core::domain::Height::parse(200).expect("h")), 100);
     repo.insert_link(&soon, &[2; 32], CAP).await.expect("link");
     let ids = |links: Vec<LinkRecord>| links.iter().map(|l| l.id).collect::<Vec<_>>();
     let now = Utc::now();
@@ -499,7 +498,7 @@ async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
     let repo = repo.as_ref();
     let ann = user(repo, "ann", "enterprise").await;
     let img = image(repo, ann.id).await;
-    let h = |n| Variant::Thumbnail(imageapi_shared::domain::Height::parse(n).expect("h"));
+    let h = |n| Variant::Thumbnail(imageapi_core::domain::Height::parse(n).expect("h"));
     let original = link_to(ann.id, img.id, Variant::Original, 300);
     let small = link_to(ann.id, img.id, h(200), 300);
     let large = link_to(ann.id, img.id, h(400), 300);
@@ -672,7 +671,7 @@ async fn the_outbox_holds_each_job_until_its_report_and_pages_in_order(repo: Sha
     assert_eq!(repo.outbox_len().await.expect("len"), 3);
     assert_eq!(repo.outbox_ids().await.expect("ids"), jobs.iter().map(|j| j.id).collect());
 
-    let report = |job: &imageapi_shared::jobs::ThumbnailJob| JobReport {
+    let report = |job: &imageapi_core::jobs::ThumbnailJob| JobReport {
         job_id: job.id,
         image_id: job.image_id,
         outcomes: job.heights.iter().map(|&h| ready(job.image_id, h)).collect(),

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use imageapi_shared::domain::{ImageId, UserId};
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::domain::{ImageId, UserId};
+use imageapi_core::jobs::ThumbnailJob;
 
 use super::postgres::PgRepo;
 use super::sled::SledDb;

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome};
+use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome};
 
 pub use records::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
 

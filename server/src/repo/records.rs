@@ -2,9 +2,9 @@
 //! database can be inspected and migrated by hand.
 
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_shared::jobs::ThumbnailJob;
-use imageapi_shared::pipeline::ImageFormat;
+use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_core::image::ImageFormat;
+use imageapi_core::jobs::ThumbnailJob;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -113,7 +113,7 @@ pub async fn metrics(state: web::Data<AppState>, _admin: AdminUser) -> Result<Ht
 /// The metrics, for the admin route and the separate metrics listener.
 pub async fn render_metrics(state: &AppState) -> HttpResponse {
     // Refreshes the queue gauges; a scrape while the queue is away still shows the rest.
-    if let Err(e) = state.thumbnails.queue_status().await {
+    if let Err(e) = state.thumbnails.queue_view(chrono::Utc::now()).await {
         tracing::debug!(error = %e, "queue gauges not refreshed");
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())

@@ -7,7 +7,7 @@ use actix_web::http::header::{Charset, ContentDisposition, CONTENT_LENGTH};
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use imageapi_shared::domain::{is_invisible_format, ImageId};
+use imageapi_core::domain::{is_invisible_format, ImageId};
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
 use utoipa::ToSchema;
@@ -19,7 +19,8 @@ use crate::routes::owned_image;
 use crate::routes::paging::{Page, PageQuery};
 use crate::services::images::{delete_image, load_page};
 use crate::state::AppState;
-use crate::views::{ImagePage, ImageView};
+use crate::views::image_view;
+use imageapi_core::api::{ImagePage, ImageView};
 
 /// Room for multipart boundaries and part headers on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -283,7 +284,7 @@ pub async fn upload(
 
     let thumbs: BTreeMap<u32, ThumbState> =
         tier.thumbnail_heights.iter().map(|h| (h.get(), ThumbState::Pending)).collect();
-    let view = ImageView::new(&state.public_url, &record, &tier, &thumbs);
+    let view = image_view(&state.public_url, &record, &tier, &thumbs);
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("{}/api/v1/images/{}", state.public_url, record.id)))
         .json(view))
@@ -309,7 +310,7 @@ pub async fn list(
     let (rows, next) = load_page(state.repo.as_ref(), records, limit, Some((user.id, tier))).await?;
     let base = &state.public_url;
     Ok(HttpResponse::Ok().json(ImagePage {
-        results: rows.iter().map(|(image, tier, thumbs)| ImageView::new(base, image, tier, thumbs)).collect(),
+        results: rows.iter().map(|(image, tier, thumbs)| image_view(base, image, tier, thumbs)).collect(),
         next: next.map(|c| format!("{base}/api/v1/images?limit={limit}&cursor={c}")),
     }))
 }
@@ -332,7 +333,7 @@ pub async fn detail(
     let tier = state.repo.tier(&user.tier).await?;
     let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
     let thumbs = state.repo.thumbnails_of_heights(image.id, &heights).await?;
-    Ok(HttpResponse::Ok().json(ImageView::new(&state.public_url, &image, &tier, &thumbs)))
+    Ok(HttpResponse::Ok().json(image_view(&state.public_url, &image, &tier, &thumbs)))
 }
 
 /// Delete one of your images; its thumbnails and links go with it.

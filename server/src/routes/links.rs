@@ -2,7 +2,7 @@
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::Duration;
-use imageapi_shared::domain::{ExpirySeconds, Height, LinkId, Variant};
+use imageapi_core::domain::{ExpirySeconds, Height, LinkId, Variant};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{LinkRecord, RepoError};
@@ -12,7 +12,8 @@ use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::secrets::new_secret;
 use crate::services::grants;
 use crate::state::AppState;
-use crate::views::{whole_number, CreateLink, LinkList, LinkView};
+use crate::views::{link_view, whole_number, CreateLink};
+use imageapi_core::api::{LinkList, LinkView};
 
 /// Link tokens carry this prefix so they are recognisable in logs and secret scanners.
 const LINK_TOKEN_PREFIX: &str = "l_";
@@ -92,7 +93,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    let mut view = LinkView::new(&link, Some(format!("{}/l/{token}", state.public_url)), now);
+    let mut view = link_view(&link, Some(format!("{}/l/{token}", state.public_url)), now);
     view.expires_in = i64::from(expiry.get());
     Ok(HttpResponse::Created().json(view))
 }
@@ -116,7 +117,7 @@ pub async fn list(
     let links = state.repo.user_live_links(user.id, now, cursor, limit + 1).await?;
     let (links, next) = split_page(links, limit, |l| l.id);
     Ok(HttpResponse::Ok().json(LinkList {
-        results: links.iter().map(|l| LinkView::new(l, None, now)).collect(),
+        results: links.iter().map(|l| link_view(l, None, now)).collect(),
         next: next.map(|c| format!("{}/api/v1/links?limit={limit}&cursor={c}", state.public_url)),
     }))
 }

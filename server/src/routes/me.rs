@@ -5,7 +5,8 @@ use actix_web::{get, web, HttpResponse};
 use crate::error::ApiError;
 use crate::routes::extract::AuthUser;
 use crate::state::AppState;
-use crate::views::{MeView, TierView};
+use crate::views::tier_view;
+use imageapi_core::api::MeView;
 
 /// The authenticated user with their tier's grants.
 #[utoipa::path(
@@ -22,6 +23,6 @@ pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<
         id: user.id.to_string(),
         username: user.username.to_string(),
         is_admin: user.is_admin,
-        tier: TierView::new(&tier, None),
+        tier: tier_view(&tier, None),
     }))
 }

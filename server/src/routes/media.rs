@@ -7,7 +7,7 @@
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{route, web, HttpRequest, HttpResponse};
-use imageapi_shared::domain::{Height, ImageId, Variant};
+use imageapi_core::domain::{Height, ImageId, Variant};
 use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
 use crate::error::ApiError;

@@ -14,7 +14,7 @@ use actix_web::web;
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, UserRecord};
 use crate::state::AppState;
-use imageapi_shared::domain::ImageId;
+use imageapi_core::domain::ImageId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::healthz).service(health::readyz).service(health::metrics).service(media::public_link).service(

@@ -1,7 +1,7 @@
 //! What a user's tier lets them have, checked in one place for every route that serves or
 //! links a variant.
 
-use imageapi_shared::domain::Variant;
+use imageapi_core::domain::Variant;
 
 use crate::error::ApiError;
 use crate::repo::{Repo, TierRecord, UserRecord};

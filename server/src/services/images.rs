@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_core::domain::{ImageId, UserId};
 
 use crate::error::ApiError;
 use crate::repo::{ImageRecord, Repo, RepoError, ThumbStates, TierRecord};

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use imageapi_shared::domain::JobId;
+use imageapi_core::domain::JobId;
 use imageapi_shared::queue::results::ResultsReader;
 use imageapi_shared::queue::QueueError;
 

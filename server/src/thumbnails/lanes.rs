@@ -13,8 +13,8 @@
 
 use std::collections::HashSet;
 
-use imageapi_shared::domain::{JobId, UserId};
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::domain::{JobId, UserId};
+use imageapi_core::jobs::ThumbnailJob;
 
 use crate::turns::Turns;
 
@@ -111,8 +111,8 @@ impl Lanes {
 
 #[cfg(test)]
 mod tests {
-    use imageapi_shared::domain::ImageId;
-    use imageapi_shared::pipeline::ImageFormat;
+    use imageapi_core::domain::ImageId;
+    use imageapi_core::image::ImageFormat;
 
     use super::*;
 

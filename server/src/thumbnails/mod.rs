@@ -24,9 +24,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use imageapi_shared::domain::{ImageId, JobId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
-use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueError, QueueMode, QueueSnapshot};
+use chrono::{DateTime, Utc};
+use imageapi_core::api::{FailedJobView, QueueJobView, QueueView, QueueWorkerView};
+use imageapi_core::domain::{ImageId, JobId};
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
+use imageapi_core::queue::{QueueMode, QueueSnapshot};
+use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueError};
 use imageapi_shared::store::{BlobKey, BlobStore};
 use tokio::sync::{watch, Notify};
 
@@ -63,15 +66,6 @@ pub struct Thumbnails {
     queue_interrupted: AtomicBool,
     /// When recent jobs finished, for the throughput figure.
     finished: Mutex<VecDeque<Instant>>,
-}
-
-/// What admins see of the queue: its own view plus the server's.
-pub struct QueueStatus {
-    pub snapshot: QueueSnapshot,
-    /// Of the pending jobs, those not yet handed to the queue: waiting for their owner's
-    /// turn, or for the queue to come back.
-    pub undelivered: u64,
-    pub finished_last_minute: u64,
 }
 
 pub enum QueueHealth {
@@ -212,22 +206,23 @@ impl Thumbnails {
         self.reconcile_wake.notify_one();
     }
 
-    /// The queue's view for admins.
-    pub async fn queue_status(&self) -> Result<QueueStatus, QueueError> {
-        let mut snapshot = self.queue.snapshot().await?;
+    /// The queue as admins see it: the queue's own picture plus this server's part (jobs
+    /// waiting for their owner's turn, recent throughput). Refreshes the queue gauges too.
+    pub async fn queue_view(&self, now: DateTime<Utc>) -> Result<QueueView, QueueError> {
+        let snapshot = self.queue.snapshot().await?;
         let undelivered = lock(&self.lanes).len() as u64;
         // Waiting for their turn is waiting to run, as admins see it.
-        snapshot.pending += undelivered;
+        let pending = snapshot.pending + undelivered;
         let outbox = self.repo.outbox_len().await.unwrap_or(0);
         let finished_last_minute = {
             let now = Instant::now();
             lock(&self.finished).iter().filter(|t| now.duration_since(**t) <= THROUGHPUT_WINDOW).count() as u64
         };
-        self.metrics.queue_pending.set(snapshot.pending as i64);
+        self.metrics.queue_pending.set(pending as i64);
         self.metrics.queue_running.set(snapshot.running as i64);
         self.metrics.queue_failed.set(snapshot.failed as i64);
         self.metrics.outbox.set(outbox as i64);
-        Ok(QueueStatus { snapshot, undelivered, finished_last_minute })
+        Ok(queue_view(snapshot, pending, undelivered, finished_last_minute, now))
     }
 
     pub async fn retry_failed(&self, job: JobId) -> Result<bool, QueueError> {
@@ -275,3 +270,53 @@ impl OutcomeSink for DirectSink {
 
 #[cfg(test)]
 mod tests;
+
+fn queue_view(
+    snapshot: QueueSnapshot,
+    pending: u64,
+    undelivered: u64,
+    throughput: u64,
+    now: DateTime<Utc>,
+) -> QueueView {
+    QueueView {
+        mode: match snapshot.mode {
+            QueueMode::Embedded => "embedded",
+            QueueMode::Redis => "redis",
+        }
+        .to_owned(),
+        pending,
+        running: snapshot.running,
+        done: snapshot.done,
+        failed: snapshot.failed,
+        undelivered,
+        throughput_per_minute: throughput,
+        workers: snapshot
+            .workers
+            .into_iter()
+            .map(|w| QueueWorkerView {
+                heartbeat_age_secs: (now - w.last_heartbeat).num_seconds().max(0),
+                name: w.name,
+                last_heartbeat: w.last_heartbeat,
+                jobs: w
+                    .jobs
+                    .into_iter()
+                    .map(|j| QueueJobView { job: j.job.to_string(), image_id: j.image.map(|i| i.to_string()) })
+                    .collect(),
+                status: if w.problem.is_some() { "misconfigured" } else { "ok" }.to_owned(),
+                problem: w.problem,
+            })
+            .collect(),
+        failed_jobs: snapshot
+            .failed_jobs
+            .into_iter()
+            .map(|f| FailedJobView {
+                job: f.job.to_string(),
+                image_id: f.image.map(|i| i.to_string()),
+                heights: f.heights,
+                reason: f.reason,
+                attempts: f.attempts,
+                failed_at: f.failed_at,
+            })
+            .collect(),
+    }
+}

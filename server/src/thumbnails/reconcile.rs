@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use imageapi_shared::domain::UserId;
+use imageapi_core::domain::UserId;
 
 use super::Thumbnails;
 use crate::repo::RepoError;

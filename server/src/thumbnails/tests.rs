@@ -1,7 +1,7 @@
 use bytes::Bytes;
-use imageapi_shared::domain::{TierId, UserId, Username};
-use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
-use imageapi_shared::pipeline::ImageFormat;
+use imageapi_core::domain::{TierId, UserId, Username};
+use imageapi_core::image::ImageFormat;
+use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::store::{FsBlobStore, StoreError};
 
 use super::*;
@@ -176,7 +176,7 @@ async fn jobs_enter_the_queue_in_turns_per_owner_and_never_beyond_the_window() {
     // (The embedded queue forgets a job when its runner finishes it; none runs here.)
     assert_eq!(f.queue.in_flight().await.expect("count"), 3);
 
-    let status = f.thumbnails.queue_status().await.expect("status");
-    assert_eq!((status.snapshot.pending, status.undelivered), (7, 4), "3 in the queue, 4 waiting their turn");
+    let view = f.thumbnails.queue_view(chrono::Utc::now()).await.expect("status");
+    assert_eq!((view.pending, view.undelivered), (7, 4), "3 in the queue, 4 waiting their turn");
     assert_eq!(f.queue.push(&heavy_jobs[..3]).await.expect("push"), 0, "the first three are in the queue");
 }

@@ -40,7 +40,8 @@ impl Header {
     /// that name our limits, and nothing is allocated per pixel while reading a header.
     pub fn read(bytes: &[u8], format: ImageFormat) -> Result<Header, image::ImageError> {
         let headers = structure::header_bytes(bytes, format);
-        let mut reader = image::ImageReader::with_format(DecoderInput::new(headers, format), format.to_image_crate());
+        let mut reader =
+            image::ImageReader::with_format(DecoderInput::new(headers, format), super::image_crate_format(format));
         let mut limits = image::Limits::default();
         limits.max_image_width = None;
         limits.max_image_height = None;
@@ -255,10 +256,7 @@ pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits)
     Plan::new(original, format, &header, &heights).memory
 }
 
-/// Whole mebibytes, rounded up, for messages.
-pub(super) fn mib(bytes: u64) -> u64 {
-    bytes.div_ceil(MIB)
-}
+pub(super) use imageapi_core::image::mib;
 
 #[cfg(test)]
 mod tests {

@@ -266,7 +266,8 @@ fn decode_original(original: &[u8], format: ImageFormat, limits: &Limits) -> Res
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(budget);
 
-    let mut reader = image::ImageReader::with_format(DecoderInput::new(original, format), format.to_image_crate());
+    let mut reader =
+        image::ImageReader::with_format(DecoderInput::new(original, format), super::image_crate_format(format));
     reader.limits(decoder_limits);
     let decoder = reader.into_decoder().map_err(decode_error)?;
 

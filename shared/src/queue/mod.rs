@@ -19,11 +19,10 @@ pub const QUEUE: &str = "imageapi:thumbnails";
 
 use std::collections::BTreeSet;
 
-use crate::domain::{ImageId, JobId};
-use crate::jobs::ThumbnailJob;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use imageapi_core::domain::JobId;
+use imageapi_core::jobs::ThumbnailJob;
+use imageapi_core::queue::{QueueMode, QueueSnapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -37,59 +36,6 @@ impl From<::redis::RedisError> for QueueError {
     fn from(e: ::redis::RedisError) -> Self {
         Self::Unavailable(e.to_string())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueMode {
-    Embedded,
-    Redis,
-}
-
-/// A point-in-time view of the queue for admins.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueSnapshot {
-    pub mode: QueueMode,
-    /// Waiting to run, including retries waiting for their backoff.
-    pub pending: u64,
-    /// Taken by a worker.
-    pub running: u64,
-    /// Finished (thumbnails made or reported failed).
-    pub done: u64,
-    /// Given up after the last attempt, waiting for an admin's retry.
-    pub failed: u64,
-    pub workers: Vec<WorkerInfo>,
-    /// The given-up jobs, oldest first, at most [`FAILED_JOBS_SHOWN`].
-    pub failed_jobs: Vec<FailedJob>,
-}
-
-/// How many failed jobs a snapshot lists (the count is exact).
-pub const FAILED_JOBS_SHOWN: usize = 100;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerInfo {
-    pub name: String,
-    pub last_heartbeat: DateTime<Utc>,
-    /// Jobs the worker holds now.
-    pub jobs: Vec<JobRef>,
-    /// Why the worker takes no jobs (it does not see the server's blob store), if it does not.
-    pub problem: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct JobRef {
-    pub job: JobId,
-    pub image: Option<ImageId>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FailedJob {
-    pub job: JobId,
-    pub image: Option<ImageId>,
-    pub heights: Vec<u32>,
-    pub reason: String,
-    pub attempts: u32,
-    pub failed_at: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -126,7 +72,7 @@ pub trait JobQueue: Send + Sync + 'static {
 /// with Redis onto the results stream the servers consume.
 #[async_trait]
 pub trait OutcomeSink: Send + Sync + 'static {
-    async fn report(&self, report: crate::jobs::JobReport) -> anyhow::Result<()>;
+    async fn report(&self, report: imageapi_core::jobs::JobReport) -> anyhow::Result<()>;
 
     /// Whether the job is still wanted (its image not deleted since). Asked only when the
     /// original is missing or a thumbnail waits for disk space; a sink that cannot tell says

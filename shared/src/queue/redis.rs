@@ -8,23 +8,23 @@
 //!   after applying it durably, so a server that was down catches up on everything it missed.
 //! - The worker process's apalis consumer lives in the worker crate (`imageapi_worker::consumer`).
 //!
-//! [`JobReport`]: crate::jobs::JobReport
+//! [`JobReport`]: imageapi_core::jobs::JobReport
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::domain::JobId;
-use crate::jobs::ThumbnailJob;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
 use apalis_redis::{Config, RedisTask};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use imageapi_core::domain::JobId;
+use imageapi_core::jobs::ThumbnailJob;
 use redis::aio::ConnectionManager;
 
-use crate::queue::{
-    FailedJob, JobQueue, JobRef, QueueError, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN, QUEUE,
-};
+use crate::queue::{JobQueue, QueueError, QUEUE};
+
+use imageapi_core::queue::{FailedJob, JobRef, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
 
 /// A connection that is made on first use and remade after Redis comes back, failing fast
 /// while Redis is away (so callers can report "degraded" instead of hanging).

@@ -4,8 +4,8 @@
 //! acknowledge are read again at its next start; entries left by a server that is gone are
 //! claimed by another after [`CLAIM_IDLE`] ([`ResultsReader::claim_abandoned`]).
 
-use crate::jobs::JobReport;
 use async_trait::async_trait;
+use imageapi_core::jobs::JobReport;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;

@@ -16,7 +16,7 @@ use tokio_util::io::ReaderStream;
 use futures_util::stream::BoxStream;
 
 use super::{BlobBody, BlobInfo, BlobKey, BlobStore, ByteRange, StoreError, WHOLE_BODY_MAX};
-use crate::domain::ImageId;
+use imageapi_core::domain::ImageId;
 
 /// Chunk size when streaming a blob to a client.
 const READ_CHUNK: usize = 64 * 1024;
@@ -269,7 +269,7 @@ fn tokio_stream_from<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::ImageFormat;
+    use imageapi_core::image::ImageFormat;
 
     async fn read_all(body: BlobBody) -> Vec<u8> {
         match body {

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::domain::ImageId;
-use crate::pipeline::ImageFormat;
+use imageapi_core::domain::ImageId;
+use imageapi_core::image::ImageFormat;
 
 pub use fs::FsBlobStore;
 pub use marker::{ensure_marker, read_marker, StoreMarker};

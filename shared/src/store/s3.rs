@@ -23,7 +23,7 @@ use object_store::{
 };
 
 use super::{BlobBody, BlobInfo, BlobKey, BlobStore, ByteRange, StoreError, WHOLE_BODY_MAX};
-use crate::domain::ImageId;
+use imageapi_core::domain::ImageId;
 
 /// Blobs above this size are written as a multipart upload of parts this large (S3's minimum
 /// part size is 5 MiB); smaller ones with one PUT.

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use imageapi_shared::domain::{ImageId, JobId, UserId};
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::domain::{ImageId, JobId, UserId};
+use imageapi_core::jobs::ThumbnailJob;
 
 use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
 use super::{db_error, PgRepo};

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use imageapi_shared::domain::{ImageId, JobId, UserId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
+use imageapi_core::domain::{ImageId, JobId, UserId};
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 
 use super::images::insert_job;
 use super::listen::CHANNEL;

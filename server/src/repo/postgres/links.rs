@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{ImageId, LinkId, UserId, Variant};
+use imageapi_core::domain::{ImageId, LinkId, UserId, Variant};
 use tokio_postgres::GenericClient;
 
 use super::rows::{self, variant_name, LINK_COLUMNS};

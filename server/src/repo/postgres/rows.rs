@@ -1,9 +1,9 @@
 //! Rows to records and back: every column read is checked, so a damaged row is a clear
 //! `Corrupt` error, never a panic.
 
-use imageapi_shared::domain::{Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_shared::jobs::ThumbnailJob;
-use imageapi_shared::pipeline::ImageFormat;
+use imageapi_core::domain::{Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_core::image::ImageFormat;
+use imageapi_core::jobs::ThumbnailJob;
 use tokio_postgres::Row;
 
 use crate::repo::{ImageRecord, LinkRecord, RepoError, RepoResult, ThumbState, TierRecord, TokenRecord, UserRecord};
@@ -173,7 +173,7 @@ pub const OUTBOX_WITH_OWNERS: &str = "FROM outbox o LEFT JOIN images i ON i.id =
 pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
     let heights: Vec<i32> = get(row, "heights")?;
     Ok(ThumbnailJob {
-        id: imageapi_shared::domain::JobId::from_bytes(id16(row, "id")?),
+        id: imageapi_core::domain::JobId::from_bytes(id16(row, "id")?),
         image_id: ImageId::from_bytes(id16(row, "image_id")?),
         format: format(row, "format")?,
         heights: heights
@@ -183,6 +183,6 @@ pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
         owner: get::<Option<Vec<u8>>>(row, "owner")?
             .map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| corrupt("owner", "not 16 bytes")))
             .transpose()?
-            .map(imageapi_shared::domain::UserId::from_bytes),
+            .map(imageapi_core::domain::UserId::from_bytes),
     })
 }

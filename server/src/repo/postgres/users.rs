@@ -1,7 +1,7 @@
 //! Tiers, users and API tokens.
 
 use async_trait::async_trait;
-use imageapi_shared::domain::{TierId, TokenId, UserId};
+use imageapi_core::domain::{TierId, TokenId, UserId};
 use tokio_postgres::GenericClient;
 
 use super::rows::{self, heights_of, USER_COLUMNS};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{ImageId, JobId, LinkId, TierId, TokenId, UserId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob};
+use imageapi_core::domain::{ImageId, JobId, LinkId, TierId, TokenId, UserId};
+use imageapi_core::jobs::{JobReport, ThumbnailJob};
 
 use super::SledDb;
 use crate::repo::{

@@ -2,7 +2,7 @@
 //! repository traits never hand out (token and link hashes, the outbox, reconciliation
 //! entries), in an order a relational target can insert (tiers before users before images).
 
-use imageapi_shared::domain::{ImageId, UserId};
+use imageapi_core::domain::{ImageId, UserId};
 
 use super::{decode, id16, RepoError, SledDb, STORE_MARKER_KEY};
 use crate::repo::migrate::Exported;
@@ -38,7 +38,7 @@ impl SledDb {
             let (hash, id) = entry?;
             let hash: [u8; 32] = hash.as_ref().try_into().map_err(|_| RepoError::Corrupt("a link hash".into()))?;
             let id = id16(&id).ok_or_else(|| RepoError::Corrupt("a link id".into()))?;
-            match self.link(imageapi_shared::domain::LinkId::from_bytes(id)) {
+            match self.link(imageapi_core::domain::LinkId::from_bytes(id)) {
                 Ok(link) => emit(Exported::Link(link, hash))?,
                 Err(RepoError::NotFound) => {}
                 Err(e) => return Err(e),

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use imageapi_shared::domain::{ImageId, JobId, LinkId, UserId};
-use imageapi_shared::jobs::ThumbnailJob;
+use imageapi_core::domain::{ImageId, JobId, LinkId, UserId};
+use imageapi_core::jobs::ThumbnailJob;
 use sled::Transactional;
 
 use super::*;

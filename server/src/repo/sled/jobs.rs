@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use imageapi_shared::domain::{ImageId, JobId};
-use imageapi_shared::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
+use imageapi_core::domain::{ImageId, JobId};
+use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use sled::Transactional;
 
 use super::{adjust_usage, decode, id16, thumb_key, tx_decode, tx_encode, ImageRecord, RepoError, SledDb, ThumbState};

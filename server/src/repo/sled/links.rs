@@ -8,7 +8,7 @@
 //! retention ends, while lists and counts never see it again.
 
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{LinkId, UserId};
+use imageapi_core::domain::{LinkId, UserId};
 use sled::Transactional;
 
 use super::*;

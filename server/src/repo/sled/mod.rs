@@ -19,7 +19,7 @@ mod users;
 use std::path::Path;
 use std::sync::Mutex;
 
-use imageapi_shared::domain::{ImageId, TierId, UserId};
+use imageapi_core::domain::{ImageId, TierId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -328,9 +328,9 @@ impl SledDb {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use imageapi_shared::domain::{TierId, UserId, Username};
-    use imageapi_shared::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
-    use imageapi_shared::pipeline::ImageFormat;
+    use imageapi_core::domain::{TierId, UserId, Username};
+    use imageapi_core::image::ImageFormat;
+    use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 
     use super::*;
 
@@ -406,10 +406,10 @@ mod tests {
         let image = image_of(user.id, 1);
         let now = Utc::now();
         let link = LinkRecord {
-            id: imageapi_shared::domain::LinkId::from_ulid(ulid::Ulid::new()),
+            id: imageapi_core::domain::LinkId::from_ulid(ulid::Ulid::new()),
             owner: user.id,
             image_id: image.id,
-            variant: imageapi_shared::domain::Variant::Original,
+            variant: imageapi_core::domain::Variant::Original,
             created_at: now,
             expires_at: now + chrono::Duration::seconds(300),
         };
@@ -431,7 +431,7 @@ mod tests {
         }
         let db = SledDb::open(dir.path()).expect("reopen");
         assert_eq!(db.link_expiry.len(), 1, "indexed at open");
-        let another = LinkRecord { id: imageapi_shared::domain::LinkId::from_ulid(ulid::Ulid::new()), ..link.clone() };
+        let another = LinkRecord { id: imageapi_core::domain::LinkId::from_ulid(ulid::Ulid::new()), ..link.clone() };
         let refused = db.insert_link(&another, &[6; 32], 1);
         assert!(matches!(refused, Err(RepoError::LinkLimit(_))), "an old entry counts: {refused:?}");
         assert_eq!(db.prune_expired_links(link.expires_at, now).expect("prune"), (1, 0));

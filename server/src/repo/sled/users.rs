@@ -1,6 +1,6 @@
 //! Tiers, users and API tokens in sled.
 
-use imageapi_shared::domain::{ImageId, LinkId, TierId, TokenId, UserId};
+use imageapi_core::domain::{ImageId, LinkId, TierId, TokenId, UserId};
 use sled::{IVec, Transactional};
 
 use super::*;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{delete, get, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use imageapi_shared::domain::{ImageId, LinkId, UserId};
+use imageapi_core::domain::{ImageId, LinkId, UserId};
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, FieldErrors};
@@ -14,7 +14,8 @@ use crate::routes::extract::AdminUser;
 use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::services::{self, images::load_page};
 use crate::state::AppState;
-use crate::views::{AdminImageView, ImagePage, ImageView, LinkList, LinkView};
+use crate::views::{image_view, link_view};
+use imageapi_core::api::{AdminImageView, ImagePage, LinkList};
 
 /// The admin browse's filters (beside paging). Every one is optional; all given must hold.
 #[derive(Debug, serde::Deserialize, IntoParams)]
@@ -124,7 +125,7 @@ pub async fn images(
     let results = rows
         .iter()
         .map(|(image, tier, thumbs)| {
-            let mut view = ImageView::new(base, image, tier, thumbs);
+            let mut view = image_view(base, image, tier, thumbs);
             view.owner = Some(image.owner.to_string());
             view
         })
@@ -162,13 +163,13 @@ pub async fn image_detail(
     let now = state.clock.now();
     let mut live: Vec<_> = image_links.into_iter().filter(|l| !l.is_expired(now)).collect();
     live.sort_by_key(|l| (l.expires_at, l.id));
-    let mut view = ImageView::new(&state.public_url, &image, &tier, &thumbs);
+    let mut view = image_view(&state.public_url, &image, &tier, &thumbs);
     view.owner = Some(owner.id.to_string());
     Ok(HttpResponse::Ok().json(AdminImageView {
         image: view,
         owner_username: owner.username.to_string(),
         owner_tier: owner.tier.to_string(),
-        links: live.iter().map(|l| LinkView::new(l, None, now)).collect(),
+        links: live.iter().map(|l| link_view(l, None, now)).collect(),
     }))
 }
 
@@ -231,7 +232,7 @@ pub async fn links(
     let results = links
         .iter()
         .map(|l| {
-            let mut view = LinkView::new(l, None, now);
+            let mut view = link_view(l, None, now);
             view.owner = Some(l.owner.to_string());
             view.owner_username = names.get(&l.owner).cloned();
             view

@@ -1,13 +1,14 @@
 //! Admin: the thumbnail job queue, in either mode, and retrying failed jobs.
 
 use actix_web::{get, post, web, HttpResponse};
-use imageapi_shared::domain::JobId;
-use imageapi_shared::queue::{QueueError, QueueMode};
+use imageapi_core::domain::JobId;
+use imageapi_shared::queue::QueueError;
 
 use crate::error::ApiError;
 use crate::routes::extract::AdminUser;
 use crate::state::AppState;
-use crate::views::{FailedJobView, QueueJobView, QueueView, QueueWorkerView, RetryView};
+use crate::views::RetryView;
+use imageapi_core::api::QueueView;
 
 fn unavailable(e: QueueError) -> ApiError {
     tracing::warn!(error = %e, "the job queue could not be read");
@@ -24,50 +25,7 @@ fn unavailable(e: QueueError) -> ApiError {
 )]
 #[get("/admin/queue")]
 pub async fn status(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
-    let status = state.thumbnails.queue_status().await.map_err(unavailable)?;
-    let now = chrono::Utc::now();
-    let s = status.snapshot;
-    Ok(HttpResponse::Ok().json(QueueView {
-        mode: match s.mode {
-            QueueMode::Embedded => "embedded",
-            QueueMode::Redis => "redis",
-        }
-        .to_owned(),
-        pending: s.pending,
-        running: s.running,
-        done: s.done,
-        failed: s.failed,
-        undelivered: status.undelivered,
-        throughput_per_minute: status.finished_last_minute,
-        workers: s
-            .workers
-            .into_iter()
-            .map(|w| QueueWorkerView {
-                heartbeat_age_secs: (now - w.last_heartbeat).num_seconds().max(0),
-                name: w.name,
-                last_heartbeat: w.last_heartbeat,
-                jobs: w
-                    .jobs
-                    .into_iter()
-                    .map(|j| QueueJobView { job: j.job.to_string(), image_id: j.image.map(|i| i.to_string()) })
-                    .collect(),
-                status: if w.problem.is_some() { "misconfigured" } else { "ok" },
-                problem: w.problem,
-            })
-            .collect(),
-        failed_jobs: s
-            .failed_jobs
-            .into_iter()
-            .map(|f| FailedJobView {
-                job: f.job.to_string(),
-                image_id: f.image.map(|i| i.to_string()),
-                heights: f.heights,
-                reason: f.reason,
-                attempts: f.attempts,
-                failed_at: f.failed_at,
-            })
-            .collect(),
-    }))
+    Ok(HttpResponse::Ok().json(state.thumbnails.queue_view(chrono::Utc::now()).await.map_err(unavailable)?))
 }
 
 /// Puts a failed job back in line with fresh attempts.

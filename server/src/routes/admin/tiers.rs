@@ -1,13 +1,14 @@
 //! Admin: tiers.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use imageapi_shared::domain::{Heights, TierId, TierName};
+use imageapi_core::domain::{Heights, TierId, TierName};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{TierEdit, TierRecord};
 use crate::routes::extract::AdminUser;
 use crate::state::AppState;
-use crate::views::{whole_number, CreateTier, TierList, TierView, UpdateTier};
+use crate::views::{self, whole_number, CreateTier, UpdateTier};
+use imageapi_core::api::{TierList, TierView};
 
 fn parse_heights(value: &serde_json::Value) -> Result<Heights, String> {
     let items = value.as_array().ok_or("must be a list of heights in px")?;
@@ -20,9 +21,9 @@ fn tier_id(raw: &str) -> Result<TierId, ApiError> {
     TierId::parse(raw).map_err(|_| ApiError::NotFound)
 }
 
-async fn tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
+async fn load_tier_view(state: &AppState, id: TierId) -> Result<TierView, ApiError> {
     let (tier, holders) = futures_util::try_join!(state.repo.tier(&id), state.repo.tier_user_count(&id))?;
-    Ok(TierView::new(&tier, Some(holders)))
+    Ok(views::tier_view(&tier, Some(holders)))
 }
 
 /// All tiers with how many users hold each.
@@ -32,7 +33,7 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
     let tiers = state.repo.tiers().await?;
     let mut results = Vec::with_capacity(tiers.len());
     for tier in &tiers {
-        results.push(TierView::new(tier, Some(state.repo.tier_user_count(&tier.id).await?)));
+        results.push(views::tier_view(tier, Some(state.repo.tier_user_count(&tier.id).await?)));
     }
     Ok(HttpResponse::Ok().json(TierList { results }))
 }
@@ -68,7 +69,7 @@ pub async fn create(
         builtin: false,
     };
     state.repo.create_tier(&tier).await?;
-    Ok(HttpResponse::Created().json(TierView::new(&tier, Some(0))))
+    Ok(HttpResponse::Created().json(views::tier_view(&tier, Some(0))))
 }
 
 /// One tier.
@@ -85,7 +86,7 @@ pub async fn detail(
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(tier_view(&state, tier_id(&path)?).await?))
+    Ok(HttpResponse::Ok().json(load_tier_view(&state, tier_id(&path)?).await?))
 }
 
 /// Edit a tier (builtin ones too). Applies at once to the images of every user holding it.
@@ -133,7 +134,7 @@ pub async fn update(
     };
     state.repo.update_tier(&id, &edit).await?;
     state.thumbnails.wake_reconciler();
-    Ok(HttpResponse::Ok().json(tier_view(&state, id).await?))
+    Ok(HttpResponse::Ok().json(load_tier_view(&state, id).await?))
 }
 
 /// Delete a tier: not a builtin one, and not while users hold it (409).

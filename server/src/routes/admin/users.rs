@@ -1,7 +1,7 @@
 //! Admin: users and their API tokens.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use imageapi_shared::domain::{Password, TierId, TokenId, UserId, Username};
+use imageapi_core::domain::{Password, TierId, TokenId, UserId, Username};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{RepoError, TokenRecord, Usage, UserEdit, UserRecord};
@@ -9,7 +9,8 @@ use crate::routes::extract::AdminUser;
 use crate::secrets::new_secret;
 use crate::services::images::delete_image;
 use crate::state::AppState;
-use crate::views::{CreateUser, NewTokenView, TokenView, UpdateUser, UserList, UserView};
+use crate::views::{self, token_view, UpdateUser};
+use imageapi_core::api::{CreateUser, NewTokenView, UserList, UserView};
 
 /// API tokens carry this prefix so they are recognisable in logs and secret scanners.
 const API_TOKEN_PREFIX: &str = "iat_";
@@ -36,12 +37,11 @@ async fn hash(state: &AppState, password: Password) -> Result<String, ApiError> 
     Ok(state.passwords.hash(password.expose().to_owned()).await?)
 }
 
-async fn user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<UserView, ApiError> {
+async fn load_user_view(state: &AppState, id: UserId, with_tokens: bool) -> Result<UserView, ApiError> {
     let repo = &state.repo;
     let user = repo.user(id).await?;
-    let tokens =
-        if with_tokens { Some(repo.user_tokens(id).await?.iter().map(TokenView::from).collect()) } else { None };
-    Ok(UserView::new(&user, repo.usage(id).await?, tokens))
+    let tokens = if with_tokens { Some(repo.user_tokens(id).await?.iter().map(token_view).collect()) } else { None };
+    Ok(views::user_view(&user, repo.usage(id).await?, tokens))
 }
 
 /// All users, with what their images take up.
@@ -51,7 +51,7 @@ pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpR
     let users = state.repo.users().await?;
     let mut results = Vec::with_capacity(users.len());
     for user in &users {
-        results.push(UserView::new(user, state.repo.usage(user.id).await?, None));
+        results.push(views::user_view(user, state.repo.usage(user.id).await?, None));
     }
     Ok(HttpResponse::Ok().json(UserList { results }))
 }
@@ -96,7 +96,7 @@ pub async fn create(
         e => e.into(),
     })?;
     tracing::info!(user = %user.id, username = %user.username, "user created");
-    Ok(HttpResponse::Created().json(UserView::new(&user, Usage::default(), None)))
+    Ok(HttpResponse::Created().json(views::user_view(&user, Usage::default(), None)))
 }
 
 /// One user, with their API tokens (ids only).
@@ -113,7 +113,7 @@ pub async fn detail(
     _admin: AdminUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(user_view(&state, user_id(&path)?, true).await?))
+    Ok(HttpResponse::Ok().json(load_user_view(&state, user_id(&path)?, true).await?))
 }
 
 /// Change a user's tier, active flag, admin flag or password.
@@ -172,7 +172,7 @@ pub async fn update(
     if tier_changed {
         state.thumbnails.wake_reconciler();
     }
-    Ok(HttpResponse::Ok().json(user_view(&state, id, true).await?))
+    Ok(HttpResponse::Ok().json(load_user_view(&state, id, true).await?))
 }
 
 /// Delete a user with their images, links and tokens. You cannot delete yourself.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ImageId, JobId, UserId};
-use crate::pipeline::ImageFormat;
+use crate::image::ImageFormat;
 
 /// Make these thumbnails of one image, all from one decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct ThumbnailOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum ThumbnailResult {
-    /// The thumbnail is in the blob store under [`crate::store::BlobKey::thumbnail`].
+    /// The thumbnail is in the blob store (under the key `BlobKey::thumbnail` names).
     Ready { width: u32, height: u32, size_bytes: u64 },
     /// It cannot be made; the reason is shown to the user.
     Failed { reason: String },
