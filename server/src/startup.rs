@@ -57,7 +57,7 @@ pub struct Application {
     grace: Duration,
     worker: Option<tokio::task::JoinHandle<()>>,
     /// With no worker threads configured the queue must still accept jobs; it is kept here.
-    _idle_queue: Option<imageapi_worker::EmbeddedWorker>,
+    _idle_queue: Option<imageapi_queue::embedded::EmbeddedWorker>,
     pub state: web::Data<AppState>,
 }
 

@@ -4,15 +4,12 @@
 //! - [`store`]: the [`store::BlobStore`] trait for originals and thumbnails, with a
 //!   filesystem implementation; keys are built from ids, never from user input.
 //! - [`pipeline`]: probing uploads (format, dimensions, limits) and making thumbnails.
-//! - [`queue`]: the queue contract of server and workers (job queue trait, Redis queue client,
-//!   results stream, store-marker check), so neither depends on the other's internals.
 //! - [`settings`]: settings the server and workers share (the image limits), defined once.
 //! - [`malloc`]: allocator settings the long-running binaries apply at start.
 //! - [`testing`]: test support — a small tmpfs to fill, a private PostgreSQL.
 
 pub mod malloc;
 pub mod pipeline;
-pub mod queue;
 pub mod settings;
 pub mod store;
 pub mod testing;

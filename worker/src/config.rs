@@ -86,7 +86,7 @@ pub struct WorkerConfig {
     pub heartbeat_secs: u64,
     /// Attempts of a failing job before it goes to the dead set (attempt n waits n seconds);
     /// 1..=25 (apalis-redis gives up after 25 whatever is set).
-    #[arg(long, env = "IMAGEAPI_JOB_MAX_ATTEMPTS", default_value_t = imageapi_shared::queue::retry::RetryPolicy::DEFAULT_ATTEMPTS as u16, global = true,
+    #[arg(long, env = "IMAGEAPI_JOB_MAX_ATTEMPTS", default_value_t = imageapi_queue::retry::RetryPolicy::DEFAULT_ATTEMPTS as u16, global = true,
           value_parser = clap::value_parser!(u16).range(1..=25))]
     pub max_attempts: u16,
     /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use imageapi_core::image::Limits;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
-use imageapi_shared::queue::OutcomeSink;
+use imageapi_queue::{JobHandler, OutcomeSink};
 use imageapi_shared::store::{BlobKey, BlobStore, StoreError};
 
 use crate::metrics::WorkerMetrics;
@@ -123,7 +123,7 @@ async fn put_when_there_is_room(
     bytes: Bytes,
 ) -> Result<(), JobError> {
     let mut pause = SPACE_RETRY_FIRST;
-    let mut waiting: Option<WaitingForSpace> = None;
+    let mut waiting: Option<Counted> = None;
     loop {
         match ctx.store.put(key, bytes.clone()).await {
             Err(StoreError::OutOfSpace { .. }) => {}
@@ -139,7 +139,7 @@ async fn put_when_there_is_room(
                 key = key.as_str(),
                 "the blob store is full; the thumbnail is kept and written once there is room"
             );
-            waiting = Some(WaitingForSpace::new(&ctx.metrics));
+            waiting = Some(Counted::new(&ctx.metrics.waiting_for_space));
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
@@ -152,19 +152,38 @@ async fn put_when_there_is_room(
     }
 }
 
-/// Counts a job in `imageapi_worker_jobs_waiting_for_space` while it lives.
-struct WaitingForSpace(prometheus::IntGauge);
+/// Counts a job in a gauge while it lives (also when the job panics or is dropped).
+struct Counted(prometheus::IntGauge);
 
-impl WaitingForSpace {
-    fn new(metrics: &WorkerMetrics) -> Self {
-        metrics.waiting_for_space.inc();
-        Self(metrics.waiting_for_space.clone())
+impl Counted {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
     }
 }
 
-impl Drop for WaitingForSpace {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// How either queue transport runs a job here: [`run_job`], counted in the worker's metrics.
+#[async_trait::async_trait]
+impl JobHandler for JobContext {
+    type Error = JobError;
+
+    async fn handle(&self, job: ThumbnailJob) -> Result<(), JobError> {
+        let _running = Counted::new(&self.metrics.running);
+        run_job(job, self).await
+    }
+
+    fn retrying(&self) {
+        self.metrics.retries.inc();
+    }
+
+    fn given_up(&self) {
+        self.metrics.dead.inc();
     }
 }
 

@@ -14,13 +14,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
-use crate::consumer::{self, ConsumerConfig};
 use crate::job::JobContext;
 use crate::metrics::{self, WorkerMetrics};
 use crate::pool::ThumbnailPool;
-use imageapi_shared::queue::results::RedisSink;
-use imageapi_shared::queue::retry::RetryPolicy;
-use imageapi_shared::queue::store_check::{self, StoreStatus};
+use imageapi_queue::redis::consumer::{self, ConsumerConfig};
+use imageapi_queue::redis::results::RedisSink;
+use imageapi_queue::redis::store_check::{self, StoreStatus};
+use imageapi_queue::retry::RetryPolicy;
 
 pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let Some(redis_url) = config.redis_url.clone() else {
@@ -30,7 +30,7 @@ pub fn run(config: WorkerConfig) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         let registry = Registry::new();
         let metrics = WorkerMetrics::register(&registry)?;
-        let conn = imageapi_shared::queue::redis::connect(&redis_url)?;
+        let conn = imageapi_queue::redis::connect(&redis_url)?;
         let store: Arc<dyn BlobStore> = config.store.open()?;
         let name = config.name();
         let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));

@@ -13,9 +13,10 @@ use imageapi_core::domain::JobId;
 use imageapi_core::image::{ImageFormat, Limits};
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_core::queue::QueueSnapshot;
-use imageapi_shared::queue::{JobQueue, OutcomeSink};
+use imageapi_queue::embedded;
+use imageapi_queue::{JobQueue, OutcomeSink};
 use imageapi_shared::store::{BlobKey, BlobStore, FsBlobStore};
-use imageapi_worker::{embedded, JobContext, ThumbnailPool, WorkerMetrics};
+use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imageapi_core::domain::JobId;
-use imageapi_shared::queue::results::ResultsReader;
-use imageapi_shared::queue::QueueError;
+use imageapi_queue::redis::results::ResultsReader;
+use imageapi_queue::QueueError;
 
 use super::Thumbnails;
 use crate::repo::RepoError;
@@ -39,7 +39,7 @@ const CLAIM_EVERY: Duration = Duration::from_secs(10);
 
 enum DeliverError {
     Repo(crate::repo::RepoError),
-    Queue(imageapi_shared::queue::QueueError),
+    Queue(imageapi_queue::QueueError),
 }
 
 impl Thumbnails {

@@ -29,7 +29,7 @@ use imageapi_core::api::{FailedJobView, QueueJobView, QueueView, QueueWorkerView
 use imageapi_core::domain::{ImageId, JobId};
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use imageapi_core::queue::{QueueMode, QueueSnapshot};
-use imageapi_shared::queue::{JobQueue, OutcomeSink, QueueError};
+use imageapi_queue::{JobQueue, OutcomeSink, QueueError};
 use imageapi_shared::store::{BlobKey, BlobStore};
 use tokio::sync::{watch, Notify};
 

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use imageapi_shared::queue::results::ResultsReader;
+use imageapi_queue::embedded::EmbeddedWorker;
+use imageapi_queue::redis::results::ResultsReader;
 use imageapi_shared::store::{BlobStore, StoreMarker};
-use imageapi_worker::{EmbeddedWorker, JobContext, ThumbnailPool, WorkerMetrics};
+use imageapi_worker::{JobContext, ThumbnailPool, WorkerMetrics};
 use tokio_util::sync::CancellationToken;
 
 use super::{spawn_redis_tasks, DirectSink, Thumbnails};
@@ -42,15 +43,15 @@ pub async fn start(
     let threads = config.worker_threads();
     let thumbnails = match &config.redis_url {
         Some(url) => {
-            let conn = imageapi_shared::queue::redis::connect(url)?;
-            let queue = Arc::new(imageapi_shared::queue::redis::RedisQueue::new(conn.clone()));
+            let conn = imageapi_queue::redis::connect(url)?;
+            let queue = Arc::new(imageapi_queue::redis::producer::RedisQueue::new(conn.clone()));
             let window = config.queue_window.unwrap_or(REDIS_QUEUE_WINDOW);
             let thumbnails = Arc::new(Thumbnails::new(repo.clone(), store.clone(), queue, metrics.clone(), window));
             // Its own connection: a blocking read would hold up every other command on a
             // shared (multiplexed) one.
-            let reader = ResultsReader::new(imageapi_shared::queue::redis::connect(url)?, config.node_name());
+            let reader = ResultsReader::new(imageapi_queue::redis::connect(url)?, config.node_name());
             spawn_redis_tasks(thumbnails.clone(), reader);
-            actix_web::rt::spawn(imageapi_shared::queue::store_check::keep_publishing(
+            actix_web::rt::spawn(imageapi_queue::redis::store_check::keep_publishing(
                 conn.clone(),
                 marker.clone(),
                 shutdown.clone(),
@@ -59,7 +60,7 @@ pub async fn start(
             thumbnails
         }
         None => {
-            let (queue, embedded) = imageapi_worker::embedded::queue();
+            let (queue, embedded) = imageapi_queue::embedded::queue();
             // As many as the runners: a job enters the queue when a runner is free for it.
             let runners = threads * 2;
             let window = config.queue_window.unwrap_or(runners);

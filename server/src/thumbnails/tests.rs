@@ -14,7 +14,7 @@ struct Fixture {
     thumbnails: Thumbnails,
     queue: Arc<dyn JobQueue>,
     // Keeps the embedded queue open (it runs nothing: jobs stay in it).
-    _worker: imageapi_worker::EmbeddedWorker,
+    _worker: imageapi_queue::embedded::EmbeddedWorker,
 }
 
 /// A queue window of 4.
@@ -32,7 +32,7 @@ async fn fixture_with_window(window: usize) -> Fixture {
     };
     let repo = crate::repo::open(&settings).await.expect("repo");
     let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs")).expect("store"));
-    let (queue, worker) = imageapi_worker::embedded::queue();
+    let (queue, worker) = imageapi_queue::embedded::queue();
     let queue: Arc<dyn JobQueue> = Arc::new(queue);
     let metrics = ServerMetrics::new().expect("metrics");
     let thumbnails = Thumbnails::new(repo.clone(), store.clone(), queue.clone(), metrics, window);
@@ -146,7 +146,7 @@ async fn the_embedded_sink_wants_a_job_only_while_its_image_exists() {
     let record = image(owner.id);
     let gone = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
     f.repo.delete_image(record.id).await.expect("delete");
-    let (queue, _worker) = imageapi_worker::embedded::queue();
+    let (queue, _worker) = imageapi_queue::embedded::queue();
     let metrics = ServerMetrics::new().expect("metrics");
     let sink = DirectSink(Arc::new(Thumbnails::new(f.repo.clone(), f.store.clone(), Arc::new(queue), metrics, 4)));
 

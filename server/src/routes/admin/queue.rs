@@ -2,7 +2,7 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use imageapi_core::domain::JobId;
-use imageapi_shared::queue::QueueError;
+use imageapi_queue::QueueError;
 
 use crate::error::ApiError;
 use crate::routes::extract::AdminUser;

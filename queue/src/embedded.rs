@@ -1,5 +1,6 @@
 //! The embedded queue: jobs carried in-process from the server to a few runner tasks that feed
-//! the render pool. Same job handler and retry rule as the Redis mode; no services needed.
+//! a [`JobHandler`] (the render pool). Same handler and retry policy as the Redis transport;
+//! no services needed.
 //!
 //! A job is recorded once, durably, in the server's outbox, which delivers every unfinished
 //! job again at start: nothing acknowledged is lost when this process stops. The queue
@@ -18,10 +19,10 @@ use imageapi_core::jobs::ThumbnailJob;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{run_job, JobContext};
 use imageapi_core::queue::{FailedJob, JobRef, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
-use imageapi_shared::queue::retry::RetryPolicy;
-use imageapi_shared::queue::{JobQueue, QueueError};
+
+use crate::retry::RetryPolicy;
+use crate::{JobHandler, JobQueue, QueueError};
 
 const WORKER_NAME: &str = "embedded";
 
@@ -146,17 +147,17 @@ impl EmbeddedWorker {
     /// Runs until `shutdown` is cancelled; a job already rendering finishes first (one waiting
     /// for its next attempt stops: the outbox delivers it again at start). `concurrency` bounds
     /// jobs in flight (the render pool bounds CPU use separately).
-    pub async fn run(self, ctx: Arc<JobContext>, concurrency: usize, shutdown: CancellationToken) {
+    pub async fn run<H: JobHandler>(self, handler: Arc<H>, concurrency: usize, shutdown: CancellationToken) {
         let rx = Arc::new(tokio::sync::Mutex::new(self.rx));
-        let runners = (0..concurrency.max(1)).map(|_| runner(&rx, &self.book, &ctx, &shutdown));
+        let runners = (0..concurrency.max(1)).map(|_| runner(&rx, &self.book, &*handler, &shutdown));
         futures_util::future::join_all(runners).await;
     }
 }
 
-async fn runner(
+async fn runner<H: JobHandler>(
     rx: &tokio::sync::Mutex<UnboundedReceiver<ThumbnailJob>>,
     book: &SharedBook,
-    ctx: &JobContext,
+    handler: &H,
     shutdown: &CancellationToken,
 ) {
     loop {
@@ -171,20 +172,18 @@ async fn runner(
                 },
             }
         };
-        work(job, book, ctx, shutdown).await;
+        work(job, book, handler, shutdown).await;
     }
 }
 
 /// One job with its attempts; ends done, given up, or dropped at shutdown.
-async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: &CancellationToken) {
+async fn work<H: JobHandler>(job: ThumbnailJob, book: &SharedBook, handler: &H, shutdown: &CancellationToken) {
     if let Some(held) = lock(book).held.get_mut(&job.id) {
         held.running = true;
     }
     let policy = RetryPolicy::default();
     for attempt in 1..=policy.max_attempts() {
-        ctx.metrics.running.inc();
-        let result = AssertUnwindSafe(run_job(job.clone(), ctx)).catch_unwind().await;
-        ctx.metrics.running.dec();
+        let result = AssertUnwindSafe(handler.handle(job.clone())).catch_unwind().await;
         let error = match result {
             Ok(Ok(())) => {
                 let mut book = lock(book);
@@ -197,7 +196,7 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
         };
         if policy.is_last(attempt) {
             tracing::error!(error = %error, job = %job.id, "thumbnail job failed its last attempt; an admin can retry it");
-            ctx.metrics.dead.inc();
+            handler.given_up();
             let failed = FailedJob {
                 job: job.id,
                 image: Some(job.image_id),
@@ -212,7 +211,7 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
             return;
         }
         tracing::warn!(error = %error, job = %job.id, attempt, "thumbnail job failed; retrying");
-        ctx.metrics.retries.inc();
+        handler.retrying();
         // A store that is away for a moment (S3 restarting) should not exhaust the attempts at once.
         tokio::select! {
             () = tokio::time::sleep(policy.delay_after(attempt)) => {}
@@ -221,5 +220,82 @@ async fn work(job: ThumbnailJob, book: &SharedBook, ctx: &JobContext, shutdown: 
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use imageapi_core::image::ImageFormat;
+    use ulid::Ulid;
+
+    use super::*;
+
+    /// Fails the first `failures` attempts, then succeeds; counts what the queue tells it.
+    #[derive(Default)]
+    struct Flaky {
+        failures: u32,
+        attempts: AtomicU32,
+        retries: AtomicU32,
+        given_up: AtomicU32,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the store is away")]
+    struct Away;
+
+    #[async_trait]
+    impl JobHandler for Flaky {
+        type Error = Away;
+
+        async fn handle(&self, _job: ThumbnailJob) -> Result<(), Away> {
+            if self.attempts.fetch_add(1, Ordering::SeqCst) < self.failures {
+                Err(Away)
+            } else {
+                Ok(())
+            }
+        }
+
+        fn retrying(&self) {
+            self.retries.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn given_up(&self) {
+            self.given_up.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn job() -> ThumbnailJob {
+        ThumbnailJob {
+            id: JobId::from_ulid(Ulid::new()),
+            image_id: ImageId::from_ulid(Ulid::new()),
+            format: ImageFormat::Png,
+            heights: vec![200],
+            owner: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn any_handler_plugs_in_and_a_failed_attempt_is_retried_once_by_the_policy() {
+        let (queue, worker) = queue();
+        let handler = Arc::new(Flaky { failures: 1, ..Flaky::default() });
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(worker.run(handler.clone(), 2, shutdown.clone()));
+        let job = job();
+        assert_eq!(queue.push(&[job.clone(), job.clone()]).await.ok(), Some(1), "one delivery per job id");
+        for _ in 0..100 {
+            if queue.snapshot().await.is_ok_and(|s| s.done == 1) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let snapshot = queue.snapshot().await.expect("a snapshot");
+        assert_eq!((snapshot.done, snapshot.failed, snapshot.pending, snapshot.running), (1, 0, 0, 0));
+        assert_eq!(handler.attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(handler.retries.load(Ordering::SeqCst), 1);
+        assert_eq!(handler.given_up.load(Ordering::SeqCst), 0);
+        shutdown.cancel();
+        running.await.expect("the runners stop");
     }
 }

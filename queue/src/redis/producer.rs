@@ -1,17 +1,8 @@
-//! The Redis mode: jobs in an apalis-redis queue, results back on a Redis stream.
-//!
-//! - [`RedisQueue`]: the server's side of the queue — deliver jobs (by job id, so delivering
-//!   twice is a no-op), count what is where for admins (apalis 1.0's own stats functions are
-//!   broken, so the keys are read directly), and put a failed job back in line.
-//! - [`results`](super::results): the results stream. Workers append one [`JobReport`] per
-//!   finished job; the servers read it through a consumer group and acknowledge an entry only
-//!   after applying it durably, so a server that was down catches up on everything it missed.
-//! - The worker process's apalis consumer lives in the worker crate (`imageapi_worker::consumer`).
-//!
-//! [`JobReport`]: imageapi_core::jobs::JobReport
+//! The server's side of the Redis queue: [`RedisQueue`] delivers jobs (by job id, so
+//! delivering twice is a no-op), counts what is where for admins (apalis 1.0's own stats
+//! functions are broken, so the keys are read directly), and puts a failed job back in line.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
@@ -22,27 +13,10 @@ use imageapi_core::domain::JobId;
 use imageapi_core::jobs::ThumbnailJob;
 use redis::aio::ConnectionManager;
 
-use crate::queue::{JobQueue, QueueError, QUEUE};
+use super::{queue_config, QUEUE};
+use crate::{JobQueue, QueueError};
 
 use imageapi_core::queue::{FailedJob, JobRef, QueueMode, QueueSnapshot, WorkerInfo, FAILED_JOBS_SHOWN};
-
-/// A connection that is made on first use and remade after Redis comes back, failing fast
-/// while Redis is away (so callers can report "degraded" instead of hanging).
-pub fn connect(url: &str) -> Result<ConnectionManager, QueueError> {
-    let client = redis::Client::open(url).map_err(|e| QueueError::Unavailable(format!("invalid Redis URL: {e}")))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        // Above the longest blocking read of the results stream.
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(1));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
-}
-
-/// The apalis-redis configuration shared by the server and the workers.
-pub fn queue_config() -> Config {
-    Config::default().queue(QUEUE)
-}
 
 pub struct RedisQueue {
     conn: ConnectionManager,

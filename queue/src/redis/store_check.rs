@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::{read_marker, BlobStore, StoreMarker};
 use chrono::{DateTime, Utc};
+use imageapi_shared::store::{read_marker, BlobStore, StoreMarker};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::QUEUE;
-use crate::queue::QueueError;
+use crate::QueueError;
 
 /// Where the server publishes its store marker.
 fn marker_key() -> String {

@@ -1,5 +1,5 @@
-//! The worker process's consumer: an apalis worker on the Redis queue, feeding the render
-//! pool. It is supervised: if apalis stops with an error (Redis went away, or this worker was
+//! The worker process's consumer: an apalis worker on the Redis queue, feeding a
+//! [`JobHandler`] (the worker's render pool). It is supervised: if apalis stops with an error (Redis went away, or this worker was
 //! declared dead by its peers after a long pause), it is started again under a fresh name;
 //! the jobs the old name held are recovered by the live workers as orphans.
 
@@ -18,12 +18,10 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use imageapi_shared::queue::redis::queue_config;
-use imageapi_shared::queue::retry::RetryPolicy;
-use imageapi_shared::queue::store_check::StoreStatus;
-use imageapi_shared::queue::QUEUE;
-
-use crate::job::{run_job, JobContext};
+use super::store_check::StoreStatus;
+use super::{queue_config, QUEUE};
+use crate::retry::RetryPolicy;
+use crate::JobHandler;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -39,27 +37,30 @@ pub struct ConsumerConfig {
     pub retry: RetryPolicy,
 }
 
-struct Handler {
-    ctx: Arc<JobContext>,
+struct Attempts<H> {
+    handler: Arc<H>,
     retry: RetryPolicy,
 }
 
-async fn handle(job: ThumbnailJob, handler: Data<Arc<Handler>>, attempt: Attempt) -> Result<(), BoxDynError> {
-    let metrics = &handler.ctx.metrics;
-    metrics.running.inc();
-    let result = run_job(job.clone(), &handler.ctx).await;
-    metrics.running.dec();
-    match result {
+/// One attempt: apalis retries an `Err` after the policy's delay, an `AbortError` goes to the
+/// dead set at once.
+async fn attempt<H: JobHandler>(
+    job: ThumbnailJob,
+    attempts: Data<Arc<Attempts<H>>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let id = job.id;
+    match attempts.handler.handle(job).await {
         Ok(()) => Ok(()),
-        Err(e) if handler.retry.is_last(u32::try_from(attempt.current()).unwrap_or(u32::MAX)) => {
-            tracing::error!(error = %e, job = %job.id, attempt = attempt.current(), "thumbnail job failed its last attempt; it goes to the dead set");
-            metrics.dead.inc();
+        Err(e) if attempts.retry.is_last(u32::try_from(attempt.current()).unwrap_or(u32::MAX)) => {
+            tracing::error!(error = %e, job = %id, attempt = attempt.current(), "thumbnail job failed its last attempt; it goes to the dead set");
+            attempts.handler.given_up();
             Err(Box::new(AbortError::new(e)))
         }
         Err(e) => {
-            tracing::warn!(error = %e, job = %job.id, attempt = attempt.current(), "thumbnail job failed; it will be retried");
-            metrics.retries.inc();
-            Err(e.into())
+            tracing::warn!(error = %e, job = %id, attempt = attempt.current(), "thumbnail job failed; it will be retried");
+            attempts.handler.retrying();
+            Err(Box::new(e))
         }
     }
 }
@@ -101,14 +102,14 @@ return #held
 /// Consumes jobs until `shutdown` is cancelled; running jobs finish first. Only while `store`
 /// says the worker sees the server's blob store: when it stops seeing it, the worker stops
 /// taking jobs (running ones finish, fetched ones are handed back) until it sees it again.
-pub async fn run(
-    ctx: Arc<JobContext>,
+pub async fn run<H: JobHandler>(
+    handler: Arc<H>,
     conn: ConnectionManager,
     config: ConsumerConfig,
     mut store: watch::Receiver<StoreStatus>,
     shutdown: CancellationToken,
 ) {
-    let handler = Arc::new(Handler { ctx, retry: config.retry });
+    let attempts = Arc::new(Attempts { handler, retry: config.retry });
     let apalis_config = queue_config()
         // One job per fetch: apalis fetches a new batch whenever a slot frees up, so larger
         // batches would park jobs behind this worker's running ones.
@@ -130,8 +131,8 @@ pub async fn run(
             .backend(storage)
             .concurrency(config.concurrency.max(1))
             .catch_panic()
-            .data(handler.clone())
-            .build(handle);
+            .data(attempts.clone())
+            .build(attempt::<H>);
         let stop = shutdown.clone();
         let mut store_seen = store.clone();
         let lost_store = CancellationToken::new();

@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
-use crate::queue::{OutcomeSink, QueueError};
+use crate::{OutcomeSink, QueueError};
 
 pub const STREAM: &str = "imageapi:results";
 const GROUP: &str = "imageapi-server";

@@ -1,21 +1,23 @@
-//! The queue contract between the server and its workers, usable by both without either
-//! depending on the other's internals: what the server needs from a job queue, whichever one
-//! runs (deliver jobs idempotently by job id, describe itself for admins, re-run a job that
-//! was given up), where a finished job's report goes ([`OutcomeSink`]), and the Redis side of
-//! it all.
+//! The thumbnail job queue, as one subsystem: what the server pushes jobs through
+//! ([`JobQueue`]), where a finished job's report goes ([`OutcomeSink`]), what runs a job
+//! ([`JobHandler`], the worker's `run_job` plugs in here), the one [`retry::RetryPolicy`], and
+//! the two transports side by side:
 //!
-//! - [`redis`]: the Redis queue (apalis-redis) as the server uses it, and the connection.
-//! - [`results`]: the results stream (workers append, servers consume).
-//! - [`store_check`]: the blob store marker the server publishes and workers check.
-//! - [`retry`]: the one retry policy of both transports.
+//! - [`embedded`]: [`embedded::EmbeddedQueue`] and [`embedded::EmbeddedWorker`] — a channel
+//!   from the server's outbox to runner tasks in the same process; no services needed.
+//! - [`redis`]: jobs in an apalis-redis queue — the server's producer
+//!   ([`redis::producer::RedisQueue`]), the worker process's consumer ([`redis::consumer`]), the
+//!   results stream back ([`redis::results`]) and the blob-store check that keeps a worker
+//!   which does not see the server's store from taking jobs ([`redis::store_check`]).
+//!
+//! A job's path: the server's dispatcher `push`es it; a transport hands it to the
+//! [`JobHandler`], retrying by the policy; the handler reports through the [`OutcomeSink`]
+//! (embedded: straight into the server's metadata; Redis: onto the results stream the servers
+//! read).
 
+pub mod embedded;
 pub mod redis;
-pub mod results;
 pub mod retry;
-pub mod store_check;
-
-/// The Redis queue's name (apalis); every Redis key of the queue starts with it.
-pub const QUEUE: &str = "imageapi:thumbnails";
 
 use std::collections::BTreeSet;
 
@@ -80,4 +82,21 @@ pub trait OutcomeSink: Send + Sync + 'static {
     async fn is_wanted(&self, _job: &ThumbnailJob) -> anyhow::Result<bool> {
         Ok(true)
     }
+}
+
+/// What runs one attempt of a job, whichever transport delivered it. `Err`: a failure a later
+/// attempt may not meet (the store was away); the transport retries by [`retry::RetryPolicy`]
+/// and gives the job up after the last attempt. A bad image is not an error: the handler
+/// reports its thumbnails failed and returns `Ok`.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    async fn handle(&self, job: ThumbnailJob) -> Result<(), Self::Error>;
+
+    /// An attempt failed and another follows (for the handler's metrics).
+    fn retrying(&self) {}
+
+    /// The last attempt failed: the job waits for an admin's retry.
+    fn given_up(&self) {}
 }
