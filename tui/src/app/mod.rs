@@ -5,9 +5,12 @@
 //! [`users::UsersView`], [`tiers::TiersView`], [`images::ImagesView`] (with the previews),
 //! [`queue::QueueView`] and [`links::LinksView`] (with the paging). `App` keeps what they
 //! share (the view on screen, the filter, the status line, the dialogs) and hands each
-//! action to the view it concerns.
+//! action to the view it concerns; `answers.rs` does the same for network answers and
+//! `dialogs.rs` for forms and confirmations.
 
+mod answers;
 mod confirm;
+mod dialogs;
 mod form;
 mod images;
 mod keys;
@@ -28,8 +31,8 @@ pub use list_state::Pane;
 pub use previews::Preview;
 pub use remote::Remote;
 
-use crate::action::{Action, Command, List, Loaded, View};
-use crate::api::{ApiError, NewToken, NewUser};
+use crate::action::{Action, Command, List, View};
+use crate::api::NewToken;
 
 /// Rows PageUp/PageDown move.
 const PAGE_ROWS: i64 = 10;
@@ -353,189 +356,6 @@ impl App {
             return vec![];
         }
         self.images.requery(self.users.list.all(), &self.filter)
-    }
-
-    fn loaded(&mut self, loaded: Loaded) -> Vec<Command> {
-        match loaded {
-            Loaded::Users(result) => {
-                self.note_connection(&result);
-                let first_load = self.users.list_loaded(result, &self.filter);
-                self.images.users_loaded(self.users.list.all());
-                if first_load {
-                    // Show details and images right away rather than at the next tick.
-                    return self.refresh();
-                }
-                vec![]
-            }
-            Loaded::UserDetail(result) => {
-                self.note_connection(&result);
-                self.users.detail_loaded(result, &self.filter);
-                vec![]
-            }
-            Loaded::Tiers(result) => {
-                self.note_connection(&result);
-                self.tiers.loaded(result, &self.filter);
-                vec![]
-            }
-            Loaded::Images { query, cursor, result } => {
-                self.note_connection(&result);
-                self.images.page_loaded(query, cursor, result, self.users.list.all(), &self.filter)
-            }
-            Loaded::ImageDetail(result) => {
-                self.note_connection(&result);
-                self.images.detail_loaded(result)
-            }
-            Loaded::Preview { id, result } => {
-                self.images.preview_loaded(id, result);
-                vec![]
-            }
-            Loaded::ImageDeleted { id, name, result } => {
-                self.note_connection(&result);
-                match result {
-                    Ok(()) => {
-                        self.message = Some((format!("deleted image {name}"), false));
-                        let mut commands = self.images.deleted(&id);
-                        commands.extend(self.refresh());
-                        commands
-                    }
-                    Err(e) => {
-                        self.message = Some((format!("could not delete image {name}: {e}"), true));
-                        vec![]
-                    }
-                }
-            }
-            Loaded::Queue(result) => {
-                self.note_connection(&result);
-                self.queue.loaded(result, &self.filter);
-                vec![]
-            }
-            Loaded::Links { cursor, result } => {
-                self.note_connection(&result);
-                self.links.loaded(cursor, result, &self.filter);
-                vec![]
-            }
-            Loaded::Changed { done, attempt, result } => {
-                self.note_connection(&result);
-                self.changed(done, attempt, result);
-                self.refresh()
-            }
-            Loaded::TokenIssued { username, result } => {
-                self.note_connection(&result);
-                match result {
-                    Ok(token) => self.token = Some(ShownToken { username, token, copied: false }),
-                    Err(e) => self.message = Some((format!("issuing a token failed: {e}"), true)),
-                }
-                self.refresh()
-            }
-        }
-    }
-
-    fn note_connection<T>(&mut self, result: &Result<T, ApiError>) {
-        match result {
-            Ok(_) => self.connection = Connection::Connected,
-            Err(e) if e.is_unreachable() => self.connection = Connection::Unreachable(e.to_string()),
-            // The server answered (with an error): it is there.
-            Err(_) => self.connection = Connection::Connected,
-        }
-    }
-
-    /// A change was made: the form closes. Refused: the form shows why, by field where the
-    /// server says which.
-    fn changed(&mut self, done: String, attempt: String, result: Result<(), ApiError>) {
-        match result {
-            Ok(()) => {
-                self.form = None;
-                self.message = Some((done, false));
-            }
-            Err(ApiError::Status { detail, fields, .. }) if self.form.as_ref().is_some_and(|f| f.submitting) => {
-                if let Some(form) = &mut self.form {
-                    form.show_errors(&detail, &fields);
-                }
-            }
-            Err(e) => {
-                if let Some(form) = &mut self.form {
-                    form.submitting = false;
-                    form.error = Some(e.to_string());
-                }
-                self.message = Some((format!("could not {attempt}: {e}"), true));
-            }
-        }
-    }
-
-    fn open_new_form(&mut self) -> Vec<Command> {
-        match self.view {
-            View::Users => self.form = Some(Form::create_user(self.tiers.ids())),
-            View::Tiers => self.form = Some(Form::create_tier()),
-            _ => {}
-        }
-        vec![]
-    }
-
-    fn open_edit_form(&mut self) -> Vec<Command> {
-        let form = match self.view {
-            View::Users => self.users.edit_form(&self.filter, self.tiers.ids()),
-            View::Tiers => self.tiers.edit_form(&self.filter),
-            _ => None,
-        };
-        if form.is_some() {
-            self.form = form;
-        }
-        vec![]
-    }
-
-    fn ask_delete(&mut self) -> Vec<Command> {
-        self.confirm = match self.view {
-            View::Users => self.users.delete_confirm(&self.filter),
-            View::Tiers => self.tiers.delete_confirm(&self.filter),
-            View::Links => self.links.revoke_confirm(&self.filter),
-            View::Images => self.images.delete_confirm(self.users.list.all()),
-            View::Queue => None,
-        };
-        vec![]
-    }
-
-    fn with_form(&mut self, f: impl FnOnce(&mut Form)) -> Vec<Command> {
-        if let Some(form) = &mut self.form {
-            if !form.submitting {
-                f(form);
-            }
-        }
-        vec![]
-    }
-
-    fn submit_form(&mut self) -> Vec<Command> {
-        let Some(form) = &mut self.form else { return vec![] };
-        if form.submitting {
-            return vec![];
-        }
-        form.submitting = true;
-        form.error = None;
-        vec![submission(form)]
-    }
-}
-
-/// What a filled-in form asks the server to do.
-fn submission(form: &Form) -> Command {
-    let body = form.body();
-    let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
-    match &form.kind {
-        FormKind::CreateUser => Command::CreateUser(NewUser {
-            username: text("username"),
-            password: text("password"),
-            tier: text("tier"),
-            is_admin: body["is_admin"].as_bool().unwrap_or(false),
-        }),
-        FormKind::EditUser { id, username } => {
-            Command::UpdateUser { id: id.clone(), username: username.clone(), changes: body }
-        }
-        FormKind::CreateTier => Command::CreateTier(body),
-        FormKind::EditTier { id } => {
-            let mut changes = body;
-            if let Some(map) = changes.as_object_mut() {
-                map.remove("id");
-            }
-            Command::UpdateTier { id: id.clone(), changes }
-        }
     }
 }
 
