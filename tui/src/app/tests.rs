@@ -5,6 +5,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 
 use super::*;
+use crate::action::Loaded;
+use crate::api::{ApiError, Image, NewToken};
 use crate::fixtures;
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -59,10 +61,10 @@ fn moving_through_users_loads_the_selected_users_tokens() {
     let mut app = loaded_app();
     let commands = press(&mut app, KeyCode::Down);
     assert_eq!(commands, vec![Command::FetchUserDetail(fixtures::users()[1].id.clone())]);
-    assert_eq!(app.selected_user().map(|u| u.username.as_str()), Some("bob"));
+    assert_eq!(app.users.list.selected(&app.filter).map(|u| u.username.as_str()), Some("bob"));
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Down);
-    assert_eq!(app.user_sel, 2, "the selection stops at the last user");
+    assert_eq!(app.users.list.selection(), 2, "the selection stops at the last user");
 }
 
 #[test]
@@ -71,7 +73,10 @@ fn the_filter_narrows_the_list_and_esc_clears_it() {
     press(&mut app, KeyCode::Char('/'));
     assert_eq!(app.mode(), Mode::Filter);
     typed(&mut app, "car");
-    assert_eq!(app.visible_users().iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), vec!["carol"]);
+    assert_eq!(
+        app.users.list.visible(&app.filter).iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
+        vec!["carol"]
+    );
     press(&mut app, KeyCode::Char('q'));
     assert!(!app.quit, "q is text while filtering");
     press(&mut app, KeyCode::Backspace);
@@ -179,7 +184,7 @@ fn an_unreachable_server_keeps_the_last_data_and_says_so() {
     let mut app = loaded_app();
     app.update(Action::Loaded(Loaded::Users(Err(ApiError::Unreachable("connection refused".into())))));
     assert!(matches!(app.connection, Connection::Unreachable(_)));
-    assert_eq!(app.visible_users().len(), 3, "the last good list stays");
+    assert_eq!(app.users.list.visible(&app.filter).len(), 3, "the last good list stays");
     app.update(Action::Loaded(Loaded::Users(Ok(fixtures::users()))));
     assert_eq!(app.connection, Connection::Connected);
 }
@@ -190,7 +195,7 @@ fn retry_sends_the_selected_failed_job() {
     app.update(Action::SwitchView(View::Queue));
     app.update(Action::Loaded(Loaded::Queue(Ok(fixtures::queue()))));
     assert_eq!(press(&mut app, KeyCode::Char('r')), vec![Command::RetryJob("01JOBFAILED".into())]);
-    assert_eq!(app.throughput.iter().copied().collect::<Vec<_>>(), vec![42]);
+    assert_eq!(app.queue.throughput(), vec![42]);
 }
 
 #[test]
@@ -267,9 +272,9 @@ fn deleting_an_image_asks_first_and_the_list_updates() {
         name: "broken.png".into(),
         result: Ok(()),
     }));
-    let left: Vec<_> = app.visible_images().iter().map(|i| i.id.clone()).collect();
+    let left: Vec<_> = app.images.visible().iter().map(|i| i.id.clone()).collect();
     assert_eq!(left, ["01IMAGEBIRD"]);
-    assert_eq!(app.image_sel, 0);
+    assert_eq!(app.images.selection(), 0);
     assert_eq!(app.message, Some(("deleted image broken.png".into(), false)));
 
     // With the users column focused, `d` does not touch images.
@@ -287,7 +292,7 @@ fn a_failed_delete_keeps_the_image_and_says_why() {
         name: "bird.jpg".into(),
         result: Err(refused),
     }));
-    assert_eq!(app.visible_images().len(), 2);
+    assert_eq!(app.images.visible().len(), 2);
     assert!(app.message.as_ref().is_some_and(|(m, error)| *error && m.contains("admins only")));
 }
 
@@ -303,7 +308,7 @@ fn the_next_page_loads_near_the_end_once_and_goes_at_the_end() {
     // Two rows loaded: the end is near at once; the cursor comes from the server's link.
     let sent = app.update(Action::Loaded(Loaded::Images { query: bob(""), cursor: None, result: Ok(first) }));
     assert!(sent.contains(&Command::FetchImages { query: bob(""), cursor: Some("01IMAGEBROKEN".into()) }), "{sent:?}");
-    assert!(app.loading_more);
+    assert!(app.images.loading_more());
     press(&mut app, KeyCode::Right);
     let again = press(&mut app, KeyCode::Down);
     assert!(!again.iter().any(|c| matches!(c, Command::FetchImages { cursor: Some(_), .. })), "not twice: {again:?}");
@@ -315,13 +320,13 @@ fn the_next_page_loads_near_the_end_once_and_goes_at_the_end() {
         cursor: Some("01IMAGEBROKEN".into()),
         result: Ok(page),
     }));
-    let ids: Vec<_> = app.visible_images().iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<_> = app.images.visible().iter().map(|i| i.id.clone()).collect();
     assert_eq!(ids, ["01IMAGEBIRD", "01IMAGEBROKEN", "01IMAGEA", "01IMAGE0"]);
-    assert!(!app.loading_more && app.images_next.is_none());
+    assert!(!app.images.loading_more() && !app.images.has_more());
     press(&mut app, KeyCode::PageDown);
-    assert_eq!(app.image_sel, 3, "page keys move ten rows, up to the end");
+    assert_eq!(app.images.selection(), 3, "page keys move ten rows, up to the end");
     press(&mut app, KeyCode::PageUp);
-    assert_eq!(app.image_sel, 0);
+    assert_eq!(app.images.selection(), 0);
 
     // A refresh of the first page keeps the pages after it.
     let head = crate::api::ImagePage {
@@ -329,8 +334,8 @@ fn the_next_page_loads_near_the_end_once_and_goes_at_the_end() {
         next: Some("http://x/api/v1/admin/images?cursor=01IMAGEBROKEN".into()),
     };
     app.update(Action::Loaded(Loaded::Images { query: bob(""), cursor: None, result: Ok(head) }));
-    assert_eq!(app.visible_images().len(), 4);
-    assert!(app.images_next.is_none(), "everything is loaded");
+    assert_eq!(app.images.visible().len(), 4);
+    assert!(!app.images.has_more(), "everything is loaded");
 }
 
 #[test]
@@ -350,13 +355,13 @@ fn the_filter_becomes_the_servers_filters() {
     press(&mut app, KeyCode::Char('/'));
     let sent = press(&mut app, KeyCode::Char('b'));
     assert_eq!(sent, vec![Command::FetchImages { query: bob("b"), cursor: None }]);
-    assert!(app.visible_images().is_empty(), "the old list goes while the filtered one loads");
+    assert!(app.images.visible().is_empty(), "the old list goes while the filtered one loads");
     // A late answer for the unfiltered list is dropped.
     app.update(fixtures::bobs_images());
-    assert!(app.visible_images().is_empty());
+    assert!(app.images.visible().is_empty());
     let filtered = crate::api::ImagePage { results: vec![fixtures::images().remove(1)], next: None };
     app.update(Action::Loaded(Loaded::Images { query: bob("b"), cursor: None, result: Ok(filtered) }));
-    assert_eq!(app.visible_images().len(), 1);
+    assert_eq!(app.images.visible().len(), 1);
     let sent = press(&mut app, KeyCode::Esc);
     assert_eq!(sent, vec![Command::FetchImages { query: bob(""), cursor: None }], "Esc clears the filter");
 }
@@ -369,7 +374,7 @@ fn selecting_an_image_fetches_its_detail_and_preview_once() {
     let sent = app.update(fixtures::bobs_images());
     assert!(sent.contains(&Command::FetchImageDetail("01IMAGEBIRD".into())), "{sent:?}");
     assert!(sent.contains(&Command::FetchPreview { id: "01IMAGEBIRD".into(), height: 200 }), "{sent:?}");
-    assert_eq!(app.previews.get("01IMAGEBIRD"), Some(&Preview::Loading));
+    assert_eq!(app.images.preview("01IMAGEBIRD"), Some(&Preview::Loading));
     let again = app.update(Action::Tick);
     assert!(!again.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "cached: {again:?}");
     // The broken image's thumbnail failed: no preview to fetch.
@@ -377,7 +382,7 @@ fn selecting_an_image_fetches_its_detail_and_preview_once() {
     press(&mut app, KeyCode::Right);
     let sent = press(&mut app, KeyCode::Down);
     assert!(!sent.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "{sent:?}");
-    assert!(app.selected_image_detail().is_none(), "the bird's detail is not the broken image's");
+    assert!(app.images.selected_detail().is_none(), "the bird's detail is not the broken image's");
 }
 
 #[test]
@@ -385,22 +390,22 @@ fn clicks_and_the_wheel_focus_the_list_and_move_its_selection() {
     let mut app = images_app(None);
     press(&mut app, KeyCode::Left);
     app.update(Action::Click { list: List::Images, index: 1 });
-    assert_eq!((app.images_pane, app.image_sel), (Pane::Detail, 1));
+    assert_eq!((app.images.pane(), app.images.selection()), (Pane::Detail, 1));
     let sent = app.update(Action::Click { list: List::ImageUsers, index: 2 });
-    assert_eq!((app.images_pane, app.image_user_sel), (Pane::List, 2));
+    assert_eq!((app.images.pane(), app.images.user_selection()), (Pane::List, 2));
     assert_eq!(
         sent,
         vec![Command::FetchImages { query: crate::api::ImageQuery::from_filter("01USERCAROL", ""), cursor: None }]
     );
     app.update(Action::Scroll { list: List::ImageUsers, delta: -1 });
-    assert_eq!(app.image_user_sel, 1);
+    assert_eq!(app.images.user_selection(), 1);
     assert!(app.update(Action::Click { list: List::Links, index: 0 }).is_empty(), "not on screen");
 
     app.update(Action::SwitchView(View::Users));
     app.update(Action::Click { list: List::Users, index: 2 });
-    assert_eq!(app.user_sel, 2);
+    assert_eq!(app.users.list.selection(), 2);
     app.update(Action::Scroll { list: List::Users, delta: 5 });
-    assert_eq!(app.user_sel, 2, "the wheel stops at the end");
+    assert_eq!(app.users.list.selection(), 2, "the wheel stops at the end");
 }
 
 #[test]
@@ -416,7 +421,7 @@ fn the_links_view_pages_forward_and_back_and_refreshes_the_page_on_screen() {
     assert_eq!(press(&mut app, KeyCode::Char(']')), vec![Command::FetchLinks { cursor: Some("C1".into()) }]);
     // A late answer for the first page does not replace the second.
     app.update(Action::Loaded(Loaded::Links { cursor: None, result: Ok(page(Some("C1"))) }));
-    assert!(app.links_next.is_none(), "the first page's answer was dropped");
+    assert!(!app.links.has_next_page(), "the first page's answer was dropped");
     app.update(Action::Loaded(Loaded::Links { cursor: Some("C1".into()), result: Ok(page(None)) }));
     assert_eq!(press(&mut app, KeyCode::Char(']')), vec![], "the last page");
     assert_eq!(

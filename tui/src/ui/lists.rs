@@ -66,7 +66,7 @@ pub fn users_layout(area: Rect) -> [Rect; 2] {
 
 pub fn users(frame: &mut Frame, app: &App, area: Rect) {
     let [list, detail] = users_layout(area);
-    let users = app.visible_users();
+    let users = app.users.list.visible(&app.filter);
     let rows = users
         .iter()
         .map(|u| {
@@ -91,8 +91,8 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(9),
         Constraint::Length(10),
     ];
-    let block = Block::bordered().title(title("Users", users.len(), app.users.error.as_deref()));
-    let empty = empty_text(&app.users, "users", &app.filter);
+    let block = Block::bordered().title(title("Users", users.len(), app.users.list.remote().error.as_deref()));
+    let empty = empty_text(app.users.list.remote(), "users", &app.filter);
     table_or_empty(
         frame,
         list,
@@ -101,25 +101,25 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
             header,
             rows,
             widths: &widths,
-            selected: app.user_sel,
-            focused: app.users_pane == Pane::List,
+            selected: app.users.list.selection(),
+            focused: app.users.pane() == Pane::List,
             empty,
         },
     );
 
-    let focused = app.users_pane == Pane::Detail;
-    let block = Block::bordered().title(match app.selected_user() {
+    let focused = app.users.pane() == Pane::Detail;
+    let block = Block::bordered().title(match app.users.list.selected(&app.filter) {
         Some(u) => format!(" API tokens of {} ", u.username),
         None => " API tokens ".to_owned(),
     });
-    let tokens = app.user_detail.as_ref().and_then(|u| u.tokens.clone()).unwrap_or_default();
+    let tokens = app.users.detail().and_then(|u| u.tokens.clone()).unwrap_or_default();
     let rows = tokens
         .iter()
         .map(|t| Row::new(vec![t.id.clone(), t.created_at.format("%Y-%m-%d %H:%M").to_string()]))
         .collect();
-    let empty = if app.selected_user().is_none() {
+    let empty = if app.users.list.selected(&app.filter).is_none() {
         "select a user".to_owned()
-    } else if app.user_detail.is_none() {
+    } else if app.users.detail().is_none() {
         "loading…".to_owned()
     } else {
         "no tokens (t issues one)".to_owned()
@@ -129,12 +129,12 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
     table_or_empty(
         frame,
         detail,
-        ListTable { block, header, rows, widths: &widths, selected: app.token_sel, focused, empty },
+        ListTable { block, header, rows, widths: &widths, selected: app.users.token_selection(), focused, empty },
     );
 }
 
 pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
-    let tiers = app.visible_tiers();
+    let tiers = app.tiers.list.visible(&app.filter);
     let rows = tiers
         .iter()
         .map(|t| {
@@ -160,12 +160,12 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(7),
         Constraint::Length(5),
     ];
-    let block = Block::bordered().title(title("Tiers", tiers.len(), app.tiers.error.as_deref()));
-    let empty = empty_text(&app.tiers, "tiers", &app.filter);
+    let block = Block::bordered().title(title("Tiers", tiers.len(), app.tiers.list.remote().error.as_deref()));
+    let empty = empty_text(app.tiers.list.remote(), "tiers", &app.filter);
     table_or_empty(
         frame,
         area,
-        ListTable { block, header, rows, widths: &widths, selected: app.tier_sel, focused: true, empty },
+        ListTable { block, header, rows, widths: &widths, selected: app.tiers.list.selection(), focused: true, empty },
     );
 }
 
@@ -188,20 +188,20 @@ pub fn images_layout(area: Rect) -> ImagesLayout {
 pub fn images(frame: &mut Frame, app: &App, graphics: &mut Graphics, area: Rect) {
     let layout = images_layout(area);
     let left = layout.users;
-    let users = app.image_users();
+    let users = app.users.list.all();
     let rows = users.iter().map(|u| Row::new(vec![u.username.clone(), u.image_count.to_string()])).collect();
     let block = Block::bordered().title(" Users ");
-    let empty = empty_text(&app.users, "users", "");
+    let empty = empty_text(app.users.list.remote(), "users", "");
     let widths = [Constraint::Min(10), Constraint::Length(5)];
-    let focused = app.images_pane == Pane::List;
+    let focused = app.images.pane() == Pane::List;
     let header = Row::new(["user", "imgs"]);
     table_or_empty(
         frame,
         left,
-        ListTable { block, header, rows, widths: &widths, selected: app.image_user_sel, focused, empty },
+        ListTable { block, header, rows, widths: &widths, selected: app.images.user_selection(), focused, empty },
     );
 
-    let images = app.visible_images();
+    let images = app.images.visible();
     let table = layout.table;
     let rows = images
         .iter()
@@ -236,33 +236,36 @@ pub fn images(frame: &mut Frame, app: &App, graphics: &mut Graphics, area: Rect)
         Constraint::Length(12),
         Constraint::Length(11),
     ];
-    let whose = app.selected_image_user().map(|u| u.username.clone()).unwrap_or_default();
-    let more = if app.loading_more {
+    let whose = app.images.selected_user(app.users.list.all()).map(|u| u.username.clone()).unwrap_or_default();
+    let more = if app.images.loading_more() {
         ", loading more…"
-    } else if app.images_next.is_some() {
+    } else if app.images.has_more() {
         ", more below"
     } else {
         ""
     };
-    let block =
-        Block::bordered().title(title(&format!("Images of {whose}{more}"), images.len(), app.images.error.as_deref()));
-    let empty = if app.selected_image_user().is_none() {
+    let block = Block::bordered().title(title(
+        &format!("Images of {whose}{more}"),
+        images.len(),
+        app.images.pages().error.as_deref(),
+    ));
+    let empty = if app.images.selected_user(app.users.list.all()).is_none() {
         "select a user".to_owned()
     } else {
-        empty_text(&app.images, "images", &app.filter)
+        empty_text(app.images.pages(), "images", &app.filter)
     };
-    let focused = app.images_pane == Pane::Detail;
+    let focused = app.images.pane() == Pane::Detail;
     table_or_empty(
         frame,
         table,
-        ListTable { block, header, rows, widths: &widths, selected: app.image_sel, focused, empty },
+        ListTable { block, header, rows, widths: &widths, selected: app.images.selection(), focused, empty },
     );
     preview::draw_preview(frame, app, graphics, layout.preview);
     preview::draw_detail(frame, app, layout.detail);
 }
 
 pub fn links(frame: &mut Frame, app: &App, area: Rect) {
-    let links = app.visible_links();
+    let links = app.links.page.visible(&app.filter);
     let rows = links
         .iter()
         .map(|l| {
@@ -286,14 +289,14 @@ pub fn links(frame: &mut Frame, app: &App, area: Rect) {
     let header = Row::new(["owner", "image", "variant", "expires in"]);
     let widths = [Constraint::Min(12), Constraint::Length(27), Constraint::Length(9), Constraint::Length(11)];
     // Newest first, a page at a time: say which page, and whether more follow.
-    let page = app.link_cursors.len() + 1;
-    let more = if app.links_next.is_some() { ", more: ]" } else { "" };
+    let page = app.links.page_number();
+    let more = if app.links.has_next_page() { ", more: ]" } else { "" };
     let name = format!("Expiring links, page {page}{more}");
-    let block = Block::bordered().title(title(&name, links.len(), app.links.error.as_deref()));
-    let empty = empty_text(&app.links, "live links", &app.filter);
+    let block = Block::bordered().title(title(&name, links.len(), app.links.page.remote().error.as_deref()));
+    let empty = empty_text(app.links.page.remote(), "live links", &app.filter);
     table_or_empty(
         frame,
         area,
-        ListTable { block, header, rows, widths: &widths, selected: app.link_sel, focused: true, empty },
+        ListTable { block, header, rows, widths: &widths, selected: app.links.page.selection(), focused: true, empty },
     );
 }

@@ -107,10 +107,10 @@ fn footer_hints(app: &App) -> &'static str {
         Mode::Form => "Tab/↑↓ field  Space/←→ toggle  Enter save  Esc cancel",
         Mode::Filter => "type to filter  Enter keep  Esc clear",
         Mode::Normal => match app.view {
-            View::Users if app.users_pane == Pane::Detail => "↑↓ token  d revoke  t new token  Esc back  ? help",
+            View::Users if app.users.pane() == Pane::Detail => "↑↓ token  d revoke  t new token  Esc back  ? help",
             View::Users => "↑↓ move  n new  e edit  d delete  t token  ⏎ tokens  / filter  ? help  q quit",
             View::Tiers => "↑↓ move  n new  e edit  d delete  / filter  Tab view  ? help  q quit",
-            View::Images if app.images_pane == Pane::Detail => {
+            View::Images if app.images.pane() == Pane::Detail => {
                 "↑↓ PgUp/PgDn move  d delete  ← users  / filter (after:/before:)  ? help  q quit"
             }
             View::Images => "↑↓ user  → images  / filter by name  Tab view  ? help  q quit",
@@ -204,19 +204,20 @@ fn draw_help(frame: &mut Frame) {
 /// The lists on screen now, with where each is drawn (borders included) and its selection.
 fn lists_on_screen(app: &App, screen: Rect) -> Vec<(List, Rect, usize)> {
     let [_, body, _, _] = screen_layout(screen);
-    match app.view {
+    let areas = match app.view {
         View::Users => {
             let [users, tokens] = lists::users_layout(body);
-            vec![(List::Users, users, app.user_sel), (List::Tokens, tokens, app.token_sel)]
+            vec![(List::Users, users), (List::Tokens, tokens)]
         }
-        View::Tiers => vec![(List::Tiers, body, app.tier_sel)],
+        View::Tiers => vec![(List::Tiers, body)],
         View::Images => {
             let layout = lists::images_layout(body);
-            vec![(List::ImageUsers, layout.users, app.image_user_sel), (List::Images, layout.table, app.image_sel)]
+            vec![(List::ImageUsers, layout.users), (List::Images, layout.table)]
         }
-        View::Queue => vec![(List::FailedJobs, queue::failed_area(app, body), app.failed_sel)],
-        View::Links => vec![(List::Links, body, app.link_sel)],
-    }
+        View::Queue => vec![(List::FailedJobs, queue::failed_area(app, body))],
+        View::Links => vec![(List::Links, body)],
+    };
+    areas.into_iter().map(|(list, area)| (list, area, app.selection_of(list))).collect()
 }
 
 /// What a mouse event means on this screen: a click on a list's row selects it, the wheel

@@ -49,14 +49,14 @@ impl Graphics {
 
 /// What the preview pane says instead of a picture, or `None` when it has one to draw.
 pub fn placeholder(app: &App) -> Option<String> {
-    let Some(image) = app.selected_image() else {
+    let Some(image) = app.images.selected() else {
         return Some("no image selected".to_owned());
     };
     let Some(thumbnail) = image.preview_thumbnail() else {
         return Some("no thumbnails in this user's tier".to_owned());
     };
     match thumbnail.status.as_str() {
-        "ready" => match app.previews.get(&image.id) {
+        "ready" => match app.images.preview(&image.id) {
             Some(Preview::Ready(_)) => None,
             Some(Preview::Failed(e)) => Some(format!("preview unavailable: {e}")),
             Some(Preview::Loading) | None => Some("loading preview…".to_owned()),
@@ -74,7 +74,7 @@ pub fn draw_preview(frame: &mut Frame, app: &App, graphics: &mut Graphics, area:
     let block = Block::bordered().title(" Preview ");
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let ready = app.selected_image().and_then(|image| match app.previews.get(&image.id) {
+    let ready = app.images.selected().and_then(|image| match app.images.preview(&image.id) {
         Some(Preview::Ready(picture)) if placeholder(app).is_none() => Some((image.id.clone(), picture.clone())),
         _ => None,
     });
@@ -97,14 +97,14 @@ fn status_mark(status: &str) -> Span<'static> {
 
 pub fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
     let block = Block::bordered().title(" Detail ");
-    let Some(image) = app.selected_image() else {
+    let Some(image) = app.images.selected() else {
         frame.render_widget(Paragraph::new("select an image").fg(Color::DarkGray).block(block), area);
         return;
     };
-    let detail = app.selected_image_detail();
+    let detail = app.images.selected_detail();
     let owner = match detail {
         Some(d) => format!("{} ({})", d.owner_username, d.owner_tier),
-        None => app.selected_image_user().map(|u| u.username.clone()).unwrap_or_default(),
+        None => app.images.selected_user(app.users.list.all()).map(|u| u.username.clone()).unwrap_or_default(),
     };
     let mut lines = vec![
         Line::from(image.name.clone()).bold(),

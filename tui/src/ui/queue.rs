@@ -10,7 +10,7 @@ use crate::app::App;
 
 fn queue_layout(app: &App, area: Rect) -> [Rect; 4] {
     // One row per worker (up to 8), plus the borders and the header.
-    let worker_rows = app.queue.data.as_ref().map_or(2, |q| q.workers.len().clamp(2, 8)) as u16;
+    let worker_rows = app.queue.state().data.as_ref().map_or(2, |q| q.workers.len().clamp(2, 8)) as u16;
     Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(4),
@@ -28,8 +28,8 @@ pub fn failed_area(app: &App, area: Rect) -> Rect {
 pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
     let [counts, spark, workers, failed] = queue_layout(app, area);
 
-    let Some(queue) = &app.queue.data else {
-        let text = match &app.queue.error {
+    let Some(queue) = &app.queue.state().data else {
+        let text = match &app.queue.state().error {
             Some(e) => format!("could not load the queue: {e}"),
             None => "loading…".to_owned(),
         };
@@ -49,12 +49,12 @@ pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
         line.extend(count("waiting", queue.undelivered, Color::Yellow));
     }
     let mut title = format!(" Queue ({}) ", queue.mode);
-    if let Some(e) = &app.queue.error {
+    if let Some(e) = &app.queue.state().error {
         title = format!("{title}⚠ {e} ");
     }
     frame.render_widget(Paragraph::new(Line::from(line)).block(Block::bordered().title(title)), counts);
 
-    let samples: Vec<u64> = app.throughput.iter().copied().collect();
+    let samples = app.queue.throughput();
     let spark_title = format!(" Throughput: {} jobs in the last minute ", queue.throughput_per_minute);
     frame.render_widget(
         Sparkline::default()
@@ -95,7 +95,7 @@ pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
         );
     }
 
-    let failed_jobs = app.visible_failed();
+    let failed_jobs = app.queue.visible_failed(&app.filter);
     let block = Block::bordered().title(format!(" Failed jobs ({}) ", queue.failed));
     if failed_jobs.is_empty() {
         let text = if app.filter.is_empty() { "none".to_owned() } else { format!("none match \"{}\"", app.filter) };
@@ -111,6 +111,6 @@ pub fn queue(frame: &mut Frame, app: &App, area: Rect) {
         .header(Row::new(["image", "try", "reason"]).style(Style::new().bold()))
         .row_highlight_style(Style::new().bg(Color::Cyan).fg(Color::Black).add_modifier(Modifier::BOLD))
         .block(block);
-    let mut state = TableState::default().with_selected(Some(app.failed_sel));
+    let mut state = TableState::default().with_selected(Some(app.queue.selection()));
     frame.render_stateful_widget(table, failed, &mut state);
 }
