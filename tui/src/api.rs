@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Images per page of the Images view.
@@ -36,123 +35,16 @@ impl ApiError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub tier: String,
-    pub is_active: bool,
-    pub is_admin: bool,
-    pub created_at: DateTime<Utc>,
-    pub image_count: u64,
-    #[serde(default)]
-    pub original_bytes: u64,
-    #[serde(default)]
-    pub thumbnail_bytes: u64,
-    #[serde(default)]
-    pub tokens: Option<Vec<Token>>,
-}
-
-impl User {
-    /// Bytes of originals and thumbnails together.
-    pub fn storage_bytes(&self) -> u64 {
-        self.original_bytes.saturating_add(self.thumbnail_bytes)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Token {
-    pub id: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct NewToken {
-    pub id: String,
-    pub token: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Tier {
-    pub id: String,
-    pub name: String,
-    pub thumbnail_heights: Vec<u32>,
-    pub original_link: bool,
-    pub expiring_links: bool,
-    pub builtin: bool,
-    #[serde(default)]
-    pub user_count: Option<usize>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Thumbnail {
-    pub height: u32,
-    pub width: u32,
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Image {
-    pub id: String,
-    pub name: String,
-    pub format: String,
-    pub width: u32,
-    pub height: u32,
-    pub size_bytes: u64,
-    pub created_at: DateTime<Utc>,
-    pub thumbnails: Vec<Thumbnail>,
-}
-
-impl Image {
-    /// The thumbnail a preview is drawn from: 200 px if the tier has it, else the smallest.
-    pub fn preview_thumbnail(&self) -> Option<&Thumbnail> {
-        self.thumbnails.iter().find(|t| t.height == 200).or_else(|| self.thumbnails.iter().min_by_key(|t| t.height))
-    }
-}
-
-/// One image as the admin detail shows it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ImageDetail {
-    #[serde(flatten)]
-    pub image: Image,
-    pub owner_username: String,
-    pub owner_tier: String,
-    pub links: Vec<ImageLink>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ImageLink {
-    pub id: String,
-    /// `"original"` or a height.
-    pub variant: Value,
-    pub expires_at: DateTime<Utc>,
-}
+// The answers are the server's own types (`imageapi_core::api`), under the names the views use.
+pub use imageapi_core::api::{
+    AdminImageView as ImageDetail, CreateUser as NewUser, FailedJobView as FailedJob, ImagePage, ImageView as Image,
+    LinkList as LinkPage, LinkView as Link, NewTokenView as NewToken, QueueJobView as QueueJob, QueueView as Queue,
+    QueueWorkerView as QueueWorker, ThumbnailStatus, ThumbnailView as Thumbnail, TierView as Tier, TokenView as Token,
+    UserView as User, VariantView,
+};
 
 /// Links per page of the Links view.
 pub const LINK_PAGE: usize = 100;
-
-/// One page of a list (the admin browse, links).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Page<T> {
-    pub results: Vec<T>,
-    /// The next page's URL, null on the last.
-    pub next: Option<String>,
-}
-
-pub type ImagePage = Page<Image>;
-pub type LinkPage = Page<Link>;
-
-impl<T> Page<T> {
-    /// The cursor of the next page (the server's `next` link may name another host, e.g.
-    /// behind a proxy; the TUI asks its own).
-    pub fn next_cursor(&self) -> Option<String> {
-        let next = self.next.as_deref()?;
-        let query = next.split_once('?')?.1;
-        query.split('&').find_map(|pair| pair.strip_prefix("cursor=")).map(str::to_owned)
-    }
-}
 
 /// What the Images view asks the server for: one user's images, filtered by the server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -226,68 +118,8 @@ fn percent_encode(value: &str) -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Link {
-    pub id: String,
-    pub image_id: String,
-    /// `"original"` or a height.
-    pub variant: Value,
-    pub expires_at: DateTime<Utc>,
-    #[serde(default)]
-    pub owner_username: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
 struct Results<T> {
     results: Vec<T>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Queue {
-    pub mode: String,
-    pub pending: u64,
-    pub running: u64,
-    pub done: u64,
-    pub failed: u64,
-    #[serde(default)]
-    pub undelivered: u64,
-    pub throughput_per_minute: u64,
-    pub workers: Vec<QueueWorker>,
-    pub failed_jobs: Vec<FailedJob>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct QueueWorker {
-    pub name: String,
-    pub heartbeat_age_secs: i64,
-    pub jobs: Vec<QueueJob>,
-    /// Why the worker takes no jobs (a worker that does not see the server's blob store).
-    #[serde(default)]
-    pub problem: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct QueueJob {
-    pub job: String,
-    #[serde(default)]
-    pub image_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FailedJob {
-    pub job: String,
-    #[serde(default)]
-    pub image_id: Option<String>,
-    pub reason: String,
-    pub attempts: u32,
-}
-
-/// Body of a user creation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewUser {
-    pub username: String,
-    pub password: String,
-    pub tier: String,
-    pub is_admin: bool,
 }
 
 /// The problem+json shape the server answers errors with.

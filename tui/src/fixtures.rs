@@ -1,12 +1,11 @@
 //! Fixture data for the state and rendering tests.
 
 use chrono::{TimeZone, Utc};
-use serde_json::json;
 
 use crate::action::{Action, Loaded};
 use crate::api::{
-    FailedJob, Image, ImageDetail, ImageLink, ImagePage, ImageQuery, Link, Queue, QueueJob, QueueWorker, Thumbnail,
-    Tier, Token, User,
+    FailedJob, Image, ImageDetail, ImagePage, ImageQuery, Link, Queue, QueueJob, QueueWorker, Thumbnail,
+    ThumbnailStatus, Tier, Token, User, VariantView,
 };
 
 fn at(day: u32) -> chrono::DateTime<Utc> {
@@ -61,10 +60,11 @@ pub fn tiers() -> Vec<Tier> {
 }
 
 pub fn images() -> Vec<Image> {
-    let thumb = |height, width, status: &str, error: Option<&str>| Thumbnail {
+    let thumb = |id: &str, height, width, status, error: Option<&str>| Thumbnail {
         height,
         width,
-        status: status.to_owned(),
+        status,
+        url: format!("http://imageapi.test/api/v1/images/{id}/thumbnails/{height}"),
         error: error.map(str::to_owned),
     };
     vec![
@@ -76,7 +76,13 @@ pub fn images() -> Vec<Image> {
             height: 3391,
             size_bytes: 4_400_000,
             created_at: at(27),
-            thumbnails: vec![thumb(200, 356, "ready", None), thumb(400, 711, "pending", None)],
+            thumbnails: vec![
+                thumb("01IMAGEBIRD", 200, 356, ThumbnailStatus::Ready, None),
+                thumb("01IMAGEBIRD", 400, 711, ThumbnailStatus::Pending, None),
+            ],
+            original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBIRD/original".into()),
+            expiring_links: false,
+            owner: None,
         },
         Image {
             id: "01IMAGEBROKEN".into(),
@@ -87,30 +93,47 @@ pub fn images() -> Vec<Image> {
             size_bytes: 20_000,
             created_at: at(26),
             thumbnails: vec![
-                thumb(200, 267, "failed", Some("corrupt image data")),
-                thumb(400, 533, "failed", Some("corrupt image data")),
+                thumb("01IMAGEBROKEN", 200, 267, ThumbnailStatus::Failed, Some("corrupt image data")),
+                thumb("01IMAGEBROKEN", 400, 533, ThumbnailStatus::Failed, Some("corrupt image data")),
             ],
+            original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBROKEN/original".into()),
+            expiring_links: false,
+            owner: None,
         },
     ]
 }
 
+/// A live link of the bird, `expires_in` seconds from `now`.
+fn link(id: &str, variant: VariantView, now: chrono::DateTime<Utc>, expires_in: i64) -> Link {
+    Link {
+        id: id.into(),
+        url: None,
+        image_id: "01IMAGEBIRD".into(),
+        variant,
+        created_at: now - chrono::Duration::seconds(60),
+        expires_at: now + chrono::Duration::seconds(expires_in),
+        expires_in,
+        owner: Some("01USERBOB".into()),
+        owner_username: Some("bob".into()),
+    }
+}
+
 pub fn links(now: chrono::DateTime<Utc>) -> Vec<Link> {
     vec![
-        Link {
-            id: "01LINKA".into(),
-            image_id: "01IMAGEBIRD".into(),
-            variant: json!(400),
-            expires_at: now + chrono::Duration::seconds(245),
-            owner_username: Some("bob".into()),
-        },
-        Link {
-            id: "01LINKB".into(),
-            image_id: "01IMAGEBIRD".into(),
-            variant: json!("original"),
-            expires_at: now + chrono::Duration::seconds(7300),
-            owner_username: Some("bob".into()),
-        },
+        link("01LINKA", VariantView::Height(400), now, 245),
+        link("01LINKB", VariantView::Named("original".into()), now, 7300),
     ]
+}
+
+fn worker(name: &str, heartbeat_age_secs: i64, jobs: Vec<QueueJob>, problem: Option<&str>) -> QueueWorker {
+    QueueWorker {
+        name: name.into(),
+        last_heartbeat: at(27) - chrono::Duration::seconds(heartbeat_age_secs),
+        heartbeat_age_secs,
+        jobs,
+        status: if problem.is_some() { "misconfigured" } else { "ok" }.into(),
+        problem: problem.map(str::to_owned),
+    }
 }
 
 pub fn queue() -> Queue {
@@ -123,25 +146,27 @@ pub fn queue() -> Queue {
         undelivered: 0,
         throughput_per_minute: 42,
         workers: vec![
-            QueueWorker {
-                name: "host-a-101".into(),
-                heartbeat_age_secs: 1,
-                jobs: vec![QueueJob { job: "01JOBRUN".into(), image_id: Some("01IMAGEBIRD".into()) }],
-                problem: None,
-            },
-            QueueWorker { name: "host-b-202".into(), heartbeat_age_secs: 40, jobs: vec![], problem: None },
-            QueueWorker {
-                name: "host-c-303".into(),
-                heartbeat_age_secs: 2,
-                jobs: vec![],
-                problem: Some("this worker's blob store (directory /srv/blobs) has no store marker".into()),
-            },
+            worker(
+                "host-a-101",
+                1,
+                vec![QueueJob { job: "01JOBRUN".into(), image_id: Some("01IMAGEBIRD".into()) }],
+                None,
+            ),
+            worker("host-b-202", 40, vec![], None),
+            worker(
+                "host-c-303",
+                2,
+                vec![],
+                Some("this worker's blob store (directory /srv/blobs) has no store marker"),
+            ),
         ],
         failed_jobs: vec![FailedJob {
             job: "01JOBFAILED".into(),
             image_id: Some("01IMAGEBROKEN".into()),
+            heights: vec![200, 400],
             reason: "AbortError: blob store: disk full".into(),
             attempts: 5,
+            failed_at: Some(at(27)),
         }],
     }
 }
@@ -161,11 +186,7 @@ pub fn bird_detail(now: chrono::DateTime<Utc>) -> ImageDetail {
         image: images().remove(0),
         owner_username: "bob".into(),
         owner_tier: "premium".into(),
-        links: vec![ImageLink {
-            id: "01LINKA".into(),
-            variant: json!(400),
-            expires_at: now + chrono::Duration::seconds(245),
-        }],
+        links: vec![Link { owner: None, owner_username: None, ..link("01LINKA", VariantView::Height(400), now, 245) }],
     }
 }
 

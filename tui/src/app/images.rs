@@ -9,7 +9,7 @@ use super::list_state::{Pane, Selection};
 use super::previews::{Preview, Previews};
 use super::remote::{InFlight, Remote};
 use crate::action::{Command, List, PreviewImage};
-use crate::api::{ApiError, Image, ImageDetail, ImagePage, ImageQuery, User};
+use crate::api::{ApiError, Image, ImageDetail, ImagePage, ImageQuery, ThumbnailStatus, User};
 
 /// The next page of images is fetched when the selection comes this close to the end.
 const LOAD_AHEAD: usize = 5;
@@ -214,7 +214,9 @@ impl ImagesView {
     /// Fetches the selected image's preview once its thumbnail is ready and it is not cached.
     fn preview_wanted(&mut self) -> Vec<Command> {
         let Some(image) = self.selected() else { return vec![] };
-        let Some(thumbnail) = image.preview_thumbnail().filter(|t| t.status == "ready") else { return vec![] };
+        let Some(thumbnail) = image.preview_thumbnail().filter(|t| t.status == ThumbnailStatus::Ready) else {
+            return vec![];
+        };
         if self.previews.get(&image.id).is_some() {
             return vec![];
         }

@@ -6,7 +6,8 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::preview::{self, Graphics};
-use super::{human_bytes, title};
+use super::{human_bytes, title, variant_label};
+use crate::api::ThumbnailStatus;
 use crate::app::{countdown, App, Pane, Remote};
 
 fn highlight(focused: bool) -> Style {
@@ -210,10 +211,10 @@ pub fn images(frame: &mut Frame, app: &App, graphics: &mut Graphics, area: Rect)
                 .thumbnails
                 .iter()
                 .map(|t| {
-                    let mark = match t.status.as_str() {
-                        "ready" => "✓",
-                        "failed" => "✗",
-                        _ => "…",
+                    let mark = match t.status {
+                        ThumbnailStatus::Ready => "✓",
+                        ThumbnailStatus::Failed => "✗",
+                        ThumbnailStatus::Pending => "…",
                     };
                     format!("{}{mark}", t.height)
                 })
@@ -269,10 +270,7 @@ pub fn links(frame: &mut Frame, app: &App, area: Rect) {
     let rows = links
         .iter()
         .map(|l| {
-            let variant = match &l.variant {
-                serde_json::Value::String(s) => s.clone(),
-                other => format!("{other} px"),
-            };
+            let variant = variant_label(&l.variant);
             Row::new(vec![
                 l.owner_username.clone().unwrap_or_default(),
                 l.image_id.clone(),

@@ -17,6 +17,7 @@ use ratatui::Frame;
 pub use preview::Graphics;
 
 use crate::action::{Action, List, View};
+use crate::api::VariantView;
 use crate::app::{App, Connection, FieldValue, Mode, Pane};
 
 /// The screen's rows: tabs, the view, status, footer.
@@ -247,6 +248,14 @@ pub fn mouse_action(app: &App, screen: Rect, event: crossterm::event::MouseEvent
             Some(Action::Click { list, index: offset + (row - first_row) as usize })
         }
         _ => None,
+    }
+}
+
+/// A link's variant as the lists show it: `original` or `400 px`.
+fn variant_label(variant: &VariantView) -> String {
+    match variant {
+        VariantView::Named(name) => name.clone(),
+        VariantView::Height(height) => format!("{height} px"),
     }
 }
 

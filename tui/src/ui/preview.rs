@@ -15,6 +15,7 @@ use ratatui_image::protocol::StatefulProtocol;
 use ratatui_image::{FilterType, Resize, StatefulImage};
 
 use super::human_bytes;
+use crate::api::ThumbnailStatus;
 use crate::app::{countdown, App, Preview};
 
 /// How previews reach the terminal.
@@ -55,18 +56,18 @@ pub fn placeholder(app: &App) -> Option<String> {
     let Some(thumbnail) = image.preview_thumbnail() else {
         return Some("no thumbnails in this user's tier".to_owned());
     };
-    match thumbnail.status.as_str() {
-        "ready" => match app.images.preview(&image.id) {
+    match thumbnail.status {
+        ThumbnailStatus::Ready => match app.images.preview(&image.id) {
             Some(Preview::Ready(_)) => None,
             Some(Preview::Failed(e)) => Some(format!("preview unavailable: {e}")),
             Some(Preview::Loading) | None => Some("loading preview…".to_owned()),
         },
-        "failed" => Some(format!(
+        ThumbnailStatus::Failed => Some(format!(
             "✗ the {} px thumbnail failed: {}",
             thumbnail.height,
             thumbnail.error.as_deref().unwrap_or("no reason given")
         )),
-        _ => Some(format!("… the {} px thumbnail is pending", thumbnail.height)),
+        ThumbnailStatus::Pending => Some(format!("… the {} px thumbnail is pending", thumbnail.height)),
     }
 }
 
@@ -87,11 +88,11 @@ pub fn draw_preview(frame: &mut Frame, app: &App, graphics: &mut Graphics, area:
     }
 }
 
-fn status_mark(status: &str) -> Span<'static> {
+fn status_mark(status: ThumbnailStatus) -> Span<'static> {
     match status {
-        "ready" => Span::raw("✓ ready").fg(Color::Green),
-        "failed" => Span::raw("✗ failed").fg(Color::Red),
-        _ => Span::raw("… pending").fg(Color::Yellow),
+        ThumbnailStatus::Ready => Span::raw("✓ ready").fg(Color::Green),
+        ThumbnailStatus::Failed => Span::raw("✗ failed").fg(Color::Red),
+        ThumbnailStatus::Pending => Span::raw("… pending").fg(Color::Yellow),
     }
 }
 
@@ -113,7 +114,7 @@ pub fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(format!("uploaded {}", image.created_at.format("%Y-%m-%d %H:%M UTC"))),
     ];
     for t in &image.thumbnails {
-        let mut spans = vec![Span::raw(format!("{:>4} px ", t.height)), status_mark(&t.status)];
+        let mut spans = vec![Span::raw(format!("{:>4} px ", t.height)), status_mark(t.status)];
         if let Some(e) = &t.error {
             spans.push(Span::raw(format!(": {e}")).fg(Color::Red));
         }
@@ -125,10 +126,7 @@ pub fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         Some(d) => {
             lines.push(Line::from(format!("{} live link(s):", d.links.len())));
             for link in &d.links {
-                let variant = match &link.variant {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => format!("{other} px"),
-                };
+                let variant = super::variant_label(&link.variant);
                 lines.push(Line::from(format!(" {variant}, {} left", countdown(link.expires_at, app.now))));
             }
         }

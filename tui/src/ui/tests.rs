@@ -6,7 +6,7 @@ use ratatui::Terminal;
 
 use super::{draw, Graphics};
 use crate::action::{Action, Loaded, View};
-use crate::api::{ApiError, LinkPage, NewToken};
+use crate::api::{ApiError, LinkPage, NewToken, ThumbnailStatus};
 use crate::app::App;
 use crate::fixtures;
 
@@ -316,7 +316,7 @@ fn the_preview_says_why_there_is_no_picture() {
     assert!(text.contains("✗ the 200 px thumbnail") && text.contains("failed: corrupt image data"), "{text}");
 
     let mut pending = fixtures::images();
-    pending[0].thumbnails[0].status = "pending".into();
+    pending[0].thumbnails[0].status = ThumbnailStatus::Pending;
     let mut app = self::app();
     app.update(Action::SwitchView(View::Images));
     app.update(Action::Down);
