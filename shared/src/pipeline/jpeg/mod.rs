@@ -4,13 +4,11 @@
 //! chosen by [`min_decoded_size`]: the smallest that leaves a Lanczos3 reduction of at least
 //! 5 % to do, so the final resize, not the DCT, sets the thumbnail's look (see there).
 //!
-//! Baseline and progressive files (nearly all photos) go to imageapi's own decoder
-//! ([`scaled`]), which decodes only what the reduced size needs and uses the idle cores;
-//! the rest (CMYK, RGB-coded, unusual sampling, or a thumbnail that needs full size) to
+//! Baseline and progressive files (nearly all photos) go to imageapi's own decoder (the
+//! [`imageapi_jpeg`] crate), which decodes only what the reduced size needs and uses the idle
+//! cores; the rest (CMYK, RGB-coded, unusual sampling, or a thumbnail that needs full size) to
 //! `jpeg-decoder`'s scaled decode, whose memory [`general_decoder_memory`] bounds (12-bit,
 //! lossless and arithmetic-coded files are refused at upload: no decoder here reads them).
-
-mod scaled;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 use jpeg_decoder::{Decoder, PixelFormat};
@@ -18,7 +16,7 @@ use jpeg_decoder::{Decoder, PixelFormat};
 use super::decoder_input::DecoderInput;
 use super::structure::JpegFrame;
 use super::ImageFormat;
-pub(super) use scaled::{recycle, ScaledJpeg};
+pub(super) use imageapi_jpeg::{recycle, ScaledJpeg};
 
 /// Decodes with imageapi's own decoder at `eighths`/8, on the cores no other job holds.
 /// `None`: it declined part-way (damaged data, most likely).

@@ -2,12 +2,12 @@
 //! part and in several, on generated files of every sampling and on the corpus.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 
 use image::DynamicImage;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 use super::*;
-use crate::pipeline::test_support::{corpus, mean_abs_diff};
 
 /// Photo-like content with enough fine noise to make a large file.
 fn textured(width: u32, height: u32) -> Vec<u8> {
@@ -318,4 +318,19 @@ fn the_corpus_matches_jpeg_decoder() {
         let diff = mean_abs_diff(&ours(&jpeg, eighths, 2), &reference(&jpeg, eighths));
         assert!(diff < 1.5, "{name}: mean difference {diff}");
     }
+}
+
+/// A file of the shared corpus of real images (`../shared/corpus` from the workspace root),
+/// if this checkout has it beside it.
+fn corpus(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus").join(name);
+    path.is_file().then_some(path)
+}
+
+/// Mean absolute difference per channel between two images of the same size, as RGBA8.
+fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
+    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
+    let (a, b) = (a.to_rgba8(), b.to_rgba8());
+    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
+    total as f64 / a.as_raw().len() as f64
 }

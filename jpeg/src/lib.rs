@@ -1,15 +1,19 @@
-//! imageapi's own JPEG decoder for thumbnails: it decodes straight to 1/8, 1/4 or 1/2 size.
+//! imageapi's own JPEG decoder: it decodes straight to 1/8, 1/4 or 1/2 size.
 //! It exists for speed. It reads only the coefficients the reduced size needs into a
 //! block-sized inverse DCT, and it uses idle cores for one image, which neither
 //! `jpeg-decoder` nor libjpeg-turbo can do: a baseline file's data is split into parts that
-//! resynchronise (see [`baseline`]), a progressive file's luma and chroma scans are decoded
-//! side by side (see [`progressive`]).
+//! resynchronise (see `baseline.rs`), a progressive file's luma and chroma scans are decoded
+//! side by side (see `progressive.rs`).
+//!
+//! - [`ScaledJpeg`]: a file's headers, read once ([`ScaledJpeg::read`]); it says how many
+//!   threads the file can use and decodes at a scale on as many as the caller grants.
+//! - [`recycle`]: hands a decoded image's buffer back for the next decode (see `scratch.rs`).
 //!
 //! It handles 8-bit Huffman-coded files, baseline (one interleaved scan) or progressive, gray
 //! or YCbCr, with any power-of-two chroma subsampling, with or without restart markers.
 //! Anything else — CMYK, Adobe RGB-coded, 12-bit, arithmetic-coded, a baseline file in
-//! several scans, or a file it finds broken — is declined (`None`) and goes to the general
-//! decoders, which also give the definitive error for a broken file.
+//! several scans, or a file it finds broken — is declined (`None`), for the caller to hand to
+//! a general decoder, which also gives the definitive error for a broken file.
 
 mod baseline;
 mod headers;
@@ -28,7 +32,7 @@ use headers::Frame;
 use idct::Scale;
 use threads::Task;
 
-pub(in crate::pipeline) struct ScaledJpeg<'a> {
+pub struct ScaledJpeg<'a> {
     data: &'a [u8],
     frame: Frame,
 }
@@ -62,9 +66,10 @@ impl<'a> ScaledJpeg<'a> {
     }
 }
 
-/// Hands a decoded image's pixels back for the next decode to write into (see [`scratch`]),
-/// once its thumbnails are made.
-pub(in crate::pipeline) fn recycle(image: DynamicImage) {
+/// Hands a decoded image's pixels back for the next decode to write into, once the caller is
+/// done with them: large buffers are kept, within a bound, so that the next decode does not
+/// fault fresh memory in (see `scratch.rs`).
+pub fn recycle(image: DynamicImage) {
     scratch::U8.give_back(image.into_bytes());
 }
 
