@@ -11,7 +11,7 @@ const MAX_STORED_PIXELS: u64 = 16_000_000;
 /// Runs imageapi's own JPEG decoder at `eighths`/8 on any bytes, unless its headers promise
 /// more than `max_decoded_bytes` of pixels. True if it decoded an image.
 pub fn decode_jpeg_scaled(data: &[u8], eighths: u32, max_decoded_bytes: u64) -> bool {
-    let Some(jpeg) = ScaledJpeg::read(data) else { return false };
+    let Ok(jpeg) = ScaledJpeg::read(data) else { return false };
     let (width, height) = jpeg.dimensions();
     let scaled = |side: u32| (u64::from(side) * u64::from(eighths)).div_ceil(8);
     if u64::from(width) * u64::from(height) > MAX_STORED_PIXELS
@@ -21,10 +21,10 @@ pub fn decode_jpeg_scaled(data: &[u8], eighths: u32, max_decoded_bytes: u64) -> 
     }
     // Two threads where the file allows, so the parallel paths are fuzzed too.
     match jpeg.decode(eighths, jpeg.useful_threads().min(2)) {
-        Some(image) => {
+        Ok(image) => {
             recycle(image);
             true
         }
-        None => false,
+        Err(_) => false,
     }
 }

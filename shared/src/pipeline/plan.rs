@@ -120,7 +120,10 @@ impl<'a> Plan<'a> {
             ImageFormat::Png => (Decoder::Image, None),
             ImageFormat::Jpeg => {
                 let eighths = jpeg::reduced_scale(width, height, min_size.0, min_size.1);
-                let ours = ScaledJpeg::read(original).filter(|jpeg| jpeg.dimensions() == (width, height));
+                let ours = ScaledJpeg::read(original)
+                    .inspect_err(|e| tracing::debug!(error = %e, "imageapi's JPEG decoder declines the file"))
+                    .ok()
+                    .filter(|jpeg| jpeg.dimensions() == (width, height));
                 let decoder = match (ours, eighths) {
                     (Some(jpeg), Some(eighths)) => Decoder::Scaled { jpeg, eighths },
                     (_, eighths) => Decoder::General { eighths: eighths.unwrap_or(8) },

@@ -230,8 +230,9 @@ fn decode_planned(
     let general = match &plan.decoder {
         Decoder::Image => None,
         Decoder::Scaled { jpeg, eighths } => {
-            if let Some(image) = jpeg::decode_scaled(jpeg, *eighths) {
-                return Ok(image);
+            match jpeg::decode_scaled(jpeg, *eighths) {
+                Ok(image) => return Ok(image),
+                Err(e) => tracing::debug!(error = %e, "imageapi's JPEG decoder gave up part-way"),
             }
             gave_up = "imageapi's decoder could not read its data".to_owned();
             Some(*eighths)

@@ -4,25 +4,24 @@
 //! chosen by [`min_decoded_size`]: the smallest that leaves a Lanczos3 reduction of at least
 //! 5 % to do, so the final resize, not the DCT, sets the thumbnail's look (see there).
 //!
-//! Baseline and progressive files (nearly all photos) go to imageapi's own decoder
-//! ([`scaled`]), which decodes only what the reduced size needs and uses the idle cores;
-//! the rest (CMYK, RGB-coded, unusual sampling, or a thumbnail that needs full size) to
+//! Baseline and progressive files (nearly all photos) go to imageapi's own decoder (the
+//! [`imageapi_jpeg`] crate), which decodes only what the reduced size needs and uses the idle
+//! cores; the rest (CMYK, RGB-coded, unusual sampling, or a thumbnail that needs full size) to
 //! `jpeg-decoder`'s scaled decode, whose memory [`general_decoder_memory`] bounds (12-bit,
 //! lossless and arithmetic-coded files are refused at upload: no decoder here reads them).
 
-mod scaled;
-
 use image::{DynamicImage, GrayImage, RgbImage};
+use imageapi_jpeg::DecodeError;
 use jpeg_decoder::{Decoder, PixelFormat};
 
 use super::decoder_input::DecoderInput;
 use super::structure::JpegFrame;
 use super::ImageFormat;
-pub(super) use scaled::{recycle, ScaledJpeg};
+pub(super) use imageapi_jpeg::{recycle, ScaledJpeg};
 
 /// Decodes with imageapi's own decoder at `eighths`/8, on the cores no other job holds.
-/// `None`: it declined part-way (damaged data, most likely).
-pub(super) fn decode_scaled(jpeg: &ScaledJpeg<'_>, eighths: u32) -> Option<DynamicImage> {
+/// `Err`: it declined part-way (damaged data, most likely).
+pub(super) fn decode_scaled(jpeg: &ScaledJpeg<'_>, eighths: u32) -> Result<DynamicImage, DecodeError> {
     let helpers = super::cores::spare(jpeg.useful_threads() - 1);
     jpeg.decode(eighths, 1 + helpers.count())
 }
@@ -159,9 +158,9 @@ mod tests {
     /// What a render decodes to: imageapi's decoder at the smallest scale covering the
     /// request, or jpeg-decoder for what it declines.
     fn decode_for(jpeg: &[u8], min_width: u32, min_height: u32) -> DynamicImage {
-        let ours = ScaledJpeg::read(jpeg).and_then(|scaled| {
+        let ours = ScaledJpeg::read(jpeg).ok().and_then(|scaled| {
             let (width, height) = scaled.dimensions();
-            decode_scaled(&scaled, reduced_scale(width, height, min_width, min_height)?)
+            decode_scaled(&scaled, reduced_scale(width, height, min_width, min_height)?).ok()
         });
         ours.unwrap_or_else(|| decode_general(jpeg, min_width, min_height).expect("decoded"))
     }

@@ -1,7 +1,7 @@
 //! Spare buffers for the decoder's coefficient blocks and sample planes, reused from one
 //! decode to the next.
 //!
-//! The process keeps glibc's mmap threshold at 256 KiB (see `crate::malloc`), so each of these
+//! imageapi's server and workers keep glibc's mmap threshold at 256 KiB, so each of these
 //! buffers is a fresh mapping that the kernel zero-fills page by page as the decoder first
 //! writes it, and unmaps at the end: on one core about a quarter of a grey 2560x1600 job. Jobs
 //! need buffers of much the same sizes again and again, so a finished decode hands its large

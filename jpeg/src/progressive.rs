@@ -8,6 +8,7 @@
 //! Different components' scans touch different data, so with a spare core the luma scans
 //! (and the DC scans) are decoded on one thread and the chroma AC scans on another.
 
+use super::error::DecodeError;
 use super::headers::{Frame, Scan, ScanComponent};
 use super::huffman::{BitReader, Corrupt, HuffmanTable};
 use super::idct::Scale;
@@ -60,8 +61,8 @@ struct ScanState {
 }
 
 /// Decodes every needed scan and returns each component's plane of samples (eighths of a
-/// level, minus 128 levels) at the reduced size, whole MCUs wide and high. `None` on bad data.
-pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) -> Option<Vec<Vec<i16>>> {
+/// level, minus 128 levels) at the reduced size, whole MCUs wide and high. `Err` on bad data.
+pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) -> Result<Vec<Vec<i16>>, DecodeError> {
     let kept = scale.side * scale.side - 1;
     let counts: Vec<usize> = (0..frame.components.len())
         .map(|c| {
@@ -86,11 +87,11 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
             Box::new(move || run_scans(frame, scale, data, luma_scans, Some(dc), ac_luma, 0)),
             Box::new(move || run_scans(frame, scale, data, chroma_scans, None, ac_chroma, 1)),
         ];
-        if threads::run_all(tasks).into_iter().any(|result| !matches!(result, Some(Ok(())))) {
-            return None;
+        for scans in threads::run_all(tasks) {
+            scans.ok_or(DecodeError::Panicked)??;
         }
     } else {
-        run_scans(frame, scale, data, needed_only(frame, &needed), Some(&mut dc), &mut ac, 0).ok()?;
+        run_scans(frame, scale, data, needed_only(frame, &needed), Some(&mut dc), &mut ac, 0)?;
     }
     let planes = planes(frame, scale, &dc, &ac);
     dc.into_iter().for_each(|dc| scratch::I16.give_back(dc));
@@ -98,7 +99,7 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], threads: usize) 
         scratch::I16.give_back(plane.values);
         scratch::U64.give_back(plane.nonzero);
     }
-    Some(planes)
+    Ok(planes)
 }
 
 /// The scans `needed` marks, in file order.

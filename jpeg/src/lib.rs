@@ -1,17 +1,24 @@
-//! imageapi's own JPEG decoder for thumbnails: it decodes straight to 1/8, 1/4 or 1/2 size.
+//! imageapi's own JPEG decoder: it decodes straight to 1/8, 1/4 or 1/2 size.
 //! It exists for speed. It reads only the coefficients the reduced size needs into a
 //! block-sized inverse DCT, and it uses idle cores for one image, which neither
 //! `jpeg-decoder` nor libjpeg-turbo can do: a baseline file's data is split into parts that
-//! resynchronise (see [`baseline`]), a progressive file's luma and chroma scans are decoded
-//! side by side (see [`progressive`]).
+//! resynchronise (see `baseline.rs`), a progressive file's luma and chroma scans are decoded
+//! side by side (see `progressive.rs`).
+//!
+//! - [`ScaledJpeg`]: a file's headers, read once ([`ScaledJpeg::read`]); it says how many
+//!   threads the file can use and decodes at a scale on as many as the caller grants.
+//! - [`DecodeError`]: why it declines a file, [`Unsupported`](DecodeError::Unsupported) or
+//!   [`Corrupt`](DecodeError::Corrupt).
+//! - [`recycle`]: hands a decoded image's buffer back for the next decode (see `scratch.rs`).
 //!
 //! It handles 8-bit Huffman-coded files, baseline (one interleaved scan) or progressive, gray
 //! or YCbCr, with any power-of-two chroma subsampling, with or without restart markers.
 //! Anything else — CMYK, Adobe RGB-coded, 12-bit, arithmetic-coded, a baseline file in
-//! several scans, or a file it finds broken — is declined (`None`) and goes to the general
-//! decoders, which also give the definitive error for a broken file.
+//! several scans, or a file it finds broken — is declined with the reason, for the caller to
+//! hand to a general decoder, which also gives the definitive error for a broken file.
 
 mod baseline;
+mod error;
 mod headers;
 mod huffman;
 mod idct;
@@ -23,20 +30,23 @@ mod threads;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
+pub use error::DecodeError;
+
 use baseline::{Part, Segment};
 use headers::Frame;
 use idct::Scale;
 use threads::Task;
 
-pub(in crate::pipeline) struct ScaledJpeg<'a> {
+pub struct ScaledJpeg<'a> {
     data: &'a [u8],
     frame: Frame,
 }
 
 impl<'a> ScaledJpeg<'a> {
-    /// Reads the headers; `None` if the file is not one this decoder handles.
-    pub fn read(data: &'a [u8]) -> Option<Self> {
-        Some(Self { frame: headers::read(data)?, data })
+    /// Reads the headers. `Err`: the file is not one this decoder handles
+    /// ([`DecodeError::Unsupported`]) or its headers are broken ([`DecodeError::Corrupt`]).
+    pub fn read(data: &'a [u8]) -> Result<Self, DecodeError> {
+        Ok(Self { frame: headers::read(data)?, data })
     }
 
     /// Stored width and height.
@@ -45,9 +55,10 @@ impl<'a> ScaledJpeg<'a> {
     }
 
     /// Decodes at `eighths`/8 of the stored size (1, 2 or 4; sides rounded up) using up to
-    /// `threads` threads. Gray stays gray, YCbCr becomes RGB.
-    pub fn decode(&self, eighths: u32, threads: usize) -> Option<DynamicImage> {
-        let scale = Scale::new(eighths)?;
+    /// `threads` threads. Gray stays gray, YCbCr becomes RGB. `Err`: the data is broken
+    /// (most likely), `eighths` is not a scale it decodes to, or a helper thread panicked.
+    pub fn decode(&self, eighths: u32, threads: usize) -> Result<DynamicImage, DecodeError> {
+        let scale = Scale::new(eighths).ok_or(DecodeError::Scale(eighths))?;
         let planes = if self.frame.progressive {
             progressive::decode(&self.frame, &scale, self.data, threads)?
         } else {
@@ -62,9 +73,10 @@ impl<'a> ScaledJpeg<'a> {
     }
 }
 
-/// Hands a decoded image's pixels back for the next decode to write into (see [`scratch`]),
-/// once its thumbnails are made.
-pub(in crate::pipeline) fn recycle(image: DynamicImage) {
+/// Hands a decoded image's pixels back for the next decode to write into, once the caller is
+/// done with them: large buffers are kept, within a bound, so that the next decode does not
+/// fault fresh memory in (see `scratch.rs`).
+pub fn recycle(image: DynamicImage) {
     scratch::U8.give_back(image.into_bytes());
 }
 
@@ -93,7 +105,7 @@ fn baseline_planes(
     parts: Vec<Part>,
     segments: &[Segment],
     threads: usize,
-) -> Option<Vec<Vec<i16>>> {
+) -> Result<Vec<Vec<i16>>, DecodeError> {
     let side = scale.side;
     let components = &frame.components;
     let sizes: Vec<(usize, usize)> = (0..components.len()).map(|c| plane_size(frame, scale, c)).collect();
@@ -118,14 +130,15 @@ fn baseline_planes(
     if !rest.is_empty() {
         tasks.push(Box::new(move || fill(split..components.len(), rest)));
     }
-    if threads::run_all(tasks).into_iter().any(|done| done.flatten().is_none()) {
-        return None;
+    for filled in threads::run_all(tasks) {
+        let filled = filled.ok_or(DecodeError::Panicked)?;
+        filled.ok_or(DecodeError::Corrupt("the decoded parts do not cover the image"))?;
     }
     for part in parts {
         scratch::I16.give_back(part.blocks);
         scratch::I32.give_back(part.dc);
     }
-    Some(planes)
+    Ok(planes)
 }
 
 /// Lays out the blocks of `components` (whose planes `planes` are) from every MCU: each
@@ -201,7 +214,7 @@ fn to_image(
     width: u32,
     height: u32,
     threads: usize,
-) -> Option<DynamicImage> {
+) -> Result<DynamicImage, DecodeError> {
     let channels = if frame.components.len() == 1 { 1 } else { 3 };
     let (width, height) = (width as usize, height as usize);
     let mut pixels = scratch::U8.zeroed(width * height * channels);
@@ -214,14 +227,15 @@ fn to_image(
         })
         .collect();
     if threads::run_all(tasks).iter().any(Option::is_none) {
-        return None;
+        return Err(DecodeError::Panicked);
     }
     let (width, height) = (width as u32, height as u32);
-    if channels == 1 {
+    let image = if channels == 1 {
         GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
     } else {
         RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
-    }
+    };
+    image.ok_or(DecodeError::Corrupt("decoded pixels do not fill the image"))
 }
 
 /// Converts the rows from `first_row` on into `out` (whole rows of `width` pixels).

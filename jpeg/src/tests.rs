@@ -2,12 +2,12 @@
 //! part and in several, on generated files of every sampling and on the corpus.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 
 use image::DynamicImage;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 use super::*;
-use crate::pipeline::test_support::{corpus, mean_abs_diff};
 
 /// Photo-like content with enough fine noise to make a large file.
 fn textured(width: u32, height: u32) -> Vec<u8> {
@@ -109,14 +109,14 @@ fn restart_markers_are_followed_and_split_the_work_exactly() {
     assert_eq!(segments.len(), 4, "four runs of intervals");
     for eighths in [1, 2, 4] {
         let sequential = decoder.decode(eighths, 1).expect("sequential");
-        assert!(decoder.decode(eighths, 3) == Some(sequential.clone()), "three parts at {eighths}/8");
+        assert!(decoder.decode(eighths, 3) == Ok(sequential.clone()), "three parts at {eighths}/8");
         let diff = mean_abs_diff(&sequential, &reference(&jpeg, eighths));
         assert!(diff < 1.5, "at {eighths}/8: mean difference {diff}");
     }
     // Fewer intervals than parts: one interval covers the whole image.
     let one_interval = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_1, 65535);
     let decoder = ScaledJpeg::read(&one_interval).expect("baseline");
-    assert!(decoder.decode(1, 4) == decoder.decode(1, 1) && decoder.decode(1, 1).is_some());
+    assert!(decoder.decode(1, 4) == decoder.decode(1, 1) && decoder.decode(1, 1).is_ok());
 }
 
 /// Splitting the scan changes nothing: the parts meet and give the sequential decode's
@@ -135,7 +135,7 @@ fn parts_meet_and_give_the_sequential_pixels() {
     for eighths in [1, 2, 4] {
         let sequential = baseline.decode(eighths, 1).expect("sequential");
         for threads in [2, 3, 4] {
-            assert!(baseline.decode(eighths, threads) == Some(sequential.clone()), "{threads} parts at {eighths}/8");
+            assert!(baseline.decode(eighths, threads) == Ok(sequential.clone()), "{threads} parts at {eighths}/8");
         }
     }
 }
@@ -167,12 +167,21 @@ fn other_kinds_of_jpeg_are_declined() {
     let rgb = textured(64, 48);
     let cmyk: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 0]).collect();
     let cmyk = encode(&cmyk, 64, 48, ColorType::Cmyk, SamplingFactor::F_1_1, 0);
-    assert!(ScaledJpeg::read(&cmyk).is_none(), "CMYK");
+    assert!(matches!(ScaledJpeg::read(&cmyk), Err(DecodeError::Unsupported(_))), "CMYK");
 
     // jpeg-encoder writes 4:1:1 as one scan per component (not interleaved).
     let separate_scans = encode(&rgb, 64, 48, ColorType::Rgb, SamplingFactor::F_4_1, 0);
-    assert!(ScaledJpeg::read(&separate_scans).is_none(), "one scan per component");
-    assert!(ScaledJpeg::read(b"not a jpeg").is_none());
+    assert!(matches!(ScaledJpeg::read(&separate_scans), Err(DecodeError::Unsupported(_))), "one scan per component");
+    assert!(matches!(ScaledJpeg::read(b"not a jpeg"), Err(DecodeError::Corrupt(_))));
+}
+
+#[test]
+fn scales_other_than_one_two_or_four_eighths_are_refused() {
+    let jpeg = encode(&textured(64, 48), 64, 48, ColorType::Rgb, SamplingFactor::F_2_2, 0);
+    let decoder = ScaledJpeg::read(&jpeg).expect("baseline");
+    for eighths in [0, 3, 8] {
+        assert!(decoder.decode(eighths, 1) == Err(DecodeError::Scale(eighths)), "{eighths}/8");
+    }
 }
 
 /// Progressive files made by libjpeg-turbo (through vips) with its standard script: DC and
@@ -222,12 +231,12 @@ fn broken_files_are_declined_or_decoded_but_never_panic() {
     let (width, height) = (1200, 800);
     let jpeg = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_2_2, 0);
     let baseline = ScaledJpeg::read(&jpeg).expect("baseline");
-    assert!(baseline.decode(1, 2).is_some());
+    assert!(baseline.decode(1, 2).is_ok());
     // Cut short: the decoder needs bits that are not there.
     for cut in [jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 100] {
         let truncated = &jpeg[..cut];
-        if let Some(baseline) = ScaledJpeg::read(truncated) {
-            assert!(baseline.decode(2, 2).is_none(), "cut at {cut}: not enough data");
+        if let Ok(baseline) = ScaledJpeg::read(truncated) {
+            assert!(matches!(baseline.decode(2, 2), Err(DecodeError::Corrupt(_))), "cut at {cut}: not enough data");
         }
     }
     // Flipped bytes in the headers and in the data: anything but a panic or a hang.
@@ -237,13 +246,13 @@ fn broken_files_are_declined_or_decoded_but_never_panic() {
         let mut broken = jpeg.clone();
         let at = (state as usize >> 4) % broken.len();
         broken[at] ^= (state >> 24) as u8 | 1;
-        if let Some(baseline) = ScaledJpeg::read(&broken) {
+        if let Ok(baseline) = ScaledJpeg::read(&broken) {
             let _ = baseline.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 3) as usize);
         }
         let mut broken = PROGRESSIVE_420.to_vec();
         let at = (state as usize >> 4) % broken.len();
         broken[at] ^= (state >> 24) as u8 | 1;
-        if let Some(progressive) = ScaledJpeg::read(&broken) {
+        if let Ok(progressive) = ScaledJpeg::read(&broken) {
             let _ = progressive.decode([1, 2, 4][(state % 3) as usize], 1 + (state % 2) as usize);
         }
     }
@@ -252,10 +261,13 @@ fn broken_files_are_declined_or_decoded_but_never_panic() {
     let mut restarts = encode(&textured(width, height), width, height, ColorType::Rgb, SamplingFactor::F_1_1, 2);
     let first_rst = restarts.windows(2).position(|w| w == [0xFF, 0xD0]).expect("RST0");
     restarts.drain(first_rst - 20..first_rst);
-    assert!(ScaledJpeg::read(&restarts).and_then(|j| j.decode(2, 1)).is_none(), "interval short of data");
+    assert!(ScaledJpeg::read(&restarts).and_then(|j| j.decode(2, 1)).is_err(), "interval short of data");
 
     for cut in [PROGRESSIVE_420.len() / 2, PROGRESSIVE_420.len() - 40] {
-        assert!(ScaledJpeg::read(&PROGRESSIVE_420[..cut]).is_none(), "cut at {cut}: scans missing");
+        assert!(
+            matches!(ScaledJpeg::read(&PROGRESSIVE_420[..cut]), Err(DecodeError::Corrupt(_))),
+            "cut at {cut}: scans missing"
+        );
     }
 }
 
@@ -293,7 +305,7 @@ fn gray_progressive_with_scans(ac_scans: usize) -> Vec<u8> {
 fn files_with_more_scans_than_any_encoder_makes_are_declined() {
     let gray = ours(&gray_progressive_with_scans(100), 1, 1);
     assert_eq!(gray.to_luma8().as_raw(), &vec![128u8; 1], "a flat mid-gray block");
-    assert!(ScaledJpeg::read(&gray_progressive_with_scans(100_000)).is_none());
+    assert!(matches!(ScaledJpeg::read(&gray_progressive_with_scans(100_000)), Err(DecodeError::Unsupported(_))));
 }
 
 /// The corpus' photos and artwork, decoded the way the pipeline does for a 200 px
@@ -318,4 +330,19 @@ fn the_corpus_matches_jpeg_decoder() {
         let diff = mean_abs_diff(&ours(&jpeg, eighths, 2), &reference(&jpeg, eighths));
         assert!(diff < 1.5, "{name}: mean difference {diff}");
     }
+}
+
+/// A file of the shared corpus of real images (`../shared/corpus` from the workspace root),
+/// if this checkout has it beside it.
+fn corpus(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus").join(name);
+    path.is_file().then_some(path)
+}
+
+/// Mean absolute difference per channel between two images of the same size, as RGBA8.
+fn mean_abs_diff(a: &DynamicImage, b: &DynamicImage) -> f64 {
+    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
+    let (a, b) = (a.to_rgba8(), b.to_rgba8());
+    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| u64::from(x.abs_diff(y))).sum();
+    total as f64 / a.as_raw().len() as f64
 }

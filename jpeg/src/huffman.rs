@@ -6,6 +6,7 @@
 //! coefficients most (run, size, value) triples too; longer codes take the canonical-code
 //! path. A file with a bad code is reported, never read past.
 
+use super::error::DecodeError;
 use super::idct::{Scale, DROP};
 
 /// Bits resolved by one table lookup.
@@ -15,6 +16,12 @@ const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
 /// The stream breaks a rule of the format (a code no table has, a coefficient past 63).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Corrupt;
+
+impl From<Corrupt> for DecodeError {
+    fn from(_: Corrupt) -> Self {
+        DecodeError::Corrupt("the entropy-coded data breaks the format or ends early")
+    }
+}
 
 #[derive(Clone)]
 pub(super) struct HuffmanTable {

@@ -18,6 +18,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use super::error::DecodeError;
 use super::headers::Frame;
 use super::huffman::{BitReader, Corrupt, HuffmanTable};
 use super::idct::Scale;
@@ -30,6 +31,9 @@ const SYNC_POINTS: usize = 4096;
 const MAX_FRESH_STARTS: usize = 256;
 /// Each part decodes at least this much of the data; smaller scans are not split.
 pub(super) const MIN_PART_BYTES: usize = 256 * 1024;
+
+/// The scan's data ends before its last MCU.
+const ENDS_EARLY: DecodeError = DecodeError::Corrupt("the entropy-coded data ends early");
 
 /// Where a part starts: a byte of the scan, and that byte's bit position in the stream with
 /// the byte stuffing removed (the positions both decoders compare).
@@ -100,12 +104,19 @@ pub(super) struct Segment {
 }
 
 /// Decodes the scan in `parts` parts (1 = sequentially) and says which part's MCUs make up
-/// the image. `None`: the data is bad or ends early, or the parts did not meet.
-pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) -> Option<(Vec<Part>, Vec<Segment>)> {
-    let restart_interval = frame.scans.first()?.restart_interval;
-    let scan = data.get(frame.scans.first()?.data..)?;
+/// the image. `Err`: the data is bad or ends early.
+pub(super) fn decode(
+    frame: &Frame,
+    scale: &Scale,
+    data: &[u8],
+    parts: usize,
+) -> Result<(Vec<Part>, Vec<Segment>), DecodeError> {
+    let first = frame.scans.first().ok_or(DecodeError::Corrupt("no scan"))?;
+    let restart_interval = first.restart_interval;
+    let scan = data.get(first.data..).ok_or(ENDS_EARLY)?;
     let parts = parts.clamp(1, (scan.len() / MIN_PART_BYTES).max(1));
-    let decoder = McuDecoder::new(frame, scale)?;
+    let decoder =
+        McuDecoder::new(frame, scale).ok_or(DecodeError::Corrupt("a scan uses a Huffman table not defined"))?;
     if restart_interval > 0 {
         // Restart markers are an index into the data: no need to speculate.
         return decode_between_restarts(&decoder, scan, restart_interval, parts);
@@ -139,34 +150,36 @@ pub(super) fn decode(frame: &Frame, scale: &Scale, data: &[u8], parts: usize) ->
             let mut all = vec![decode_part(decoder, scan, handoffs, 0)];
             for helper in helpers {
                 match helper {
-                    Ok(helper) => all.push(helper.join().ok()?),
+                    Ok(helper) => all.push(helper.join().map_err(|_| DecodeError::Panicked)?),
                     Err(_) => all.push(Part { blocks: Vec::new(), dc: Vec::new(), mcus: 0, end: End::Stopped }),
                 }
             }
-            Some(all)
+            Ok::<_, DecodeError>(all)
         })?
     };
-    let segments = segments(frame, &decoded)?;
-    Some((decoded, segments))
+    // Parts stop at bad data or the data's end; then they do not cover the image.
+    let segments =
+        segments(frame, &decoded).ok_or(DecodeError::Corrupt("the entropy-coded data is broken or ends early"))?;
+    Ok((decoded, segments))
 }
 
 /// Decodes a file with restart markers in up to `parts` runs of whole restart intervals, each
 /// from the byte after its first interval's marker, where the DC predictors restart at zero —
-/// so the runs need no joining. `None` when the data is bad or has fewer markers than the
+/// so the runs need no joining. `Err` when the data is bad or has fewer markers than the
 /// headers promise.
 fn decode_between_restarts(
     decoder: &McuDecoder,
     scan: &[u8],
     interval: usize,
     parts: usize,
-) -> Option<(Vec<Part>, Vec<Segment>)> {
+) -> Result<(Vec<Part>, Vec<Segment>), DecodeError> {
     let frame = decoder.frame;
     // Where each interval starts: the data's start, then after each RSTn.
     let mut starts = vec![0usize];
     let mut pos = 0;
     while let Some(found) = scan.get(pos..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) {
         pos += found;
-        match *scan.get(pos + 1)? {
+        match *scan.get(pos + 1).ok_or(ENDS_EARLY)? {
             0xD0..=0xD7 => starts.push(pos + 2),
             0x00 | 0xFF => {}
             _ => break, // the end of the scan
@@ -176,7 +189,7 @@ fn decode_between_restarts(
     let total = frame.total_mcus();
     // Markers after the last interval are never read, as by a sequential decoder.
     if starts.len() < total.div_ceil(interval) {
-        return None;
+        return Err(DecodeError::Corrupt("fewer restart markers than the headers promise"));
     }
     starts.truncate(total.div_ceil(interval));
     // Runs of intervals of about equal bytes.
@@ -185,23 +198,27 @@ fn decode_between_restarts(
     // Fewer intervals than parts leave some runs empty.
     firsts.retain(|&first| first < starts.len());
     firsts.dedup();
-    let tasks: Vec<Task<'_, Option<Part>>> = firsts
+    let tasks: Vec<Task<'_, Result<Part, DecodeError>>> = firsts
         .iter()
         .enumerate()
         .map(|(run, &first)| {
             let last = firsts.get(run + 1).copied().unwrap_or(starts.len());
             let count = (last * interval).min(total) - first * interval;
             let start = starts[first];
-            Box::new(move || decode_run(decoder, scan, start, first, count, interval)) as Task<'_, Option<Part>>
+            Box::new(move || decode_run(decoder, scan, start, first, count, interval))
+                as Task<'_, Result<Part, DecodeError>>
         })
         .collect();
-    let decoded: Vec<Part> = threads::run_all(tasks).into_iter().map(Option::flatten).collect::<Option<_>>()?;
+    let decoded: Vec<Part> = threads::run_all(tasks)
+        .into_iter()
+        .map(|run| run.unwrap_or(Err(DecodeError::Panicked)))
+        .collect::<Result<_, _>>()?;
     let segments = decoded
         .iter()
         .enumerate()
         .map(|(part, decoded)| Segment { part, first: 0, count: decoded.mcus, dc_offsets: [0; 3] })
         .collect();
-    Some((decoded, segments))
+    Ok((decoded, segments))
 }
 
 /// Decodes `count` MCUs from restart interval number `interval_index`, which starts at byte
@@ -213,22 +230,22 @@ fn decode_run(
     interval_index: usize,
     count: usize,
     interval: usize,
-) -> Option<Part> {
+) -> Result<Part, DecodeError> {
     let mut blocks = scratch::I16.with_capacity(count * decoder.mcu_len());
     let mut dc = scratch::I32.with_capacity(count * decoder.frame.blocks_per_mcu());
     let mut reader = BitReader::after_restart(scan, start, interval_index);
     let mut predictors = [0i32; 3];
     for mcu in 0..count {
         if mcu > 0 && mcu.is_multiple_of(interval) {
-            reader.restart().ok()?;
+            reader.restart()?;
             predictors = [0; 3];
         }
-        decoder.decode(&mut reader, &mut predictors, &mut blocks, &mut dc).ok()?;
+        decoder.decode(&mut reader, &mut predictors, &mut blocks, &mut dc)?;
         if reader.overran() {
-            return None;
+            return Err(ENDS_EARLY);
         }
     }
-    Some(Part { blocks, dc, mcus: count, end: End::Complete })
+    Ok(Part { blocks, dc, mcus: count, end: End::Complete })
 }
 
 /// Where a part given the bytes from `byte` on starts.
