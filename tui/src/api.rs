@@ -38,9 +38,8 @@ impl ApiError {
 // The answers are the server's own types (`imageapi_core::api`), under the names the views use.
 pub use imageapi_core::api::{
     AdminImageView as ImageDetail, CreateUser as NewUser, FailedJobView as FailedJob, ImagePage, ImageView as Image,
-    LinkList as LinkPage, LinkView as Link, NewTokenView as NewToken, QueueJobView as QueueJob, QueueView as Queue,
-    QueueWorkerView as QueueWorker, ThumbnailStatus, ThumbnailView as Thumbnail, TierView as Tier, TokenView as Token,
-    UserView as User, VariantView,
+    LinkList as LinkPage, LinkView as Link, NewTokenView as NewToken, QueueView as Queue, ThumbnailStatus,
+    TierView as Tier, UserView as User, VariantView,
 };
 
 /// Links per page of the Links view.

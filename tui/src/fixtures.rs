@@ -3,9 +3,12 @@
 use chrono::{TimeZone, Utc};
 
 use crate::action::{Action, Loaded};
+use imageapi_core::api::{
+    QueueJobView as QueueJob, QueueWorkerView as QueueWorker, ThumbnailView as Thumbnail, TokenView as Token,
+};
+
 use crate::api::{
-    FailedJob, Image, ImageDetail, ImagePage, ImageQuery, Link, Queue, QueueJob, QueueWorker, Thumbnail,
-    ThumbnailStatus, Tier, Token, User, VariantView,
+    FailedJob, Image, ImageDetail, ImagePage, ImageQuery, Link, Queue, ThumbnailStatus, Tier, User, VariantView,
 };
 
 fn at(day: u32) -> chrono::DateTime<Utc> {
