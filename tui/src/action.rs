@@ -122,7 +122,8 @@ pub enum Loaded {
         cursor: Option<String>,
         result: Result<ImagePage, ApiError>,
     },
-    ImageDetail(Result<ImageDetail, ApiError>),
+    /// Boxed: an image's detail is several times the size of every other answer.
+    ImageDetail(Result<Box<ImageDetail>, ApiError>),
     Preview {
         id: String,
         result: Result<PreviewImage, String>,

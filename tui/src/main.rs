@@ -1,8 +1,9 @@
 //! `imageapi-tui`: the admin terminal UI, a client of the server's admin API.
 //!
-//! - [`api`]: the HTTP client and the data it returns.
+//! - [`api`]: the HTTP client; the answers are the server's own types (`imageapi_core::api`).
 //! - [`action`]: [`action::Action`] (every state change) and [`action::Command`] (network work).
-//! - [`app`]: the state and [`app::App::update`], the only place it changes.
+//! - [`app`]: the state and [`app::App::update`], the only place it changes; each view (users,
+//!   tiers, images with previews, links, queue) owns its list, selection and part of `update`.
 //! - [`ui`]: drawing from `&App`.
 //! - [`net`]: runs commands on background tasks; [`tui`]: terminal setup and the event loop;
 //!   [`clipboard`]: copying through the terminal (OSC 52).

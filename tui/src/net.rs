@@ -25,7 +25,7 @@ async fn run(api: &ApiClient, command: Command) -> Option<Loaded> {
             let result = api.images(&query, cursor.as_deref()).await;
             Loaded::Images { query, cursor, result }
         }
-        Command::FetchImageDetail(id) => Loaded::ImageDetail(api.image(&id).await),
+        Command::FetchImageDetail(id) => Loaded::ImageDetail(api.image(&id).await.map(Box::new)),
         Command::FetchPreview { id, height } => {
             let result = match api.thumbnail(&id, height).await {
                 // Decoding a thumbnail is a few milliseconds of CPU: off the async threads.

@@ -299,7 +299,7 @@ impl ImagesView {
         commands
     }
 
-    pub fn detail_loaded(&mut self, result: Result<ImageDetail, ApiError>) -> Vec<Command> {
+    pub fn detail_loaded(&mut self, result: Result<Box<ImageDetail>, ApiError>) -> Vec<Command> {
         self.detail_fetch.mark_answered();
         let Ok(detail) = result else { return vec![] };
         if self.selected().is_some_and(|i| i.id == detail.image.id) {
@@ -308,7 +308,7 @@ impl ImagesView {
             if let Some(image) = self.pages.data.as_mut().and_then(|rows| rows.get_mut(row)) {
                 *image = detail.image.clone();
             }
-            self.detail = Some(detail);
+            self.detail = Some(*detail);
             return self.preview_wanted();
         }
         vec![]

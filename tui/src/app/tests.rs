@@ -378,7 +378,7 @@ fn selecting_an_image_fetches_its_detail_and_preview_once() {
     let again = app.update(Action::Tick);
     assert!(!again.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "cached: {again:?}");
     // The broken image's thumbnail failed: no preview to fetch.
-    app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(app.now)))));
+    app.update(Action::Loaded(Loaded::ImageDetail(Ok(Box::new(fixtures::bird_detail(app.now))))));
     press(&mut app, KeyCode::Right);
     let sent = press(&mut app, KeyCode::Down);
     assert!(!sent.iter().any(|c| matches!(c, Command::FetchPreview { .. })), "{sent:?}");

@@ -242,7 +242,7 @@ fn captures() {
             app.update(Action::Down);
             app.update(fixtures::bobs_images());
             app.update(Action::FocusRight);
-            app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(now())))));
+            app.update(Action::Loaded(Loaded::ImageDetail(Ok(Box::new(fixtures::bird_detail(now()))))));
         }
         if view == View::Queue {
             for sample in [3, 8, 15, 22, 30, 41, 42, 40, 38, 42] {
@@ -340,7 +340,7 @@ fn the_detail_pane_shows_owner_file_thumbnails_and_live_links() {
     let mut app = images_app();
     let text = screen(&app);
     assert!(text.contains("links: loading…"), "{text}");
-    app.update(Action::Loaded(Loaded::ImageDetail(Ok(fixtures::bird_detail(now())))));
+    app.update(Action::Loaded(Loaded::ImageDetail(Ok(Box::new(fixtures::bird_detail(now()))))));
     let text = screen(&app);
     for expected in [
         "owner  bob (premium)",
