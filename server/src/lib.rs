@@ -2,10 +2,12 @@
 //!
 //! [`startup::Application`] wires everything: the metadata repository ([`repo`]: sled or
 //! PostgreSQL), the blob store, authentication ([`auth`]), the thumbnail bookkeeping
-//! ([`thumbnails`]) with its job queue (Redis for worker processes, or `imageapi-worker`'s
-//! embedded queue and render pool in this process), the
-//! routes ([`routes`]) and the Prometheus metrics ([`metrics`]). Errors become problem+json in
-//! one place ([`error`]). The admin commands besides serving are in [`cli`].
+//! ([`thumbnails`]: outbox, fair lanes, reconciler) with its job queue (`imageapi_queue`'s
+//! Redis transport for worker processes, or its embedded one feeding `imageapi-worker`'s render
+//! pool in this process; [`thumbnails::start`] is where the mode is chosen), the routes
+//! ([`routes`]) and the Prometheus metrics ([`metrics`]). Answers are `imageapi_core::api`'s
+//! types, made from records in [`views`]; errors become problem+json in one place ([`error`]).
+//! The admin commands besides serving are in [`cli`].
 
 pub mod auth;
 pub mod blobs;

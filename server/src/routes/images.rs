@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState};
 use crate::routes::extract::AuthUser;
 use crate::routes::owned_image;
-use crate::routes::paging::{Page, PageQuery};
+use crate::routes::paging::{split_page, Page, PageQuery};
 use crate::services::images::{delete_image, load_page};
 use crate::state::AppState;
 use crate::views::image_view;
@@ -307,7 +307,8 @@ pub async fn list(
     let Page { limit, cursor } = query.parse(ImageId::parse)?;
     let (records, tier) =
         futures_util::try_join!(state.repo.user_images(user.id, cursor, limit + 1), state.repo.tier(&user.tier))?;
-    let (rows, next) = load_page(state.repo.as_ref(), records, limit, Some((user.id, tier))).await?;
+    let (records, next) = split_page(records, limit, |r| r.id);
+    let rows = load_page(state.repo.as_ref(), records, Some((user.id, tier))).await?;
     let base = &state.public_url;
     Ok(HttpResponse::Ok().json(ImagePage {
         results: rows.iter().map(|(image, tier, thumbs)| image_view(base, image, tier, thumbs)).collect(),

@@ -13,16 +13,13 @@ use crate::state::AppState;
 pub type PageRow = (ImageRecord, TierRecord, ThumbStates);
 
 /// Loads the thumbnail states of a page of records (one repository call for all of them) and
-/// each owner's tier. `records` holds one more than `limit` when another page follows; the
-/// cursor for it is returned. `known` is a tier already at hand (the caller's own).
+/// each owner's tier. `known` is a tier already at hand (the caller's own). Where the page
+/// ends is the caller's to say (`routes::paging::split_page`).
 pub async fn load_page(
     repo: &dyn Repo,
     records: Vec<ImageRecord>,
-    limit: usize,
     known: Option<(UserId, TierRecord)>,
-) -> Result<(Vec<PageRow>, Option<ImageId>), RepoError> {
-    let more = records.len() > limit;
-    let records: Vec<ImageRecord> = records.into_iter().take(limit).collect();
+) -> Result<Vec<PageRow>, RepoError> {
     let mut tiers: BTreeMap<UserId, TierRecord> = known.into_iter().collect();
     for record in &records {
         if tiers.contains_key(&record.owner) {
@@ -50,8 +47,7 @@ pub async fn load_page(
         let granted: ThumbStates = tier.thumbnail_heights.iter().filter_map(|h| all.remove_entry(&h.get())).collect();
         out.push((record, tier.clone(), granted));
     }
-    let next = if more { out.last().map(|(r, _, _)| r.id) } else { None };
-    Ok((out, next))
+    Ok(out)
 }
 
 /// Deletes metadata first (durably), then blobs: a crash in between leaves unreachable

@@ -119,8 +119,7 @@ pub async fn images(
         repo.user(owner).await?;
     }
     let scan = repo.find_images(&filter, cursor, limit).await?;
-    let found = scan.images.len();
-    let (rows, _) = load_page(repo, scan.images, found, None).await?;
+    let rows = load_page(repo, scan.images, None).await?;
     let base = &state.public_url;
     let results = rows
         .iter()
