@@ -63,8 +63,12 @@ fn assert_all_thumbnails(app: &TestApp, user: &TestUser, id: &str, heights: &[u3
 fn two_worker_processes_share_the_uploads_of_several_users() {
     let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
-    let first = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());
-    let second = WorkerProcess::spawn(&app, &redis, "w2", WorkerOptions::default());
+    // A frozen worker must not be declared dead by its peer (three missed heartbeats) while
+    // the other half of the uploads runs, however slow the machine: it would come back under a
+    // new name, and this test is about sharing, not about recovery (that has its own tests).
+    let patient = || WorkerOptions { heartbeat_secs: 20, ..WorkerOptions::default() };
+    let first = WorkerProcess::spawn(&app, &redis, "w1", patient());
+    let second = WorkerProcess::spawn(&app, &redis, "w2", patient());
     let users: Vec<TestUser> = ["basic", "premium", "enterprise"].iter().map(|tier| app.create_user(tier)).collect();
 
     // Each half of the uploads goes in while the other worker is frozen, so both must take
@@ -264,7 +268,9 @@ fn sigterm_lets_a_worker_finish_the_job_it_holds_then_exit_zero() {
     let Some(redis) = RedisServer::start() else { return };
     let app = redis_app(&redis);
     let user = app.create_user("premium");
-    let mut worker = WorkerProcess::spawn(&app, &redis, "w1", WorkerOptions::default());
+    // Stopped for as long as catching it takes, it must not count as dead meanwhile.
+    let options = WorkerOptions { heartbeat_secs: 20, ..WorkerOptions::default() };
+    let mut worker = WorkerProcess::spawn(&app, &redis, "w1", options);
     worker.signal("STOP");
     let uploads: Vec<_> = (0..4u8).map(|n| upload_heavy(&app, &user, n)).collect();
     let held = catch_holding(&app, &worker);
