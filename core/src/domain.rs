@@ -4,6 +4,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::image::{ExtraFormat, ThumbnailFormat};
 use ulid::Ulid;
 
 /// A rejected value, with a message written for the API user.
@@ -159,6 +161,51 @@ impl Heights {
     }
 }
 
+/// The formats a tier grants beyond the source's own: no duplicates, kept in
+/// [`ExtraFormat`]'s order (WebP before AVIF).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Formats(Vec<ExtraFormat>);
+
+impl Formats {
+    /// Parses names as the admin API takes them (`["webp", "avif"]`).
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, InvalidValue> {
+        let mut formats = names
+            .iter()
+            .map(|n| {
+                ExtraFormat::parse(n.as_ref())
+                    .ok_or_else(|| invalid(format!("{:?} is not a format a tier can grant: use \"webp\" or \"avif\"", n.as_ref())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        formats.sort_unstable();
+        let before = formats.len();
+        formats.dedup();
+        if formats.len() != before {
+            return Err(invalid("formats must not repeat"));
+        }
+        Ok(Self(formats))
+    }
+    pub fn of(formats: &[ExtraFormat]) -> Self {
+        let mut formats = formats.to_vec();
+        formats.sort_unstable();
+        formats.dedup();
+        Self(formats)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = ExtraFormat> + '_ {
+        self.0.iter().copied()
+    }
+    pub fn contains(&self, format: ExtraFormat) -> bool {
+        self.0.contains(&format)
+    }
+    pub fn as_slice(&self) -> &[ExtraFormat] {
+        &self.0
+    }
+    /// Every thumbnail variant a tier with these formats gets: the source's, then these.
+    pub fn variants(&self) -> Vec<ThumbnailFormat> {
+        std::iter::once(ThumbnailFormat::Source).chain(self.iter().map(ThumbnailFormat::from)).collect()
+    }
+}
+
 /// Lifetime of an expiring link in seconds, 300..=30000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpirySeconds(u32);
@@ -293,6 +340,17 @@ mod tests {
         assert!(TierId::parse(&"a".repeat(32)).is_ok());
         for bad in ["", "Gold", "a_b", "a b", "../x", &"a".repeat(33)] {
             assert!(TierId::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn formats_are_known_ordered_and_unique() {
+        let f = Formats::parse(&["avif", "webp"]).expect("valid");
+        assert_eq!(f.as_slice(), &[ExtraFormat::Webp, ExtraFormat::Avif]);
+        assert_eq!(f.variants(), vec![ThumbnailFormat::Source, ThumbnailFormat::Webp, ThumbnailFormat::Avif]);
+        assert!(Formats::parse::<&str>(&[]).is_ok());
+        for bad in [&["gif"][..], &["webp", "webp"], &["WEBP"], &["source"], &["jpeg"]] {
+            assert!(Formats::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

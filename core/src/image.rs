@@ -53,6 +53,95 @@ impl std::fmt::Display for ImageFormat {
     }
 }
 
+/// The formats a tier can grant beyond the source's own: every thumbnail is made in the
+/// source's format, and in each of these that its owner's tier grants.
+/// Serialised as `"webp"` / `"avif"` (tier records, the admin API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ExtraFormat {
+    Webp,
+    Avif,
+}
+
+impl ExtraFormat {
+    pub const ALL: [ExtraFormat; 2] = [ExtraFormat::Webp, ExtraFormat::Avif];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtraFormat::Webp => "webp",
+            ExtraFormat::Avif => "avif",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            ExtraFormat::Webp => "image/webp",
+            ExtraFormat::Avif => "image/avif",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ExtraFormat> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ExtraFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The encoding of one thumbnail variant: the source's own format, or a granted extra one.
+/// Serialised as `"source"` / `"webp"` / `"avif"` (job payloads and reports, records).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThumbnailFormat {
+    /// JPEG for a JPEG original, PNG for a PNG one.
+    #[default]
+    Source,
+    Webp,
+    Avif,
+}
+
+impl ThumbnailFormat {
+    pub fn extra(self) -> Option<ExtraFormat> {
+        match self {
+            ThumbnailFormat::Source => None,
+            ThumbnailFormat::Webp => Some(ExtraFormat::Webp),
+            ThumbnailFormat::Avif => Some(ExtraFormat::Avif),
+        }
+    }
+
+    pub fn is_source(self) -> bool {
+        self == ThumbnailFormat::Source
+    }
+
+    /// The MIME type of this variant of a thumbnail of a `source` image.
+    pub fn mime(self, source: ImageFormat) -> &'static str {
+        self.extra().map_or(source.mime(), ExtraFormat::mime)
+    }
+
+    /// The file-name extension (no dot) of this variant of a thumbnail of a `source` image.
+    pub fn extension(self, source: ImageFormat) -> &'static str {
+        self.extra().map_or(source.extension(), ExtraFormat::as_str)
+    }
+
+    /// The wire name of the actual format: `"jpeg"`, `"png"`, `"webp"` or `"avif"`.
+    pub fn name(self, source: ImageFormat) -> &'static str {
+        self.extra().map_or(source.as_str(), ExtraFormat::as_str)
+    }
+}
+
+impl From<ExtraFormat> for ThumbnailFormat {
+    fn from(f: ExtraFormat) -> Self {
+        match f {
+            ExtraFormat::Webp => ThumbnailFormat::Webp,
+            ExtraFormat::Avif => ThumbnailFormat::Avif,
+        }
+    }
+}
+
 /// The 8-byte PNG file signature.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1A, b'\n'];
 /// SOI followed by the 0xFF that starts the next marker: every real JPEG starts like this.
