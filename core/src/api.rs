@@ -19,6 +19,33 @@ pub struct ThumbnailView {
     /// Why it failed (only with status `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Every format this thumbnail is served in: the source's own first, then each format the
+    /// tier grants beyond it, each with its own URL (the extension form). The fields above
+    /// describe the source's format; `url` above negotiates the format by `Accept`.
+    #[serde(default)]
+    pub formats: Vec<FormatView>,
+}
+
+/// One format of a thumbnail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FormatView {
+    /// `jpeg`, `png`, `webp` or `avif`.
+    #[cfg_attr(feature = "openapi", schema(example = "webp"))]
+    pub format: String,
+    /// The media type it is served with.
+    #[cfg_attr(feature = "openapi", schema(example = "image/webp"))]
+    pub content_type: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ready"))]
+    pub status: ThumbnailStatus,
+    /// This format's own URL: `…/thumbnails/200.webp`.
+    pub url: String,
+    /// Bytes of the file (only with status `ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// Why it failed (only with status `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where a thumbnail stands: `pending`, `ready` or `failed`.
@@ -49,6 +76,10 @@ pub struct ImageView {
     pub original_url: Option<String>,
     /// Whether expiring links can be made for this image.
     pub expiring_links: bool,
+    /// A ThumbHash of the image (base64 of its bytes): a blurred placeholder a client can draw
+    /// while the thumbnails load. Null until the image's first thumbnail job has run.
+    #[serde(default)]
+    pub thumbhash: Option<String>,
     /// The owner's user id (admin listings only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

@@ -173,8 +173,9 @@ impl Formats {
         let mut formats = names
             .iter()
             .map(|n| {
-                ExtraFormat::parse(n.as_ref())
-                    .ok_or_else(|| invalid(format!("{:?} is not a format a tier can grant: use \"webp\" or \"avif\"", n.as_ref())))
+                ExtraFormat::parse(n.as_ref()).ok_or_else(|| {
+                    invalid(format!("{:?} is not a format a tier can grant: use \"webp\" or \"avif\"", n.as_ref()))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         formats.sort_unstable();

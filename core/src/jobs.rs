@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ImageId, JobId, UserId};
-use crate::image::ImageFormat;
+use crate::image::{ImageFormat, ThumbnailFormat};
 
 /// Make these thumbnails of one image, all from one decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,19 +18,37 @@ pub struct ThumbnailJob {
     pub image_id: ImageId,
     pub format: ImageFormat,
     pub heights: Vec<u32>,
+    /// The encodings to make of every height: the source's own and/or the extra formats the
+    /// owner's tier grants. Jobs recorded before formats existed make the source's only.
+    #[serde(default = "source_only")]
+    pub formats: Vec<ThumbnailFormat>,
     /// Whose image it is: jobs are handed to the queue in turn per owner, so one user's
     /// backlog cannot hold up everyone else's thumbnails. `None` in jobs recorded before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<UserId>,
 }
 
-/// What became of one requested height.
+fn source_only() -> Vec<ThumbnailFormat> {
+    vec![ThumbnailFormat::Source]
+}
+
+impl ThumbnailJob {
+    /// Every (height, encoding) this job makes.
+    pub fn variants(&self) -> impl Iterator<Item = (u32, ThumbnailFormat)> + '_ {
+        self.heights.iter().flat_map(|&h| self.formats.iter().map(move |&f| (h, f)))
+    }
+}
+
+/// What became of one variant (a requested height in one encoding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThumbnailOutcome {
     pub image_id: ImageId,
     /// The image's format, which names the thumbnail blob (to clean up after a deleted image).
     pub format: ImageFormat,
     pub requested_height: u32,
+    /// The variant's encoding; reports from before formats existed are the source's.
+    #[serde(default)]
+    pub variant: ThumbnailFormat,
     pub result: ThumbnailResult,
 }
 
@@ -50,6 +68,10 @@ pub struct JobReport {
     pub job_id: JobId,
     pub image_id: ImageId,
     pub outcomes: Vec<ThumbnailOutcome>,
+    /// The image's ThumbHash (base64), computed from the same decode; `None` when the job could
+    /// not decode the image, or from workers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
     /// The worker that ran it (for logs).
     pub worker: String,
     /// Time spent on the job by the worker, in milliseconds.

@@ -268,6 +268,7 @@ mod tests {
 
     fn job() -> ThumbnailJob {
         ThumbnailJob {
+            formats: vec![imageapi_core::image::ThumbnailFormat::Source],
             id: JobId::from_ulid(Ulid::new()),
             image_id: ImageId::from_ulid(Ulid::new()),
             format: ImageFormat::Png,

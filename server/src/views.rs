@@ -6,33 +6,53 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use imageapi_core::api::{
-    ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UserView, VariantView,
+    FormatView, ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UserView, VariantView,
 };
 use imageapi_core::domain::{Height, Heights, Variant};
-use imageapi_core::image::thumbnail_size;
+use imageapi_core::image::{thumbnail_size, ThumbnailFormat};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 
-use crate::repo::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, Usage, UserRecord};
+use crate::repo::{ImageRecord, LinkRecord, ThumbState, ThumbStates, TierRecord, TokenRecord, Usage, UserRecord};
 
-/// An image as its owner's tier shows it: exactly the granted heights, each with its state.
-pub fn image_view(base: &str, image: &ImageRecord, tier: &TierRecord, thumbs: &BTreeMap<u32, ThumbState>) -> ImageView {
+/// An image as its owner's tier shows it: exactly the granted heights, each with its state
+/// and its granted formats.
+pub fn image_view(base: &str, image: &ImageRecord, tier: &TierRecord, thumbs: &ThumbStates) -> ImageView {
     let image_url = format!("{base}/api/v1/images/{}", image.id);
+    let formats = tier.thumbnail_formats();
     let thumbnails = tier
         .thumbnail_heights
         .iter()
         .map(|h| {
             let height = h.get();
             let (expected_width, _) = thumbnail_size(image.width, image.height, height);
-            let url = format!("{image_url}/thumbnails/{height}");
-            // A granted height without a record is being scheduled right now: pending.
-            let (status, width, error) = match thumbs.get(&height).unwrap_or(&ThumbState::Pending) {
+            // A granted variant without a record is being scheduled right now: pending.
+            let state_of = |format: ThumbnailFormat| thumbs.get(&(height, format)).unwrap_or(&ThumbState::Pending);
+            let (status, width, error) = match state_of(ThumbnailFormat::Source) {
                 ThumbState::Pending => (ThumbnailStatus::Pending, expected_width, None),
                 ThumbState::Ready { width, .. } => (ThumbnailStatus::Ready, *width, None),
                 ThumbState::Failed { reason } => (ThumbnailStatus::Failed, expected_width, Some(reason.clone())),
             };
-            ThumbnailView { height, width, status, url, error }
+            let formats = formats
+                .iter()
+                .map(|&format| {
+                    let (status, size_bytes, error) = match state_of(format) {
+                        ThumbState::Pending => (ThumbnailStatus::Pending, None, None),
+                        ThumbState::Ready { size_bytes, .. } => (ThumbnailStatus::Ready, Some(*size_bytes), None),
+                        ThumbState::Failed { reason } => (ThumbnailStatus::Failed, None, Some(reason.clone())),
+                    };
+                    FormatView {
+                        format: format.name(image.format).to_owned(),
+                        content_type: format.mime(image.format).to_owned(),
+                        status,
+                        url: format!("{image_url}/thumbnails/{height}.{}", format.extension(image.format)),
+                        size_bytes,
+                        error,
+                    }
+                })
+                .collect();
+            ThumbnailView { height, width, status, url: format!("{image_url}/thumbnails/{height}"), error, formats }
         })
         .collect();
     ImageView {
@@ -46,6 +66,7 @@ pub fn image_view(base: &str, image: &ImageRecord, tier: &TierRecord, thumbs: &B
         thumbnails,
         original_url: tier.original_link.then(|| format!("{image_url}/original")),
         expiring_links: tier.expiring_links,
+        thumbhash: image.thumbhash.clone(),
         owner: None,
     }
 }

@@ -69,6 +69,7 @@ pub fn images() -> Vec<Image> {
         status,
         url: format!("http://imageapi.test/api/v1/images/{id}/thumbnails/{height}"),
         error: error.map(str::to_owned),
+        formats: Vec::new(),
     };
     vec![
         Image {
@@ -85,6 +86,7 @@ pub fn images() -> Vec<Image> {
             ],
             original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBIRD/original".into()),
             expiring_links: false,
+            thumbhash: None,
             owner: None,
         },
         Image {
@@ -101,6 +103,7 @@ pub fn images() -> Vec<Image> {
             ],
             original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBROKEN/original".into()),
             expiring_links: false,
+            thumbhash: None,
             owner: None,
         },
     ]

@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +60,7 @@ pub enum JobError {
 #[tracing::instrument(skip_all, fields(job = %job.id, image = %job.image_id, heights = ?job.heights))]
 pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError> {
     let started = Instant::now();
-    let outcomes = match make_thumbnails(&job, ctx).await {
+    let (outcomes, thumbhash) = match make_thumbnails(&job, ctx).await {
         Err(JobError::NoLongerWanted) => return Ok(()),
         Err(JobError::Store(StoreError::NotFound(key))) => {
             if !ctx.sink.is_wanted(&job).await.map_err(JobError::Report)? {
@@ -76,6 +78,7 @@ pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError
         job_id: job.id,
         image_id: job.image_id,
         outcomes,
+        thumbhash,
         worker: ctx.worker_name.clone(),
         duration_ms: duration.as_millis() as u64,
     };
@@ -84,32 +87,51 @@ pub async fn run_job(job: ThumbnailJob, ctx: &JobContext) -> Result<(), JobError
     Ok(())
 }
 
-/// Renders and stores every height; a bad image becomes `failed` outcomes, not an error.
-async fn make_thumbnails(job: &ThumbnailJob, ctx: &JobContext) -> Result<Vec<ThumbnailOutcome>, JobError> {
+/// Renders and stores every height in every format; a bad image becomes `failed` outcomes,
+/// not an error, and so does a variant whose encoder failed (the others still land). Also
+/// returns the image's ThumbHash (base64) when the render made one.
+async fn make_thumbnails(
+    job: &ThumbnailJob,
+    ctx: &JobContext,
+) -> Result<(Vec<ThumbnailOutcome>, Option<String>), JobError> {
     // A missing original is the store's fault, not the image's: this worker may not see the
     // server's store. The job is retried (then kept in the dead set for an admin), and the
     // thumbnails stay pending — unless the image was deleted meanwhile (see `run_job`).
     let original = ctx.store.get(&BlobKey::original(job.image_id)).await?;
-    match ctx.pool.render(original, job.heights.clone(), ctx.limits).await {
-        Ok(thumbnails) => {
-            let mut outcomes = Vec::with_capacity(thumbnails.len());
-            for thumb in thumbnails {
-                let key = BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format);
-                let size_bytes = thumb.bytes.len() as u64;
-                put_when_there_is_room(job, ctx, &key, thumb.bytes.into()).await?;
-                outcomes.push(ThumbnailOutcome {
-                    image_id: job.image_id,
-                    format: job.format,
-                    requested_height: thumb.requested_height,
-                    result: ThumbnailResult::Ready { width: thumb.width, height: thumb.height, size_bytes },
-                });
+    match ctx.pool.render(original, job.heights.clone(), job.formats.clone(), ctx.limits).await {
+        Ok(rendered) => {
+            let mut outcomes = Vec::with_capacity(rendered.thumbnails.len() * job.formats.len());
+            for thumb in rendered.thumbnails {
+                for variant in thumb.variants {
+                    let result = match variant.result {
+                        Ok(bytes) => {
+                            let key =
+                                BlobKey::thumbnail(job.image_id, thumb.requested_height, job.format, variant.format);
+                            let size_bytes = bytes.len() as u64;
+                            put_when_there_is_room(job, ctx, &key, bytes.into()).await?;
+                            ThumbnailResult::Ready { width: thumb.width, height: thumb.height, size_bytes }
+                        }
+                        Err(reason) => {
+                            tracing::warn!(height = thumb.requested_height, format = ?variant.format, %reason, "a thumbnail variant failed");
+                            ThumbnailResult::Failed { reason }
+                        }
+                    };
+                    outcomes.push(ThumbnailOutcome {
+                        image_id: job.image_id,
+                        format: job.format,
+                        requested_height: thumb.requested_height,
+                        variant: variant.format,
+                        result,
+                    });
+                }
             }
-            Ok(outcomes)
+            let thumbhash = rendered.thumbhash.map(|hash| BASE64.encode(hash));
+            Ok((outcomes, thumbhash))
         }
         Err(e @ RenderError::Unavailable(_)) => Err(JobError::PoolUnavailable(e)),
         Err(e) => {
             tracing::warn!(error = %e, "thumbnails failed");
-            Ok(all_failed(job, &e.to_string()))
+            Ok((all_failed(job, &e.to_string()), None))
         }
     }
 }
@@ -188,12 +210,12 @@ impl JobHandler for JobContext {
 }
 
 fn all_failed(job: &ThumbnailJob, reason: &str) -> Vec<ThumbnailOutcome> {
-    job.heights
-        .iter()
-        .map(|&requested_height| ThumbnailOutcome {
+    job.variants()
+        .map(|(requested_height, variant)| ThumbnailOutcome {
             image_id: job.image_id,
             format: job.format,
             requested_height,
+            variant,
             result: ThumbnailResult::Failed { reason: reason.to_owned() },
         })
         .collect()

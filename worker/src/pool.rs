@@ -18,7 +18,8 @@ use std::time::Duration;
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
 use imageapi_core::image::Limits;
-use imageapi_shared::pipeline::{make_thumbnails, render_memory_estimate, Thumbnail, ThumbnailError};
+use imageapi_core::image::ThumbnailFormat;
+use imageapi_shared::pipeline::{render, render_memory_estimate, Rendered, ThumbnailError};
 use imageapi_shared::settings::RenderSettings;
 use tokio::sync::Semaphore;
 
@@ -38,24 +39,30 @@ pub enum RenderError {
     Unavailable(String),
 }
 
-/// Render these heights from one original.
+/// Render these heights, each in these formats, from one original.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Thumbnail>, RenderError>")]
+#[rtype(result = "Result<Rendered, RenderError>")]
 pub struct Render {
     pub original: Bytes,
     pub heights: Vec<u32>,
+    pub formats: Vec<ThumbnailFormat>,
     pub limits: Limits,
     /// Told when a render thread takes the job: the deadline counts from there, not from
     /// the wait for a free thread.
     pub started: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// The rendering function; production uses [`make_thumbnails`], tests inject failures.
-pub type RenderFn = fn(Bytes, &[u32], &Limits) -> Result<Vec<Thumbnail>, ThumbnailError>;
+/// The rendering function; production uses [`render`], tests inject failures.
+pub type RenderFn = fn(Bytes, &[u32], &[ThumbnailFormat], &Limits) -> Result<Rendered, ThumbnailError>;
 
 /// Production rendering: the original is handed over, so it is freed right after decoding.
-fn render_original(original: Bytes, heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
-    make_thumbnails(original, heights, limits)
+fn render_original(
+    original: Bytes,
+    heights: &[u32],
+    formats: &[ThumbnailFormat],
+    limits: &Limits,
+) -> Result<Rendered, ThumbnailError> {
+    render(original, heights, formats, limits)
 }
 
 struct RenderActor {
@@ -67,14 +74,14 @@ impl Actor for RenderActor {
 }
 
 impl Handler<Render> for RenderActor {
-    type Result = Result<Vec<Thumbnail>, RenderError>;
+    type Result = Result<Rendered, RenderError>;
 
     fn handle(&mut self, mut job: Render, _: &mut SyncContext<Self>) -> Self::Result {
         if let Some(started) = job.started.take() {
             let _ = started.send(());
         }
         let render = self.render;
-        std::panic::catch_unwind(AssertUnwindSafe(|| render(job.original, &job.heights, &job.limits)))
+        std::panic::catch_unwind(AssertUnwindSafe(|| render(job.original, &job.heights, &job.formats, &job.limits)))
             .map_err(|panic| RenderError::Panicked(panic_message(panic.as_ref())))?
             .map_err(RenderError::from)
     }
@@ -134,8 +141,9 @@ impl ThumbnailPool {
         &self,
         original: Bytes,
         heights: Vec<u32>,
+        formats: Vec<ThumbnailFormat>,
         limits: Limits,
-    ) -> Result<Vec<Thumbnail>, RenderError> {
+    ) -> Result<Rendered, RenderError> {
         // Reading the headers (through the decoders' header readers) is decoding work: never on
         // the async runtime's thread.
         let estimate = {
@@ -148,7 +156,7 @@ impl ThumbnailPool {
         let permit =
             self.budget.clone().acquire_many_owned(share).await.map_err(|e| RenderError::Unavailable(e.to_string()))?;
         let (started, taken) = tokio::sync::oneshot::channel();
-        let sent = self.addr.send(Render { original, heights, limits, started: Some(started) });
+        let sent = self.addr.send(Render { original, heights, formats, limits, started: Some(started) });
         // The share is given back when the actor is done, also if this job stopped waiting.
         let rendering = actix_rt::spawn(async move {
             let result = sent.await;
@@ -177,11 +185,16 @@ mod tests {
         Bytes::from(out.into_inner())
     }
 
-    fn panics_on_request(original: Bytes, heights: &[u32], limits: &Limits) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    fn panics_on_request(
+        original: Bytes,
+        heights: &[u32],
+        formats: &[ThumbnailFormat],
+        limits: &Limits,
+    ) -> Result<Rendered, ThumbnailError> {
         if original.as_ref() == b"panic" {
             panic!("decoder bug on purpose");
         }
-        make_thumbnails(original, heights, limits)
+        render(original, heights, formats, limits)
     }
 
     #[actix_rt::test]
@@ -189,13 +202,14 @@ mod tests {
         // One thread: if the panic killed it, every later render would fail.
         let pool = ThumbnailPool::start_with(1, &RenderSettings::default(), panics_on_request);
         for _ in 0..3 {
-            let err = pool.render(Bytes::from_static(b"panic"), vec![5], Limits::default()).await;
+            let source = vec![ThumbnailFormat::Source];
+            let err = pool.render(Bytes::from_static(b"panic"), vec![5], source.clone(), Limits::default()).await;
             match err {
                 Err(RenderError::Panicked(msg)) => assert!(msg.contains("decoder bug on purpose"), "{msg}"),
-                other => panic!("expected a contained panic, got {:?}", other.map(|t| t.len())),
+                other => panic!("expected a contained panic, got {:?}", other.map(|r| r.thumbnails.len())),
             }
-            let thumbs = pool.render(tiny_png(), vec![5], Limits::default()).await.expect("pool still alive");
-            assert_eq!(thumbs[0].height, 5);
+            let rendered = pool.render(tiny_png(), vec![5], source, Limits::default()).await.expect("pool still alive");
+            assert_eq!(rendered.thumbnails[0].height, 5);
         }
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use imageapi_core::domain::ImageId;
 use imageapi_core::domain::JobId;
-use imageapi_core::image::{ImageFormat, Limits};
+use imageapi_core::image::{ImageFormat, Limits, ThumbnailFormat};
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome, ThumbnailResult};
 use imageapi_core::queue::QueueSnapshot;
 use imageapi_queue::embedded;
@@ -52,7 +52,14 @@ fn context_until(
 }
 
 fn job(image_id: ImageId, format: ImageFormat, heights: Vec<u32>) -> ThumbnailJob {
-    ThumbnailJob { id: JobId::from_ulid(ulid::Ulid::new()), image_id, format, heights, owner: None }
+    ThumbnailJob {
+        id: JobId::from_ulid(ulid::Ulid::new()),
+        image_id,
+        format,
+        heights,
+        formats: vec![ThumbnailFormat::Source],
+        owner: None,
+    }
 }
 
 fn png(width: u32, height: u32) -> Bytes {
@@ -102,7 +109,10 @@ async fn a_pushed_job_is_rendered_stored_and_reported_per_height() {
         })
         .collect();
     assert!(ready.contains(&(50, 150, 50)) && ready.contains(&(20, 60, 20)), "{ready:?}");
-    let stored = store.get(&BlobKey::thumbnail(good, 50, ImageFormat::Png)).await.expect("thumbnail stored");
+    let stored = store
+        .get(&BlobKey::thumbnail(good, 50, ImageFormat::Png, ThumbnailFormat::Source))
+        .await
+        .expect("thumbnail stored");
     assert_eq!(image::load_from_memory(&stored).expect("decodes").height(), 50);
     let failed = outcomes.iter().find(|o| o.image_id == broken).expect("broken image reported");
     assert!(matches!(&failed.result, ThumbnailResult::Failed { reason } if !reason.is_empty()), "{failed:?}");
@@ -160,7 +170,7 @@ async fn a_job_failing_every_attempt_is_listed_as_failed_and_an_admin_retry_runs
     store.put(&BlobKey::original(id), png(40, 40)).await.expect("put");
     // A file where the image's thumbnail folder belongs: every write fails (transiently, as
     // far as the worker can tell).
-    let blocker = dir.path().join(BlobKey::thumbnail(id, 20, ImageFormat::Png).as_str());
+    let blocker = dir.path().join(BlobKey::thumbnail(id, 20, ImageFormat::Png, ThumbnailFormat::Source).as_str());
     let blocker = blocker.parent().expect("folder");
     std::fs::create_dir_all(blocker.parent().expect("shard")).expect("shard dir");
     std::fs::write(blocker, b"in the way").expect("blocker");
@@ -263,7 +273,8 @@ async fn a_thumbnail_that_meets_a_full_disk_waits_for_room_and_is_never_failed()
     let outcomes = sink.0.lock().expect("lock").clone();
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
     assert!(outcomes.iter().all(|o| matches!(o.result, ThumbnailResult::Ready { .. })), "{outcomes:?}");
-    let stored = store.get(&BlobKey::thumbnail(id, 200, ImageFormat::Png)).await.expect("written");
+    let stored =
+        store.get(&BlobKey::thumbnail(id, 200, ImageFormat::Png, ThumbnailFormat::Source)).await.expect("written");
     assert_eq!(image::load_from_memory(&stored).expect("a whole PNG").height(), 200);
     assert_eq!(ctx.metrics.waiting_for_space.get(), 0);
 }

@@ -4,11 +4,12 @@
 //! Ordering, cursors, idempotent outcomes, cascades, tier deletion, reconciliation
 //! bookkeeping, the outbox, and concurrent writers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
 use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_core::image::ImageFormat;
+use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::testing::postgres::TestPostgres;
 
@@ -130,6 +131,7 @@ contract!(
     a_change_that_arrives_during_reconciliation_is_not_lost,
     an_image_gets_its_owners_current_tier_and_needs_a_live_owner,
     ensure_thumbnails_adds_only_missing_heights,
+    each_format_of_a_thumbnail_is_a_variant_of_its_own,
     usernames_are_unique_and_users_delete_with_their_tokens,
     user_edits_bump_the_credentials_version_only_for_a_new_password,
     the_outbox_holds_each_job_until_its_report_and_pages_in_order,
@@ -160,6 +162,7 @@ async fn user(repo: &dyn Repo, name: &str, tier: &str) -> UserRecord {
 
 fn image_record(owner: UserId) -> ImageRecord {
     ImageRecord {
+        thumbhash: None,
         id: crate::ids::new_image_id(),
         owner,
         name: "x.png".into(),
@@ -188,6 +191,7 @@ fn move_to(tier: &str) -> UserEdit {
 /// Applies one outcome as a report of its own job.
 async fn apply(repo: &dyn Repo, outcome: ThumbnailOutcome) -> RepoResult<Applied> {
     let report = JobReport {
+        thumbhash: None,
         job_id: JobId::from_ulid(ulid::Ulid::new()),
         image_id: outcome.image_id,
         outcomes: vec![outcome],
@@ -199,6 +203,7 @@ async fn apply(repo: &dyn Repo, outcome: ThumbnailOutcome) -> RepoResult<Applied
 
 fn ready(image: ImageId, h: u32) -> ThumbnailOutcome {
     ThumbnailOutcome {
+        variant: ThumbnailFormat::Source,
         image_id: image,
         format: ImageFormat::Png,
         requested_height: h,
@@ -206,11 +211,11 @@ fn ready(image: ImageId, h: u32) -> ThumbnailOutcome {
     }
 }
 
-/// The heights of an image still pending.
+/// The heights of an image whose source-format thumbnail is still pending.
 async fn pending(repo: &dyn Repo, image: ImageId) -> Vec<u32> {
     let mut states = repo.thumbnails_of_images(&[image]).await.expect("thumbnails");
     let states = states.remove(&image).unwrap_or_default();
-    states.into_iter().filter(|(_, s)| *s == ThumbState::Pending).map(|(h, _)| h).collect()
+    states.into_iter().filter(|((_, f), s)| f.is_source() && *s == ThumbState::Pending).map(|((h, _), _)| h).collect()
 }
 
 fn link_to(owner: UserId, image: ImageId, variant: Variant, seconds: i64) -> LinkRecord {
@@ -275,22 +280,32 @@ async fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready(repo: SharedR
     assert_eq!(pending(repo, img.id).await, vec![200]);
 
     apply(repo, ready(img.id, 200)).await.expect("apply");
-    let first = repo.thumbnail(img.id, 200).await.expect("get");
+    let first = repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get");
     assert_eq!(first, Some(ThumbState::Ready { width: 400, height: 200, size_bytes: 5 }));
     apply(repo, ready(img.id, 200)).await.expect("apply again");
-    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), first, "second apply changes nothing");
+    assert_eq!(
+        repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get"),
+        first,
+        "second apply changes nothing"
+    );
     let late_failure = ThumbnailOutcome {
+        variant: ThumbnailFormat::Source,
         image_id: img.id,
         format: ImageFormat::Png,
         requested_height: 200,
         result: ThumbnailResult::Failed { reason: "late".into() },
     };
     apply(repo, late_failure).await.expect("late");
-    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), first, "a ready thumbnail stays ready");
+    assert_eq!(
+        repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get"),
+        first,
+        "a ready thumbnail stays ready"
+    );
     assert!(pending(repo, img.id).await.is_empty());
 
     let other = image(repo, ann.id).await;
     let failed = ThumbnailOutcome {
+        variant: ThumbnailFormat::Source,
         image_id: other.id,
         format: ImageFormat::Png,
         requested_height: 200,
@@ -298,10 +313,11 @@ async fn outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready(repo: SharedR
     };
     apply(repo, failed).await.expect("fail");
     assert_eq!(
-        repo.thumbnail(other.id, 200).await.expect("get"),
+        repo.thumbnail(other.id, 200, ThumbnailFormat::Source).await.expect("get"),
         Some(ThumbState::Failed { reason: "not a PNG".into() })
     );
     let mixed = JobReport {
+        thumbhash: None,
         job_id: JobId::from_ulid(ulid::Ulid::new()),
         image_id: img.id,
         outcomes: vec![ready(other.id, 200)],
@@ -320,7 +336,7 @@ async fn an_outcome_for_a_deleted_image_is_reported_as_an_orphan(repo: SharedRep
     assert!(matches!(repo.delete_image(img.id).await, Err(RepoError::NotFound)));
     assert_eq!(apply(repo, ready(img.id, 200)).await.expect("apply").orphans, vec![ready(img.id, 200)]);
     assert!(pending(repo, img.id).await.is_empty(), "thumbnail records go with the image");
-    assert_eq!(repo.thumbnail(img.id, 200).await.expect("get"), None);
+    assert_eq!(repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get"), None);
     assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default(), "an orphan takes no space");
     assert!(matches!(repo.image(img.id).await, Err(RepoError::NotFound)));
 }
@@ -508,6 +524,7 @@ async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
     let enterprise = repo.tier(&id("enterprise")).await.expect("tier");
     assert_eq!(repo.revoke_links_not_granted(&ann, &enterprise).await.expect("revoke"), 0, "all granted");
     let narrower = TierRecord {
+        formats: Default::default(),
         thumbnail_heights: Heights::parse(&[200]).expect("heights"),
         original_link: false,
         ..enterprise.clone()
@@ -523,6 +540,7 @@ async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
 async fn tiers_cannot_be_deleted_while_builtin_or_held(repo: SharedRepo) {
     let repo = repo.as_ref();
     let gold = TierRecord {
+        formats: Default::default(),
         id: id("gold"),
         name: TierName::parse("Gold").expect("name"),
         thumbnail_heights: Heights::parse(&[100, 300]).expect("heights"),
@@ -603,15 +621,62 @@ async fn ensure_thumbnails_adds_only_missing_heights(repo: SharedRepo) {
     let other = image(repo, ann.id).await;
     apply(repo, ready(img.id, 200)).await.expect("ready");
     let gone = ImageId::from_ulid(ulid::Ulid::new());
-    let jobs = repo.ensure_thumbnails(&[img.id, other.id, gone], &[200, 400]).await.expect("ensure");
+    let jobs = repo
+        .ensure_thumbnails(&[img.id, other.id, gone], &[200, 400], &[ThumbnailFormat::Source])
+        .await
+        .expect("ensure");
     let made: Vec<_> = jobs.iter().map(|j| (j.image_id, j.heights.clone())).collect();
     assert_eq!(made, vec![(img.id, vec![400]), (other.id, vec![400])], "no job for a missing image");
-    assert!(repo.ensure_thumbnails(&[img.id, other.id], &[200, 400]).await.expect("ensure").is_empty());
+    assert!(repo
+        .ensure_thumbnails(&[img.id, other.id], &[200, 400], &[ThumbnailFormat::Source])
+        .await
+        .expect("ensure")
+        .is_empty());
     assert_eq!(pending(repo, img.id).await, vec![400]);
     assert_eq!(pending(repo, other.id).await, vec![200, 400]);
     for job in &jobs {
         assert!(repo.in_outbox(job.id).await.expect("outbox"), "each job recorded");
     }
+}
+
+/// A thumbnail's formats are separate records: made by their own jobs, applied and counted
+/// one by one, gone with the image; a report's ThumbHash lands on the image.
+async fn each_format_of_a_thumbnail_is_a_variant_of_its_own(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let ann = user(repo, "ann", "basic").await;
+    let img = image(repo, ann.id).await;
+    let avif = ThumbnailFormat::Avif;
+    let jobs = repo.ensure_thumbnails(&[img.id], &[200], &[ThumbnailFormat::Source, avif]).await.expect("ensure");
+    let made: Vec<_> = jobs.iter().map(|j| (j.heights.clone(), j.formats.clone())).collect();
+    assert_eq!(made, vec![(vec![200], vec![avif])], "only the missing format gets a job");
+    assert_eq!(repo.thumbnail(img.id, 200, avif).await.expect("get"), Some(ThumbState::Pending));
+
+    let avif_ready = ThumbnailOutcome { variant: avif, ..ready(img.id, 200) };
+    let report = JobReport {
+        job_id: jobs[0].id,
+        image_id: img.id,
+        outcomes: vec![avif_ready],
+        thumbhash: Some("3OcRJYB4d3h/iIeHeEh3eIhw+j3A".into()),
+        worker: "test".into(),
+        duration_ms: 1,
+    };
+    repo.apply_reports(std::slice::from_ref(&report)).await.expect("apply");
+    repo.apply_reports(&[report]).await.expect("apply again");
+    assert!(matches!(repo.thumbnail(img.id, 200, avif).await.expect("get"), Some(ThumbState::Ready { .. })));
+    assert_eq!(repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get"), Some(ThumbState::Pending));
+    assert_eq!(repo.thumbnail(img.id, 200, ThumbnailFormat::Webp).await.expect("get").is_some(), {
+        // Basic grants WebP where the backend seeded it with its formats.
+        repo.tier(&id("basic")).await.expect("tier").formats.contains(imageapi_core::image::ExtraFormat::Webp)
+    });
+    let usage = repo.usage(ann.id).await.expect("usage");
+    assert_eq!(usage.thumbnail_bytes, 5, "the variant counted once");
+    assert_eq!(repo.image(img.id).await.expect("image").thumbhash.as_deref(), Some("3OcRJYB4d3h/iIeHeEh3eIhw+j3A"));
+    let states = repo.thumbnails_of_heights(img.id, &[200]).await.expect("states");
+    assert!(states.contains_key(&(200, avif)) && states.contains_key(&(200, ThumbnailFormat::Source)));
+
+    repo.delete_image(img.id).await.expect("delete");
+    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    assert_eq!(repo.thumbnail(img.id, 200, avif).await.expect("get"), None);
 }
 
 async fn usernames_are_unique_and_users_delete_with_their_tokens(repo: SharedRepo) {
@@ -672,6 +737,7 @@ async fn the_outbox_holds_each_job_until_its_report_and_pages_in_order(repo: Sha
     assert_eq!(repo.outbox_ids().await.expect("ids"), jobs.iter().map(|j| j.id).collect());
 
     let report = |job: &imageapi_core::jobs::ThumbnailJob| JobReport {
+        thumbhash: None,
         job_id: job.id,
         image_id: job.image_id,
         outcomes: job.heights.iter().map(|&h| ready(job.image_id, h)).collect(),
@@ -685,7 +751,10 @@ async fn the_outbox_holds_each_job_until_its_report_and_pages_in_order(repo: Sha
     assert_eq!(repo.outbox_len().await.expect("len"), 1);
     let again = repo.apply_reports(&[report(&jobs[0])]).await.expect("repeat");
     assert!(!again[0].was_outstanding, "a repeated report is recognised");
-    assert!(matches!(repo.thumbnail(jobs[1].image_id, 400).await.expect("get"), Some(ThumbState::Ready { .. })));
+    assert!(matches!(
+        repo.thumbnail(jobs[1].image_id, 400, ThumbnailFormat::Source).await.expect("get"),
+        Some(ThumbState::Ready { .. })
+    ));
 }
 
 async fn jobs_of_deleted_images_are_retired_and_uncovered_pending_adopted_once(repo: SharedRepo) {
@@ -700,7 +769,14 @@ async fn jobs_of_deleted_images_are_retired_and_uncovered_pending_adopted_once(r
 
     // The job is lost (as from a database written before the outbox existed).
     let job = repo.outbox_jobs(None, 10).await.expect("outbox").remove(0);
-    let empty = JobReport { job_id: job.id, image_id: kept.id, outcomes: vec![], worker: "t".into(), duration_ms: 1 };
+    let empty = JobReport {
+        job_id: job.id,
+        image_id: kept.id,
+        outcomes: vec![],
+        thumbhash: None,
+        worker: "t".into(),
+        duration_ms: 1,
+    };
     repo.apply_reports(&[empty]).await.expect("retire without outcomes");
     assert_eq!(repo.outbox_len().await.expect("len"), 0);
     let adopted = repo.adopt_uncovered_pending().await.expect("adopt");
@@ -717,12 +793,15 @@ async fn thumbnail_states_of_a_page_come_in_one_call(repo: SharedRepo) {
     apply(repo, ready(a.id, 400)).await.expect("ready");
     let unknown = ImageId::from_ulid(ulid::Ulid::new());
     let states = repo.thumbnails_of_images(&[a.id, b.id, unknown]).await.expect("states");
-    assert_eq!(states[&a.id].get(&200), Some(&ThumbState::Pending));
-    assert!(matches!(states[&a.id].get(&400), Some(ThumbState::Ready { .. })));
-    assert_eq!(states[&b.id].keys().copied().collect::<Vec<_>>(), vec![200, 400]);
+    let source = ThumbnailFormat::Source;
+    assert_eq!(states[&a.id].get(&(200, source)), Some(&ThumbState::Pending));
+    assert!(matches!(states[&a.id].get(&(400, source)), Some(ThumbState::Ready { .. })));
+    let heights =
+        |states: &ThumbStates| states.keys().filter(|(_, f)| f.is_source()).map(|(h, _)| *h).collect::<Vec<_>>();
+    assert_eq!(heights(&states[&b.id]), vec![200, 400]);
     assert!(states.get(&unknown).is_none_or(|s| s.is_empty()));
     let some = repo.thumbnails_of_heights(a.id, &[400, 800]).await.expect("heights");
-    assert_eq!(some.keys().copied().collect::<Vec<_>>(), vec![400]);
+    assert_eq!(some.keys().map(|(h, _)| *h).collect::<BTreeSet<_>>(), BTreeSet::from([400]));
     assert!(repo.thumbnails_of_images(&[]).await.expect("none").is_empty());
 }
 
@@ -776,6 +855,7 @@ async fn usage_follows_uploads_thumbnails_and_deletes(repo: SharedRepo) {
     apply(repo, ready(first.id, 200)).await.expect("a repeated report");
     apply(repo, ready(first.id, 400)).await.expect("apply");
     let failed = ThumbnailOutcome {
+        variant: ThumbnailFormat::Source,
         image_id: second.id,
         format: ImageFormat::Png,
         requested_height: 200,
@@ -793,6 +873,7 @@ async fn usage_follows_uploads_thumbnails_and_deletes(repo: SharedRepo) {
 
 async fn image_named(repo: &dyn Repo, owner: UserId, name: &str, minutes_ago: i64) -> ImageRecord {
     let record = ImageRecord {
+        thumbhash: None,
         name: name.into(),
         created_at: crate::clock::now_micros() - chrono::Duration::minutes(minutes_ago),
         ..image_record(owner)

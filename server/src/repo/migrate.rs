@@ -21,7 +21,7 @@ pub enum Exported {
     User(UserRecord),
     Token(TokenRecord, [u8; 32]),
     Image(ImageRecord),
-    Thumbnail(ImageId, u32, ThumbState),
+    Thumbnail(ImageId, crate::repo::ThumbSlot, ThumbState),
     Link(LinkRecord, [u8; 32]),
     Job(ThumbnailJob),
     Reconcile(UserId, u64),

@@ -26,6 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome};
 
 pub use records::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
@@ -163,8 +164,11 @@ pub struct Applied {
     pub orphans: Vec<ThumbnailOutcome>,
 }
 
-/// Thumbnail states of one image by requested height.
-pub type ThumbStates = BTreeMap<u32, ThumbState>;
+/// One thumbnail variant of an image: its requested height and encoding.
+pub type ThumbSlot = (u32, ThumbnailFormat);
+
+/// Thumbnail states of one image by requested height and encoding.
+pub type ThumbStates = BTreeMap<ThumbSlot, ThumbState>;
 
 /// What a user's images take up: kept in the transactions that add and remove images and
 /// make thumbnails, so reading it is one lookup.
@@ -274,14 +278,20 @@ pub trait ImageRepo: Send + Sync {
     /// Images matching `filter`, newest first, after `cursor` (admin browsing): at most
     /// `limit`, reading at most [`SCAN_BUDGET`] records (see [`ImageScan::next`]).
     async fn find_images(&self, filter: &ImageFilter, cursor: Option<ImageId>, limit: usize) -> RepoResult<ImageScan>;
-    async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>>;
-    /// The recorded thumbnails of an image among `heights`.
+    async fn thumbnail(&self, image: ImageId, height: u32, format: ThumbnailFormat) -> RepoResult<Option<ThumbState>>;
+    /// The recorded thumbnails of an image among `heights`, in every encoding.
     async fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> RepoResult<ThumbStates>;
     /// Every recorded thumbnail of each image (one round trip for a page of images).
     async fn thumbnails_of_images(&self, images: &[ImageId]) -> RepoResult<HashMap<ImageId, ThumbStates>>;
-    /// Marks `heights` pending on each image where not yet recorded, with one job per image
-    /// for those newly pending, atomically. Returns the jobs.
-    async fn ensure_thumbnails(&self, images: &[ImageId], heights: &[u32]) -> RepoResult<Vec<ThumbnailJob>>;
+    /// Marks every (height, format) of `heights` × `formats` pending on each image where not
+    /// yet recorded, with one job per image for those newly pending, atomically. Returns the
+    /// jobs (each makes its image's new heights in its new formats).
+    async fn ensure_thumbnails(
+        &self,
+        images: &[ImageId],
+        heights: &[u32],
+        formats: &[ThumbnailFormat],
+    ) -> RepoResult<Vec<ThumbnailJob>>;
     /// Deletes an image's record, its thumbnails' records and its links, atomically.
     async fn delete_image(&self, id: ImageId) -> RepoResult<ImageRecord>;
     /// Users whose images must be brought in line with their tier.

@@ -2,8 +2,10 @@
 //! database can be inspected and migrated by hand.
 
 use chrono::{DateTime, Utc};
-use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_core::image::ImageFormat;
+use imageapi_core::domain::{
+    Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+};
+use imageapi_core::image::{ExtraFormat, ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::ThumbnailJob;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,9 @@ pub struct TierRecord {
     pub original_link: bool,
     pub expiring_links: bool,
     pub builtin: bool,
+    /// Formats granted beyond the source's own.
+    #[serde(default)]
+    pub formats: Formats,
 }
 
 impl TierRecord {
@@ -47,9 +52,19 @@ impl TierRecord {
         }
     }
 
+    /// May this tier serve thumbnails encoded as `format`? (The source's own always.)
+    pub fn grants_format(&self, format: ThumbnailFormat) -> bool {
+        format.extra().is_none_or(|f| self.formats.contains(f))
+    }
+
+    /// Every thumbnail encoding this tier gets: the source's, then the granted formats.
+    pub fn thumbnail_formats(&self) -> Vec<ThumbnailFormat> {
+        self.formats.variants()
+    }
+
     /// The builtin tiers seeded on first start.
     pub fn builtins() -> Vec<TierRecord> {
-        let tier = |id: &str, name: &str, heights: &[i64], original: bool, links: bool| -> Option<TierRecord> {
+        let tier = |id: &str, name: &str, heights: &[i64], original: bool, links: bool, formats: &[ExtraFormat]| {
             Some(TierRecord {
                 id: TierId::parse(id).ok()?,
                 name: TierName::parse(name).ok()?,
@@ -57,12 +72,13 @@ impl TierRecord {
                 original_link: original,
                 expiring_links: links,
                 builtin: true,
+                formats: Formats::of(formats),
             })
         };
         [
-            tier(TierId::BASIC, "Basic", &[200], false, false),
-            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false),
-            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true),
+            tier(TierId::BASIC, "Basic", &[200], false, false, &[ExtraFormat::Webp]),
+            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[ExtraFormat::Webp, ExtraFormat::Avif]),
+            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[ExtraFormat::Webp, ExtraFormat::Avif]),
         ]
         .into_iter()
         .flatten()
@@ -82,16 +98,19 @@ pub struct ImageRecord {
     pub height: u32,
     pub size_bytes: u64,
     pub created_at: DateTime<Utc>,
+    /// ThumbHash placeholder (base64), once the image's first job has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbhash: Option<String>,
 }
 
 impl ImageRecord {
-    /// The job that makes `heights` of this image.
-    pub fn job(&self, id: JobId, heights: Vec<u32>) -> ThumbnailJob {
-        ThumbnailJob { id, image_id: self.id, format: self.format, heights, owner: Some(self.owner) }
+    /// The job that makes `heights` of this image in each of `formats`.
+    pub fn job(&self, id: JobId, heights: Vec<u32>, formats: Vec<ThumbnailFormat>) -> ThumbnailJob {
+        ThumbnailJob { id, image_id: self.id, format: self.format, heights, formats, owner: Some(self.owner) }
     }
 }
 
-/// The state of one thumbnail (an image and a requested height).
+/// The state of one thumbnail variant (an image, a requested height, an encoding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase", try_from = "StoredThumbState")]
 pub enum ThumbState {

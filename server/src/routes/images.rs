@@ -1,7 +1,5 @@
 //! Upload, list, show and delete images.
 
-use std::collections::BTreeMap;
-
 use actix_multipart::Multipart;
 use actix_web::http::header::{Charset, ContentDisposition, CONTENT_LENGTH};
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
@@ -13,7 +11,7 @@ use imageapi_shared::store::{BlobKey, StoreError};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState};
+use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState, ThumbStates};
 use crate::routes::extract::AuthUser;
 use crate::routes::owned_image;
 use crate::routes::paging::{split_page, Page, PageQuery};
@@ -251,6 +249,7 @@ pub async fn upload(
         height: probed.height,
         size_bytes: bytes.len() as u64,
         created_at: state.clock.now(),
+        thumbhash: None,
     };
     let original = BlobKey::original(record.id);
     match state.store.put(&original, bytes).await {
@@ -282,8 +281,11 @@ pub async fn upload(
     state.thumbnails.submitted(job.as_slice()).await;
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
-    let thumbs: BTreeMap<u32, ThumbState> =
-        tier.thumbnail_heights.iter().map(|h| (h.get(), ThumbState::Pending)).collect();
+    let thumbs: ThumbStates = tier
+        .thumbnail_heights
+        .iter()
+        .flat_map(|h| tier.thumbnail_formats().into_iter().map(move |f| ((h.get(), f), ThumbState::Pending)))
+        .collect();
     let view = image_view(&state.public_url, &record, &tier, &thumbs);
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("{}/api/v1/images/{}", state.public_url, record.id)))

@@ -8,6 +8,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{route, web, HttpRequest, HttpResponse};
 use imageapi_core::domain::{Height, ImageId, Variant};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_shared::store::{BlobBody, BlobKey, ByteRange, StoreError};
 
 use crate::error::ApiError;
@@ -15,7 +16,7 @@ use crate::repo::{ImageRecord, RepoError, ThumbState};
 use crate::routes::extract::{AdminUser, AuthUser};
 use crate::routes::{any_image, owned_image};
 use crate::secrets::sha256;
-use crate::services::grants;
+use crate::services::{grants, negotiation};
 use crate::state::AppState;
 
 /// Who a response goes to, which decides how it may be cached and what its ETag shows.
@@ -64,6 +65,8 @@ struct Blob {
     content_type: &'static str,
     size: u64,
     etag: String,
+    /// Chosen by the request's `Accept` (the answer says `Vary: Accept`).
+    negotiated: bool,
 }
 
 /// Parses a single `bytes=` range against `size`. `Ok(None)` serves the whole blob (no header,
@@ -114,6 +117,9 @@ async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, audience: Audien
             .insert_header((header::ETAG, etag.clone()))
             .insert_header((header::CACHE_CONTROL, audience.cache_control()))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+        if blob.negotiated {
+            builder.insert_header((header::VARY, "Accept"));
+        }
     };
     if etag_matches(req.headers(), &etag) {
         let mut builder = HttpResponse::NotModified();
@@ -154,14 +160,20 @@ async fn serve(req: &HttpRequest, state: &AppState, blob: Blob, audience: Audien
     })
 }
 
-fn thumbnail_blob(image: &ImageRecord, height: u32, size: u64) -> Blob {
+fn thumbnail_blob(image: &ImageRecord, height: u32, variant: ThumbnailFormat, size: u64, negotiated: bool) -> Blob {
     let format = image.format;
+    // Each format its own tag (the source's keeps the tag it always had).
+    let etag = match variant.extra() {
+        None => format!("\"{}-{height}-{size}\"", image.id),
+        Some(extra) => format!("\"{}-{height}-{extra}-{size}\"", image.id),
+    };
     Blob {
         image: image.id,
-        key: BlobKey::thumbnail(image.id, height, format),
-        content_type: format.mime(),
+        key: BlobKey::thumbnail(image.id, height, format, variant),
+        content_type: variant.mime(format),
         size,
-        etag: format!("\"{}-{height}-{size}\"", image.id),
+        etag,
+        negotiated,
     }
 }
 
@@ -173,17 +185,52 @@ fn original_blob(image: &ImageRecord) -> Blob {
         content_type: format.mime(),
         size: image.size_bytes,
         etag: format!("\"{}\"", image.id),
+        negotiated: false,
     }
 }
 
-/// A height in a path: anything but a valid one, written the one way (`200`: not `0200`,
-/// `+200` or `%32%30%30`), names no thumbnail (404). One URL per thumbnail keeps caches from
-/// holding copies under several names.
-fn path_height(req: &HttpRequest, raw: &str) -> Result<Height, ApiError> {
-    let canonical = decimal(raw).filter(|h| h.to_string() == raw);
+/// A thumbnail named in a path: its height, and the format its extension names, if any.
+struct ThumbnailPath {
+    height: Height,
+    extension: Option<String>,
+}
+
+/// `200`, or `200.webp` (`.avif`, `.jpg`, `.jpeg`, `.png`). Anything but a valid height,
+/// written the one way (`200`: not `0200`, `+200` or `%32%30%30`), names no thumbnail (404).
+/// One URL per thumbnail keeps caches from holding copies under several names.
+fn thumbnail_path(req: &HttpRequest, raw: &str) -> Result<ThumbnailPath, ApiError> {
+    let (digits, extension) = match raw.split_once('.') {
+        Some((digits, extension)) => (digits, Some(extension.to_owned())),
+        None => (raw, None),
+    };
+    let canonical = decimal(digits).filter(|h| h.to_string() == digits);
     // The router decodes percent-escapes; the path as sent must have had the digits themselves.
     let as_sent = req.path().ends_with(&format!("/{raw}"));
-    canonical.filter(|_| as_sent).and_then(|h| Height::parse(i64::try_from(h).ok()?).ok()).ok_or(ApiError::NotFound)
+    let height = canonical
+        .filter(|_| as_sent)
+        .and_then(|h| Height::parse(i64::try_from(h).ok()?).ok())
+        .ok_or(ApiError::NotFound)?;
+    Ok(ThumbnailPath { height, extension })
+}
+
+/// The formats to try, best first: the one an extension names (404 if the image cannot have
+/// it), else those `Accept` asks for among `available`. Says whether it negotiated.
+fn candidates(
+    req: &HttpRequest,
+    image: &ImageRecord,
+    extension: Option<&str>,
+    available: &[ThumbnailFormat],
+) -> Result<(Vec<ThumbnailFormat>, bool), ApiError> {
+    match extension {
+        Some(extension) => {
+            let format = negotiation::by_extension(extension, image.format).ok_or(ApiError::NotFound)?;
+            Ok((vec![format], false))
+        }
+        None => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            Ok((negotiation::by_accept(accept, available, image.format), true))
+        }
+    }
 }
 
 /// ASCII digits only (`str::parse` also takes a sign).
@@ -194,24 +241,31 @@ fn decimal(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// Waits (briefly) for a thumbnail and serves it, or explains why not.
+/// Waits (briefly) for the best of `candidates` and serves it, or explains why not.
 async fn serve_thumbnail(
     req: &HttpRequest,
     state: &AppState,
     image: &ImageRecord,
     height: u32,
+    (candidates, negotiated): (Vec<ThumbnailFormat>, bool),
     audience: Audience,
 ) -> Result<HttpResponse, ApiError> {
-    match state.thumbnails.wait_for(image.id, height, state.thumbnail_wait).await? {
+    let (format, variant_state) =
+        state.thumbnails.wait_for(image.id, height, &candidates, state.thumbnail_wait).await?;
+    let name = match format.extra() {
+        None => format!("{height}px thumbnail"),
+        Some(extra) => format!("{height}px {} thumbnail", extra.as_str().to_uppercase()),
+    };
+    match variant_state {
         ThumbState::Ready { size_bytes, .. } => {
-            serve(req, state, thumbnail_blob(image, height, size_bytes), audience).await
+            serve(req, state, thumbnail_blob(image, height, format, size_bytes, negotiated), audience).await
         }
         ThumbState::Pending => Err(ApiError::Unavailable {
-            detail: format!("the {height}px thumbnail is still being made; try again shortly"),
+            detail: format!("the {name} is still being made; try again shortly"),
             retry_after_secs: RETRY_AFTER_SECS,
         }),
         ThumbState::Failed { reason } => {
-            Err(ApiError::Unprocessable(format!("the {height}px thumbnail could not be made: {reason}")))
+            Err(ApiError::Unprocessable(format!("the {name} could not be made: {reason}")))
         }
     }
 }
@@ -245,11 +299,16 @@ pub async fn thumbnail(
     AuthUser(user): AuthUser,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, height) = path.into_inner();
+    let (id, raw) = path.into_inner();
     let image = owned_image(&state, &user, &id).await?;
-    let height = path_height(&req, &height)?;
-    grants::require_variant(&grants::tier_of(state.repo.as_ref(), &user).await?, Variant::Thumbnail(height))?;
-    serve_thumbnail(&req, &state, &image, height.get(), Audience::Owner).await
+    let path = thumbnail_path(&req, &raw)?;
+    let tier = grants::tier_of(state.repo.as_ref(), &user).await?;
+    grants::require_variant(&tier, Variant::Thumbnail(path.height))?;
+    let chosen = candidates(&req, &image, path.extension.as_deref(), &tier.thumbnail_formats())?;
+    if let [explicit] = chosen.0.as_slice() {
+        grants::require_format(&tier, *explicit)?;
+    }
+    serve_thumbnail(&req, &state, &image, path.height.get(), chosen, Audience::Owner).await
 }
 
 /// Any recorded thumbnail of any user's image, whatever the owner's tier grants now (the
@@ -278,13 +337,17 @@ pub async fn admin_thumbnail(
     _admin: AdminUser,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, height) = path.into_inner();
+    let (id, raw) = path.into_inner();
     let image = any_image(&state, &id).await?;
-    let height = path_height(&req, &height)?;
-    if state.repo.thumbnail(image.id, height.get()).await?.is_none() {
+    let path = thumbnail_path(&req, &raw)?;
+    let height = path.height.get();
+    let recorded: Vec<ThumbnailFormat> =
+        state.repo.thumbnails_of_heights(image.id, &[height]).await?.into_keys().map(|(_, f)| f).collect();
+    let chosen = candidates(&req, &image, path.extension.as_deref(), &recorded)?;
+    if !chosen.0.iter().all(|f| recorded.contains(f)) {
         return Err(ApiError::NotFound);
     }
-    serve_thumbnail(&req, &state, &image, height.get(), Audience::Admin).await
+    serve_thumbnail(&req, &state, &image, height, chosen, Audience::Admin).await
 }
 
 /// The original bytes, exactly as uploaded (tiers with the original link).
@@ -363,7 +426,10 @@ pub async fn public_link(
     }
     match link.variant {
         Variant::Original => serve(&req, &state, original_blob(&image), Audience::Link(hash)).await,
-        Variant::Thumbnail(h) => serve_thumbnail(&req, &state, &image, h.get(), Audience::Link(hash)).await,
+        Variant::Thumbnail(h) => {
+            let chosen = candidates(&req, &image, None, &tier.thumbnail_formats())?;
+            serve_thumbnail(&req, &state, &image, h.get(), chosen, Audience::Link(hash)).await
+        }
     }
 }
 

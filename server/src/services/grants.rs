@@ -2,6 +2,7 @@
 //! links a variant.
 
 use imageapi_core::domain::Variant;
+use imageapi_core::image::ThumbnailFormat;
 
 use crate::error::ApiError;
 use crate::repo::{Repo, TierRecord, UserRecord};
@@ -20,6 +21,16 @@ pub fn require_variant(tier: &TierRecord, variant: Variant) -> Result<(), ApiErr
         Variant::Original => "your tier does not include original downloads".to_owned(),
         Variant::Thumbnail(h) => format!("your tier does not include {h}px thumbnails"),
     }))
+}
+
+/// 403 unless the tier serves thumbnails encoded as `format`.
+pub fn require_format(tier: &TierRecord, format: ThumbnailFormat) -> Result<(), ApiError> {
+    match format.extra() {
+        Some(extra) if !tier.grants_format(format) => {
+            Err(ApiError::Forbidden(format!("your tier does not include {} thumbnails", extra.as_str().to_uppercase())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// 403 unless the tier may make an expiring link to `variant`.

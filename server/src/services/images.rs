@@ -43,8 +43,11 @@ pub async fn load_page(
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         let Some(tier) = tiers.get(&record.owner) else { continue };
-        let mut all = states.remove(&record.id).unwrap_or_default();
-        let granted: ThumbStates = tier.thumbnail_heights.iter().filter_map(|h| all.remove_entry(&h.get())).collect();
+        let all = states.remove(&record.id).unwrap_or_default();
+        let granted: ThumbStates = all
+            .into_iter()
+            .filter(|((h, f), _)| tier.grants_format(*f) && tier.thumbnail_heights.iter().any(|g| g.get() == *h))
+            .collect();
         out.push((record, tier.clone(), granted));
     }
     Ok(out)

@@ -118,6 +118,7 @@ mod tests {
 
     fn job(owner: Owner) -> ThumbnailJob {
         ThumbnailJob {
+            formats: vec![imageapi_core::image::ThumbnailFormat::Source],
             id: JobId::from_ulid(ulid::Ulid::new()),
             image_id: ImageId::from_ulid(ulid::Ulid::new()),
             format: ImageFormat::Jpeg,

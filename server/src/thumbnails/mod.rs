@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imageapi_core::api::{FailedJobView, QueueJobView, QueueView, QueueWorkerView};
 use imageapi_core::domain::{ImageId, JobId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use imageapi_core::queue::{QueueMode, QueueSnapshot};
 use imageapi_queue::{JobQueue, OutcomeSink, QueueError};
@@ -168,7 +169,7 @@ impl Thumbnails {
                 }
             }
             for orphan in outcome.orphans {
-                let key = BlobKey::thumbnail(orphan.image_id, orphan.requested_height, orphan.format);
+                let key = BlobKey::thumbnail(orphan.image_id, orphan.requested_height, orphan.format, orphan.variant);
                 if let Err(e) = self.store.delete(&key).await {
                     tracing::warn!(error = %e, "could not remove the thumbnail of a deleted image");
                 }
@@ -178,19 +179,46 @@ impl Thumbnails {
         Ok(())
     }
 
-    /// The state of a thumbnail, waiting up to `wait` while it is pending.
-    pub async fn wait_for(&self, image: ImageId, height: u32, wait: Duration) -> Result<ThumbState, RepoError> {
+    /// The first of `candidates` (best first) whose variant of the thumbnail is ready, waiting
+    /// up to `wait` while none is and one may still become so. Otherwise the best candidate
+    /// still pending, or, when every one failed, the best one's failure. `candidates` must not
+    /// be empty.
+    pub async fn wait_for(
+        &self,
+        image: ImageId,
+        height: u32,
+        candidates: &[ThumbnailFormat],
+        wait: Duration,
+    ) -> Result<(ThumbnailFormat, ThumbState), RepoError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.applied.subscribe();
         loop {
             changes.mark_unchanged();
-            let state = self.repo.thumbnail(image, height).await?.unwrap_or(ThumbState::Pending);
-            if state != ThumbState::Pending {
-                return Ok(state);
+            let states: Vec<ThumbState> = match candidates {
+                // One point read on the common path (no Accept, or an explicit extension).
+                [only] => vec![self.repo.thumbnail(image, height, *only).await?.unwrap_or(ThumbState::Pending)],
+                _ => {
+                    let recorded = self.repo.thumbnails_of_heights(image, &[height]).await?;
+                    candidates
+                        .iter()
+                        .map(|f| recorded.get(&(height, *f)).cloned().unwrap_or(ThumbState::Pending))
+                        .collect()
+                }
+            };
+            let pick = |wanted: fn(&ThumbState) -> bool| {
+                candidates.iter().zip(&states).find(|(_, s)| wanted(s)).map(|(f, s)| (*f, s.clone()))
+            };
+            if let Some(ready) = pick(|s| matches!(s, ThumbState::Ready { .. })) {
+                return Ok(ready);
             }
+            let pending = pick(|s| *s == ThumbState::Pending);
+            let Some(pending) = pending else {
+                let best = candidates.first().copied().unwrap_or_default();
+                return Ok((best, states.into_iter().next().unwrap_or(ThumbState::Pending)));
+            };
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return Ok(ThumbState::Pending),
+                _ => return Ok(pending),
             }
         }
     }

@@ -57,7 +57,7 @@ impl Thumbnails {
             cursor = Some(last.id);
             let ids: Vec<_> = page.iter().map(|image| image.id).collect();
             // Durable before delivery, as everywhere.
-            let jobs = self.repo.ensure_thumbnails(&ids, &heights).await?;
+            let jobs = self.repo.ensure_thumbnails(&ids, &heights, &tier.thumbnail_formats()).await?;
             self.submitted(&jobs).await;
         }
         Ok(())

@@ -1,6 +1,6 @@
 use bytes::Bytes;
 use imageapi_core::domain::{TierId, UserId, Username};
-use imageapi_core::image::ImageFormat;
+use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::store::{FsBlobStore, StoreError};
 
@@ -56,6 +56,7 @@ async fn user(repo: &SharedRepo, tier: &str) -> UserRecord {
 
 fn image(owner: UserId) -> ImageRecord {
     ImageRecord {
+        thumbhash: None,
         id: crate::ids::new_image_id(),
         owner,
         name: "a.png".into(),
@@ -69,12 +70,14 @@ fn image(owner: UserId) -> ImageRecord {
 
 fn ready(job: &ThumbnailJob) -> JobReport {
     JobReport {
+        thumbhash: None,
         job_id: job.id,
         image_id: job.image_id,
         outcomes: job
             .heights
             .iter()
             .map(|&h| ThumbnailOutcome {
+                variant: ThumbnailFormat::Source,
                 image_id: job.image_id,
                 format: job.format,
                 requested_height: h,
@@ -97,7 +100,10 @@ async fn an_upload_records_its_job_and_the_report_retires_it_once() {
 
     f.thumbnails.apply_reports(vec![ready(&job)]).await.expect("apply");
     assert_eq!(f.repo.outbox_len().await.expect("len"), 0, "the applied job left the outbox");
-    assert!(matches!(f.repo.thumbnail(job.image_id, 400).await.expect("read"), Some(ThumbState::Ready { .. })));
+    assert!(matches!(
+        f.repo.thumbnail(job.image_id, 400, ThumbnailFormat::Source).await.expect("read"),
+        Some(ThumbState::Ready { .. })
+    ));
 
     let again = f.repo.apply_reports(&[ready(&job)]).await.expect("apply twice").remove(0);
     assert!(!again.was_outstanding, "a repeated report is recognised as such");
@@ -111,7 +117,7 @@ async fn a_ready_report_for_a_deleted_image_removes_the_orphaned_thumbnail() {
     let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
     let job = job.expect("basic has 200");
     f.repo.delete_image(record.id).await.expect("delete");
-    let key = BlobKey::thumbnail(record.id, 200, ImageFormat::Png);
+    let key = BlobKey::thumbnail(record.id, 200, ImageFormat::Png, ThumbnailFormat::Source);
     f.store.put(&key, Bytes::from_static(b"thumb")).await.expect("put");
 
     f.thumbnails.apply_reports(vec![ready(&job)]).await.expect("applying for a deleted image is not an error");

@@ -34,7 +34,7 @@ mod test_support;
 pub use cores::set_thread_budget;
 pub use plan::render_memory_estimate;
 pub use probe::{probe, Probe, ProbeError};
-pub use thumbnail::{make_thumbnails, Original, Thumbnail, ThumbnailError};
+pub use thumbnail::{make_thumbnails, render, Encoded, Original, Rendered, RenderedHeight, Thumbnail, ThumbnailError};
 
 use image::metadata::Orientation;
 pub(crate) use imageapi_core::image::{thumbnail_size, ImageFormat, Limits, PNG_SIGNATURE};

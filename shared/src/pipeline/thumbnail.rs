@@ -759,3 +759,56 @@ mod tests {
         }
     }
 }
+
+// ---- TEMPORARY (replaced by the `enc` branch's encoders at merge): the render API's shape,
+// source format only, so the job path can be wired before the encoders land.
+
+/// Everything one render made: per requested height its variants, and the ThumbHash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub thumbnails: Vec<RenderedHeight>,
+    pub thumbhash: Option<Vec<u8>>,
+}
+
+/// The variants of one thumbnail height, all from the same resized pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedHeight {
+    pub requested_height: u32,
+    pub width: u32,
+    pub height: u32,
+    pub variants: Vec<Encoded>,
+}
+
+/// One encoded variant, or why its encoder failed (which fails only this variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub format: imageapi_core::image::ThumbnailFormat,
+    pub result: Result<Vec<u8>, String>,
+}
+
+pub fn render<'a>(
+    original: impl Into<Original<'a>>,
+    heights: &[u32],
+    formats: &[imageapi_core::image::ThumbnailFormat],
+    limits: &Limits,
+) -> Result<Rendered, ThumbnailError> {
+    let thumbnails = make_thumbnails(original, heights, limits)?;
+    Ok(Rendered {
+        thumbnails: thumbnails
+            .into_iter()
+            .map(|t| RenderedHeight {
+                requested_height: t.requested_height,
+                width: t.width,
+                height: t.height,
+                variants: formats
+                    .iter()
+                    .map(|&format| Encoded {
+                        format,
+                        result: if format.is_source() { Ok(t.bytes.clone()) } else { Err("no encoder yet".into()) },
+                    })
+                    .collect(),
+            })
+            .collect(),
+        thumbhash: None,
+    })
+}

@@ -269,7 +269,7 @@ fn tokio_stream_from<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imageapi_core::image::ImageFormat;
+    use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 
     async fn read_all(body: BlobBody) -> Vec<u8> {
         match body {
@@ -329,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path()).expect("store");
         let id = ImageId::from_ulid(ulid::Ulid::new());
-        let thumb = BlobKey::thumbnail(id, 200, ImageFormat::Png);
+        let thumb = BlobKey::thumbnail(id, 200, ImageFormat::Png, ThumbnailFormat::Source);
         store.put(&BlobKey::original(id), Bytes::from_static(b"o")).await.expect("put");
         store.put(&thumb, Bytes::from_static(b"t")).await.expect("put");
 
@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn keys_are_made_of_ids_only() {
         let id = ImageId::from_ulid(ulid::Ulid::new());
-        let key = BlobKey::thumbnail(id, 400, ImageFormat::Jpeg);
+        let key = BlobKey::thumbnail(id, 400, ImageFormat::Jpeg, ThumbnailFormat::Source);
         assert!(key.as_str().starts_with("thumbnails/"));
         assert!(key.as_str().ends_with(&format!("{id}/400.jpg")));
         assert!(!key.as_str().contains(".."));

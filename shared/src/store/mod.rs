@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use imageapi_core::domain::ImageId;
-use imageapi_core::image::ImageFormat;
+use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 
 pub use fs::FsBlobStore;
 pub use marker::{ensure_marker, read_marker, StoreMarker};
@@ -32,9 +32,10 @@ impl BlobKey {
         Self(format!("originals/{}/{id}", shard(id)))
     }
 
-    /// One thumbnail of an image; the requested height names it.
-    pub fn thumbnail(id: ImageId, requested_height: u32, format: ImageFormat) -> Self {
-        Self(format!("thumbnails/{}/{id}/{requested_height}.{}", shard(id), format.extension()))
+    /// One thumbnail variant of an image (`format` is the image's): the requested height and
+    /// the variant's extension name it (`200.jpg`, `200.webp`, `200.avif`).
+    pub fn thumbnail(id: ImageId, requested_height: u32, format: ImageFormat, variant: ThumbnailFormat) -> Self {
+        Self(format!("thumbnails/{}/{id}/{requested_height}.{}", shard(id), variant.extension(format)))
     }
 
     /// The folder-like prefix holding all thumbnails of an image.
@@ -60,9 +61,9 @@ impl BlobKey {
             ["originals", shard_part, id] => id_of(shard_part, id).is_some(),
             ["thumbnails", shard_part, id, file] => {
                 id_of(shard_part, id).is_some()
-                    && file
-                        .split_once('.')
-                        .is_some_and(|(height, ext)| height.parse::<u32>().is_ok() && matches!(ext, "jpg" | "png"))
+                    && file.split_once('.').is_some_and(|(height, ext)| {
+                        height.parse::<u32>().is_ok() && matches!(ext, "jpg" | "png" | "webp" | "avif")
+                    })
             }
             _ => false,
         };

@@ -1,9 +1,10 @@
 //! Images, their thumbnails' states, and the reconciliation queue.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use imageapi_core::domain::{ImageId, JobId, UserId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::ThumbnailJob;
 
 use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
@@ -17,6 +18,10 @@ fn heights_param(heights: &[u32]) -> Vec<i32> {
     heights.iter().map(|&h| h as i32).collect()
 }
 
+fn formats_param(formats: &[ThumbnailFormat]) -> Vec<&'static str> {
+    formats.iter().map(|&f| rows::thumbnail_format_name(f)).collect()
+}
+
 /// Records an image inside the caller's transaction; `on_conflict` is empty or an
 /// `ON CONFLICT` clause (`migrate-repo` keeps rows already copied).
 pub(super) async fn write_image(
@@ -25,7 +30,7 @@ pub(super) async fn write_image(
     on_conflict: &str,
 ) -> RepoResult<()> {
     tx.execute(
-        &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8){on_conflict}"),
+        &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){on_conflict}"),
         &[
             &image.id.to_bytes().as_slice(),
             &image.owner.to_bytes().as_slice(),
@@ -35,6 +40,7 @@ pub(super) async fn write_image(
             &(image.height as i32),
             &(image.size_bytes as i64),
             &image.created_at,
+            &image.thumbhash,
         ],
     )
     .await
@@ -54,12 +60,15 @@ pub(super) async fn insert_job_if_new(tx: &tokio_postgres::Transaction<'_>, job:
 
 async fn write_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob, on_conflict: &str) -> RepoResult<()> {
     tx.execute(
-        &format!("INSERT INTO outbox (id, image_id, format, heights) VALUES ($1, $2, $3, $4){on_conflict}"),
+        &format!(
+            "INSERT INTO outbox (id, image_id, format, heights, formats) VALUES ($1, $2, $3, $4, $5){on_conflict}"
+        ),
         &[
             &job.id.to_bytes().as_slice(),
             &job.image_id.to_bytes().as_slice(),
             &format_name(job.format),
             &heights_param(&job.heights),
+            &formats_param(&job.formats),
         ],
     )
     .await
@@ -105,13 +114,15 @@ impl ImageRepo for PgRepo {
         let job = if heights.is_empty() {
             None
         } else {
+            let formats = tier.thumbnail_formats();
             tx.execute(
-                "INSERT INTO thumbnails (image_id, requested_height, status) SELECT $1, h, 'pending' FROM unnest($2::integer[]) AS h",
-                &[&image.id.to_bytes().as_slice(), &heights_param(&heights)],
+                "INSERT INTO thumbnails (image_id, requested_height, format, status)
+                 SELECT $1, h, f, 'pending' FROM unnest($2::integer[]) AS h CROSS JOIN unnest($3::text[]) AS f",
+                &[&image.id.to_bytes().as_slice(), &heights_param(&heights), &formats_param(&formats)],
             )
             .await
             .map_err(db_error)?;
-            let job = image.job(job_id, heights);
+            let job = image.job(job_id, heights, formats);
             insert_job(&tx, &job).await?;
             Some(job)
         };
@@ -235,15 +246,18 @@ impl ImageRepo for PgRepo {
         Ok(ImageScan { images, next })
     }
 
-    async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
+    async fn thumbnail(&self, image: ImageId, height: u32, format: ThumbnailFormat) -> RepoResult<Option<ThumbState>> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {THUMB_COLUMNS} FROM thumbnails WHERE image_id = $1 AND requested_height = $2"
+                "SELECT {THUMB_COLUMNS} FROM thumbnails WHERE image_id = $1 AND requested_height = $2 AND format = $3"
             ))
             .await
             .map_err(db_error)?;
-        let row = client.query_opt(&stmt, &[&image.to_bytes().as_slice(), &(height as i32)]).await.map_err(db_error)?;
+        let key = image.to_bytes();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&key.as_slice(), &(height as i32), &rows::thumbnail_format_name(format)];
+        let row = client.query_opt(&stmt, &params).await.map_err(db_error)?;
         Ok(row.as_ref().map(rows::thumbnail).transpose()?.map(|(_, state)| state))
     }
 
@@ -274,14 +288,19 @@ impl ImageRepo for PgRepo {
         let mut out: HashMap<ImageId, ThumbStates> = images.iter().map(|&id| (id, ThumbStates::new())).collect();
         for row in &rows {
             let image = ImageId::from_bytes(rows::id16(row, "image_id")?);
-            let (height, state) = rows::thumbnail(row)?;
-            out.entry(image).or_default().insert(height, state);
+            let (slot, state) = rows::thumbnail(row)?;
+            out.entry(image).or_default().insert(slot, state);
         }
         Ok(out)
     }
 
-    async fn ensure_thumbnails(&self, images: &[ImageId], heights: &[u32]) -> RepoResult<Vec<ThumbnailJob>> {
-        if images.is_empty() || heights.is_empty() {
+    async fn ensure_thumbnails(
+        &self,
+        images: &[ImageId],
+        heights: &[u32],
+        formats: &[ThumbnailFormat],
+    ) -> RepoResult<Vec<ThumbnailJob>> {
+        if images.is_empty() || heights.is_empty() || formats.is_empty() {
             return Ok(Vec::new());
         }
         let mut client = self.client().await?;
@@ -299,28 +318,35 @@ impl ImageRepo for PgRepo {
             };
             let format = rows::parse_format(row.get::<_, &str>(0))?;
             let owner = UserId::from_bytes(rows::id16(&row, "owner")?);
-            // Only the heights this call recorded get a job: two servers reconciling the same
-            // user at once make one job between them.
+            // Only the variants this call recorded get a job: two servers reconciling the same
+            // user at once make one job between them. The job makes every new height in every
+            // new format (remaking a few ready ones where only some pairs were missing, which
+            // applying leaves as they are).
             let added = tx
                 .query(
-                    "INSERT INTO thumbnails (image_id, requested_height, status)
-                     SELECT $1, h, 'pending' FROM unnest($2::integer[]) AS h
-                     ON CONFLICT (image_id, requested_height) DO NOTHING
-                     RETURNING requested_height",
-                    &[&key.as_slice(), &heights_param(heights)],
+                    "INSERT INTO thumbnails (image_id, requested_height, format, status)
+                     SELECT $1, h, f, 'pending' FROM unnest($2::integer[]) AS h CROSS JOIN unnest($3::text[]) AS f
+                     ON CONFLICT (image_id, requested_height, format) DO NOTHING
+                     RETURNING requested_height, format",
+                    &[&key.as_slice(), &heights_param(heights), &formats_param(formats)],
                 )
                 .await
                 .map_err(db_error)?;
             if added.is_empty() {
                 continue;
             }
-            let mut added: Vec<u32> = added.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
-            added.sort_unstable();
+            let new_heights: BTreeSet<u32> = added.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
+            let new_formats: BTreeSet<ThumbnailFormat> = formats
+                .iter()
+                .copied()
+                .filter(|&f| added.iter().any(|r| r.get::<_, &str>(1) == rows::thumbnail_format_name(f)))
+                .collect();
             let job = ThumbnailJob {
                 id: crate::ids::new_job_id(),
                 image_id: image,
                 format,
-                heights: added,
+                heights: new_heights.into_iter().collect(),
+                formats: new_formats.into_iter().collect(),
                 owner: Some(owner),
             };
             insert_job(&tx, &job).await?;

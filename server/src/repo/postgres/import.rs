@@ -56,7 +56,7 @@ impl PgRepo {
                     write_image(inner, image, " ON CONFLICT DO NOTHING").await?;
                     Ok(0)
                 }
-                Exported::Thumbnail(image, requested, state) => {
+                Exported::Thumbnail(image, (requested, variant), state) => {
                     let (status, width, height, size, reason) = match state {
                         ThumbState::Pending => ("pending", None, None, None, None),
                         ThumbState::Ready { width, height, size_bytes } => {
@@ -65,9 +65,18 @@ impl PgRepo {
                         ThumbState::Failed { reason } => ("failed", None, None, None, Some(reason.as_str())),
                     };
                     tx.execute(
-                        "INSERT INTO thumbnails (image_id, requested_height, status, width, height, size_bytes, reason)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                        &[&image.to_bytes().as_slice(), &(*requested as i32), &status, &width, &height, &size, &reason],
+                        "INSERT INTO thumbnails (image_id, requested_height, status, width, height, size_bytes, reason, format)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                        &[
+                            &image.to_bytes().as_slice(),
+                            &(*requested as i32),
+                            &status,
+                            &width,
+                            &height,
+                            &size,
+                            &reason,
+                            &super::rows::thumbnail_format_name(*variant),
+                        ],
                     )
                     .await
                 }

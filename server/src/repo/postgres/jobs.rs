@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use imageapi_core::domain::{ImageId, JobId, UserId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 
 use super::images::insert_job;
@@ -84,6 +85,14 @@ impl JobRepo for PgRepo {
                 Some(row) => Some(rows::id16(&row, "owner")?),
                 None => None,
             };
+            if let (Some(_), Some(thumbhash)) = (owner, &report.thumbhash) {
+                tx.execute(
+                    "UPDATE images SET thumbhash = $2 WHERE id = $1 AND thumbhash IS DISTINCT FROM $2",
+                    &[&image.as_slice(), thumbhash],
+                )
+                .await
+                .map_err(db_error)?;
+            }
             let exists = owner.is_some();
             let mut orphans = Vec::new();
             for outcome in &report.outcomes {
@@ -94,11 +103,12 @@ impl JobRepo for PgRepo {
                     continue;
                 }
                 let requested = outcome.requested_height as i32;
+                let format = rows::thumbnail_format_name(outcome.variant);
                 // A ready thumbnail stays as it is; anything else takes the outcome.
                 let upsert =
-                    "INSERT INTO thumbnails (image_id, requested_height, status, width, height, size_bytes, reason)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (image_id, requested_height) DO UPDATE
+                    "INSERT INTO thumbnails (image_id, requested_height, status, width, height, size_bytes, reason, format)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (image_id, requested_height, format) DO UPDATE
                      SET status = EXCLUDED.status, width = EXCLUDED.width, height = EXCLUDED.height,
                          size_bytes = EXCLUDED.size_bytes, reason = EXCLUDED.reason
                      WHERE thumbnails.status <> 'ready'
@@ -115,6 +125,7 @@ impl JobRepo for PgRepo {
                                 &Some(*height as i32),
                                 &Some(*size_bytes as i64),
                                 &None::<String>,
+                                &format,
                             ],
                         )
                         .await
@@ -130,6 +141,7 @@ impl JobRepo for PgRepo {
                                 &None::<i32>,
                                 &None::<i64>,
                                 &Some(reason.as_str()),
+                                &format,
                             ],
                         )
                         .await
@@ -174,25 +186,38 @@ impl JobRepo for PgRepo {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADOPT_LOCK]).await.map_err(db_error)?;
         let rows = tx
             .query(
-                "SELECT t.image_id, t.requested_height, i.format, i.owner FROM thumbnails t JOIN images i ON i.id = t.image_id
+                "SELECT t.image_id, t.requested_height, t.format AS variant, i.format, i.owner
+                 FROM thumbnails t JOIN images i ON i.id = t.image_id
                  WHERE t.status = 'pending' AND NOT EXISTS (
-                     SELECT 1 FROM outbox o WHERE o.image_id = t.image_id AND t.requested_height = ANY(o.heights))
+                     SELECT 1 FROM outbox o WHERE o.image_id = t.image_id
+                         AND t.requested_height = ANY(o.heights) AND t.format = ANY(o.formats))
                  ORDER BY t.image_id, t.requested_height",
                 &[],
             )
             .await
             .map_err(db_error)?;
-        let mut uncovered: BTreeMap<ImageId, (String, UserId, Vec<u32>)> = BTreeMap::new();
+        type Uncovered = (String, UserId, BTreeSet<u32>, BTreeSet<ThumbnailFormat>);
+        let mut uncovered: BTreeMap<ImageId, Uncovered> = BTreeMap::new();
         for row in &rows {
             let image = ImageId::from_bytes(rows::id16(row, "image_id")?);
             let owner = UserId::from_bytes(rows::id16(row, "owner")?);
-            let entry = uncovered.entry(image).or_insert_with(|| (row.get::<_, String>("format"), owner, Vec::new()));
-            entry.2.push(row.get::<_, i32>("requested_height") as u32);
+            let entry = uncovered
+                .entry(image)
+                .or_insert_with(|| (row.get::<_, String>("format"), owner, BTreeSet::new(), BTreeSet::new()));
+            entry.2.insert(row.get::<_, i32>("requested_height") as u32);
+            entry.3.insert(rows::parse_thumbnail_format(row.get::<_, &str>("variant"))?);
         }
         let mut created = Vec::with_capacity(uncovered.len());
-        for (image_id, (format, owner, heights)) in uncovered {
+        for (image_id, (format, owner, heights, formats)) in uncovered {
             let format = rows::parse_format(&format)?;
-            let job = ThumbnailJob { id: crate::ids::new_job_id(), image_id, format, heights, owner: Some(owner) };
+            let job = ThumbnailJob {
+                id: crate::ids::new_job_id(),
+                image_id,
+                format,
+                heights: heights.into_iter().collect(),
+                formats: formats.into_iter().collect(),
+                owner: Some(owner),
+            };
             insert_job(&tx, &job).await?;
             created.push(job);
         }

@@ -2,11 +2,13 @@
 //! `Corrupt` error, never a panic.
 
 use imageapi_core::domain::{Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_core::image::ImageFormat;
+use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::ThumbnailJob;
 use tokio_postgres::Row;
 
-use crate::repo::{ImageRecord, LinkRecord, RepoError, RepoResult, ThumbState, TierRecord, TokenRecord, UserRecord};
+use crate::repo::{
+    ImageRecord, LinkRecord, RepoError, RepoResult, ThumbSlot, ThumbState, TierRecord, TokenRecord, UserRecord,
+};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> RepoError {
     RepoError::Corrupt(format!("{what}: {detail}"))
@@ -83,6 +85,8 @@ pub fn tier(row: &Row) -> RepoResult<TierRecord> {
         original_link: get(row, "original_link")?,
         expiring_links: get(row, "expiring_links")?,
         builtin: get(row, "builtin")?,
+        // TODO(tiers branch): the tiers table's formats column.
+        formats: imageapi_core::domain::Formats::default(),
     })
 }
 
@@ -111,7 +115,7 @@ pub fn token(row: &Row) -> RepoResult<TokenRecord> {
     })
 }
 
-pub const IMAGE_COLUMNS: &str = "id, owner, name, format, width, height, size_bytes, created_at";
+pub const IMAGE_COLUMNS: &str = "id, owner, name, format, width, height, size_bytes, created_at, thumbhash";
 
 pub fn image(row: &Row) -> RepoResult<ImageRecord> {
     Ok(ImageRecord {
@@ -123,14 +127,33 @@ pub fn image(row: &Row) -> RepoResult<ImageRecord> {
         height: count(row, "height")?,
         size_bytes: bytes(row, "size_bytes")?,
         created_at: get(row, "created_at")?,
+        thumbhash: get(row, "thumbhash")?,
     })
 }
 
-pub const THUMB_COLUMNS: &str = "requested_height, status, width, height, size_bytes, reason";
+pub const THUMB_COLUMNS: &str = "requested_height, format, status, width, height, size_bytes, reason";
 
-/// A thumbnail row: its requested height and state.
-pub fn thumbnail(row: &Row) -> RepoResult<(u32, ThumbState)> {
-    let requested = count(row, "requested_height")?;
+/// The `format` column's value for a thumbnail encoding.
+pub fn thumbnail_format_name(format: ThumbnailFormat) -> &'static str {
+    match format {
+        ThumbnailFormat::Source => "source",
+        ThumbnailFormat::Webp => "webp",
+        ThumbnailFormat::Avif => "avif",
+    }
+}
+
+pub fn parse_thumbnail_format(name: &str) -> RepoResult<ThumbnailFormat> {
+    match name {
+        "source" => Ok(ThumbnailFormat::Source),
+        "webp" => Ok(ThumbnailFormat::Webp),
+        "avif" => Ok(ThumbnailFormat::Avif),
+        other => Err(corrupt("format", format!("unknown thumbnail format {other:?}"))),
+    }
+}
+
+/// A thumbnail row: its requested height, encoding and state.
+pub fn thumbnail(row: &Row) -> RepoResult<(ThumbSlot, ThumbState)> {
+    let requested = (count(row, "requested_height")?, parse_thumbnail_format(get(row, "format")?)?);
     let state = match get::<&str>(row, "status")? {
         "pending" => ThumbState::Pending,
         "ready" => {
@@ -167,7 +190,7 @@ pub fn link(row: &Row) -> RepoResult<LinkRecord> {
 
 /// An outbox row with its image's owner (`LEFT JOIN images i ON i.id = o.image_id`; the owner
 /// is null once the image is gone).
-pub const JOB_COLUMNS: &str = "o.id, o.image_id, o.format, o.heights, i.owner";
+pub const JOB_COLUMNS: &str = "o.id, o.image_id, o.format, o.heights, o.formats, i.owner";
 pub const OUTBOX_WITH_OWNERS: &str = "FROM outbox o LEFT JOIN images i ON i.id = o.image_id";
 
 pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
@@ -179,6 +202,10 @@ pub fn job(row: &Row) -> RepoResult<ThumbnailJob> {
         heights: heights
             .into_iter()
             .map(|h| u32::try_from(h).map_err(|_| corrupt("heights", "negative")))
+            .collect::<RepoResult<_>>()?,
+        formats: get::<Vec<&str>>(row, "formats")?
+            .into_iter()
+            .map(parse_thumbnail_format)
             .collect::<RepoResult<_>>()?,
         owner: get::<Option<Vec<u8>>>(row, "owner")?
             .map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| corrupt("owner", "not 16 bytes")))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imageapi_core::domain::{ImageId, JobId, LinkId, TierId, TokenId, UserId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob};
 
 use super::SledDb;
@@ -217,8 +218,8 @@ impl ImageRepo for SledRepo {
         let filter = filter.clone();
         self.read(move |db| db.find_images(&filter, cursor, limit)).await
     }
-    async fn thumbnail(&self, image: ImageId, height: u32) -> RepoResult<Option<ThumbState>> {
-        self.read(move |db| db.thumbnail(image, height)).await
+    async fn thumbnail(&self, image: ImageId, height: u32, format: ThumbnailFormat) -> RepoResult<Option<ThumbState>> {
+        self.read(move |db| db.thumbnail(image, height, format)).await
     }
     async fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> RepoResult<ThumbStates> {
         let heights = heights.to_vec();
@@ -228,9 +229,14 @@ impl ImageRepo for SledRepo {
         let images = images.to_vec();
         self.read(move |db| db.thumbnails_of_images(&images)).await
     }
-    async fn ensure_thumbnails(&self, images: &[ImageId], heights: &[u32]) -> RepoResult<Vec<ThumbnailJob>> {
-        let (images, heights) = (images.to_vec(), heights.to_vec());
-        self.write(move |db| db.ensure_thumbnails_of(&images, &heights)).await
+    async fn ensure_thumbnails(
+        &self,
+        images: &[ImageId],
+        heights: &[u32],
+        formats: &[ThumbnailFormat],
+    ) -> RepoResult<Vec<ThumbnailJob>> {
+        let (images, heights, formats) = (images.to_vec(), heights.to_vec(), formats.to_vec());
+        self.write(move |db| db.ensure_thumbnails_of(&images, &heights, &formats)).await
     }
     async fn delete_image(&self, id: ImageId) -> RepoResult<ImageRecord> {
         self.write(move |db| db.delete_image(id)).await

@@ -2,7 +2,7 @@
 //! repository traits never hand out (token and link hashes, the outbox, reconciliation
 //! entries), in an order a relational target can insert (tiers before users before images).
 
-use imageapi_core::domain::{ImageId, UserId};
+use imageapi_core::domain::UserId;
 
 use super::{decode, id16, RepoError, SledDb, STORE_MARKER_KEY};
 use crate::repo::migrate::Exported;
@@ -26,13 +26,10 @@ impl SledDb {
         }
         for entry in self.thumbs.iter() {
             let (key, value) = entry?;
-            if key.len() != 20 {
-                return Err(RepoError::Corrupt("a thumbnail key".into()));
-            }
-            let (Some(image), Ok(height)) = (id16(&key[..16]), <[u8; 4]>::try_from(&key[16..])) else {
+            let Some((image, height, format)) = super::parse_thumb_key(&key) else {
                 return Err(RepoError::Corrupt("a thumbnail key".into()));
             };
-            emit(Exported::Thumbnail(ImageId::from_bytes(image), u32::from_be_bytes(height), decode(&value)?))?;
+            emit(Exported::Thumbnail(image, (height, format), decode(&value)?))?;
         }
         for entry in self.link_tokens.iter() {
             let (hash, id) = entry?;

@@ -1,6 +1,6 @@
 //! Images, thumbnails and the reconciliation queue in sled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use imageapi_core::domain::{ImageId, JobId, LinkId, UserId};
 use imageapi_core::jobs::ThumbnailJob;
@@ -46,16 +46,19 @@ impl SledDb {
             let owner_usage = adjust_usage(usage.get(image.owner.to_bytes())?, (1, image.size_bytes as i64, 0));
             usage.insert(&image.owner.to_bytes(), &owner_usage)?;
             let state = tx_encode(&ThumbState::Pending)?;
+            let formats = tier.thumbnail_formats();
             for h in tier.thumbnail_heights.iter() {
-                let key = thumb_key(image.id, h.get());
-                thumbs.insert(key.as_slice(), state.as_slice())?;
-                pending.insert(key, &[])?;
+                for &f in &formats {
+                    let key = thumb_key(image.id, h.get(), f);
+                    thumbs.insert(key.as_slice(), state.as_slice())?;
+                    pending.insert(key, &[])?;
+                }
             }
             let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
             let job = if heights.is_empty() {
                 None
             } else {
-                let job = image.job(job_id, heights);
+                let job = image.job(job_id, heights, formats);
                 outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
                 Some(job)
             };
@@ -97,26 +100,29 @@ impl SledDb {
         Ok(out)
     }
 
-    /// The recorded thumbnails of an image by requested height (whatever the tier now grants).
-    pub fn thumbnails(&self, image: ImageId) -> Result<BTreeMap<u32, ThumbState>, RepoError> {
+    /// The recorded thumbnails of an image, every height and encoding (whatever the tier now
+    /// grants).
+    pub fn thumbnails(&self, image: ImageId) -> Result<ThumbStates, RepoError> {
+        self.thumbnails_under(&image.to_bytes())
+    }
+
+    fn thumbnails_under(&self, prefix: &[u8]) -> Result<ThumbStates, RepoError> {
         let mut out = BTreeMap::new();
-        for entry in self.thumbs.scan_prefix(image.to_bytes()) {
+        for entry in self.thumbs.scan_prefix(prefix) {
             let (key, value) = entry?;
-            if let Ok(h) = <[u8; 4]>::try_from(&key[16..]) {
-                out.insert(u32::from_be_bytes(h), decode(&value)?);
+            if let Some((_, height, format)) = parse_thumb_key(&key) {
+                out.insert((height, format), decode(&value)?);
             }
         }
         Ok(out)
     }
 
-    /// The recorded thumbnails of an image among `heights` (point reads: cheaper than the
-    /// prefix scan of [`Self::thumbnails`] when the tier's heights are known).
+    /// The recorded thumbnails of an image among `heights`, in every encoding (a short prefix
+    /// scan per height: cheaper than all of the image's when the tier's heights are known).
     pub fn thumbnails_of_heights(&self, image: ImageId, heights: &[u32]) -> Result<ThumbStates, RepoError> {
         let mut out = BTreeMap::new();
         for &h in heights {
-            if let Some(state) = self.thumbnail(image, h)? {
-                out.insert(h, state);
-            }
+            out.extend(self.thumbnails_under(&thumb_key(image, h, ThumbnailFormat::Source))?);
         }
         Ok(out)
     }
@@ -125,16 +131,22 @@ impl SledDb {
         images.iter().map(|&id| Ok((id, self.thumbnails(id)?))).collect()
     }
 
-    pub fn thumbnail(&self, image: ImageId, height: u32) -> Result<Option<ThumbState>, RepoError> {
-        self.thumbs.get(thumb_key(image, height))?.map(|v| decode(&v)).transpose()
+    pub fn thumbnail(
+        &self,
+        image: ImageId,
+        height: u32,
+        format: ThumbnailFormat,
+    ) -> Result<Option<ThumbState>, RepoError> {
+        self.thumbs.get(thumb_key(image, height, format))?.map(|v| decode(&v)).transpose()
     }
 
-    /// Marks the given heights pending unless already recorded, and records a job for those
-    /// newly pending in the outbox (returned), in one transaction.
+    /// Marks every (height, format) pending unless already recorded, and records a job for
+    /// those newly pending in the outbox (returned), in one transaction.
     pub fn ensure_thumbnails(
         &self,
         image: ImageId,
         heights: &[u32],
+        formats: &[ThumbnailFormat],
         job_id: JobId,
     ) -> Result<Option<ThumbnailJob>, RepoError> {
         let job = (&self.images, &self.thumbs, &self.pending, &self.outbox).transaction(
@@ -144,19 +156,24 @@ impl SledDb {
                 };
                 let record: ImageRecord = tx_decode(&record)?;
                 let state = tx_encode(&ThumbState::Pending)?;
-                let mut added = Vec::new();
+                let (mut new_heights, mut new_formats) = (BTreeSet::new(), BTreeSet::new());
                 for &h in heights {
-                    let key = thumb_key(image, h);
-                    if thumbs.get(key.as_slice())?.is_none() {
-                        thumbs.insert(key.as_slice(), state.as_slice())?;
-                        pending.insert(key, &[])?;
-                        added.push(h);
+                    for &f in formats {
+                        let key = thumb_key(image, h, f);
+                        if thumbs.get(key.as_slice())?.is_none() {
+                            thumbs.insert(key.as_slice(), state.as_slice())?;
+                            pending.insert(key, &[])?;
+                            new_heights.insert(h);
+                            new_formats.insert(f);
+                        }
                     }
                 }
-                if added.is_empty() {
+                if new_heights.is_empty() {
                     return Ok(None);
                 }
-                let job = record.job(job_id, added);
+                // One job makes every new height in every new format: where only some pairs
+                // were missing it remakes a few ready ones, which applying leaves as they are.
+                let job = record.job(job_id, new_heights.into_iter().collect(), new_formats.into_iter().collect());
                 outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
                 Ok(Some(job))
             },
@@ -165,21 +182,25 @@ impl SledDb {
     }
 
     /// [`Self::ensure_thumbnails`] for each image, with fresh job ids.
-    pub fn ensure_thumbnails_of(&self, images: &[ImageId], heights: &[u32]) -> Result<Vec<ThumbnailJob>, RepoError> {
+    pub fn ensure_thumbnails_of(
+        &self,
+        images: &[ImageId],
+        heights: &[u32],
+        formats: &[ThumbnailFormat],
+    ) -> Result<Vec<ThumbnailJob>, RepoError> {
         let mut jobs = Vec::new();
         for &image in images {
-            jobs.extend(self.ensure_thumbnails(image, heights, crate::ids::new_job_id())?);
+            jobs.extend(self.ensure_thumbnails(image, heights, formats, crate::ids::new_job_id())?);
         }
         Ok(jobs)
     }
 
-    /// Every pending thumbnail, grouped by image: what must be (re-)enqueued at start.
-    pub fn pending_thumbnails(&self) -> Result<BTreeMap<ImageId, Vec<u32>>, RepoError> {
-        let mut out: BTreeMap<ImageId, Vec<u32>> = BTreeMap::new();
+    /// Every pending thumbnail variant, grouped by image: what must be (re-)enqueued at start.
+    pub fn pending_thumbnails(&self) -> Result<BTreeMap<ImageId, Vec<(u32, ThumbnailFormat)>>, RepoError> {
+        let mut out: BTreeMap<ImageId, Vec<(u32, ThumbnailFormat)>> = BTreeMap::new();
         for key in self.pending.iter().keys() {
-            let key = key?;
-            if let (Some(id), Ok(h)) = (id16(&key[..16]), <[u8; 4]>::try_from(&key[16..])) {
-                out.entry(ImageId::from_bytes(id)).or_default().push(u32::from_be_bytes(h));
+            if let Some((id, h, f)) = parse_thumb_key(&key?) {
+                out.entry(id).or_default().push((h, f));
             }
         }
         Ok(out)

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use imageapi_core::domain::{ImageId, JobId};
+use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailResult};
 use sled::Transactional;
 
@@ -67,7 +68,14 @@ impl SledDb {
                 let mut orphans = Vec::new();
                 let mut made_bytes = 0i64;
                 let owner = match images.get(report.image_id.to_bytes())? {
-                    Some(image) => Some(tx_decode::<ImageRecord>(&image)?.owner),
+                    Some(image) => {
+                        let mut image: ImageRecord = tx_decode(&image)?;
+                        if report.thumbhash.is_some() && image.thumbhash != report.thumbhash {
+                            image.thumbhash.clone_from(&report.thumbhash);
+                            images.insert(&image.id.to_bytes(), tx_encode(&image)?)?;
+                        }
+                        Some(image.owner)
+                    }
                     None => None,
                 };
                 for outcome in &report.outcomes {
@@ -77,7 +85,7 @@ impl SledDb {
                         }
                         continue;
                     }
-                    let key = thumb_key(outcome.image_id, outcome.requested_height);
+                    let key = thumb_key(outcome.image_id, outcome.requested_height, outcome.variant);
                     let state = match &outcome.result {
                         ThumbnailResult::Ready { width, height, size_bytes } => {
                             ThumbState::Ready { width: *width, height: *height, size_bytes: *size_bytes }
@@ -124,24 +132,26 @@ impl SledDb {
     /// outbox existed, or a job lost to a bug): the invariant "pending ⇒ a job exists" is
     /// restored at every start. Returns the jobs created.
     pub fn adopt_uncovered_pending(&self) -> Result<Vec<ThumbnailJob>, RepoError> {
-        let mut covered: BTreeMap<ImageId, BTreeSet<u32>> = BTreeMap::new();
+        let mut covered: BTreeMap<ImageId, BTreeSet<(u32, ThumbnailFormat)>> = BTreeMap::new();
         for value in self.outbox.iter().values() {
             let job: ThumbnailJob = decode(&value?)?;
-            covered.entry(job.image_id).or_default().extend(job.heights);
+            covered.entry(job.image_id).or_default().extend(job.variants());
         }
         let mut created = Vec::new();
-        for (image_id, heights) in self.pending_thumbnails()? {
-            let uncovered: Vec<u32> =
-                heights.into_iter().filter(|h| !covered.get(&image_id).is_some_and(|c| c.contains(h))).collect();
+        for (image_id, variants) in self.pending_thumbnails()? {
+            let uncovered: Vec<(u32, ThumbnailFormat)> =
+                variants.into_iter().filter(|v| !covered.get(&image_id).is_some_and(|c| c.contains(v))).collect();
             if uncovered.is_empty() {
                 continue;
             }
+            let heights: BTreeSet<u32> = uncovered.iter().map(|&(h, _)| h).collect();
+            let formats: BTreeSet<ThumbnailFormat> = uncovered.iter().map(|&(_, f)| f).collect();
             let image = match self.image(image_id) {
                 Ok(image) => image,
                 Err(RepoError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
-            let job = image.job(crate::ids::new_job_id(), uncovered);
+            let job = image.job(crate::ids::new_job_id(), heights.into_iter().collect(), formats.into_iter().collect());
             self.outbox.insert(job.id.to_bytes(), super::encode(&job)?)?;
             created.push(job);
         }

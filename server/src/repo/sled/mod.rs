@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use imageapi_core::domain::{ImageId, TierId, UserId};
+use imageapi_core::image::ThumbnailFormat;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -99,8 +100,30 @@ fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
     key
 }
 
-fn thumb_key(image: ImageId, height: u32) -> Vec<u8> {
-    cat(&image.to_bytes(), &height.to_be_bytes())
+/// A thumbnail variant's key: image id, height (big-endian, so an image's thumbnails sort by
+/// height), then one byte naming an extra format. The source's own encoding has no format
+/// byte, so the keys written before formats existed still name the same thumbnails.
+fn thumb_key(image: ImageId, height: u32, format: ThumbnailFormat) -> Vec<u8> {
+    let mut key = cat(&image.to_bytes(), &height.to_be_bytes());
+    match format {
+        ThumbnailFormat::Source => {}
+        ThumbnailFormat::Webp => key.push(1),
+        ThumbnailFormat::Avif => key.push(2),
+    }
+    key
+}
+
+/// The image, height and encoding a [`thumb_key`] names; `None` for a key of another shape.
+fn parse_thumb_key(key: &[u8]) -> Option<(ImageId, u32, ThumbnailFormat)> {
+    let id = id16(key.get(..16)?)?;
+    let height = u32::from_be_bytes(<[u8; 4]>::try_from(key.get(16..20)?).ok()?);
+    let format = match key.get(20..)? {
+        [] => ThumbnailFormat::Source,
+        [1] => ThumbnailFormat::Webp,
+        [2] => ThumbnailFormat::Avif,
+        _ => return None,
+    };
+    Some((ImageId::from_bytes(id), height, format))
 }
 
 fn tier_user_key(tier: &TierId, user: UserId) -> Vec<u8> {
@@ -327,6 +350,25 @@ impl SledDb {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn thumbnail_keys_name_height_and_format_and_old_keys_are_the_source() {
+        let image = ImageId::from_ulid(ulid::Ulid::new());
+        for format in [ThumbnailFormat::Source, ThumbnailFormat::Webp, ThumbnailFormat::Avif] {
+            assert_eq!(parse_thumb_key(&thumb_key(image, 400, format)), Some((image, 400, format)));
+        }
+        // Written before formats existed: image id and height only.
+        let old = cat(&image.to_bytes(), &200u32.to_be_bytes());
+        assert_eq!(parse_thumb_key(&old), Some((image, 200, ThumbnailFormat::Source)));
+        let mut unknown = old.clone();
+        unknown.push(9);
+        assert_eq!(parse_thumb_key(&unknown), None);
+        assert_eq!(parse_thumb_key(&old[..19]), None);
+        // An image's variants sort together, by height.
+        let mut keys = [thumb_key(image, 400, ThumbnailFormat::Source), thumb_key(image, 200, ThumbnailFormat::Avif)];
+        keys.sort();
+        assert_eq!(parse_thumb_key(&keys[0]).map(|k| k.1), Some(200));
+    }
     use chrono::Utc;
     use imageapi_core::domain::{TierId, UserId, Username};
     use imageapi_core::image::ImageFormat;
@@ -353,6 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let user = user_on("basic");
         let image = ImageRecord {
+            thumbhash: None,
             id: crate::ids::new_image_id(),
             owner: user.id,
             name: "a.png".into(),
@@ -370,12 +413,14 @@ mod tests {
             db.create_user(&user).expect("user");
             let job = db.insert_image(&image, crate::ids::new_job_id()).expect("image").job.expect("job");
             let outcome = ThumbnailOutcome {
+                variant: imageapi_core::image::ThumbnailFormat::Source,
                 image_id: image.id,
                 format: ImageFormat::Png,
                 requested_height: 200,
                 result: ThumbnailResult::Ready { width: 10, height: 10, size_bytes: 99 },
             };
             let report = JobReport {
+                thumbhash: None,
                 job_id: job.id,
                 image_id: image.id,
                 outcomes: vec![outcome],
@@ -440,6 +485,7 @@ mod tests {
 
     fn image_of(owner: UserId, n: u64) -> ImageRecord {
         ImageRecord {
+            thumbhash: None,
             id: crate::ids::new_image_id(),
             owner,
             name: format!("photo-{n}.png"),

@@ -67,6 +67,8 @@ pub async fn create(
         original_link: body.original_link,
         expiring_links: body.expiring_links,
         builtin: false,
+        // TODO(tiers branch): from the request body.
+        formats: Default::default(),
     };
     state.repo.create_tier(&tier).await?;
     Ok(HttpResponse::Created().json(views::tier_view(&tier, Some(0))))
