@@ -270,21 +270,25 @@ async fn serve_thumbnail(
     }
 }
 
-/// A thumbnail's bytes.
+/// A thumbnail's bytes, in the format `Accept` prefers or the extension names.
 ///
-/// A pending thumbnail is waited for up to `IMAGEAPI_THUMBNAIL_WAIT_SECS`, then 503 with
-/// `Retry-After`. A failed one is 422 with the reason.
+/// `{height}` alone negotiates among the formats your tier grants: AVIF, then WebP, then the
+/// source's own, as `Accept` allows (q-values honoured, `q=0` excludes; no header, only
+/// wildcards, or a malformed one give the source's format); the answer carries `Vary: Accept`.
+/// `{height}.webp`, `.avif`, `.jpg`/`.jpeg` (JPEG images) or `.png` (PNG images) names the
+/// format. A pending thumbnail is waited for up to `IMAGEAPI_THUMBNAIL_WAIT_SECS`, then 503
+/// with `Retry-After`. A failed one is 422 with the reason.
 #[utoipa::path(
     operation_id = "get_thumbnail",
     method(get, head),
     path = "/images/{id}/thumbnails/{height}",
     tag = "images",
-    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = u32, Path, minimum = 1, maximum = 4096, description = "a height your tier grants")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = String, Path, pattern = r"^[1-9][0-9]{0,3}(\.(jpg|jpeg|png|webp|avif))?$", description = "a height your tier grants, optionally with a format's extension: `200`, `200.webp`"), ("Accept" = Option<String>, Header, description = "the formats you take, e.g. `image/avif,image/webp,*/*`")),
     responses(
-        (status = 200, description = "the thumbnail (image/jpeg or image/png)", content_type = "image/*"),
+        (status = 200, description = "the thumbnail (image/jpeg, image/png, image/webp or image/avif)", content_type = "image/*"),
         (status = 206, description = "the requested range"),
         (status = 304, description = "not modified (If-None-Match)"),
-        (status = 403, description = "your tier does not grant this height", body = crate::error::Problem),
+        (status = 403, description = "your tier does not grant this height or format", body = crate::error::Problem),
         (status = 416, description = "the range is outside the file", body = crate::error::Problem),
         (status = 404, body = crate::error::Problem),
         (status = 422, description = "the thumbnail could not be made", body = crate::error::Problem),
@@ -318,7 +322,7 @@ pub async fn thumbnail(
     method(get, head),
     path = "/admin/images/{id}/thumbnails/{height}",
     tag = "admin",
-    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = u32, Path, minimum = 1, maximum = 4096, description = "a height the image has a thumbnail of")),
+    params(("id" = String, Path, description = "image id", pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"), ("height" = String, Path, pattern = r"^[1-9][0-9]{0,3}(\.(jpg|jpeg|png|webp|avif))?$", description = "a height the image has a thumbnail of, optionally with a format's extension"), ("Accept" = Option<String>, Header, description = "the formats you take")),
     responses(
         (status = 200, description = "the thumbnail (image/jpeg or image/png)", content_type = "image/*"),
         (status = 206, description = "the requested range"),
@@ -389,7 +393,7 @@ pub async fn original(
     tag = "links",
     params(("token" = String, Path, description = "the link's secret token", pattern = "^l_[A-Za-z0-9_-]{43}$")),
     responses(
-        (status = 200, description = "the linked original or thumbnail", content_type = "image/*"),
+        (status = 200, description = "the linked original or thumbnail (a thumbnail's format negotiated by Accept)", content_type = "image/*"),
         (status = 404, body = crate::error::Problem),
         (status = 410, description = "the link has expired", body = crate::error::Problem),
         (status = 416, description = "the range is outside the file", body = crate::error::Problem),

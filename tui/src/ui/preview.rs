@@ -79,13 +79,45 @@ pub fn draw_preview(frame: &mut Frame, app: &App, graphics: &mut Graphics, area:
         Some(Preview::Ready(picture)) if placeholder(app).is_none() => Some((image.id.clone(), picture.clone())),
         _ => None,
     });
-    match ready {
-        Some((id, picture)) => graphics.draw(frame, inner, &id, &picture),
-        None => {
-            let text = placeholder(app).unwrap_or_default();
-            frame.render_widget(Paragraph::new(text).fg(Color::DarkGray).wrap(Wrap { trim: true }), inner);
+    if let Some((id, picture)) = ready {
+        graphics.draw(frame, inner, &id, &picture);
+        return;
+    }
+    let text = placeholder(app).unwrap_or_default();
+    // While the thumbnail is still to come, its ThumbHash stands in: a blurred picture of the
+    // image with the reason underneath.
+    let waiting = app
+        .images
+        .selected()
+        .filter(|image| image.preview_thumbnail().is_some_and(|t| t.status != ThumbnailStatus::Failed));
+    if let Some((image, picture)) =
+        waiting.and_then(|image| Some((image, thumbhash_picture(image.thumbhash.as_deref()?)?)))
+    {
+        let caption_text = match image.preview_thumbnail() {
+            Some(t) if t.status == ThumbnailStatus::Pending => "ThumbHash · pending",
+            _ => "ThumbHash · loading…",
+        };
+        if inner.height >= 3 {
+            let [picture_area, caption] = ratatui::layout::Layout::vertical([
+                ratatui::layout::Constraint::Fill(1),
+                ratatui::layout::Constraint::Length(1),
+            ])
+            .areas(inner);
+            graphics.draw(frame, picture_area, &format!("{}#thumbhash", image.id), &picture);
+            frame.render_widget(Paragraph::new(caption_text).fg(Color::DarkGray), caption);
+            return;
         }
     }
+    frame.render_widget(Paragraph::new(text).fg(Color::DarkGray).wrap(Wrap { trim: true }), inner);
+}
+
+/// The picture a ThumbHash (base64, as the API sends it) stands for; `None` if it is not one.
+fn thumbhash_picture(encoded: &str) -> Option<image::DynamicImage> {
+    use base64::Engine as _;
+    let hash = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let (width, height, rgba) = thumbhash::thumb_hash_to_rgba(&hash).ok()?;
+    let image = image::RgbaImage::from_raw(u32::try_from(width).ok()?, u32::try_from(height).ok()?, rgba)?;
+    Some(image::DynamicImage::ImageRgba8(image))
 }
 
 fn status_mark(status: ThumbnailStatus) -> Span<'static> {
@@ -113,10 +145,22 @@ pub fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(format!("{}  {}×{}  {}", image.format, image.width, image.height, human_bytes(image.size_bytes))),
         Line::from(format!("uploaded {}", image.created_at.format("%Y-%m-%d %H:%M UTC"))),
     ];
+    if let Some(hash) = &image.thumbhash {
+        lines.push(Line::from(format!("thumbhash {hash}")).fg(Color::DarkGray));
+    }
     for t in &image.thumbnails {
         let mut spans = vec![Span::raw(format!("{:>4} px ", t.height)), status_mark(t.status)];
         if let Some(e) = &t.error {
             spans.push(Span::raw(format!(": {e}")).fg(Color::Red));
+        }
+        // The formats beyond the source's, each with a mark of its own state.
+        for f in t.formats.iter().skip(1) {
+            let (mark, colour) = match f.status {
+                ThumbnailStatus::Ready => ("✓", Color::Green),
+                ThumbnailStatus::Failed => ("✗", Color::Red),
+                ThumbnailStatus::Pending => ("…", Color::Yellow),
+            };
+            spans.push(Span::raw(format!(" {}{mark}", f.format)).fg(colour));
         }
         lines.push(Line::from(spans));
     }

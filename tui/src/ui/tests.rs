@@ -335,6 +335,55 @@ fn the_preview_says_why_there_is_no_picture() {
     assert_eq!(coloured, 0, "no picture while pending");
 }
 
+/// The fixture's two-colour picture as a ThumbHash, base64 as the API sends it.
+fn two_colour_thumbhash() -> String {
+    use base64::Engine as _;
+    let small = image::imageops::thumbnail(&fixtures::two_colour().to_rgba8(), 64, 32);
+    let hash = thumbhash::rgba_to_thumb_hash(small.width() as usize, small.height() as usize, small.as_raw());
+    base64::engine::general_purpose::STANDARD.encode(hash)
+}
+
+#[test]
+fn a_pending_thumbnail_is_stood_in_for_by_its_thumbhash() {
+    let mut pending = fixtures::images();
+    pending[0].thumbnails[0].status = ThumbnailStatus::Pending;
+    pending[0].thumbhash = Some(two_colour_thumbhash());
+    let mut app = self::app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    app.update(Action::Loaded(Loaded::Images {
+        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
+        cursor: None,
+        result: Ok(crate::api::ImagePage { results: pending, next: None }),
+    }));
+    let text = screen(&app);
+    assert!(text.contains("ThumbHash · pending"), "{text}");
+    let area = preview_inside();
+    let buffer = buffer(&app);
+    let colour_at = |x: u16| -> Option<(u8, u8, u8)> {
+        (area.y..area.bottom() - 1).find_map(|y| match buffer[(x, y)].fg {
+            ratatui::style::Color::Rgb(r, g, b) => Some((r, g, b)),
+            _ => None,
+        })
+    };
+    // Blurred, but red on the left and blue on the right, as the picture.
+    let (left, right) = (colour_at(area.x + 2), colour_at(area.right() - 3));
+    assert!(left.is_some_and(|(r, _, b)| r > b), "left {left:?}");
+    assert!(right.is_some_and(|(r, _, b)| b > r), "right {right:?}");
+    assert!(text.contains("thumbhash "), "the detail pane shows the hash: {text}");
+
+    // A failed thumbnail says why, placeholder or not.
+    let mut failed = fixtures::images();
+    failed[0].thumbnails[0].status = ThumbnailStatus::Failed;
+    failed[0].thumbhash = Some(two_colour_thumbhash());
+    app.update(Action::Loaded(Loaded::Images {
+        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
+        cursor: None,
+        result: Ok(crate::api::ImagePage { results: failed, next: None }),
+    }));
+    assert!(!screen(&app).contains("ThumbHash ·"), "{}", screen(&app));
+}
+
 #[test]
 fn the_detail_pane_shows_owner_file_thumbnails_and_live_links() {
     let mut app = images_app();
