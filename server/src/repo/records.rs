@@ -2,8 +2,10 @@
 //! database can be inspected and migrated by hand.
 
 use chrono::{DateTime, Utc};
-use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_core::image::ImageFormat;
+use imageapi_core::domain::{
+    Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+};
+use imageapi_core::image::{ExtraFormat, ImageFormat};
 use imageapi_core::jobs::ThumbnailJob;
 use serde::{Deserialize, Serialize};
 
@@ -36,9 +38,24 @@ pub struct TierRecord {
     pub original_link: bool,
     pub expiring_links: bool,
     pub builtin: bool,
+    /// Formats granted beyond the source's own. Records written before formats existed have
+    /// none: read as `[]`, and builtin ones filled with their builtin formats once, at open
+    /// (sled: `SledDb::ensure_tier_formats`; PostgreSQL: migration 0004).
+    #[serde(default)]
+    pub formats: Formats,
 }
 
 impl TierRecord {
+    /// Does this tier grant thumbnails in `format` (beyond the source's own)?
+    pub fn grants_format(&self, format: ExtraFormat) -> bool {
+        self.formats.contains(format)
+    }
+
+    /// The formats the builtin tier `id` is seeded with; `None` for any other id.
+    pub fn builtin_formats(id: &TierId) -> Option<Formats> {
+        Self::builtins().into_iter().find(|t| &t.id == id).map(|t| t.formats)
+    }
+
     /// May this tier serve `variant`?
     pub fn grants(&self, variant: Variant) -> bool {
         match variant {
@@ -49,7 +66,13 @@ impl TierRecord {
 
     /// The builtin tiers seeded on first start.
     pub fn builtins() -> Vec<TierRecord> {
-        let tier = |id: &str, name: &str, heights: &[i64], original: bool, links: bool| -> Option<TierRecord> {
+        let tier = |id: &str,
+                    name: &str,
+                    heights: &[i64],
+                    original: bool,
+                    links: bool,
+                    formats: &[ExtraFormat]|
+         -> Option<TierRecord> {
             Some(TierRecord {
                 id: TierId::parse(id).ok()?,
                 name: TierName::parse(name).ok()?,
@@ -57,12 +80,14 @@ impl TierRecord {
                 original_link: original,
                 expiring_links: links,
                 builtin: true,
+                formats: Formats::of(formats),
             })
         };
+        use ExtraFormat::{Avif, Webp};
         [
-            tier(TierId::BASIC, "Basic", &[200], false, false),
-            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false),
-            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true),
+            tier(TierId::BASIC, "Basic", &[200], false, false, &[Webp]),
+            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[Webp, Avif]),
+            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[Webp, Avif]),
         ]
         .into_iter()
         .flatten()

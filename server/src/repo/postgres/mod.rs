@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_usage.sql")),
     (3, include_str!("migrations/0003_link_pruning.sql")),
+    (4, include_str!("migrations/0004_tier_formats.sql")),
 ];
 
 /// Serialises migrations across servers starting together (any constant unique to us).
