@@ -154,10 +154,11 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     let header = Row::new(["id", "name", "heights", "formats", "original", "expiring", "builtin", "users"]);
+    // 78 columns with the spacing: wider constraints leave the solver to pick which to cut.
     let widths = [
-        Constraint::Length(14),
-        Constraint::Min(12),
-        Constraint::Length(16),
+        Constraint::Length(11),
+        Constraint::Min(11),
+        Constraint::Length(12),
         Constraint::Length(9),
         Constraint::Length(8),
         Constraint::Length(8),
