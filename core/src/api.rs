@@ -138,6 +138,9 @@ pub struct TierView {
     pub original_link: bool,
     pub expiring_links: bool,
     pub builtin: bool,
+    /// Thumbnail formats granted beyond the source's own (which every tier gets).
+    #[cfg_attr(feature = "openapi", schema(example = json!(["webp", "avif"])))]
+    pub formats: Vec<crate::image::ExtraFormat>,
     /// How many users hold the tier (admin views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_count: Option<u64>,

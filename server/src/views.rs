@@ -9,7 +9,7 @@ use imageapi_core::api::{
     FormatView, ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UserView, VariantView,
 };
 use imageapi_core::domain::{Height, Heights, Variant};
-use imageapi_core::image::{thumbnail_size, ThumbnailFormat};
+use imageapi_core::image::{thumbnail_size, ExtraFormat, ThumbnailFormat};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
@@ -80,6 +80,7 @@ pub fn tier_view(tier: &TierRecord, user_count: Option<u64>) -> TierView {
         original_link: tier.original_link,
         expiring_links: tier.expiring_links,
         builtin: tier.builtin,
+        formats: tier.formats.iter().collect(),
         user_count,
     }
 }
@@ -187,6 +188,10 @@ pub struct CreateTier {
     pub original_link: bool,
     #[serde(default)]
     pub expiring_links: bool,
+    /// Thumbnail formats granted beyond the source's own: `webp`, `avif`, no repeats
+    /// (absent: none).
+    #[schema(schema_with = optional_formats_schema, required = false)]
+    pub formats: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -204,6 +209,23 @@ pub struct UpdateTier {
     pub thumbnail_heights: Option<serde_json::Value>,
     pub original_link: Option<bool>,
     pub expiring_links: Option<bool>,
+    /// Thumbnail formats granted beyond the source's own: `webp`, `avif`, no repeats
+    /// (null: unchanged).
+    #[schema(schema_with = optional_formats_schema, required = false)]
+    pub formats: Option<serde_json::Value>,
+}
+
+fn formats_builder() -> ArrayBuilder {
+    let names = ExtraFormat::ALL.map(ExtraFormat::as_str);
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)))
+        .max_items(Some(names.len()))
+        .unique_items(true)
+        .examples([serde_json::json!(["webp", "avif"])])
+}
+
+fn optional_formats_schema() -> Schema {
+    formats_builder().schema_type(SchemaType::from_iter([Type::Array, Type::Null])).into()
 }
 
 fn heights_builder() -> ArrayBuilder {

@@ -113,6 +113,24 @@ fn request_fields_carry_the_constraints_the_server_enforces() {
     let heights = &tier["thumbnail_heights"];
     assert_eq!((heights["maxItems"].clone(), heights["uniqueItems"].clone()), (json!(32), json!(true)), "{heights:#}");
     assert_eq!((heights["items"]["minimum"].clone(), heights["items"]["maximum"].clone()), (json!(1), json!(4096)));
+    for body in ["CreateTier", "UpdateTier"] {
+        let formats = &schemas[body]["properties"]["formats"];
+        assert_eq!(formats["items"]["enum"], json!(["webp", "avif"]), "{body}: {formats:#}");
+        assert_eq!(
+            (formats["maxItems"].clone(), formats["uniqueItems"].clone()),
+            (json!(2), json!(true)),
+            "{formats:#}"
+        );
+        let required = schemas[body]["required"].as_array().cloned().unwrap_or_default();
+        assert!(!required.contains(&json!("formats")), "{body}: formats is optional");
+    }
+    let shown = &schemas["TierView"]["properties"]["formats"]["items"];
+    let shown = match shown["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        Some(name) => &schemas[name],
+        None => shown,
+    };
+    assert_eq!(shown["enum"], json!(["webp", "avif"]), "{shown:#}");
+    assert!(schemas["TierView"]["required"].as_array().is_some_and(|r| r.contains(&json!("formats"))));
     assert_eq!(
         (link["expires_in"]["minimum"].clone(), link["expires_in"]["maximum"].clone()),
         (json!(300), json!(30000))
@@ -140,6 +158,10 @@ fn request_fields_carry_the_constraints_the_server_enforces() {
     app.post_tier(&json!({"id": "blank", "name": "   ", "thumbnail_heights": []})).assert_problem(400);
     app.post_tier(&json!({"id": "long", "name": "n".repeat(65), "thumbnail_heights": []})).assert_problem(400);
     app.post_tier(&json!({"id": "spaced", "name": " Spaced ", "thumbnail_heights": []})).assert_status(201);
+    let formats = json!({"id": "formats", "name": "Formats", "thumbnail_heights": [], "formats": ["avif", "webp"]});
+    assert_eq!(app.post_tier(&formats).expect_json(201)["formats"], json!(["webp", "avif"]));
+    app.post_tier(&json!({"id": "gif", "name": "Gif", "thumbnail_heights": [], "formats": ["gif"]}))
+        .assert_problem(400);
     let enterprise = app.create_user("enterprise");
     let image = app.upload_ok(&enterprise, "a.png", &fixtures::png(64, 48));
     let image_id = image["id"].as_str().expect("an image id");

@@ -36,7 +36,8 @@ fn without_urls(mut value: serde_json::Value) -> serde_json::Value {
 fn migrate_repo_moves_a_populated_sled_instance_to_postgres_with_everything_working() {
     let mut app = spawn_app_with(ServerOptions { sled: true, ..ServerOptions::default() });
     app.create_tier("gold", &[100, 300], true, true);
-    app.patch_tier("basic", &json!({ "name": "Starter" })).assert_status(200);
+    app.patch_tier("basic", &json!({ "name": "Starter", "formats": [] })).assert_status(200);
+    app.patch_tier("gold", &json!({ "formats": ["avif"] })).assert_status(200);
     let premium = app.create_user("premium");
     let gold = app.create_user("gold");
     let idle = app.create_user("basic");
@@ -110,8 +111,11 @@ fn migrate_repo_moves_a_populated_sled_instance_to_postgres_with_everything_work
     assert!(served.body == thumbs_before[2], "the link serves its variant");
     let starter = app.get_tier("basic").expect_json(200);
     assert_eq!(starter["name"], "Starter");
+    assert_eq!(starter["formats"], json!([]), "an edited builtin keeps its edit, not the builtin formats");
     let gold_tier = app.get_tier("gold").expect_json(200);
     assert_eq!(gold_tier["thumbnail_heights"], json!([100, 300]));
+    assert_eq!(gold_tier["formats"], json!(["avif"]));
+    assert_eq!(app.get_tier("premium").expect_json(200)["formats"], json!(["webp", "avif"]));
     // And it keeps working: a new upload on PostgreSQL is made ready.
     let fresh = id_of(&app.upload_ok(&gold, "new.jpg", &jpeg_seeded(320, 240, 9))["id"]);
     app.wait_until_ready(&gold, &fresh);

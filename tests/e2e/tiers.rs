@@ -117,16 +117,16 @@ fn builtin_tiers_exist_from_the_first_start_with_their_grants() {
     // Arrange
     let app = spawn_app();
     let expected = [
-        ("basic", json!([200]), false, false),
-        ("premium", json!([200, 400]), true, false),
-        ("enterprise", json!([200, 400]), true, true),
+        ("basic", json!([200]), false, false, json!(["webp"])),
+        ("premium", json!([200, 400]), true, false, json!(["webp", "avif"])),
+        ("enterprise", json!([200, 400]), true, true, json!(["webp", "avif"])),
     ];
 
     // Act
     let listed = app.list_tiers().expect_json(200);
 
     // Assert
-    for (id, heights, original, links) in expected {
+    for (id, heights, original, links, formats) in expected {
         let tier = results(&listed)
             .into_iter()
             .find(|tier| tier["id"] == id)
@@ -134,6 +134,7 @@ fn builtin_tiers_exist_from_the_first_start_with_their_grants() {
         assert_eq!(tier["thumbnail_heights"], heights, "{tier:#}");
         assert_eq!(tier["original_link"], json!(original), "{tier:#}");
         assert_eq!(tier["expiring_links"], json!(links), "{tier:#}");
+        assert_eq!(tier["formats"], formats, "{tier:#}");
         assert_eq!(tier["builtin"], json!(true), "{tier:#}");
         assert!(tier["name"].as_str().is_some_and(|name| !name.is_empty()), "{tier:#}");
         // The admin holds some tier too, so only the type is certain here.
@@ -141,7 +142,79 @@ fn builtin_tiers_exist_from_the_first_start_with_their_grants() {
         let one = app.get_tier(id).expect_json(200);
         assert_eq!(one["thumbnail_heights"], tier["thumbnail_heights"], "{one:#}");
         assert_eq!(one["builtin"], json!(true), "{one:#}");
+        assert_eq!(one["formats"], tier["formats"], "{one:#}");
     }
+    let user = app.create_user("premium");
+    let me = app.me(&user).expect_json(200);
+    assert_eq!(me["tier"]["formats"], json!(["webp", "avif"]), "a user sees the formats their tier grants: {me:#}");
+}
+
+#[test]
+fn tier_formats_are_set_at_creation_listed_and_changed_only_when_named() {
+    // Arrange
+    let app = spawn_app();
+    let body = |id: &str| json!({"id": id, "name": id, "thumbnail_heights": [100]});
+
+    // Act
+    let plain = app.post_tier(&body("plain")).expect_json(201);
+    let mut both = body("both");
+    both["formats"] = json!(["avif", "webp"]);
+    let both = app.post_tier(&both).expect_json(201);
+
+    // Assert: none unless named; kept in one order (WebP, then AVIF)
+    assert_eq!(plain["formats"], json!([]), "{plain:#}");
+    assert_eq!(both["formats"], json!(["webp", "avif"]), "{both:#}");
+    let listed = app.list_tiers().expect_json(200);
+    let listed_formats = |id: &str| {
+        results(&listed).into_iter().find(|t| t["id"] == id).map(|t| t["formats"].clone()).unwrap_or_default()
+    };
+    assert_eq!(listed_formats("both"), json!(["webp", "avif"]), "{listed:#}");
+    assert_eq!(listed_formats("plain"), json!([]), "{listed:#}");
+
+    // Act + Assert: an edit changes formats only when it names them
+    let renamed = app.patch_tier("both", &json!({"name": "Both"})).expect_json(200);
+    assert_eq!(renamed["formats"], json!(["webp", "avif"]), "untouched: {renamed:#}");
+    let webp = app.patch_tier("plain", &json!({"formats": ["webp"]})).expect_json(200);
+    assert_eq!(webp["formats"], json!(["webp"]), "{webp:#}");
+    assert_eq!(webp["thumbnail_heights"], json!([100]), "{webp:#}");
+    let builtin = app.patch_tier("basic", &json!({"formats": []})).expect_json(200);
+    assert_eq!(builtin["formats"], json!([]), "a builtin tier's formats can be taken away: {builtin:#}");
+    assert_eq!(app.get_tier("plain").expect_json(200)["formats"], json!(["webp"]));
+    assert_eq!(app.get_tier("basic").expect_json(200)["formats"], json!([]));
+}
+
+#[test]
+fn tier_formats_must_be_a_list_of_webp_or_avif_without_repeats() {
+    // Arrange
+    let app = spawn_app();
+    let bad = [
+        json!("webp"),
+        json!(["gif"]),
+        json!(["jpeg"]),
+        json!(["WEBP"]),
+        json!(["webp", "webp"]),
+        json!([1]),
+        json!([["webp"]]),
+        json!({"webp": true}),
+    ];
+
+    for (n, formats) in bad.iter().enumerate() {
+        // Act
+        let created = app.post_tier(&json!({"id": format!("bad-{n}"), "name": "Bad", "thumbnail_heights": [100],
+                                            "formats": formats}));
+        let patched = app.patch_tier("premium", &json!({"formats": formats, "name": "Renamed"}));
+
+        // Assert: refused whole, naming the field
+        let messages = created.assert_field_error("formats");
+        assert!(!messages.join(" ").is_empty(), "{formats}");
+        patched.assert_field_error("formats");
+    }
+    assert_eq!(result_ids(&app.list_tiers().expect_json(200)).len(), 3, "nothing was created");
+    let premium = app.get_tier("premium").expect_json(200);
+    assert_eq!((premium["name"].clone(), premium["formats"].clone()), (json!("Premium"), json!(["webp", "avif"])));
+    let unknown = app.post_tier(&json!({"id": "gifs", "name": "Gifs", "thumbnail_heights": [], "formats": ["gif"]}));
+    let messages = unknown.assert_field_error("formats");
+    assert!(messages.iter().any(|m| m.contains("webp") && m.contains("avif")), "says what is allowed: {messages:?}");
 }
 
 #[test]

@@ -45,20 +45,22 @@ pub fn user_with_tokens() -> User {
 }
 
 pub fn tiers() -> Vec<Tier> {
-    let tier = |id: &str, name: &str, heights: Vec<u32>, original, expiring, builtin, users| Tier {
+    use imageapi_core::image::ExtraFormat::{Avif, Webp};
+    let tier = |id: &str, name: &str, heights: Vec<u32>, original, expiring, builtin, users, formats: &[_]| Tier {
         id: id.to_owned(),
         name: name.to_owned(),
         thumbnail_heights: heights,
         original_link: original,
         expiring_links: expiring,
         builtin,
+        formats: formats.to_vec(),
         user_count: Some(users),
     };
     vec![
-        tier("basic", "Basic", vec![200], false, false, true, 1),
-        tier("premium", "Premium", vec![200, 400], true, false, true, 1),
-        tier("enterprise", "Enterprise", vec![200, 400], true, true, true, 1),
-        tier("tiny", "Tiny thumbs", vec![64, 128], false, false, false, 0),
+        tier("basic", "Basic", vec![200], false, false, true, 1, &[Webp]),
+        tier("premium", "Premium", vec![200, 400], true, false, true, 1, &[Webp, Avif]),
+        tier("enterprise", "Enterprise", vec![200, 400], true, true, true, 1, &[Webp, Avif]),
+        tier("tiny", "Tiny thumbs", vec![64, 128], false, false, false, 0, &[]),
     ]
 }
 

@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
-use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
-use imageapi_core::image::{ImageFormat, ThumbnailFormat};
+use imageapi_core::domain::{
+    Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+};
+use imageapi_core::image::{ExtraFormat, ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
 use imageapi_shared::testing::postgres::TestPostgres;
 
@@ -116,6 +118,7 @@ macro_rules! contract {
 
 contract!(
     builtin_tiers_are_seeded_once_and_edits_survive_reseeding,
+    tier_formats_round_trip_through_create_and_edit_and_edits_queue_the_holders,
     a_users_images_page_newest_first_with_an_exclusive_cursor,
     outcomes_are_idempotent_and_a_ready_thumbnail_stays_ready,
     an_outcome_for_a_deleted_image_is_reported_as_an_orphan,
@@ -240,6 +243,148 @@ async fn builtin_tiers_are_seeded_once_and_edits_survive_reseeding(repo: SharedR
     assert_eq!(basic.name.as_str(), "Starter");
     assert_eq!(basic.thumbnail_heights.iter().map(|h| h.get()).collect::<Vec<_>>(), vec![200]);
     assert!(basic.builtin && !basic.original_link && !basic.expiring_links);
+}
+
+fn formats(names: &[&str]) -> Formats {
+    Formats::parse(names).expect("formats")
+}
+
+async fn tier_formats_round_trip_through_create_and_edit_and_edits_queue_the_holders(repo: SharedRepo) {
+    let repo = repo.as_ref();
+    let seeded: Vec<_> =
+        repo.tiers().await.expect("tiers").into_iter().map(|t| (t.id.to_string(), t.formats)).collect();
+    assert_eq!(
+        seeded,
+        [
+            ("basic".to_owned(), formats(&["webp"])),
+            ("enterprise".to_owned(), formats(&["webp", "avif"])),
+            ("premium".to_owned(), formats(&["webp", "avif"]))
+        ]
+    );
+    let gold = TierRecord {
+        id: id("gold"),
+        name: TierName::parse("Gold").expect("name"),
+        thumbnail_heights: Heights::parse(&[100]).expect("heights"),
+        original_link: false,
+        expiring_links: false,
+        builtin: false,
+        formats: formats(&["avif"]),
+    };
+    repo.create_tier(&gold).await.expect("create");
+    let read = repo.tier(&gold.id).await.expect("read back");
+    assert_eq!(read, gold);
+    assert!(read.grants_format(ExtraFormat::Avif.into()) && !read.grants_format(ExtraFormat::Webp.into()));
+    let ann = user(repo, "ann", "gold").await;
+    let edit = TierEdit { formats: Some(formats(&["avif", "webp"])), ..TierEdit::default() };
+    let edited = repo.update_tier(&gold.id, &edit).await.expect("edit");
+    assert_eq!(edited.formats, formats(&["webp", "avif"]));
+    assert_eq!(repo.tier(&gold.id).await.expect("tier").formats, formats(&["webp", "avif"]));
+    let queued: Vec<_> = repo.reconcile_queue().await.expect("queue").into_iter().map(|e| e.user).collect();
+    assert_eq!(queued, vec![ann.id], "a change of formats reaches the holders' images like one of heights");
+    let rename = TierEdit { name: Some(TierName::parse("Golden").expect("name")), ..TierEdit::default() };
+    assert_eq!(repo.update_tier(&gold.id, &rename).await.expect("rename").formats, formats(&["webp", "avif"]));
+    let none = TierEdit { formats: Some(Formats::default()), ..TierEdit::default() };
+    repo.update_tier(&id("basic"), &none).await.expect("edit a builtin");
+    repo.seed_builtin_tiers().await.expect("reseed");
+    assert_eq!(repo.tier(&id("basic")).await.expect("tier").formats, Formats::default(), "the edit survives");
+}
+
+/// Tiers as a version from before formats left them: `basic` edited (renamed), `gold` custom,
+/// the other builtins seeded. Opened now, builtins get their formats and `gold` none; an
+/// edit made afterwards survives reopening.
+async fn tiers_from_before_formats_migrate(
+    open_again: impl Fn() -> futures_util::future::BoxFuture<'static, SharedRepo>,
+) {
+    let repo = open_again().await;
+    let by_id = |tiers: Vec<TierRecord>| tiers.into_iter().map(|t| (t.id.to_string(), t)).collect::<BTreeMap<_, _>>();
+    let tiers = by_id(repo.tiers().await.expect("tiers"));
+    assert_eq!(tiers.keys().collect::<Vec<_>>(), ["basic", "enterprise", "gold", "premium"]);
+    assert_eq!(tiers["basic"].formats, formats(&["webp"]));
+    assert_eq!(tiers["basic"].name.as_str(), "Starter", "the old edit is kept");
+    assert_eq!(tiers["premium"].formats, formats(&["webp", "avif"]));
+    assert_eq!(tiers["enterprise"].formats, formats(&["webp", "avif"]));
+    assert_eq!(tiers["gold"].formats, Formats::default(), "a custom tier granted nothing beyond the source");
+    assert_eq!(tiers["gold"].thumbnail_heights, Heights::parse(&[100, 300]).expect("h"));
+    let none = TierEdit { formats: Some(Formats::default()), ..TierEdit::default() };
+    repo.update_tier(&id("basic"), &none).await.expect("edit");
+    assert!(repo.close(std::time::Duration::from_secs(5)));
+    drop(repo);
+    let repo = open_again().await;
+    assert_eq!(repo.tier(&id("basic")).await.expect("tier").formats, Formats::default(), "migrated only once");
+    assert_eq!(repo.tier(&id("premium")).await.expect("tier").formats, formats(&["webp", "avif"]));
+    repo.close(std::time::Duration::from_secs(5));
+}
+
+mod from_before_formats {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let db = ::sled::open(&path).expect("an old database");
+            let tiers = db.open_tree("tiers").expect("tiers");
+            for (id, json) in [
+                (
+                    "basic",
+                    r#"{"id":"basic","name":"Starter","thumbnail_heights":[200],"original_link":false,"expiring_links":false,"builtin":true}"#,
+                ),
+                (
+                    "premium",
+                    r#"{"id":"premium","name":"Premium","thumbnail_heights":[200,400],"original_link":true,"expiring_links":false,"builtin":true}"#,
+                ),
+                (
+                    "gold",
+                    r#"{"id":"gold","name":"Gold","thumbnail_heights":[100,300],"original_link":false,"expiring_links":true,"builtin":false}"#,
+                ),
+            ] {
+                tiers.insert(id, json).expect("tier");
+            }
+            db.flush().expect("flush");
+        }
+        tiers_from_before_formats_migrate(move || {
+            let settings = RepoSettings {
+                database_url: None,
+                pool_size: 1,
+                sled_dir: path.clone(),
+                sled_cache_bytes: sled::DEFAULT_CACHE_BYTES,
+            };
+            Box::pin(async move { open(&settings).await.expect("open sled") })
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres() {
+        let Some(db) = ScratchDb::create().await else { return };
+        let (client, connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.expect("connect");
+        let connection = tokio::spawn(connection);
+        // The schema as it was before formats: migrations 1 to 3.
+        client
+            .batch_execute(concat!(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
+                include_str!("postgres/migrations/0001_initial.sql"),
+                include_str!("postgres/migrations/0002_usage.sql"),
+                include_str!("postgres/migrations/0003_link_pruning.sql"),
+                "INSERT INTO schema_migrations (version) VALUES (1), (2), (3);",
+                "INSERT INTO tiers (id, name, thumbnail_heights, original_link, expiring_links, builtin) VALUES
+                     ('basic', 'Starter', '{200}', false, false, true),
+                     ('premium', 'Premium', '{200,400}', true, false, true),
+                     ('gold', 'Gold', '{100,300}', false, true, false);"
+            ))
+            .await
+            .expect("the old schema");
+        drop(client);
+        connection.await.ok();
+        let db = Arc::new(db);
+        let scratch = db.clone();
+        tiers_from_before_formats_migrate(move || {
+            let db = scratch.clone();
+            Box::pin(async move { db.open().await })
+        })
+        .await;
+    }
 }
 
 async fn a_users_images_page_newest_first_with_an_exclusive_cursor(repo: SharedRepo) {
@@ -540,13 +685,13 @@ async fn links_the_grant_no_longer_covers_are_revoked(repo: SharedRepo) {
 async fn tiers_cannot_be_deleted_while_builtin_or_held(repo: SharedRepo) {
     let repo = repo.as_ref();
     let gold = TierRecord {
-        formats: Default::default(),
         id: id("gold"),
         name: TierName::parse("Gold").expect("name"),
         thumbnail_heights: Heights::parse(&[100, 300]).expect("heights"),
         original_link: false,
         expiring_links: true,
         builtin: false,
+        formats: Formats::default(),
     };
     repo.create_tier(&gold).await.expect("create");
     assert_eq!(repo.tier(&gold.id).await.expect("read back"), gold);

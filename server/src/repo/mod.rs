@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_core::domain::{Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
+use imageapi_core::domain::{Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
 use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome};
 
@@ -122,6 +122,7 @@ pub struct TierEdit {
     pub thumbnail_heights: Option<Heights>,
     pub original_link: Option<bool>,
     pub expiring_links: Option<bool>,
+    pub formats: Option<Formats>,
 }
 
 impl TierEdit {
@@ -137,6 +138,9 @@ impl TierEdit {
         }
         if let Some(flag) = self.expiring_links {
             tier.expiring_links = flag;
+        }
+        if let Some(formats) = &self.formats {
+            tier.formats = formats.clone();
         }
     }
 }

@@ -38,12 +38,19 @@ pub struct TierRecord {
     pub original_link: bool,
     pub expiring_links: bool,
     pub builtin: bool,
-    /// Formats granted beyond the source's own.
+    /// Formats granted beyond the source's own. Records written before formats existed have
+    /// none: read as `[]`, and builtin ones filled with their builtin formats once, at open
+    /// (sled: `SledDb::ensure_tier_formats`; PostgreSQL: migration 0005).
     #[serde(default)]
     pub formats: Formats,
 }
 
 impl TierRecord {
+    /// The formats the builtin tier `id` is seeded with; `None` for any other id.
+    pub fn builtin_formats(id: &TierId) -> Option<Formats> {
+        Self::builtins().into_iter().find(|t| &t.id == id).map(|t| t.formats)
+    }
+
     /// May this tier serve `variant`?
     pub fn grants(&self, variant: Variant) -> bool {
         match variant {
@@ -64,7 +71,13 @@ impl TierRecord {
 
     /// The builtin tiers seeded on first start.
     pub fn builtins() -> Vec<TierRecord> {
-        let tier = |id: &str, name: &str, heights: &[i64], original: bool, links: bool, formats: &[ExtraFormat]| {
+        let tier = |id: &str,
+                    name: &str,
+                    heights: &[i64],
+                    original: bool,
+                    links: bool,
+                    formats: &[ExtraFormat]|
+         -> Option<TierRecord> {
             Some(TierRecord {
                 id: TierId::parse(id).ok()?,
                 name: TierName::parse(name).ok()?,
@@ -75,10 +88,11 @@ impl TierRecord {
                 formats: Formats::of(formats),
             })
         };
+        use ExtraFormat::{Avif, Webp};
         [
-            tier(TierId::BASIC, "Basic", &[200], false, false, &[ExtraFormat::Webp]),
-            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[ExtraFormat::Webp, ExtraFormat::Avif]),
-            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[ExtraFormat::Webp, ExtraFormat::Avif]),
+            tier(TierId::BASIC, "Basic", &[200], false, false, &[Webp]),
+            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[Webp, Avif]),
+            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[Webp, Avif]),
         ]
         .into_iter()
         .flatten()

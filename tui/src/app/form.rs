@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use imageapi_core::image::ExtraFormat;
 use serde_json::{json, Map, Value};
+
+/// The label of a tier's formats field: what it grants beyond the source's own format.
+const FORMATS_LABEL: &str = "Extra formats (webp, avif)";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FormKind {
@@ -107,12 +111,21 @@ impl Form {
                 Field::text("thumbnail_heights", "Heights (e.g. 200, 400)", ""),
                 Field::flag("original_link", "Original link", false),
                 Field::flag("expiring_links", "Expiring links", false),
+                Field::text("formats", FORMATS_LABEL, ""),
             ],
         )
     }
 
-    pub fn edit_tier(id: &str, name: &str, heights: &[u32], original: bool, expiring: bool) -> Self {
+    pub fn edit_tier(
+        id: &str,
+        name: &str,
+        heights: &[u32],
+        original: bool,
+        expiring: bool,
+        formats: &[ExtraFormat],
+    ) -> Self {
         let heights = heights.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let formats = formats.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
         Self::new(
             FormKind::EditTier { id: id.to_owned() },
             vec![
@@ -120,6 +133,7 @@ impl Form {
                 Field::text("thumbnail_heights", "Heights (e.g. 200, 400)", &heights),
                 Field::flag("original_link", "Original link", original),
                 Field::flag("expiring_links", "Expiring links", expiring),
+                Field::text("formats", FORMATS_LABEL, &formats),
             ],
         )
     }
@@ -190,6 +204,7 @@ impl Form {
         for field in &self.fields {
             let value = match (&field.value, field.key) {
                 (FieldValue::Text(s), "thumbnail_heights") => heights_json(s),
+                (FieldValue::Text(s), "formats") => names_json(s),
                 (FieldValue::Text(s), _) => json!(s.trim()),
                 // An empty new password on an edit means "keep".
                 (FieldValue::Secret(s), _) if s.is_empty() && matches!(self.kind, FormKind::EditUser { .. }) => {
@@ -240,9 +255,28 @@ fn heights_json(text: &str) -> Value {
     Value::Array(items)
 }
 
+/// `"webp, avif"` → `["webp", "avif"]`, sent as typed for the server to judge.
+fn names_json(text: &str) -> Value {
+    Value::Array(text.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tier_form_sends_formats_as_a_list_of_names_and_an_edit_starts_from_the_tiers() {
+        let mut form = Form::create_tier();
+        assert_eq!(form.body()["formats"], json!([]), "none unless chosen");
+        form.focus = 5;
+        for c in "avif,  webp gif".chars() {
+            form.type_char(c);
+        }
+        assert_eq!(form.body()["formats"], json!(["avif", "webp", "gif"]));
+        let edit = Form::edit_tier("gold", "Gold", &[100], false, false, &[ExtraFormat::Webp, ExtraFormat::Avif]);
+        assert_eq!(edit.fields[4].display(), "webp, avif");
+        assert_eq!(edit.body()["formats"], json!(["webp", "avif"]));
+    }
 
     #[test]
     fn a_tier_form_sends_heights_as_numbers_and_flags_as_booleans() {
@@ -262,7 +296,7 @@ mod tests {
         form.type_char(' ');
         assert_eq!(
             form.body(),
-            json!({"id": "bronze", "name": "Bronze", "thumbnail_heights": [100, 300, "x"], "original_link": true, "expiring_links": false})
+            json!({"id": "bronze", "name": "Bronze", "thumbnail_heights": [100, 300, "x"], "original_link": true, "expiring_links": false, "formats": []})
         );
     }
 

@@ -88,6 +88,24 @@ fn the_filter_narrows_the_list_and_esc_clears_it() {
 }
 
 #[test]
+fn editing_a_tier_starts_from_its_formats_and_sends_the_changed_ones() {
+    let mut app = loaded_app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('e'));
+    let form = app.form.as_ref().expect("the basic tier's form");
+    assert_eq!(form.fields.last().map(|f| (f.key, f.display())), Some(("formats", "webp".to_owned())));
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Tab);
+    }
+    typed(&mut app, ", avif");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(commands.as_slice(), [Command::UpdateTier { id, changes }] if id == "basic" && changes["formats"] == json!(["webp", "avif"])),
+        "{commands:?}"
+    );
+}
+
+#[test]
 fn creating_a_tier_sends_the_form_and_server_errors_come_back_inline() {
     let mut app = loaded_app();
     press(&mut app, KeyCode::Char('2'));
@@ -104,7 +122,7 @@ fn creating_a_tier_sends_the_form_and_server_errors_come_back_inline() {
     assert_eq!(
         commands,
         vec![Command::CreateTier(
-            json!({"id": "bronze", "name": "Bronze", "thumbnail_heights": [100, 9000], "original_link": true, "expiring_links": false})
+            json!({"id": "bronze", "name": "Bronze", "thumbnail_heights": [100, 9000], "original_link": true, "expiring_links": false, "formats": []})
         )]
     );
     assert_eq!(press(&mut app, KeyCode::Enter), vec![], "no second submit while the first is out");

@@ -140,10 +140,12 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .map(|t| {
             let heights = t.thumbnail_heights.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let formats = t.formats.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
             Row::new(vec![
                 t.id.clone(),
                 t.name.clone(),
                 if heights.is_empty() { "-".to_owned() } else { heights },
+                if formats.is_empty() { "-".to_owned() } else { formats },
                 yes(t.original_link).to_owned(),
                 yes(t.expiring_links).to_owned(),
                 yes(t.builtin).to_owned(),
@@ -151,11 +153,13 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let header = Row::new(["id", "name", "heights", "original", "expiring", "builtin", "users"]);
+    let header = Row::new(["id", "name", "heights", "formats", "original", "expiring", "builtin", "users"]);
+    // 78 columns with the spacing: wider constraints leave the solver to pick which to cut.
     let widths = [
-        Constraint::Length(14),
-        Constraint::Min(12),
-        Constraint::Length(16),
+        Constraint::Length(11),
+        Constraint::Min(11),
+        Constraint::Length(12),
+        Constraint::Length(9),
         Constraint::Length(8),
         Constraint::Length(8),
         Constraint::Length(7),

@@ -81,14 +81,16 @@ fn an_empty_or_unreachable_server_is_said_plainly() {
 }
 
 #[test]
-fn the_tiers_view_shows_heights_flags_builtin_and_holders() {
+fn the_tiers_view_shows_heights_formats_flags_builtin_and_holders() {
     let mut app = app();
     app.update(Action::SwitchView(View::Tiers));
     let lines = render(&app);
+    assert!(line_with(&lines, "heights").contains("formats"), "a formats column");
     let premium = line_with(&lines, "Premium");
-    assert!(premium.contains("200,400") && premium.contains("yes"), "{premium}");
+    assert!(premium.contains("200,400") && premium.contains("webp,avif") && premium.contains("yes"), "{premium}");
+    assert!(line_with(&lines, "Basic").contains("webp "), "{lines:#?}");
     let tiny = line_with(&lines, "Tiny thumbs");
-    assert!(tiny.contains("64,128") && tiny.contains(" 0"), "{tiny}");
+    assert!(tiny.contains("64,128") && tiny.contains(" - ") && tiny.contains(" 0"), "{tiny}");
     app.update(Action::StartFilter);
     for c in "zzz".chars() {
         app.update(Action::FilterChar(c));

@@ -97,7 +97,7 @@ impl ImageRepo for PgRepo {
         }
         let tier_row = tx
             .query_opt(
-                "SELECT id, name, thumbnail_heights, original_link, expiring_links, builtin FROM tiers WHERE id = $1",
+                "SELECT id, name, thumbnail_heights, original_link, expiring_links, builtin, formats FROM tiers WHERE id = $1",
                 &[&owner_record.tier.as_str()],
             )
             .await

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::images::{insert_job_if_new, write_image};
 use super::links::write_link;
-use super::rows::heights_of;
+use super::rows::{formats_of, heights_of};
 use super::users::insert_user_if_new;
 use super::{db_error, PgRepo};
 use crate::repo::migrate::Exported;
@@ -25,11 +25,11 @@ impl PgRepo {
             match record {
                 Exported::Tier(tier) => {
                     tx.execute(
-                        "INSERT INTO tiers (id, name, thumbnail_heights, original_link, expiring_links, builtin)
-                         VALUES ($1, $2, $3, $4, $5, $6)
+                        "INSERT INTO tiers (id, name, thumbnail_heights, original_link, expiring_links, builtin, formats)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
                          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, thumbnail_heights = EXCLUDED.thumbnail_heights,
                              original_link = EXCLUDED.original_link, expiring_links = EXCLUDED.expiring_links,
-                             builtin = EXCLUDED.builtin",
+                             builtin = EXCLUDED.builtin, formats = EXCLUDED.formats",
                         &[
                             &tier.id.as_str(),
                             &tier.name.as_str(),
@@ -37,6 +37,7 @@ impl PgRepo {
                             &tier.original_link,
                             &tier.expiring_links,
                             &tier.builtin,
+                            &formats_of(&tier.formats),
                         ],
                     )
                     .await

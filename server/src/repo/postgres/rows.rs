@@ -1,7 +1,9 @@
 //! Rows to records and back: every column read is checked, so a damaged row is a clear
 //! `Corrupt` error, never a panic.
 
-use imageapi_core::domain::{Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant};
+use imageapi_core::domain::{
+    Formats, Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+};
 use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::ThumbnailJob;
 use tokio_postgres::Row;
@@ -75,8 +77,14 @@ pub fn heights_of(heights: &Heights) -> Vec<i32> {
     heights.iter().map(|h| h.get() as i32).collect()
 }
 
+/// A tier's formats as stored (`text[]` of `webp` / `avif`).
+pub fn formats_of(formats: &Formats) -> Vec<&'static str> {
+    formats.iter().map(|f| f.as_str()).collect()
+}
+
 pub fn tier(row: &Row) -> RepoResult<TierRecord> {
     let heights: Vec<i32> = get(row, "thumbnail_heights")?;
+    let formats: Vec<&str> = get(row, "formats")?;
     let heights: Vec<i64> = heights.into_iter().map(i64::from).collect();
     Ok(TierRecord {
         id: TierId::parse(get(row, "id")?).map_err(|e| corrupt("tier id", e))?,
@@ -85,8 +93,7 @@ pub fn tier(row: &Row) -> RepoResult<TierRecord> {
         original_link: get(row, "original_link")?,
         expiring_links: get(row, "expiring_links")?,
         builtin: get(row, "builtin")?,
-        // TODO(tiers branch): the tiers table's formats column.
-        formats: imageapi_core::domain::Formats::default(),
+        formats: Formats::parse(&formats).map_err(|e| corrupt("formats", e))?,
     })
 }
 

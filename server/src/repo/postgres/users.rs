@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use imageapi_core::domain::{TierId, TokenId, UserId};
 use tokio_postgres::GenericClient;
 
-use super::rows::{self, heights_of, USER_COLUMNS};
+use super::rows::{self, formats_of, heights_of, USER_COLUMNS};
 use super::{db_error, PgRepo};
 use crate::repo::{RepoError, RepoResult, TierEdit, TierRecord, TierRepo, TokenRecord, UserEdit, UserRecord, UserRepo};
 
-const TIER_COLUMNS: &str = "id, name, thumbnail_heights, original_link, expiring_links, builtin";
+const TIER_COLUMNS: &str = "id, name, thumbnail_heights, original_link, expiring_links, builtin, formats";
 
 /// Queues every user holding `tier` (or the one user) for reconciliation, with a new
 /// generation, inside the caller's transaction.
@@ -22,7 +22,7 @@ const QUEUE_USER: &str = "INSERT INTO reconcile (user_id, generation) VALUES ($1
 async fn insert_tier(client: &deadpool_postgres::Client, tier: &TierRecord) -> RepoResult<bool> {
     let stmt = client
         .prepare_cached(&format!(
-            "INSERT INTO tiers ({TIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO tiers ({TIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
         ))
         .await
         .map_err(db_error)?;
@@ -36,6 +36,7 @@ async fn insert_tier(client: &deadpool_postgres::Client, tier: &TierRecord) -> R
                 &tier.original_link,
                 &tier.expiring_links,
                 &tier.builtin,
+                &formats_of(&tier.formats),
             ],
         )
         .await
@@ -119,13 +120,15 @@ impl TierRepo for PgRepo {
         let mut tier = rows::tier(&row.ok_or(RepoError::NotFound)?)?;
         edit.apply(&mut tier);
         tx.execute(
-            "UPDATE tiers SET name = $2, thumbnail_heights = $3, original_link = $4, expiring_links = $5 WHERE id = $1",
+            "UPDATE tiers SET name = $2, thumbnail_heights = $3, original_link = $4, expiring_links = $5, formats = $6
+             WHERE id = $1",
             &[
                 &id.as_str(),
                 &tier.name.as_str(),
                 &heights_of(&tier.thumbnail_heights),
                 &tier.original_link,
                 &tier.expiring_links,
+                &formats_of(&tier.formats),
             ],
         )
         .await

@@ -273,6 +273,7 @@ impl SledDb {
         };
         opened.ensure_usage()?;
         opened.ensure_link_expiry()?;
+        opened.ensure_tier_formats()?;
         Ok(opened)
     }
 

@@ -16,6 +16,31 @@ impl SledDb {
         Ok(())
     }
 
+    /// Gives tiers written before formats existed their `formats`: a builtin tier its builtin
+    /// formats, any other none (it granted nothing beyond the source; admins opt in). Only a
+    /// record without the field is touched, so this runs once per record and a later edit
+    /// (formats set to `[]` included) is never overwritten.
+    pub(super) fn ensure_tier_formats(&self) -> Result<(), RepoError> {
+        let mut changed = false;
+        for entry in self.tiers.iter() {
+            let (key, value) = entry?;
+            let stored: serde_json::Value = decode(&value)?;
+            if stored.get("formats").is_some() {
+                continue;
+            }
+            let mut tier: TierRecord = decode(&value)?;
+            if tier.builtin {
+                tier.formats = TierRecord::builtin_formats(&tier.id).unwrap_or_default();
+            }
+            self.tiers.insert(key, encode(&tier)?)?;
+            changed = true;
+        }
+        if changed {
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
     pub fn tier(&self, id: &TierId) -> Result<TierRecord, RepoError> {
         self.tiers.get(id.as_str())?.map(|v| decode(&v)).ok_or(RepoError::NotFound)?
     }

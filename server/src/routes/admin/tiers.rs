@@ -1,7 +1,7 @@
 //! Admin: tiers.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use imageapi_core::domain::{Heights, TierId, TierName};
+use imageapi_core::domain::{Formats, Heights, TierId, TierName};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{TierEdit, TierRecord};
@@ -15,6 +15,15 @@ fn parse_heights(value: &serde_json::Value) -> Result<Heights, String> {
     let numbers =
         items.iter().map(|v| whole_number(v).ok_or("heights must be whole numbers")).collect::<Result<Vec<_>, _>>()?;
     Heights::parse(&numbers).map_err(|e| e.to_string())
+}
+
+fn parse_formats(value: &serde_json::Value) -> Result<Formats, String> {
+    let items = value.as_array().ok_or(r#"must be a list of formats ("webp", "avif")"#)?;
+    let names = items
+        .iter()
+        .map(|v| v.as_str().ok_or(r#"formats must be names: "webp" or "avif""#))
+        .collect::<Result<Vec<_>, _>>()?;
+    Formats::parse(&names).map_err(|e| e.to_string())
 }
 
 fn tier_id(raw: &str) -> Result<TierId, ApiError> {
@@ -57,7 +66,11 @@ pub async fn create(
     let name = TierName::parse(&body.name).map_err(|e| errors.insert("name".into(), vec![e.to_string()])).ok();
     let heights =
         parse_heights(&body.thumbnail_heights).map_err(|e| errors.insert("thumbnail_heights".into(), vec![e])).ok();
-    let (Some(id), Some(name), Some(thumbnail_heights)) = (id, name, heights) else {
+    let formats = match &body.formats {
+        None => Some(Formats::default()),
+        Some(value) => parse_formats(value).map_err(|e| errors.insert("formats".into(), vec![e])).ok(),
+    };
+    let (Some(id), Some(name), Some(thumbnail_heights), Some(formats)) = (id, name, heights, formats) else {
         return Err(ApiError::Validation(errors));
     };
     let tier = TierRecord {
@@ -67,8 +80,7 @@ pub async fn create(
         original_link: body.original_link,
         expiring_links: body.expiring_links,
         builtin: false,
-        // TODO(tiers branch): from the request body.
-        formats: Default::default(),
+        formats,
     };
     state.repo.create_tier(&tier).await?;
     Ok(HttpResponse::Created().json(views::tier_view(&tier, Some(0))))
@@ -125,6 +137,14 @@ pub async fn update(
         .map_err(|e| errors.insert("thumbnail_heights".into(), vec![e]))
         .ok()
         .flatten();
+    let formats = body
+        .formats
+        .as_ref()
+        .map(parse_formats)
+        .transpose()
+        .map_err(|e| errors.insert("formats".into(), vec![e]))
+        .ok()
+        .flatten();
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -133,7 +153,10 @@ pub async fn update(
         thumbnail_heights: heights,
         original_link: body.original_link,
         expiring_links: body.expiring_links,
+        formats,
     };
+    // Like any tier edit, a change of formats queues the tier's users for reconciliation (in
+    // the same write), so their images get the newly granted variants.
     state.repo.update_tier(&id, &edit).await?;
     state.thumbnails.wake_reconciler();
     Ok(HttpResponse::Ok().json(load_tier_view(&state, id).await?))
@@ -169,6 +192,16 @@ mod tests {
         assert!(parse_heights(&json!([])).is_ok());
         for bad in [json!(200), json!([200.5]), json!(["200"]), json!([0]), json!([4097]), json!([5, 5])] {
             assert!(parse_heights(&bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn formats_must_be_a_list_of_known_names_without_repeats() {
+        assert_eq!(parse_formats(&json!(["avif", "webp"])).map(|f| f.iter().count()), Ok(2));
+        assert_eq!(parse_formats(&json!([])), Ok(Formats::default()));
+        for bad in [json!("webp"), json!([1]), json!([null]), json!(["gif"]), json!(["webp", "webp"]), json!(["WebP"])]
+        {
+            assert!(parse_formats(&bad).is_err(), "{bad} should be rejected");
         }
     }
 }
