@@ -4,10 +4,14 @@
  * with vips_thumbnail_buffer (shrink-on-load), renders it to memory, encodes it, and makes
  * every smaller height from that in-memory image (vips_thumbnail_image), as the product makes
  * 200 px from 400 px. JPEG out at Q=85, PNG at compression=1 (vips' fastest), metadata
- * stripped. One warm-up run, then RUNS timed runs; prints "file<TAB>ms" per timed run.
+ * stripped. With `--formats all`, each height is also saved as WebP (webpsave) and AVIF
+ * (heifsave, AV1) from the same pixels, the set `render` makes (see docs/BENCHMARKS.md, "Modern
+ * formats", for the settings of equal SSIM: --webp-q, --avif-q, --avif-effort).
+ * One warm-up run, then RUNS timed runs; prints "file<TAB>ms" per timed run.
  * vips' operation cache is off, so no run reuses another's work.
  *
- *   vips-thumbs --threads N --runs R [--out DIR] --height 400 --height 200 FILE...
+ *   vips-thumbs --threads N --runs R [--out DIR] [--formats all] [--webp-q Q] [--avif-q Q]
+ *               [--avif-effort E] --height 400 --height 200 FILE...
  *
  * Build: cc -O2 -o vips-thumbs scripts/vips-thumbs.c $(pkg-config --cflags --libs vips)
  * (Debian: apt-get install libvips-dev). scripts/bench-inprocess builds it under target/.
@@ -20,6 +24,8 @@
 
 #define MAX_HEIGHTS 8
 
+static int all_formats = 0, webp_q = 80, avif_q = 60, avif_effort = 2;
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -31,32 +37,58 @@ static int is_png(const char *path) {
     return dot && (strcmp(dot, ".png") == 0 || strcmp(dot, ".PNG") == 0);
 }
 
-static int save(VipsImage *image, int png, const char *out, const char *file, int height) {
+static int write_out(const void *buf, size_t len, const char *out, const char *file, int height, const char *ext) {
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    char stem[512];
+    snprintf(stem, sizeof stem, "%s", base);
+    char *dot = strrchr(stem, '.');
+    if (dot)
+        *dot = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s-%d.%s", out, stem, height, ext);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int failed = fwrite(buf, 1, len, f) != len;
+    fclose(f);
+    return failed ? -1 : 0;
+}
+
+/* 0 source (JPEG or PNG), 1 WebP, 2 AVIF. */
+static int save_one(VipsImage *image, int png, int kind, const char *out, const char *file, int height) {
     void *buf = NULL;
     size_t len = 0;
-    int failed = png ? vips_pngsave_buffer(image, &buf, &len, "compression", 1, "strip", TRUE, NULL)
-                     : vips_jpegsave_buffer(image, &buf, &len, "Q", 85, "strip", TRUE, NULL);
+    int failed;
+    const char *ext;
+    if (kind == 1) {
+        failed = vips_webpsave_buffer(image, &buf, &len, "Q", webp_q, "strip", TRUE, NULL);
+        ext = "webp";
+    } else if (kind == 2) {
+        failed = vips_heifsave_buffer(image, &buf, &len, "Q", avif_q, "compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1,
+                                      "effort", avif_effort, "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, "strip",
+                                      TRUE, NULL);
+        ext = "avif";
+    } else if (png) {
+        failed = vips_pngsave_buffer(image, &buf, &len, "compression", 1, "strip", TRUE, NULL);
+        ext = "png";
+    } else {
+        failed = vips_jpegsave_buffer(image, &buf, &len, "Q", 85, "strip", TRUE, NULL);
+        ext = "jpg";
+    }
     if (failed)
         return -1;
-    if (out) {
-        const char *base = strrchr(file, '/');
-        base = base ? base + 1 : file;
-        char stem[512];
-        snprintf(stem, sizeof stem, "%s", base);
-        char *dot = strrchr(stem, '.');
-        if (dot)
-            *dot = 0;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s-%d.%s", out, stem, height, png ? "png" : "jpg");
-        FILE *f = fopen(path, "wb");
-        if (!f || fwrite(buf, 1, len, f) != len) {
-            g_free(buf);
-            return -1;
-        }
-        fclose(f);
-    }
+    if (out)
+        failed = write_out(buf, len, out, file, height, ext);
     g_free(buf);
-    return 0;
+    return failed;
+}
+
+static int save(VipsImage *image, int png, const char *out, const char *file, int height) {
+    int failed = save_one(image, png, 0, out, file, height);
+    for (int kind = 1; all_formats && kind <= 2 && !failed; kind++)
+        failed = save_one(image, png, kind, out, file, height);
+    return failed;
 }
 
 /* Makes every height (largest first) from one load; writes them to `out` when given. */
@@ -98,6 +130,14 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--formats") == 0 && i + 1 < argc)
+            all_formats = strcmp(argv[++i], "all") == 0;
+        else if (strcmp(argv[i], "--webp-q") == 0 && i + 1 < argc)
+            webp_q = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--avif-q") == 0 && i + 1 < argc)
+            avif_q = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--avif-effort") == 0 && i + 1 < argc)
+            avif_effort = atoi(argv[++i]);
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             out = argv[++i];
         else if (strcmp(argv[i], "--height") == 0 && i + 1 < argc && count < MAX_HEIGHTS)

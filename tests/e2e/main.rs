@@ -14,6 +14,7 @@ mod admin_cli;
 mod auth;
 mod contract;
 mod docs_browser;
+mod formats;
 mod full_disk;
 mod generated_client;
 mod images;

@@ -71,8 +71,8 @@ fn migrate_repo_moves_a_populated_sled_instance_to_postgres_with_everything_work
     assert!(ok, "migrate-repo failed: {out}");
     assert!(out.contains("every table matches"), "{out}");
     // Thumbnails: two Premium images × 2 heights × 3 formats (source, WebP, AVIF), and the
-    // Gold image's 2 heights in its source format only.
-    for (table, n) in [("users", 4), ("tokens", 1), ("images", 3), ("thumbnails", 14), ("links", 1), ("tiers", 4)] {
+    // Gold image's 2 heights in its source format and AVIF.
+    for (table, n) in [("users", 4), ("tokens", 1), ("images", 3), ("thumbnails", 16), ("links", 1), ("tiers", 4)] {
         assert!(
             out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [table, &n.to_string()]),
             "{table} {n}: {out}"

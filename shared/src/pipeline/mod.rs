@@ -6,6 +6,8 @@
 //! - [`make_thumbnails`] (worker): one decode, planned with its memory (`plan`), EXIF
 //!   orientation, Lanczos3 resizes with `fast_image_resize`, and re-encoding in the source's
 //!   format without metadata.
+//! - [`render`] (worker): the same from one decode, with each height also in WebP and/or AVIF
+//!   (`encode`) from the same resized pixels, and the image's ThumbHash (`thumbhash`).
 //! - Every decoder, in both, reads the file through `decoder_input`, which shows it no
 //!   metadata but the orientation: nothing a client adds to a file can make a decoder hold
 //!   or inflate more than the pixels it asks for.
@@ -16,12 +18,14 @@
 
 mod cores;
 mod decoder_input;
+mod encode;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod jpeg;
 mod plan;
 mod probe;
 mod structure;
+mod thumbhash;
 mod thumbnail;
 
 #[cfg(test)]
@@ -29,11 +33,17 @@ mod abuse_tests;
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod formats_bench;
+#[cfg(test)]
+mod render_tests;
+#[cfg(test)]
 mod test_support;
 
 pub use cores::set_thread_budget;
+pub use encode::{AVIF_QUALITY, AVIF_SPEED, WEBP_METHOD, WEBP_QUALITY};
 pub use plan::render_memory_estimate;
 pub use probe::{probe, Probe, ProbeError};
+pub use thumbhash::THUMBHASH_MAX_SIDE;
 pub use thumbnail::{make_thumbnails, render, Encoded, Original, Rendered, RenderedHeight, Thumbnail, ThumbnailError};
 
 use image::metadata::Orientation;

@@ -13,8 +13,12 @@ use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder};
 
+use imageapi_core::image::ThumbnailFormat;
+
 use super::decoder_input::DecoderInput;
+use super::encode::{encode_avif, encode_webp, EncodeSettings};
 use super::plan::{mib, Decoder, Header, Plan};
+use super::thumbhash::{hash_size, THUMBHASH_MAX_SIDE};
 use super::{jpeg, structure, swaps_dimensions, thumbnail_size, ImageFormat, Limits};
 
 /// JPEG quality of thumbnails: the usual web default, free of visible artefacts at thumbnail
@@ -108,26 +112,127 @@ pub enum ThumbnailError {
 ///
 /// An empty `heights` gives an empty vector without decoding anything (nothing was asked for);
 /// a height of 0 is an [`ThumbnailError::InvalidHeight`] error. Never panics on any input.
+///
+/// This is [`render`] with only the source format and no ThumbHash.
 pub fn make_thumbnails<'a>(
     original: impl Into<Original<'a>>,
     heights: &[u32],
     limits: &Limits,
 ) -> Result<Vec<Thumbnail>, ThumbnailError> {
+    let rendered =
+        render_with(original, heights, &[ThumbnailFormat::Source], false, &EncodeSettings::default(), limits)?;
+    rendered
+        .thumbnails
+        .into_iter()
+        .map(|t| {
+            let bytes = t
+                .variants
+                .into_iter()
+                .find(|v| v.format == ThumbnailFormat::Source)
+                .ok_or_else(|| ThumbnailError::Encode(format!("no thumbnail made for {} px", t.requested_height)))?
+                .result
+                .map_err(ThumbnailError::Encode)?;
+            Ok(Thumbnail { requested_height: t.requested_height, width: t.width, height: t.height, bytes })
+        })
+        .collect()
+}
+
+/// Everything one render made: per requested height its variants, and the ThumbHash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// One entry per requested height, in the order asked.
+    pub thumbnails: Vec<RenderedHeight>,
+    /// The raw ThumbHash bytes (about 25) of the oriented image; `None` only if it could not
+    /// be computed (which does not fail the render: it is a placeholder).
+    pub thumbhash: Option<Vec<u8>>,
+}
+
+/// The variants of one thumbnail height, all from the same resized pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedHeight {
+    /// The height that was asked for.
+    pub requested_height: u32,
+    /// Actual width and height of every variant (display orientation); the height is less
+    /// than requested when the source is shorter: thumbnails never enlarge.
+    pub width: u32,
+    pub height: u32,
+    /// One per distinct requested format, in the order asked.
+    pub variants: Vec<Encoded>,
+}
+
+/// One encoded variant, or why its encoder failed (which fails only this variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub format: ThumbnailFormat,
+    pub result: Result<Vec<u8>, String>,
+}
+
+impl RenderedHeight {
+    /// The variant in `format`, if it was asked for.
+    pub fn variant(&self, format: ThumbnailFormat) -> Option<&Encoded> {
+        self.variants.iter().find(|v| v.format == format)
+    }
+}
+
+/// Renders a PNG or JPEG into every requested height, each in every requested format, plus
+/// its ThumbHash, from one decode.
+///
+/// Per height there is one resize (as in [`make_thumbnails`]: largest first, smaller ones
+/// from a larger one when it is at least twice their size) and the resized pixels are
+/// un-premultiplied and oriented once; every format is then encoded from those same pixels:
+/// [`ThumbnailFormat::Source`] as the source's own format (JPEG quality 85 / PNG), `Webp` and
+/// `Avif` as in [`super::encode`]. `formats` may omit `Source` (an old image newly granted
+/// WebP needs only its WebP variants); duplicates are made once. An encoder that fails fails
+/// only its own variant, as `Err(reason)`. Nothing is written but pixels: no metadata.
+///
+/// The ThumbHash is always computed (it costs well under a millisecond): from the smallest
+/// resized thumbnail, or from the decoded image when `heights` is empty, shrunk to at most
+/// 100x100 keeping the aspect ratio, oriented, un-premultiplied RGBA.
+///
+/// Errors are the whole render's: an undecodable or over-limit original, a height of 0, or a
+/// failed resize. Memory is bounded as in [`make_thumbnails`]: the encoders only ever see
+/// thumbnail-sized buffers. Never panics on any input.
+pub fn render<'a>(
+    original: impl Into<Original<'a>>,
+    heights: &[u32],
+    formats: &[ThumbnailFormat],
+    limits: &Limits,
+) -> Result<Rendered, ThumbnailError> {
+    render_with(original, heights, formats, true, &EncodeSettings::default(), limits)
+}
+
+/// [`render`] with the encoders' settings given (benchmarks) and the ThumbHash optional.
+pub(crate) fn render_with<'a>(
+    original: impl Into<Original<'a>>,
+    heights: &[u32],
+    formats: &[ThumbnailFormat],
+    want_thumbhash: bool,
+    settings: &EncodeSettings,
+    limits: &Limits,
+) -> Result<Rendered, ThumbnailError> {
     // This job's core: the decoder borrows only the cores beyond the running jobs'.
     let _core = super::cores::for_job();
     let original_bytes = original.into();
     let original: &[u8] = original_bytes.as_ref();
-    if heights.is_empty() {
-        return Ok(Vec::new());
-    }
     if heights.contains(&0) {
         return Err(ThumbnailError::InvalidHeight("a thumbnail height must be at least 1 px".into()));
+    }
+    if heights.is_empty() && !want_thumbhash {
+        return Ok(Rendered { thumbnails: Vec::new(), thumbhash: None });
     }
     limits.check_bytes(original.len()).map_err(ThumbnailError::TooLarge)?;
     let format =
         ImageFormat::detect(original).ok_or_else(|| ThumbnailError::Decode("not a PNG or JPEG image".into()))?;
 
-    let (decoded, orientation, (full_width, full_height)) = decode_for_thumbnails(original, format, heights, limits)?;
+    // The decode must also serve the ThumbHash: when no thumbnail is at least its size, plan
+    // as if one were (the usual 200/400 px renders plan exactly as without it).
+    let mut plan_heights = heights.to_vec();
+    let hash_height = THUMBHASH_MAX_SIDE;
+    if want_thumbhash && heights.iter().all(|&h| h < hash_height) {
+        plan_heights.push(hash_height);
+    }
+    let (decoded, orientation, (full_width, full_height)) =
+        decode_for_thumbnails(original, format, &plan_heights, limits)?;
     // The compressed original is not needed any more: an owned one is released before the
     // resizes, so it never adds to their memory.
     drop(original_bytes);
@@ -149,30 +254,55 @@ pub fn make_thumbnails<'a>(
     let mut distinct = heights.to_vec();
     distinct.sort_unstable_by(|a, b| b.cmp(a));
     distinct.dedup();
+    let mut wanted: Vec<ThumbnailFormat> = Vec::with_capacity(formats.len());
+    for &f in formats {
+        if !wanted.contains(&f) {
+            wanted.push(f);
+        }
+    }
 
     let mut resizer = Resizer::new();
-    let mut made: Vec<Thumbnail> = Vec::with_capacity(distinct.len());
+    let mut made: Vec<RenderedHeight> = Vec::with_capacity(distinct.len());
     // The last (smallest so far) resized image, still premultiplied and in stored orientation.
     let mut previous: Option<DynamicImage> = None;
     for requested_height in distinct {
         let (width, height) = thumbnail_size(display_width, display_height, requested_height);
-        // Resize in the stored orientation and rotate the small result: the same pixels as
-        // rotating first, without a full-size rotated copy of the original.
-        let (stored_width, stored_height) = if swap { (height, width) } else { (width, height) };
-        let from = match &previous {
-            Some(larger) if can_resize_from(larger, stored_width, stored_height) => larger,
-            _ => &source,
-        };
-        let resized = resize(&mut resizer, from, stored_width, stored_height)?;
-        let bytes = finish(resized.clone(), alpha, orientation, format)?;
-        previous = Some(resized);
-        made.push(Thumbnail { requested_height, width, height, bytes });
+        let mut variants = Vec::with_capacity(wanted.len());
+        if !wanted.is_empty() {
+            // Resize in the stored orientation and rotate the small result: the same pixels as
+            // rotating first, without a full-size rotated copy of the original.
+            let (stored_width, stored_height) = if swap { (height, width) } else { (width, height) };
+            let from = match &previous {
+                Some(larger) if can_resize_from(larger, stored_width, stored_height) => larger,
+                _ => &source,
+            };
+            let resized = resize(&mut resizer, from, stored_width, stored_height)?;
+            let pixels = finish(resized.clone(), alpha, orientation)?;
+            previous = Some(resized);
+            for &f in &wanted {
+                variants.push(Encoded { format: f, result: encode_variant(&pixels, f, format, settings) });
+            }
+        }
+        made.push(RenderedHeight { requested_height, width, height, variants });
     }
+
+    let thumbhash = if want_thumbhash {
+        let from = previous.as_ref().unwrap_or(&source);
+        match hash_pixels(&mut resizer, from, alpha, orientation) {
+            Ok(pixels) => super::thumbhash::thumbhash(&pixels),
+            Err(err) => {
+                tracing::warn!(error = %err, "no ThumbHash");
+                None
+            }
+        }
+    } else {
+        None
+    };
     if format == ImageFormat::Jpeg {
         super::jpeg::recycle(source);
     }
 
-    heights
+    let thumbnails = heights
         .iter()
         .map(|&h| {
             made.iter()
@@ -180,7 +310,39 @@ pub fn make_thumbnails<'a>(
                 .cloned()
                 .ok_or_else(|| ThumbnailError::Encode(format!("no thumbnail made for {h} px")))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Rendered { thumbnails, thumbhash })
+}
+
+/// Encodes one variant of a finished (un-premultiplied, oriented) thumbnail.
+fn encode_variant(
+    pixels: &DynamicImage,
+    variant: ThumbnailFormat,
+    source: ImageFormat,
+    settings: &EncodeSettings,
+) -> Result<Vec<u8>, String> {
+    match variant {
+        // The bare reason, so that make_thumbnails' error reads as it always did.
+        ThumbnailFormat::Source => encode(pixels, source).map_err(|err| match err {
+            ThumbnailError::Encode(reason) => reason,
+            other => other.to_string(),
+        }),
+        ThumbnailFormat::Webp => encode_webp(pixels, source == ImageFormat::Png, settings),
+        ThumbnailFormat::Avif => encode_avif(pixels, settings),
+    }
+}
+
+/// The ThumbHash's input: `from` (premultiplied, stored orientation) shrunk to within
+/// 100x100, then un-premultiplied and oriented.
+fn hash_pixels(
+    resizer: &mut Resizer,
+    from: &DynamicImage,
+    alpha: bool,
+    orientation: Orientation,
+) -> Result<DynamicImage, ThumbnailError> {
+    let (width, height) = hash_size(from.width(), from.height());
+    let small = resize(resizer, from, width, height)?;
+    finish(small, alpha, orientation)
 }
 
 /// Checks the original against the limits (the same checks as at upload, for files accepted
@@ -321,20 +483,15 @@ fn resize(resizer: &mut Resizer, from: &DynamicImage, width: u32, height: u32) -
     Ok(resized)
 }
 
-/// Un-premultiplies, orients and encodes one resized image.
-fn finish(
-    mut image: DynamicImage,
-    alpha: bool,
-    orientation: Orientation,
-    format: ImageFormat,
-) -> Result<Vec<u8>, ThumbnailError> {
+/// Un-premultiplies and orients one resized image.
+fn finish(mut image: DynamicImage, alpha: bool, orientation: Orientation) -> Result<DynamicImage, ThumbnailError> {
     if alpha {
         MulDiv::new()
             .divide_alpha_inplace(&mut image)
             .map_err(|err| ThumbnailError::Encode(format!("restoring alpha: {err}")))?;
     }
     image.apply_orientation(orientation);
-    encode(&image, format)
+    Ok(image)
 }
 
 /// Encodes without any metadata: image's encoders write EXIF, ICC or text only when asked to.
@@ -758,57 +915,4 @@ mod tests {
             assert!(diff < 1.0, "{} px: mean difference {diff}", thumb.height);
         }
     }
-}
-
-// ---- TEMPORARY (replaced by the `enc` branch's encoders at merge): the render API's shape,
-// source format only, so the job path can be wired before the encoders land.
-
-/// Everything one render made: per requested height its variants, and the ThumbHash.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rendered {
-    pub thumbnails: Vec<RenderedHeight>,
-    pub thumbhash: Option<Vec<u8>>,
-}
-
-/// The variants of one thumbnail height, all from the same resized pixels.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RenderedHeight {
-    pub requested_height: u32,
-    pub width: u32,
-    pub height: u32,
-    pub variants: Vec<Encoded>,
-}
-
-/// One encoded variant, or why its encoder failed (which fails only this variant).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    pub format: imageapi_core::image::ThumbnailFormat,
-    pub result: Result<Vec<u8>, String>,
-}
-
-pub fn render<'a>(
-    original: impl Into<Original<'a>>,
-    heights: &[u32],
-    formats: &[imageapi_core::image::ThumbnailFormat],
-    limits: &Limits,
-) -> Result<Rendered, ThumbnailError> {
-    let thumbnails = make_thumbnails(original, heights, limits)?;
-    Ok(Rendered {
-        thumbnails: thumbnails
-            .into_iter()
-            .map(|t| RenderedHeight {
-                requested_height: t.requested_height,
-                width: t.width,
-                height: t.height,
-                variants: formats
-                    .iter()
-                    .map(|&format| Encoded {
-                        format,
-                        result: if format.is_source() { Ok(t.bytes.clone()) } else { Err("no encoder yet".into()) },
-                    })
-                    .collect(),
-            })
-            .collect(),
-        thumbhash: None,
-    })
 }
