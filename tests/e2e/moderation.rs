@@ -197,8 +197,22 @@ fn usage_counts_originals_and_ready_thumbnails_and_drops_with_deletes() {
     // Bob's thumbnail too: made between the list and the detail, it would tell them apart.
     app.wait_until_ready(&bob, &bobs_id);
     app.wait_until_ready(&ann, &second_id);
-    let thumbs: u64 =
-        [&first_id, &second_id].iter().flat_map(|id| [200, 400].map(|h| thumbnail_len(&app, &ann, id, h))).sum();
+    // Every ready variant counts: the source's format and each granted one (WebP and AVIF).
+    let variants_of = |app: &TestApp, id: &str| -> u64 {
+        let image = app.image(&ann, id);
+        let listed: Vec<u64> = image["thumbnails"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["formats"].as_array().into_iter().flatten().filter_map(|f| f["size_bytes"].as_u64()))
+            .collect();
+        assert_eq!(listed.len(), 6, "two heights in three formats, each ready with its size: {image:#}");
+        listed.iter().sum()
+    };
+    let thumbs: u64 = [&first_id, &second_id].iter().map(|id| variants_of(&app, id)).sum();
+    let source_200 = thumbnail_len(&app, &ann, &first_id, 200);
+    let listed_200 = app.image(&ann, &first_id)["thumbnails"][0]["formats"][0]["size_bytes"].as_u64();
+    assert_eq!(listed_200, Some(source_200), "a listed size is the served file's");
     let originals = (first.len() + second.len()) as u64;
 
     assert_eq!(usage_of(&app, &ann.id), (2, originals, thumbs));
@@ -206,7 +220,7 @@ fn usage_counts_originals_and_ready_thumbnails_and_drops_with_deletes() {
     app.restart(ServerOptions::default());
     assert_eq!(usage_of(&app, &ann.id), (2, originals, thumbs), "kept through a restart");
 
-    let first_thumbs: u64 = [200, 400].map(|h| thumbnail_len(&app, &ann, &first_id, h)).iter().sum();
+    let first_thumbs = variants_of(&app, &first_id);
     app.admin_delete_image(&first_id).assert_status(204);
     assert_eq!(usage_of(&app, &ann.id), (1, second.len() as u64, thumbs - first_thumbs));
     app.delete_image(&ann, &second_id).assert_status(204);
