@@ -107,7 +107,11 @@ fn exercise_core_paths(app: &TestApp, s3: &S3Server) {
     assert!(ids.contains(&jpeg_id) && ids.contains(&png_id), "{listed:#}");
     let objects = stored_objects(&s3.objects("blobs"));
     assert!(objects.iter().any(|o| o.starts_with("originals/") && o.ends_with(&jpeg_id)), "{objects:?}");
-    assert_eq!(objects.iter().filter(|o| o.contains(&png_id)).count(), 3, "original + 2 thumbnails: {objects:?}");
+    // The original, and 2 heights in 3 formats (PNG, WebP, AVIF).
+    assert_eq!(objects.iter().filter(|o| o.contains(&png_id)).count(), 7, "original + 6 thumbnails: {objects:?}");
+    for extension in ["200.png", "200.webp", "200.avif", "400.png", "400.webp", "400.avif"] {
+        assert!(objects.iter().any(|o| o.contains(&png_id) && o.ends_with(extension)), "{extension}: {objects:?}");
+    }
 
     // The original, whole (small: one read; large: streamed), by range, and revalidated.
     for (id, bytes) in [(&jpeg_id, &jpeg), (&png_id, &png)] {
@@ -326,15 +330,15 @@ fn migrate_store_copies_a_populated_directory_store_to_s3_and_the_server_serves_
     let out = run_server_command(&app, &["migrate-store", "--to", "s3://imageapi/migrated"], &s3_env);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "migrate-store failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    // 4 originals, 8 thumbnails and the store marker.
-    assert!(stdout.contains("copied 13 blobs"), "{stdout}");
+    // 4 originals, 24 thumbnails (2 heights in 3 formats each) and the store marker.
+    assert!(stdout.contains("copied 29 blobs"), "{stdout}");
     assert!(stdout.contains("IMAGEAPI_BLOB_URL=s3://imageapi/migrated"), "says what to change: {stdout}");
 
     // Run again (as after an interruption): nothing left to copy.
     let again = run_server_command(&app, &["migrate-store", "--to", "s3://imageapi/migrated"], &s3_env);
     let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.status.success(), "{again_out}");
-    assert!(again_out.contains("copied 0 blobs") && again_out.contains("13 were already there"), "{again_out}");
+    assert!(again_out.contains("copied 0 blobs") && again_out.contains("29 were already there"), "{again_out}");
 
     // A server on a store that is not this metadata's refuses to start, and says why.
     let refused = run_server_command(
