@@ -10,12 +10,17 @@ use crate::helpers::{id_of, thumbnail_entry, Reply, TestApp, TestUser, READY_DEA
 
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 
-fn thumbnail(app: &TestApp, user: &TestUser, path: &str, accept: Option<&str>) -> Reply {
-    let mut request = app.request(Method::GET, path, Some(user));
+/// GET as `user` (or anyone), with an `Accept` header if given.
+fn get(app: &TestApp, user: Option<&TestUser>, path: &str, accept: Option<&str>) -> Reply {
+    let mut request = app.request(Method::GET, path, user);
     if let Some(accept) = accept {
         request = request.header("accept", accept);
     }
     app.send(request)
+}
+
+fn thumbnail(app: &TestApp, user: &TestUser, path: &str, accept: Option<&str>) -> Reply {
+    get(app, Some(user), path, accept)
 }
 
 fn content_type(reply: &Reply) -> &str {

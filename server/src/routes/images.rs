@@ -281,10 +281,11 @@ pub async fn upload(
     state.thumbnails.submitted(job.as_slice()).await;
     tracing::info!(image = %record.id, user = %user.id, bytes = record.size_bytes, "image uploaded");
 
+    let formats = tier.thumbnail_formats();
     let thumbs: ThumbStates = tier
         .thumbnail_heights
         .iter()
-        .flat_map(|h| tier.thumbnail_formats().into_iter().map(move |f| ((h.get(), f), ThumbState::Pending)))
+        .flat_map(|h| formats.iter().map(move |&f| ((h.get(), f), ThumbState::Pending)))
         .collect();
     let view = image_view(&state.public_url, &record, &tier, &thumbs);
     Ok(HttpResponse::Created()

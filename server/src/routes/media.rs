@@ -309,8 +309,9 @@ pub async fn thumbnail(
     let tier = grants::tier_of(state.repo.as_ref(), &user).await?;
     grants::require_variant(&tier, Variant::Thumbnail(path.height))?;
     let chosen = candidates(&req, &image, path.extension.as_deref(), &tier.thumbnail_formats())?;
-    if let [explicit] = chosen.0.as_slice() {
-        grants::require_format(&tier, *explicit)?;
+    // Negotiation only offers granted formats; an extension may name any.
+    if let (false, [named]) = (chosen.1, chosen.0.as_slice()) {
+        grants::require_format(&tier, *named)?;
     }
     serve_thumbnail(&req, &state, &image, path.height.get(), chosen, Audience::Owner).await
 }

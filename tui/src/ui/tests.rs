@@ -319,14 +319,7 @@ fn the_preview_says_why_there_is_no_picture() {
 
     let mut pending = fixtures::images();
     pending[0].thumbnails[0].status = ThumbnailStatus::Pending;
-    let mut app = self::app();
-    app.update(Action::SwitchView(View::Images));
-    app.update(Action::Down);
-    app.update(Action::Loaded(Loaded::Images {
-        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
-        cursor: None,
-        result: Ok(crate::api::ImagePage { results: pending, next: None }),
-    }));
+    let app = bobs_images(pending);
     assert!(screen(&app).contains("200 px thumbnail is"), "{}", screen(&app));
     let area = preview_inside();
     let buffer = buffer(&app);
@@ -335,6 +328,19 @@ fn the_preview_says_why_there_is_no_picture() {
         .filter(|&p| matches!(buffer[p].bg, ratatui::style::Color::Rgb(..)))
         .count();
     assert_eq!(coloured, 0, "no picture while pending");
+}
+
+/// The Images view on bob's images, as the server would list them, the first one selected.
+fn bobs_images(images: Vec<crate::api::Image>) -> App {
+    let mut app = app();
+    app.update(Action::SwitchView(View::Images));
+    app.update(Action::Down);
+    app.update(Action::Loaded(Loaded::Images {
+        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
+        cursor: None,
+        result: Ok(crate::api::ImagePage { results: images, next: None }),
+    }));
+    app
 }
 
 /// The fixture's two-colour picture as a ThumbHash, base64 as the API sends it.
@@ -350,14 +356,7 @@ fn a_pending_thumbnail_is_stood_in_for_by_its_thumbhash() {
     let mut pending = fixtures::images();
     pending[0].thumbnails[0].status = ThumbnailStatus::Pending;
     pending[0].thumbhash = Some(two_colour_thumbhash());
-    let mut app = self::app();
-    app.update(Action::SwitchView(View::Images));
-    app.update(Action::Down);
-    app.update(Action::Loaded(Loaded::Images {
-        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
-        cursor: None,
-        result: Ok(crate::api::ImagePage { results: pending, next: None }),
-    }));
+    let app = bobs_images(pending);
     let text = screen(&app);
     assert!(text.contains("ThumbHash · pending"), "{text}");
     let area = preview_inside();
@@ -378,12 +377,10 @@ fn a_pending_thumbnail_is_stood_in_for_by_its_thumbhash() {
     let mut failed = fixtures::images();
     failed[0].thumbnails[0].status = ThumbnailStatus::Failed;
     failed[0].thumbhash = Some(two_colour_thumbhash());
-    app.update(Action::Loaded(Loaded::Images {
-        query: crate::api::ImageQuery::from_filter("01USERBOB", ""),
-        cursor: None,
-        result: Ok(crate::api::ImagePage { results: failed, next: None }),
-    }));
-    assert!(!screen(&app).contains("ThumbHash ·"), "{}", screen(&app));
+    let app = bobs_images(failed);
+    let text = screen(&app);
+    assert!(text.contains("✗ the 200 px thumbnail"), "{text}");
+    assert!(!text.contains("ThumbHash ·"), "{text}");
 }
 
 #[test]
