@@ -80,6 +80,10 @@ pub struct ImageView {
     /// while the thumbnails load. Null until the image's first thumbnail job has run.
     #[serde(default)]
     pub thumbhash: Option<String>,
+    /// SHA-256 of the original's bytes (hex). Uploading the same bytes again gives this image
+    /// back. Null for images stored before it was recorded.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// The owner's user id (admin listings only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -141,6 +145,9 @@ pub struct TierView {
     /// Thumbnail formats granted beyond the source's own (which every tier gets).
     #[cfg_attr(feature = "openapi", schema(example = json!(["webp", "avif"])))]
     pub formats: Vec<crate::image::ExtraFormat>,
+    /// What a holder may keep and send (each null: unlimited).
+    #[serde(flatten)]
+    pub limits: crate::domain::TierLimits,
     /// How many users hold the tier (admin views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_count: Option<u64>,
@@ -159,6 +166,26 @@ pub struct MeView {
     pub username: String,
     pub is_admin: bool,
     pub tier: TierView,
+    /// The limits that apply to you: your tier's, with `max_upload_bytes` never above the
+    /// server's own (so it is always set). Null: unlimited.
+    pub limits: crate::domain::TierLimits,
+    /// Where you stand against them.
+    pub usage: UsageView,
+}
+
+/// What a user's images take up, counted as the limits count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageView {
+    /// Images held (against `max_images`).
+    pub images: u64,
+    /// Originals plus every ready thumbnail variant (against `max_storage_bytes`).
+    pub storage_bytes: u64,
+    pub original_bytes: u64,
+    pub thumbnail_bytes: u64,
+    /// Uploads accepted in the last 60 minutes, counted in whole minutes (against
+    /// `uploads_per_hour`).
+    pub uploads_last_hour: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +217,12 @@ pub struct UserView {
     pub original_bytes: u64,
     /// Bytes of the user's ready thumbnails.
     pub thumbnail_bytes: u64,
+    /// Uploads accepted in the last 60 minutes (counted in whole minutes).
+    #[serde(default)]
+    pub uploads_last_hour: u64,
+    /// The limits of the user's tier, to read the usage against (each null: unlimited).
+    #[serde(default)]
+    pub limits: crate::domain::TierLimits,
     /// The user's API tokens (single-user views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<TokenView>>,

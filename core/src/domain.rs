@@ -400,3 +400,134 @@ mod tests {
         assert_eq!(ImageId::parse("../../etc/passwd"), None);
     }
 }
+
+/// What a tier restricts: each `None` is unlimited. Validated by [`TierLimits::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TierLimits {
+    /// Most images a user may hold (null: unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000_000_i64, example = 100))]
+    pub max_images: Option<u64>,
+    /// Most bytes a user's originals and ready thumbnails (every format) may take (null:
+    /// unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_125_899_906_842_624_i64, example = 1_073_741_824_i64))]
+    pub max_storage_bytes: Option<u64>,
+    /// Largest upload in bytes, at most the server's own limit (null: the server's limit).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, example = 10_485_760))]
+    pub max_upload_bytes: Option<u64>,
+    /// Most uploads in any 60 minutes (null: unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000, example = 60))]
+    pub uploads_per_hour: Option<u64>,
+}
+
+impl TierLimits {
+    pub const MAX_IMAGES: u64 = 1_000_000_000;
+    /// 1 PiB: far beyond any real quota, well inside JSON's exact integers.
+    pub const MAX_STORAGE_BYTES: u64 = 1 << 50;
+    pub const MAX_UPLOADS_PER_HOUR: u64 = 1_000_000;
+
+    pub const UNLIMITED: TierLimits =
+        TierLimits { max_images: None, max_storage_bytes: None, max_upload_bytes: None, uploads_per_hour: None };
+
+    /// The limit on `quota`.
+    pub fn limit(&self, quota: Quota) -> Option<u64> {
+        match quota {
+            Quota::MaxImages => self.max_images,
+            Quota::MaxStorageBytes => self.max_storage_bytes,
+            Quota::UploadsPerHour => self.uploads_per_hour,
+        }
+    }
+
+    /// The range one limit may take (`server_max_upload` bounds `max_upload_bytes`), as the
+    /// admin API states it.
+    pub fn range(field: LimitField, server_max_upload: u64) -> (u64, u64) {
+        match field {
+            LimitField::MaxImages => (0, Self::MAX_IMAGES),
+            LimitField::MaxStorageBytes => (0, Self::MAX_STORAGE_BYTES),
+            LimitField::MaxUploadBytes => (1, server_max_upload),
+            LimitField::UploadsPerHour => (1, Self::MAX_UPLOADS_PER_HOUR),
+        }
+    }
+
+    /// Checks one limit's value against [`TierLimits::range`].
+    pub fn check(field: LimitField, value: Option<u64>, server_max_upload: u64) -> Result<Option<u64>, InvalidValue> {
+        let (min, max) = Self::range(field, server_max_upload);
+        match value {
+            Some(v) if v < min || v > max => Err(invalid(format!(
+                "must be a whole number from {min} to {max}{}, or null for unlimited",
+                if field == LimitField::MaxUploadBytes { " (the server's upload limit)" } else { "" }
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    pub fn get(&self, field: LimitField) -> Option<u64> {
+        match field {
+            LimitField::MaxImages => self.max_images,
+            LimitField::MaxStorageBytes => self.max_storage_bytes,
+            LimitField::MaxUploadBytes => self.max_upload_bytes,
+            LimitField::UploadsPerHour => self.uploads_per_hour,
+        }
+    }
+
+    pub fn set(&mut self, field: LimitField, value: Option<u64>) {
+        match field {
+            LimitField::MaxImages => self.max_images = value,
+            LimitField::MaxStorageBytes => self.max_storage_bytes = value,
+            LimitField::MaxUploadBytes => self.max_upload_bytes = value,
+            LimitField::UploadsPerHour => self.uploads_per_hour = value,
+        }
+    }
+
+    /// The largest upload a holder may send: the tier's limit within the server's.
+    pub fn upload_limit(&self, server_max_upload: u64) -> u64 {
+        self.max_upload_bytes.map_or(server_max_upload, |t| t.min(server_max_upload))
+    }
+}
+
+/// One of a tier's limits, named as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LimitField {
+    MaxImages,
+    MaxStorageBytes,
+    MaxUploadBytes,
+    UploadsPerHour,
+}
+
+impl LimitField {
+    pub const ALL: [LimitField; 4] =
+        [LimitField::MaxImages, LimitField::MaxStorageBytes, LimitField::MaxUploadBytes, LimitField::UploadsPerHour];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitField::MaxImages => "max_images",
+            LimitField::MaxStorageBytes => "max_storage_bytes",
+            LimitField::MaxUploadBytes => "max_upload_bytes",
+            LimitField::UploadsPerHour => "uploads_per_hour",
+        }
+    }
+}
+
+/// A limit an upload can exceed once it is read (the size limit is checked before: 413).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Quota {
+    MaxImages,
+    MaxStorageBytes,
+    UploadsPerHour,
+}
+
+impl Quota {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quota::MaxImages => "max_images",
+            Quota::MaxStorageBytes => "max_storage_bytes",
+            Quota::UploadsPerHour => "uploads_per_hour",
+        }
+    }
+}

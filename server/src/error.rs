@@ -10,7 +10,8 @@ use imageapi_shared::store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::repo::RepoError;
+use crate::repo::{QuotaRefusal, RepoError};
+use imageapi_core::domain::Quota;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -56,6 +57,10 @@ pub enum ApiError {
     /// Out of disk space: nothing was stored; a retry can work once there is room.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// An upload over one of the tier's limits: 403 for a quota (the user must delete or be
+    /// moved to another tier), 429 with `Retry-After` for the upload rate.
+    #[error("{}", quota_detail(.0))]
+    QuotaExceeded(QuotaRefusal),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -93,6 +98,8 @@ impl ApiError {
             Self::Unavailable { .. } => "unavailable",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::InsufficientStorage(_) => "insufficient-storage",
+            Self::QuotaExceeded(r) if r.quota == Quota::UploadsPerHour => "upload-rate-exceeded",
+            Self::QuotaExceeded(_) => "quota-exceeded",
             Self::Internal(_) => "internal",
         }
     }
@@ -114,6 +121,8 @@ impl ApiError {
             Self::Unavailable { .. } => "Service Unavailable",
             Self::TooManyRequests { .. } => "Too Many Requests",
             Self::InsufficientStorage(_) => "Insufficient Storage",
+            Self::QuotaExceeded(r) if r.quota == Quota::UploadsPerHour => "Upload Rate Exceeded",
+            Self::QuotaExceeded(_) => "Quota Exceeded",
             Self::Internal(_) => "Internal Server Error",
         }
     }
@@ -132,6 +141,33 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BTreeMap<String, Vec<String>>>)]
     pub errors: Option<FieldErrors>,
+    /// Present on `quota-exceeded` and `upload-rate-exceeded`: the tier limit the upload
+    /// would exceed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// With `quota`: where the user stands (images held, bytes stored, uploads in the last hour).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<u64>,
+    /// With `quota`: the tier's limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+fn quota_detail(refusal: &QuotaRefusal) -> String {
+    let QuotaRefusal { quota, usage, limit, retry_after_secs } = *refusal;
+    match quota {
+        Quota::MaxImages => {
+            format!("your tier allows {limit} images and you hold {usage}: delete some before uploading more")
+        }
+        Quota::MaxStorageBytes => format!(
+            "your tier allows {limit} bytes of storage (originals and thumbnails) and you use {usage}: \
+             this upload would go over"
+        ),
+        Quota::UploadsPerHour => format!(
+            "your tier allows {limit} uploads per hour and you made {usage} in the last hour: try again in {} s",
+            retry_after_secs.unwrap_or(1)
+        ),
+    }
 }
 
 impl ResponseError for ApiError {
@@ -152,6 +188,8 @@ impl ResponseError for ApiError {
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::QuotaExceeded(r) if r.quota == Quota::UploadsPerHour => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -178,6 +216,13 @@ impl ResponseError for ApiError {
                 Self::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
+            quota: None,
+            usage: None,
+            limit: None,
+        };
+        let problem = match self {
+            Self::QuotaExceeded(r) => Problem { quota: Some(r.quota), usage: Some(r.usage), limit: Some(r.limit), ..problem },
+            _ => problem,
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
@@ -196,6 +241,9 @@ impl ResponseError for ApiError {
             }
             Self::InsufficientStorage(_) => {
                 response.insert_header((header::RETRY_AFTER, OUT_OF_SPACE_RETRY_AFTER_SECS.to_string()));
+            }
+            Self::QuotaExceeded(QuotaRefusal { retry_after_secs: Some(secs), .. }) => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             Self::MethodNotAllowed { allow } => {
                 if let Ok(value) = HeaderValue::from_str(allow) {
@@ -226,6 +274,7 @@ impl From<RepoError> for ApiError {
             }
             // Logged once where it is detected (the repository), not per request.
             RepoError::OutOfSpace { .. } => Self::out_of_space(),
+            RepoError::Quota(refusal) => Self::QuotaExceeded(refusal),
             other => Self::internal(other),
         }
     }

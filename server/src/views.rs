@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use imageapi_core::api::{
-    FormatView, ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UserView, VariantView,
+    FormatView, ImageView, LinkView, ThumbnailStatus, ThumbnailView, TierView, TokenView, UsageView, UserView,
+    VariantView,
 };
-use imageapi_core::domain::{Height, Heights, Variant};
+use imageapi_core::domain::{Height, Heights, LimitField, TierLimits, Variant};
 use imageapi_core::image::{thumbnail_size, ExtraFormat, ThumbnailFormat};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 
-use crate::repo::{ImageRecord, LinkRecord, ThumbState, ThumbStates, TierRecord, TokenRecord, Usage, UserRecord};
+use crate::repo::{hex, ImageRecord, LinkRecord, ThumbState, ThumbStates, TierRecord, TokenRecord, Usage, UserRecord};
 
 /// An image as its owner's tier shows it: exactly the granted heights, each with its state
 /// and its granted formats.
@@ -67,6 +68,7 @@ pub fn image_view(base: &str, image: &ImageRecord, tier: &TierRecord, thumbs: &T
         original_url: tier.original_link.then(|| format!("{image_url}/original")),
         expiring_links: tier.expiring_links,
         thumbhash: image.thumbhash.clone(),
+        sha256: image.sha256.as_ref().map(hex),
         owner: None,
     }
 }
@@ -81,6 +83,7 @@ pub fn tier_view(tier: &TierRecord, user_count: Option<u64>) -> TierView {
         expiring_links: tier.expiring_links,
         builtin: tier.builtin,
         formats: tier.formats.iter().collect(),
+        limits: tier.limits,
         user_count,
     }
 }
@@ -89,8 +92,26 @@ pub fn token_view(token: &TokenRecord) -> TokenView {
     TokenView { id: token.id.to_string(), created_at: token.created_at }
 }
 
-/// A user with their usage; `tokens` in single-user views only.
-pub fn user_view(user: &UserRecord, usage: Usage, tokens: Option<Vec<TokenView>>) -> UserView {
+/// A user's usage as the limits count it, at `now`.
+pub fn usage_view(usage: &Usage, now: DateTime<Utc>) -> UsageView {
+    UsageView {
+        images: usage.images,
+        storage_bytes: usage.storage_bytes(),
+        original_bytes: usage.original_bytes,
+        thumbnail_bytes: usage.thumbnail_bytes,
+        uploads_last_hour: usage.uploads.count(now),
+    }
+}
+
+/// A user with their usage against their tier's `limits` (at `now`); `tokens` in single-user
+/// views only.
+pub fn user_view(
+    user: &UserRecord,
+    usage: &Usage,
+    limits: TierLimits,
+    now: DateTime<Utc>,
+    tokens: Option<Vec<TokenView>>,
+) -> UserView {
     UserView {
         id: user.id.to_string(),
         username: user.username.to_string(),
@@ -101,6 +122,8 @@ pub fn user_view(user: &UserRecord, usage: Usage, tokens: Option<Vec<TokenView>>
         image_count: usage.images,
         original_bytes: usage.original_bytes,
         thumbnail_bytes: usage.thumbnail_bytes,
+        uploads_last_hour: usage.uploads.count(now),
+        limits,
         tokens,
     }
 }
@@ -192,6 +215,40 @@ pub struct CreateTier {
     /// (absent: none).
     #[schema(schema_with = optional_formats_schema, required = false)]
     pub formats: Option<serde_json::Value>,
+    /// Most images a holder may keep (absent or null: unlimited).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_i64, required = false)]
+    #[serde(default)]
+    pub max_images: Option<serde_json::Value>,
+    /// Most bytes of originals and ready thumbnails a holder may keep (absent or null: unlimited).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_125_899_906_842_624_i64, required = false)]
+    #[serde(default)]
+    pub max_storage_bytes: Option<serde_json::Value>,
+    /// Largest upload in bytes, at most the server's own limit (absent or null: the server's).
+    #[schema(value_type = Option<i64>, minimum = 1, required = false)]
+    #[serde(default)]
+    pub max_upload_bytes: Option<serde_json::Value>,
+    /// Most uploads in any 60 minutes (absent or null: unlimited).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000, required = false)]
+    #[serde(default)]
+    pub uploads_per_hour: Option<serde_json::Value>,
+}
+
+impl CreateTier {
+    /// The limits as sent, by field (absent and null alike: unlimited).
+    pub fn limits(&self) -> [(LimitField, Option<&serde_json::Value>); 4] {
+        [
+            (LimitField::MaxImages, self.max_images.as_ref()),
+            (LimitField::MaxStorageBytes, self.max_storage_bytes.as_ref()),
+            (LimitField::MaxUploadBytes, self.max_upload_bytes.as_ref()),
+            (LimitField::UploadsPerHour, self.uploads_per_hour.as_ref()),
+        ]
+    }
+}
+
+/// A field that may be sent as `null` (to clear it) or left out (to keep it): `Some(Null)` for
+/// null, `None` when absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -213,6 +270,36 @@ pub struct UpdateTier {
     /// (null: unchanged).
     #[schema(schema_with = optional_formats_schema, required = false)]
     pub formats: Option<serde_json::Value>,
+    /// Most images a holder may keep (null: unlimited; absent: unchanged).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_i64, required = false)]
+    #[serde(default, deserialize_with = "present")]
+    pub max_images: Option<serde_json::Value>,
+    /// Most bytes of originals and ready thumbnails a holder may keep (null: unlimited; absent:
+    /// unchanged).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_125_899_906_842_624_i64, required = false)]
+    #[serde(default, deserialize_with = "present")]
+    pub max_storage_bytes: Option<serde_json::Value>,
+    /// Largest upload in bytes, at most the server's own limit (null: the server's; absent:
+    /// unchanged).
+    #[schema(value_type = Option<i64>, minimum = 1, required = false)]
+    #[serde(default, deserialize_with = "present")]
+    pub max_upload_bytes: Option<serde_json::Value>,
+    /// Most uploads in any 60 minutes (null: unlimited; absent: unchanged).
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000, required = false)]
+    #[serde(default, deserialize_with = "present")]
+    pub uploads_per_hour: Option<serde_json::Value>,
+}
+
+impl UpdateTier {
+    /// The limits sent, by field (`None`: not sent, keep it).
+    pub fn limits(&self) -> [(LimitField, Option<&serde_json::Value>); 4] {
+        [
+            (LimitField::MaxImages, self.max_images.as_ref()),
+            (LimitField::MaxStorageBytes, self.max_storage_bytes.as_ref()),
+            (LimitField::MaxUploadBytes, self.max_upload_bytes.as_ref()),
+            (LimitField::UploadsPerHour, self.uploads_per_hour.as_ref()),
+        ]
+    }
 }
 
 fn formats_builder() -> ArrayBuilder {

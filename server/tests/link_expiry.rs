@@ -44,6 +44,7 @@ async fn a_link_works_until_its_expiry_second_then_answers_410() {
         size_bytes: 4,
         created_at: now,
         thumbhash: None,
+        sha256: None,
     };
     state.repo.insert_image(&image, imageapi_server::ids::new_job_id()).await.expect("image");
     state.store.put(&BlobKey::original(image.id), Bytes::from_static(b"blob")).await.expect("blob");

@@ -26,6 +26,7 @@ mod moderation;
 mod multi_node;
 mod pipeline;
 mod queue;
+mod quotas;
 mod restart;
 mod s3;
 mod scale_out;

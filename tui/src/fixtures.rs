@@ -26,6 +26,8 @@ pub fn users() -> Vec<User> {
         image_count: images,
         original_bytes: images * 1_500_000,
         thumbnail_bytes: images * 40_000,
+        uploads_last_hour: 0,
+        limits: imageapi_core::domain::TierLimits::UNLIMITED,
         tokens: None,
     };
     vec![
@@ -54,6 +56,7 @@ pub fn tiers() -> Vec<Tier> {
         expiring_links: expiring,
         builtin,
         formats: formats.to_vec(),
+        limits: imageapi_core::domain::TierLimits::UNLIMITED,
         user_count: Some(users),
     };
     vec![
@@ -89,6 +92,7 @@ pub fn images() -> Vec<Image> {
             original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBIRD/original".into()),
             expiring_links: false,
             thumbhash: None,
+            sha256: None,
             owner: None,
         },
         Image {
@@ -106,6 +110,7 @@ pub fn images() -> Vec<Image> {
             original_url: Some("http://imageapi.test/api/v1/images/01IMAGEBROKEN/original".into()),
             expiring_links: false,
             thumbhash: None,
+            sha256: None,
             owner: None,
         },
     ]

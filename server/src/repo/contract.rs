@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use imageapi_core::domain::{
-    Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+    Formats, Heights, ImageId, JobId, LinkId, TierId, TierLimits, TierName, TokenId, UserId, Username, Variant,
 };
 use imageapi_core::image::{ExtraFormat, ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::{JobReport, ThumbnailOutcome, ThumbnailResult};
@@ -163,9 +163,15 @@ async fn user(repo: &dyn Repo, name: &str, tier: &str) -> UserRecord {
     user
 }
 
+/// A usage's counts: images, original bytes, thumbnail bytes.
+fn counts(usage: Usage) -> (u64, u64, u64) {
+    (usage.images, usage.original_bytes, usage.thumbnail_bytes)
+}
+
 fn image_record(owner: UserId) -> ImageRecord {
     ImageRecord {
         thumbhash: None,
+        sha256: None,
         id: crate::ids::new_image_id(),
         owner,
         name: "x.png".into(),
@@ -269,6 +275,7 @@ async fn tier_formats_round_trip_through_create_and_edit_and_edits_queue_the_hol
         expiring_links: false,
         builtin: false,
         formats: formats(&["avif"]),
+        limits: TierLimits::UNLIMITED,
     };
     repo.create_tier(&gold).await.expect("create");
     let read = repo.tier(&gold.id).await.expect("read back");
@@ -482,7 +489,7 @@ async fn an_outcome_for_a_deleted_image_is_reported_as_an_orphan(repo: SharedRep
     assert_eq!(apply(repo, ready(img.id, 200)).await.expect("apply").orphans, vec![ready(img.id, 200)]);
     assert!(pending(repo, img.id).await.is_empty(), "thumbnail records go with the image");
     assert_eq!(repo.thumbnail(img.id, 200, ThumbnailFormat::Source).await.expect("get"), None);
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default(), "an orphan takes no space");
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (0, 0, 0), "an orphan takes no space");
     assert!(matches!(repo.image(img.id).await, Err(RepoError::NotFound)));
 }
 
@@ -692,6 +699,7 @@ async fn tiers_cannot_be_deleted_while_builtin_or_held(repo: SharedRepo) {
         expiring_links: true,
         builtin: false,
         formats: Formats::default(),
+        limits: TierLimits::UNLIMITED,
     };
     repo.create_tier(&gold).await.expect("create");
     assert_eq!(repo.tier(&gold.id).await.expect("read back"), gold);
@@ -745,7 +753,7 @@ async fn an_image_gets_its_owners_current_tier_and_needs_a_live_owner(repo: Shar
     let ann = user(repo, "ann", "basic").await;
     repo.update_user(ann.id, &move_to("premium")).await.expect("move");
     let record = image_record(ann.id);
-    let new = repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert");
+    let new = repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").created();
     assert_eq!(new.tier.id, id("premium"));
     assert_eq!(new.job.map(|j| j.heights), Some(vec![200, 400]));
     assert_eq!(pending(repo, record.id).await, vec![200, 400]);
@@ -820,7 +828,7 @@ async fn each_format_of_a_thumbnail_is_a_variant_of_its_own(repo: SharedRepo) {
     assert!(states.contains_key(&(200, avif)) && states.contains_key(&(200, ThumbnailFormat::Source)));
 
     repo.delete_image(img.id).await.expect("delete");
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (0, 0, 0));
     assert_eq!(repo.thumbnail(img.id, 200, avif).await.expect("get"), None);
 }
 
@@ -873,7 +881,7 @@ async fn the_outbox_holds_each_job_until_its_report_and_pages_in_order(repo: Sha
     let ann = user(repo, "ann", "premium").await;
     let mut jobs = Vec::new();
     for _ in 0..3 {
-        let new = repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert");
+        let new = repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert").created();
         jobs.push(new.job.expect("premium has heights"));
     }
     assert_eq!(repo.outbox_jobs(None, 10).await.expect("outbox"), jobs);
@@ -971,7 +979,7 @@ async fn concurrent_uploads_of_one_user_all_land_and_are_counted(repo: SharedRep
                     TierEdit { thumbnail_heights: Some(Heights::parse(&heights).expect("h")), ..TierEdit::default() };
                 repo.update_tier(&id("basic"), &edit).await.expect("edit");
             }
-            repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert").job
+            repo.insert_image(&image_record(ann.id), crate::ids::new_job_id()).await.expect("insert").created().job
         }));
     }
     let mut jobs = 0;
@@ -979,7 +987,7 @@ async fn concurrent_uploads_of_one_user_all_land_and_are_counted(repo: SharedRep
         jobs += usize::from(task.await.expect("task").is_some());
     }
     assert_eq!(jobs, 48);
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 48, original_bytes: 480, thumbnail_bytes: 0 });
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (48, 480, 0));
     assert_eq!(repo.user_image_ids(ann.id).await.expect("ids").len(), 48);
     assert_eq!(repo.outbox_len().await.expect("len"), 48);
 }
@@ -990,11 +998,11 @@ async fn usage_follows_uploads_thumbnails_and_deletes(repo: SharedRepo) {
     let repo = repo.as_ref();
     let ann = user(repo, "ann", "premium").await;
     let bob = user(repo, "bob", "basic").await;
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (0, 0, 0));
     let first = image(repo, ann.id).await;
     let second = image(repo, ann.id).await;
     image(repo, bob.id).await;
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 2, original_bytes: 20, thumbnail_bytes: 0 });
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (2, 20, 0));
 
     apply(repo, ready(first.id, 200)).await.expect("apply");
     apply(repo, ready(first.id, 200)).await.expect("a repeated report");
@@ -1007,18 +1015,19 @@ async fn usage_follows_uploads_thumbnails_and_deletes(repo: SharedRepo) {
         result: ThumbnailResult::Failed { reason: "bad".into() },
     };
     apply(repo, failed).await.expect("apply");
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 2, original_bytes: 20, thumbnail_bytes: 10 });
-    assert_eq!(repo.usage(bob.id).await.expect("usage"), Usage { images: 1, original_bytes: 10, thumbnail_bytes: 0 });
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (2, 20, 10));
+    assert_eq!(counts(repo.usage(bob.id).await.expect("usage")), (1, 10, 0));
 
     repo.delete_image(first.id).await.expect("delete");
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage { images: 1, original_bytes: 10, thumbnail_bytes: 0 });
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (1, 10, 0));
     repo.delete_image(second.id).await.expect("delete");
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (0, 0, 0));
 }
 
 async fn image_named(repo: &dyn Repo, owner: UserId, name: &str, minutes_ago: i64) -> ImageRecord {
     let record = ImageRecord {
         thumbhash: None,
+        sha256: None,
         name: name.into(),
         created_at: crate::clock::now_micros() - chrono::Duration::minutes(minutes_ago),
         ..image_record(owner)
@@ -1117,7 +1126,7 @@ async fn usage_stays_exact_when_reports_race_with_deletes(repo: SharedRepo) {
     for task in tasks {
         task.await.expect("task").expect("repository call");
     }
-    assert_eq!(repo.usage(ann.id).await.expect("usage"), Usage::default());
+    assert_eq!(counts(repo.usage(ann.id).await.expect("usage")), (0, 0, 0));
 }
 
 async fn admin(repo: &dyn Repo, name: &str) -> UserRecord {

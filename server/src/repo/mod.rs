@@ -16,6 +16,7 @@
 mod contract;
 pub mod migrate;
 pub mod postgres;
+mod quota;
 mod records;
 pub mod sled;
 
@@ -25,11 +26,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use imageapi_core::domain::{Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId};
+use imageapi_core::domain::{Formats, Heights, ImageId, JobId, LimitField, LinkId, TierId, TierName, TokenId, UserId};
 use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::{JobReport, ThumbnailJob, ThumbnailOutcome};
 
-pub use records::{ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
+pub use quota::{check_upload, QuotaRefusal, UploadWindow};
+pub use records::{hex, ImageRecord, LinkRecord, ThumbState, TierRecord, TokenRecord, UserRecord};
 
 pub type RepoResult<T> = Result<T, RepoError>;
 
@@ -50,6 +52,9 @@ pub enum RepoError {
     /// refers to (an uploaded original) must be kept.
     #[error("the metadata database is out of disk space")]
     OutOfSpace { outcome_unknown: bool },
+    /// The upload would go over a limit of the owner's tier.
+    #[error("over the {} limit", .0.quota.as_str())]
+    Quota(QuotaRefusal),
     /// The owner already holds the most live links allowed.
     #[error("the owner already holds {} live links", .0.max_live)]
     LinkLimit(LinkLimit),
@@ -123,6 +128,8 @@ pub struct TierEdit {
     pub original_link: Option<bool>,
     pub expiring_links: Option<bool>,
     pub formats: Option<Formats>,
+    /// Limits to set (`None` inside: unlimited); those not listed stay.
+    pub limits: Vec<(LimitField, Option<u64>)>,
 }
 
 impl TierEdit {
@@ -142,6 +149,9 @@ impl TierEdit {
         if let Some(formats) = &self.formats {
             tier.formats = formats.clone();
         }
+        for &(field, value) in &self.limits {
+            tier.limits.set(field, value);
+        }
     }
 }
 
@@ -150,6 +160,26 @@ impl TierEdit {
 pub struct NewImage {
     pub tier: TierRecord,
     pub job: Option<ThumbnailJob>,
+}
+
+/// What recording an upload did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    New(NewImage),
+    /// The owner already holds an image of the same content (the same SHA-256): nothing was
+    /// recorded and no limit was counted; this is the image a retry gets back.
+    Existing(ImageRecord),
+}
+
+#[cfg(test)]
+impl Inserted {
+    /// The new image (tests that upload distinct content).
+    pub fn created(self) -> NewImage {
+        match self {
+            Inserted::New(new) => new,
+            Inserted::Existing(held) => panic!("expected a new image, got the held {}", held.id),
+        }
+    }
 }
 
 /// A user queued for reconciliation, with the generation of the change that queued them.
@@ -176,13 +206,22 @@ pub type ThumbStates = BTreeMap<ThumbSlot, ThumbState>;
 
 /// What a user's images take up: kept in the transactions that add and remove images and
 /// make thumbnails, so reading it is one lookup.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub images: u64,
     /// Bytes of the originals, as uploaded.
     pub original_bytes: u64,
     /// Bytes of the ready thumbnails (every recorded one, granted by the tier now or not).
     pub thumbnail_bytes: u64,
+    /// Recent uploads, against the tier's `uploads_per_hour`.
+    pub uploads: UploadWindow,
+}
+
+impl Usage {
+    /// What counts against `max_storage_bytes`: originals and ready thumbnails.
+    pub fn storage_bytes(&self) -> u64 {
+        self.original_bytes.saturating_add(self.thumbnail_bytes)
+    }
 }
 
 /// Which images an admin browses. Every part is optional; all given parts must hold.
@@ -272,8 +311,15 @@ pub trait ImageRepo: Send + Sync {
     /// the job that makes them, atomically. The owner and tier are read in the same
     /// transaction, so an upload racing with a tier change or the owner's deletion lands
     /// before it or sees its outcome. `NotFound` if the owner is gone or inactive.
-    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage>;
+    ///
+    /// In the same atomic step: if the owner already holds an image with the same `sha256`,
+    /// that one is returned and nothing is written; else the tier's limits are checked against
+    /// the owner's usage at `image.created_at` (`Quota` when one would be exceeded), and the
+    /// upload is counted in the owner's usage and upload window.
+    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<Inserted>;
     async fn image(&self, id: ImageId) -> RepoResult<ImageRecord>;
+    /// The owner's image of this content, if any (one lookup keyed by owner and hash).
+    async fn image_by_content(&self, owner: UserId, sha256: &[u8; 32]) -> RepoResult<Option<ImageRecord>>;
     async fn usage(&self, user: UserId) -> RepoResult<Usage>;
     /// A user's images, newest first, after `cursor` (exclusive).
     async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>>;

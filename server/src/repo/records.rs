@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use imageapi_core::domain::{
-    Formats, Heights, ImageId, JobId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+    Formats, Heights, ImageId, JobId, LinkId, TierId, TierLimits, TierName, TokenId, UserId, Username, Variant,
 };
 use imageapi_core::image::{ExtraFormat, ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::ThumbnailJob;
@@ -40,15 +40,20 @@ pub struct TierRecord {
     pub builtin: bool,
     /// Formats granted beyond the source's own. Records written before formats existed have
     /// none: read as `[]`, and builtin ones filled with their builtin formats once, at open
-    /// (sled: `SledDb::ensure_tier_formats`; PostgreSQL: migration 0005).
+    /// (sled: `SledDb::ensure_tier_fields`; PostgreSQL: migration 0005).
     #[serde(default)]
     pub formats: Formats,
+    /// Quotas, upload size and rate. Records written before limits existed have none (read as
+    /// unlimited), and builtin ones get their builtin limits once, at open (sled:
+    /// `SledDb::ensure_tier_fields`; PostgreSQL: migration 0006).
+    #[serde(default)]
+    pub limits: TierLimits,
 }
 
 impl TierRecord {
-    /// The formats the builtin tier `id` is seeded with; `None` for any other id.
-    pub fn builtin_formats(id: &TierId) -> Option<Formats> {
-        Self::builtins().into_iter().find(|t| &t.id == id).map(|t| t.formats)
+    /// The builtin tier `id` as seeded; `None` for any other id.
+    pub fn builtin(id: &TierId) -> Option<TierRecord> {
+        Self::builtins().into_iter().find(|t| &t.id == id)
     }
 
     /// May this tier serve `variant`?
@@ -76,7 +81,8 @@ impl TierRecord {
                     heights: &[i64],
                     original: bool,
                     links: bool,
-                    formats: &[ExtraFormat]|
+                    formats: &[ExtraFormat],
+                    limits: TierLimits|
          -> Option<TierRecord> {
             Some(TierRecord {
                 id: TierId::parse(id).ok()?,
@@ -86,13 +92,30 @@ impl TierRecord {
                 expiring_links: links,
                 builtin: true,
                 formats: Formats::of(formats),
+                limits,
             })
         };
         use ExtraFormat::{Avif, Webp};
+        const MIB: u64 = 1 << 20;
+        const GIB: u64 = 1 << 30;
+        // Sized for people, not scripts: Basic a personal album, Premium a busy site's worth,
+        // Enterprise bound only by the server's own limits (README, "Tiers and limits").
+        let basic = TierLimits {
+            max_images: Some(100),
+            max_storage_bytes: Some(GIB),
+            max_upload_bytes: Some(10 * MIB),
+            uploads_per_hour: Some(60),
+        };
+        let premium = TierLimits {
+            max_images: Some(10_000),
+            max_storage_bytes: Some(50 * GIB),
+            max_upload_bytes: None,
+            uploads_per_hour: Some(600),
+        };
         [
-            tier(TierId::BASIC, "Basic", &[200], false, false, &[Webp]),
-            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[Webp, Avif]),
-            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[Webp, Avif]),
+            tier(TierId::BASIC, "Basic", &[200], false, false, &[Webp], basic),
+            tier(TierId::PREMIUM, "Premium", &[200, 400], true, false, &[Webp, Avif], premium),
+            tier(TierId::ENTERPRISE, "Enterprise", &[200, 400], true, true, &[Webp, Avif], TierLimits::UNLIMITED),
         ]
         .into_iter()
         .flatten()
@@ -115,6 +138,44 @@ pub struct ImageRecord {
     /// ThumbHash placeholder (base64), once the image's first job has run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbhash: Option<String>,
+    /// SHA-256 of the original's bytes; `None` for images recorded before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "sha256_hex")]
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A content hash as lowercase hex in records (readable when a database is inspected).
+mod sha256_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_str(&super::hex(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        super::parse_hex(&text).map(Some).ok_or_else(|| serde::de::Error::custom("sha256: 64 hex digits expected"))
+    }
+}
+
+/// Lowercase hex of a content hash.
+pub fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
 }
 
 impl ImageRecord {

@@ -5,13 +5,14 @@ use actix_web::http::header::{Charset, ContentDisposition, CONTENT_LENGTH};
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use imageapi_core::domain::{is_invisible_format, ImageId};
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::repo::{ImageRecord, NewImage, RepoError, ThumbState, ThumbStates};
+use crate::repo::{ImageRecord, Inserted, NewImage, RepoError, ThumbState, ThumbStates, TierRecord};
 use crate::routes::extract::AuthUser;
 use crate::routes::owned_image;
 use crate::routes::paging::{split_page, Page, PageQuery};
@@ -97,6 +98,18 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes"))
 }
 
+/// The refusal of an upload over the tier's own size limit (below the server's).
+fn too_large_for_tier(tier: &TierRecord, limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("your tier ({}) limits uploads to {limit} bytes (max_upload_bytes)", tier.name.as_str()))
+}
+
+/// The file field of an upload: its name, bytes and their SHA-256 (computed while reading).
+struct ReadUpload {
+    name: String,
+    bytes: bytes::Bytes,
+    sha256: [u8; 32],
+}
+
 /// What is refused from the request head alone, before any of the body is read: an upload
 /// whose declared length is over the limit. (Also asked before `100 Continue` is sent.)
 pub fn refused_before_body(
@@ -114,18 +127,20 @@ pub fn refused_before_body(
 
 /// Reads the `image` field into memory, refusing more than `limit` bytes of file, more than
 /// [`MAX_PARTS`] parts, and more than `limit` plus multipart overhead of body in all, each
-/// part counting its bytes and [`PART_OVERHEAD`] (other fields are read and dropped). On a
-/// refusal the multipart stream is handed back, so the caller can drain it within the deadline.
+/// part counting its bytes and [`PART_OVERHEAD`] (other fields are read and dropped); the
+/// refusal is `too_large`'s. On a refusal the multipart stream is handed back, so the caller
+/// can drain it within the deadline.
 async fn read_image_field(
     mut multipart: Multipart,
     limit: u64,
-) -> Result<(String, bytes::Bytes), (ApiError, Option<Multipart>)> {
+    too_large: impl Fn() -> ApiError,
+) -> Result<ReadUpload, (ApiError, Option<Multipart>)> {
     let malformed =
         |e: actix_multipart::MultipartError| (ApiError::BadRequest(format!("malformed multipart body: {e}")), None);
     let body_limit = limit + MULTIPART_OVERHEAD;
     let mut body_bytes = 0u64;
     let mut parts = 0usize;
-    let mut found: Option<(String, BytesMut)> = None;
+    let mut found: Option<(String, BytesMut, [u8; 32])> = None;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed)?;
         parts += 1;
@@ -140,24 +155,26 @@ async fn read_image_field(
         let wanted = field.name() == Some("image") && found.is_none();
         let name = display_name(field.content_disposition().and_then(sent_file_name).as_deref());
         let mut buffer = BytesMut::new();
+        let mut hasher = Sha256::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(malformed)?;
             body_bytes += chunk.len() as u64;
             if body_bytes > body_limit || (wanted && (buffer.len() + chunk.len()) as u64 > limit) {
                 drop(field);
-                return Err((too_large(limit), Some(multipart)));
+                return Err((too_large(), Some(multipart)));
             }
             if wanted {
+                hasher.update(&chunk);
                 buffer.extend_from_slice(&chunk);
             }
         }
         if wanted {
-            found = Some((name, buffer));
+            found = Some((name, buffer, hasher.finalize().into()));
         }
     }
-    let (name, buffer) =
+    let (name, buffer, sha256) =
         found.ok_or_else(|| (ApiError::field("image", "send the file in a multipart field named 'image'"), None))?;
-    Ok((name, buffer.freeze()))
+    Ok(ReadUpload { name, bytes: buffer.freeze(), sha256 })
 }
 
 /// Upload a PNG or JPEG image.
@@ -165,16 +182,26 @@ async fn read_image_field(
 /// The type is judged by content. Size, pixel and side limits, and the memory decoding it
 /// would take, are checked from the header before anything is decoded. Thumbnails of the tier's heights start `pending` and become
 /// `ready` shortly.
+///
+/// Idempotent per content: uploading bytes identical to one of your images (a retry after a
+/// lost answer, or the same file under another name) answers 200 with that image and a
+/// `Content-Location` naming it; nothing is stored and no limit is counted. Your tier's limits
+/// (see `GET /api/v1/me`) apply to new images: over `max_upload_bytes` 413, over `max_images`
+/// or `max_storage_bytes` 403 `quota-exceeded`, over `uploads_per_hour` 429
+/// `upload-rate-exceeded` with `Retry-After`.
 #[utoipa::path(
     operation_id = "upload_image",
     tag = "images",
     request_body(content = UploadForm, content_type = "multipart/form-data", encoding(("image" = (content_type = "image/png, image/jpeg")))),
     responses(
-        (status = 201, body = ImageView),
+        (status = 201, body = ImageView, headers(("Location" = String, description = "the new image"))),
+        (status = 200, description = "you already hold an image of these exact bytes: that image; nothing new was stored", body = ImageView, headers(("Content-Location" = String, description = "the image you already hold"))),
         (status = 400, description = "missing field, corrupt or truncated image", body = crate::error::Problem),
         (status = 401, body = crate::error::Problem),
-        (status = 413, description = "over the size, pixel, side, scan, EXIF or decode-memory limit", body = crate::error::Problem),
+        (status = 403, description = "quota-exceeded: the upload would go over your tier's max_images or max_storage_bytes (the problem names the quota, your usage and the limit)", body = crate::error::Problem),
+        (status = 413, description = "over your tier's or the server's size limit, or the pixel, side, scan, EXIF or decode-memory limit", body = crate::error::Problem),
         (status = 415, description = "not a PNG or JPEG, or a JPEG variant no decoder here reads (lossless, arithmetic-coded, hierarchical, 12-bit)", body = crate::error::Problem),
+        (status = 429, description = "upload-rate-exceeded: over your tier's uploads_per_hour (see Retry-After), or too many of your uploads in progress", body = crate::error::Problem),
         (status = 507, description = "out of storage space: nothing was stored; try again later (see Retry-After)", body = crate::error::Problem),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -186,16 +213,36 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = state.limits.max_bytes;
     // One deadline for all of it: waiting for a slot, then the body. Slow or stalled clients
     // cannot hold a slot (or a drain) for ever.
     let deadline = tokio::time::Instant::now() + state.upload_timeout;
     let multipart = Multipart::new(req.headers(), payload);
-    if let Some(refusal) = refused_before_body(req.method(), req.path(), req.headers(), limit) {
+    if let Some(refusal) = refused_before_body(req.method(), req.path(), req.headers(), state.limits.max_bytes) {
         drain(multipart, deadline).await;
         return Err(refusal);
     }
+    let tier = match state.repo.tier(&user.tier).await {
+        Ok(tier) => tier,
+        Err(e) => {
+            drain(multipart, deadline).await;
+            return Err(e.into());
+        }
+    };
+    // The tier's size limit is known before the body: a declared length over it is refused
+    // unread, and reading stops as soon as the file passes it.
+    let limit = tier.limits.upload_limit(state.limits.max_bytes);
+    let over_limit = || {
+        if limit < state.limits.max_bytes {
+            too_large_for_tier(&tier, limit)
+        } else {
+            too_large(limit)
+        }
+    };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
+        drain(multipart, deadline).await;
+        return Err(over_limit());
+    }
     // Storing it must leave the free-space floor: checked before the body is read, and the
     // room stays set aside until the original is written.
     let mut room = match state.disk.reserve(declared.unwrap_or(limit + MULTIPART_OVERHEAD)).await {
@@ -221,16 +268,23 @@ pub async fn upload(
     };
     let timed_out =
         || ApiError::RequestTimeout(format!("the upload took longer than {} s", state.upload_timeout.as_secs()));
-    let (name, bytes) = match tokio::time::timeout_at(deadline, read_image_field(multipart, limit)).await {
-        Err(_) => return Err(timed_out()),
-        Ok(Ok(read)) => read,
-        Ok(Err((error, rest))) => {
-            if let Some(rest) = rest {
-                drain(rest, deadline).await;
+    let ReadUpload { name, bytes, sha256 } =
+        match tokio::time::timeout_at(deadline, read_image_field(multipart, limit, over_limit)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(read)) => read,
+            Ok(Err((error, rest))) => {
+                if let Some(rest) = rest {
+                    drain(rest, deadline).await;
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-    };
+        };
+
+    // A retry of an upload that landed: the image it made, before any decoding or writing.
+    // (The index is per owner: whether others hold these bytes never shows.)
+    if let Some(existing) = state.repo.image_by_content(user.id, &sha256).await? {
+        return already_held(&state, &tier, &existing).await;
+    }
 
     let limits = state.limits;
     let probe_input = bytes.clone();
@@ -250,6 +304,7 @@ pub async fn upload(
         size_bytes: bytes.len() as u64,
         created_at: state.clock.now(),
         thumbhash: None,
+        sha256: Some(sha256),
     };
     let original = BlobKey::original(record.id);
     match state.store.put(&original, bytes).await {
@@ -263,7 +318,13 @@ pub async fn upload(
     }
 
     let NewImage { tier, job } = match state.repo.insert_image(&record, crate::ids::new_job_id()).await {
-        Ok(inserted) => inserted,
+        Ok(Inserted::New(inserted)) => inserted,
+        Ok(Inserted::Existing(existing)) => {
+            // The same bytes landed meanwhile (a parallel retry): that image is the answer,
+            // and this copy of the original belongs to nothing.
+            let _ = state.store.delete(&original).await;
+            return already_held(&state, &tier, &existing).await;
+        }
         Err(e) => {
             // Only a definite refusal frees the original: after a lost connection, or a sled
             // flush that met a full disk, the commit may have happened (or may show up at the
@@ -273,6 +334,9 @@ pub async fn upload(
                 matches!(e, RepoError::Unavailable(_) | RepoError::OutOfSpace { outcome_unknown: true });
             if !outcome_unknown {
                 let _ = state.store.delete(&original).await;
+            }
+            if let RepoError::Quota(refusal) = &e {
+                tracing::info!(user = %user.id, quota = refusal.quota.as_str(), usage = refusal.usage, limit = refusal.limit, "upload refused: over a tier limit");
             }
             // The owner was deleted or deactivated while the body was streaming.
             return Err(if matches!(e, RepoError::NotFound) { ApiError::Unauthorized } else { e.into() });
@@ -291,6 +355,16 @@ pub async fn upload(
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("{}/api/v1/images/{}", state.public_url, record.id)))
         .json(view))
+}
+
+/// 200 with the owner's image of the uploaded content, as `GET /api/v1/images/{id}` shows it.
+async fn already_held(state: &AppState, tier: &TierRecord, image: &ImageRecord) -> Result<HttpResponse, ApiError> {
+    let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+    let thumbs = state.repo.thumbnails_of_heights(image.id, &heights).await?;
+    tracing::info!(image = %image.id, user = %image.owner, "upload of content already held: answered with the existing image");
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Location", format!("{}/api/v1/images/{}", state.public_url, image.id)))
+        .json(image_view(&state.public_url, image, tier, &thumbs)))
 }
 
 /// Your images, newest first.

@@ -57,6 +57,7 @@ async fn user(repo: &SharedRepo, tier: &str) -> UserRecord {
 fn image(owner: UserId) -> ImageRecord {
     ImageRecord {
         thumbhash: None,
+        sha256: None,
         id: crate::ids::new_image_id(),
         owner,
         name: "a.png".into(),
@@ -93,7 +94,7 @@ fn ready(job: &ThumbnailJob) -> JobReport {
 async fn an_upload_records_its_job_and_the_report_retires_it_once() {
     let f = fixture().await;
     let owner = user(&f.repo, "premium").await;
-    let job = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").job;
+    let job = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").created().job;
     let job = job.expect("premium has heights");
     assert_eq!(job.heights, vec![200, 400]);
     assert_eq!(f.repo.outbox_jobs(None, 10).await.expect("outbox"), vec![job.clone()]);
@@ -114,7 +115,7 @@ async fn a_ready_report_for_a_deleted_image_removes_the_orphaned_thumbnail() {
     let f = fixture().await;
     let owner = user(&f.repo, "basic").await;
     let record = image(owner.id);
-    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
+    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").created().job;
     let job = job.expect("basic has 200");
     f.repo.delete_image(record.id).await.expect("delete");
     let key = BlobKey::thumbnail(record.id, 200, ImageFormat::Png, ThumbnailFormat::Source);
@@ -131,7 +132,7 @@ async fn pending_thumbnails_without_a_job_are_adopted_once() {
     let f = fixture().await;
     let owner = user(&f.repo, "basic").await;
     let record = image(owner.id);
-    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
+    let job = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").created().job;
     assert_eq!(f.thumbnails.adopt_uncovered_pending().await.expect("adopt"), 0, "covered by its upload job");
 
     // A job lost (as from a database written before the outbox existed).
@@ -148,9 +149,9 @@ async fn pending_thumbnails_without_a_job_are_adopted_once() {
 async fn the_embedded_sink_wants_a_job_only_while_its_image_exists() {
     let f = fixture().await;
     let owner = user(&f.repo, "basic").await;
-    let kept = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").job;
+    let kept = f.repo.insert_image(&image(owner.id), crate::ids::new_job_id()).await.expect("insert").created().job;
     let record = image(owner.id);
-    let gone = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").job;
+    let gone = f.repo.insert_image(&record, crate::ids::new_job_id()).await.expect("insert").created().job;
     f.repo.delete_image(record.id).await.expect("delete");
     let (queue, _worker) = imageapi_queue::embedded::queue();
     let metrics = ServerMetrics::new().expect("metrics");
@@ -168,12 +169,12 @@ async fn jobs_enter_the_queue_in_turns_per_owner_and_never_beyond_the_window() {
     let (heavy, light) = (user(&f.repo, "basic").await, user(&f.repo, "basic").await);
     let mut heavy_jobs = Vec::new();
     for _ in 0..6 {
-        let new = f.repo.insert_image(&image(heavy.id), crate::ids::new_job_id()).await.expect("insert");
+        let new = f.repo.insert_image(&image(heavy.id), crate::ids::new_job_id()).await.expect("insert").created();
         heavy_jobs.push(new.job.expect("a job"));
     }
     f.thumbnails.submitted(&heavy_jobs).await;
     assert_eq!(f.thumbnails.feed().await.expect("feed"), 3, "the window is full at 3");
-    let light_job = f.repo.insert_image(&image(light.id), crate::ids::new_job_id()).await.expect("insert").job;
+    let light_job = f.repo.insert_image(&image(light.id), crate::ids::new_job_id()).await.expect("insert").created().job;
     let light_job = light_job.expect("a job");
     f.thumbnails.submitted(std::slice::from_ref(&light_job)).await;
 

@@ -9,10 +9,22 @@ use imageapi_core::jobs::ThumbnailJob;
 
 use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
 use super::{db_error, PgRepo};
+use super::users::TIER_COLUMNS;
 use crate::repo::{
-    ImageFilter, ImageRecord, ImageRepo, ImageScan, NewImage, ReconcileEntry, RepoError, RepoResult, ThumbState,
-    ThumbStates, Usage, UserRecord, SCAN_BUDGET,
+    check_upload, ImageFilter, ImageRecord, ImageRepo, ImageScan, Inserted, NewImage, ReconcileEntry, RepoError,
+    RepoResult, ThumbState, ThumbStates, UploadWindow, Usage, UserRecord, SCAN_BUDGET,
 };
+
+/// A user's usage from `image_count, original_bytes, thumbnail_bytes, upload_window`.
+fn usage_of(row: &tokio_postgres::Row) -> Usage {
+    let field = |i: usize| row.get::<_, i64>(i).max(0) as u64;
+    Usage {
+        images: field(0),
+        original_bytes: field(1),
+        thumbnail_bytes: field(2),
+        uploads: UploadWindow::decode(row.get::<_, &[u8]>(3)),
+    }
+}
 
 fn heights_param(heights: &[u32]) -> Vec<i32> {
     heights.iter().map(|&h| h as i32).collect()
@@ -30,7 +42,7 @@ pub(super) async fn write_image(
     on_conflict: &str,
 ) -> RepoResult<()> {
     tx.execute(
-        &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){on_conflict}"),
+        &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10){on_conflict}"),
         &[
             &image.id.to_bytes().as_slice(),
             &image.owner.to_bytes().as_slice(),
@@ -41,6 +53,7 @@ pub(super) async fn write_image(
             &(image.size_bytes as i64),
             &image.created_at,
             &image.thumbhash,
+            &image.sha256.as_ref().map(|h| h.as_slice()),
         ],
     )
     .await
@@ -78,7 +91,7 @@ async fn write_job(tx: &tokio_postgres::Transaction<'_>, job: &ThumbnailJob, on_
 
 #[async_trait]
 impl ImageRepo for PgRepo {
-    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage> {
+    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<Inserted> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         let owner = image.owner.to_bytes();
@@ -96,17 +109,41 @@ impl ImageRepo for PgRepo {
             return Err(RepoError::NotFound);
         }
         let tier_row = tx
-            .query_opt(
-                "SELECT id, name, thumbnail_heights, original_link, expiring_links, builtin, formats FROM tiers WHERE id = $1",
-                &[&owner_record.tier.as_str()],
-            )
+            .query_opt(&format!("SELECT {TIER_COLUMNS} FROM tiers WHERE id = $1"), &[&owner_record.tier.as_str()])
             .await
             .map_err(db_error)?;
         let tier = rows::tier(&tier_row.ok_or(RepoError::NotFound)?)?;
+        // The owner's row lock orders this with every other upload of theirs, on any server:
+        // the content lookup, the limits and the counts below are one step.
+        if let Some(sha256) = &image.sha256 {
+            let held = tx
+                .query_opt(
+                    &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 AND sha256 = $2"),
+                    &[&owner.as_slice(), &sha256.as_slice()],
+                )
+                .await
+                .map_err(db_error)?;
+            if let Some(held) = held {
+                return Ok(Inserted::Existing(rows::image(&held)?));
+            }
+        }
+        let usage_row = tx
+            .query_one(
+                "SELECT image_count, original_bytes, thumbnail_bytes, upload_window FROM users WHERE id = $1",
+                &[&owner.as_slice()],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut usage = usage_of(&usage_row);
+        if let Err(refusal) = check_upload(&tier.limits, &usage, image.size_bytes, image.created_at) {
+            return Err(RepoError::Quota(refusal));
+        }
+        usage.uploads.record(image.created_at);
         write_image(&tx, image, "").await?;
         tx.execute(
-            "UPDATE users SET image_count = image_count + 1, original_bytes = original_bytes + $2 WHERE id = $1",
-            &[&owner.as_slice(), &(image.size_bytes as i64)],
+            "UPDATE users SET image_count = image_count + 1, original_bytes = original_bytes + $2, upload_window = $3
+             WHERE id = $1",
+            &[&owner.as_slice(), &(image.size_bytes as i64), &usage.uploads.encode()],
         )
         .await
         .map_err(db_error)?;
@@ -127,7 +164,18 @@ impl ImageRepo for PgRepo {
             Some(job)
         };
         tx.commit().await.map_err(db_error)?;
-        Ok(NewImage { tier, job })
+        Ok(Inserted::New(NewImage { tier, job }))
+    }
+
+    async fn image_by_content(&self, owner: UserId, sha256: &[u8; 32]) -> RepoResult<Option<ImageRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE owner = $1 AND sha256 = $2"))
+            .await
+            .map_err(db_error)?;
+        let row =
+            client.query_opt(&stmt, &[&owner.to_bytes().as_slice(), &sha256.as_slice()]).await.map_err(db_error)?;
+        row.as_ref().map(rows::image).transpose()
     }
 
     async fn image(&self, id: ImageId) -> RepoResult<ImageRecord> {
@@ -143,12 +191,11 @@ impl ImageRepo for PgRepo {
     async fn usage(&self, user: UserId) -> RepoResult<Usage> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT image_count, original_bytes, thumbnail_bytes FROM users WHERE id = $1")
+            .prepare_cached("SELECT image_count, original_bytes, thumbnail_bytes, upload_window FROM users WHERE id = $1")
             .await
             .map_err(db_error)?;
         let row = client.query_opt(&stmt, &[&user.to_bytes().as_slice()]).await.map_err(db_error)?;
-        let field = |i: usize| row.as_ref().map(|r| r.get::<_, i64>(i).max(0) as u64).unwrap_or(0);
-        Ok(Usage { images: field(0), original_bytes: field(1), thumbnail_bytes: field(2) })
+        Ok(row.as_ref().map(usage_of).unwrap_or_default())
     }
 
     async fn user_images(&self, user: UserId, cursor: Option<ImageId>, limit: usize) -> RepoResult<Vec<ImageRecord>> {

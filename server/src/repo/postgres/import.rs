@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::images::{insert_job_if_new, write_image};
 use super::links::write_link;
 use super::rows::{formats_of, heights_of};
-use super::users::insert_user_if_new;
+use super::users::{insert_user_if_new, limit_param, TIER_COLUMNS};
 use super::{db_error, PgRepo};
 use crate::repo::migrate::Exported;
 use crate::repo::{RepoResult, ThumbState};
@@ -25,11 +25,14 @@ impl PgRepo {
             match record {
                 Exported::Tier(tier) => {
                     tx.execute(
-                        "INSERT INTO tiers (id, name, thumbnail_heights, original_link, expiring_links, builtin, formats)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
-                         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, thumbnail_heights = EXCLUDED.thumbnail_heights,
-                             original_link = EXCLUDED.original_link, expiring_links = EXCLUDED.expiring_links,
-                             builtin = EXCLUDED.builtin, formats = EXCLUDED.formats",
+                        &format!(
+                            "INSERT INTO tiers ({TIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, thumbnail_heights = EXCLUDED.thumbnail_heights,
+                                 original_link = EXCLUDED.original_link, expiring_links = EXCLUDED.expiring_links,
+                                 builtin = EXCLUDED.builtin, formats = EXCLUDED.formats, max_images = EXCLUDED.max_images,
+                                 max_storage_bytes = EXCLUDED.max_storage_bytes, max_upload_bytes = EXCLUDED.max_upload_bytes,
+                                 uploads_per_hour = EXCLUDED.uploads_per_hour"
+                        ),
                         &[
                             &tier.id.as_str(),
                             &tier.name.as_str(),
@@ -38,6 +41,10 @@ impl PgRepo {
                             &tier.expiring_links,
                             &tier.builtin,
                             &formats_of(&tier.formats),
+                            &limit_param(tier.limits.max_images),
+                            &limit_param(tier.limits.max_storage_bytes),
+                            &limit_param(tier.limits.max_upload_bytes),
+                            &limit_param(tier.limits.uploads_per_hour),
                         ],
                     )
                     .await

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_link_pruning.sql")),
     (4, include_str!("migrations/0004_thumbnail_formats.sql")),
     (5, include_str!("migrations/0005_tier_formats.sql")),
+    (6, include_str!("migrations/0006_tier_limits.sql")),
 ];
 
 /// Serialises migrations across servers starting together (any constant unique to us).

@@ -2,7 +2,7 @@
 //! `Corrupt` error, never a panic.
 
 use imageapi_core::domain::{
-    Formats, Height, Heights, ImageId, LinkId, TierId, TierName, TokenId, UserId, Username, Variant,
+    Formats, Height, Heights, ImageId, LinkId, TierId, TierLimits, TierName, TokenId, UserId, Username, Variant,
 };
 use imageapi_core::image::{ImageFormat, ThumbnailFormat};
 use imageapi_core::jobs::ThumbnailJob;
@@ -94,7 +94,18 @@ pub fn tier(row: &Row) -> RepoResult<TierRecord> {
         expiring_links: get(row, "expiring_links")?,
         builtin: get(row, "builtin")?,
         formats: Formats::parse(&formats).map_err(|e| corrupt("formats", e))?,
+        limits: TierLimits {
+            max_images: limit(row, "max_images")?,
+            max_storage_bytes: limit(row, "max_storage_bytes")?,
+            max_upload_bytes: limit(row, "max_upload_bytes")?,
+            uploads_per_hour: limit(row, "uploads_per_hour")?,
+        },
     })
+}
+
+fn limit(row: &Row, column: &str) -> RepoResult<Option<u64>> {
+    let value: Option<i64> = get(row, column)?;
+    value.map(|v| u64::try_from(v).map_err(|_| corrupt(column, "a negative limit"))).transpose()
 }
 
 pub const USER_COLUMNS: &str =
@@ -122,7 +133,7 @@ pub fn token(row: &Row) -> RepoResult<TokenRecord> {
     })
 }
 
-pub const IMAGE_COLUMNS: &str = "id, owner, name, format, width, height, size_bytes, created_at, thumbhash";
+pub const IMAGE_COLUMNS: &str = "id, owner, name, format, width, height, size_bytes, created_at, thumbhash, sha256";
 
 pub fn image(row: &Row) -> RepoResult<ImageRecord> {
     Ok(ImageRecord {
@@ -135,6 +146,10 @@ pub fn image(row: &Row) -> RepoResult<ImageRecord> {
         size_bytes: bytes(row, "size_bytes")?,
         created_at: get(row, "created_at")?,
         thumbhash: get(row, "thumbhash")?,
+        sha256: {
+            let hash: Option<Vec<u8>> = get(row, "sha256")?;
+            hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt("sha256", "not 32 bytes"))).transpose()?
+        },
     })
 }
 

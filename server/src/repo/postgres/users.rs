@@ -8,7 +8,13 @@ use super::rows::{self, formats_of, heights_of, USER_COLUMNS};
 use super::{db_error, PgRepo};
 use crate::repo::{RepoError, RepoResult, TierEdit, TierRecord, TierRepo, TokenRecord, UserEdit, UserRecord, UserRepo};
 
-const TIER_COLUMNS: &str = "id, name, thumbnail_heights, original_link, expiring_links, builtin, formats";
+pub(super) const TIER_COLUMNS: &str = "id, name, thumbnail_heights, original_link, expiring_links, builtin, formats, \
+     max_images, max_storage_bytes, max_upload_bytes, uploads_per_hour";
+
+/// A limit as its column stores it (NULL: unlimited; every range fits a bigint).
+pub(super) fn limit_param(limit: Option<u64>) -> Option<i64> {
+    limit.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
 
 /// Queues every user holding `tier` (or the one user) for reconciliation, with a new
 /// generation, inside the caller's transaction.
@@ -22,7 +28,8 @@ const QUEUE_USER: &str = "INSERT INTO reconcile (user_id, generation) VALUES ($1
 async fn insert_tier(client: &deadpool_postgres::Client, tier: &TierRecord) -> RepoResult<bool> {
     let stmt = client
         .prepare_cached(&format!(
-            "INSERT INTO tiers ({TIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO tiers ({TIER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (id) DO NOTHING"
         ))
         .await
         .map_err(db_error)?;
@@ -37,6 +44,10 @@ async fn insert_tier(client: &deadpool_postgres::Client, tier: &TierRecord) -> R
                 &tier.expiring_links,
                 &tier.builtin,
                 &formats_of(&tier.formats),
+                &limit_param(tier.limits.max_images),
+                &limit_param(tier.limits.max_storage_bytes),
+                &limit_param(tier.limits.max_upload_bytes),
+                &limit_param(tier.limits.uploads_per_hour),
             ],
         )
         .await
@@ -120,7 +131,8 @@ impl TierRepo for PgRepo {
         let mut tier = rows::tier(&row.ok_or(RepoError::NotFound)?)?;
         edit.apply(&mut tier);
         tx.execute(
-            "UPDATE tiers SET name = $2, thumbnail_heights = $3, original_link = $4, expiring_links = $5, formats = $6
+            "UPDATE tiers SET name = $2, thumbnail_heights = $3, original_link = $4, expiring_links = $5, formats = $6,
+                 max_images = $7, max_storage_bytes = $8, max_upload_bytes = $9, uploads_per_hour = $10
              WHERE id = $1",
             &[
                 &id.as_str(),
@@ -129,6 +141,10 @@ impl TierRepo for PgRepo {
                 &tier.original_link,
                 &tier.expiring_links,
                 &formats_of(&tier.formats),
+                &limit_param(tier.limits.max_images),
+                &limit_param(tier.limits.max_storage_bytes),
+                &limit_param(tier.limits.max_upload_bytes),
+                &limit_param(tier.limits.uploads_per_hour),
             ],
         )
         .await

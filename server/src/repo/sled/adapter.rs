@@ -14,7 +14,7 @@ use imageapi_core::jobs::{JobReport, ThumbnailJob};
 
 use super::SledDb;
 use crate::repo::{
-    Applied, ImageFilter, ImageRecord, ImageRepo, ImageScan, JobRepo, LinkRecord, LinkRepo, NewImage, ReconcileEntry,
+    Applied, ImageFilter, ImageRecord, ImageRepo, ImageScan, Inserted, JobRepo, LinkRecord, LinkRepo, ReconcileEntry,
     Repo, RepoError, RepoResult, ThumbState, ThumbStates, TierEdit, TierRecord, TierRepo, TokenRecord, Usage, UserEdit,
     UserRecord, UserRepo,
 };
@@ -198,12 +198,16 @@ impl UserRepo for SledRepo {
 
 #[async_trait]
 impl ImageRepo for SledRepo {
-    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<NewImage> {
+    async fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> RepoResult<Inserted> {
         let image = image.clone();
         self.write(move |db| db.insert_image(&image, job_id)).await
     }
     async fn image(&self, id: ImageId) -> RepoResult<ImageRecord> {
         self.read(move |db| db.image(id)).await
+    }
+    async fn image_by_content(&self, owner: UserId, sha256: &[u8; 32]) -> RepoResult<Option<ImageRecord>> {
+        let sha256 = *sha256;
+        self.read(move |db| db.image_by_content(owner, &sha256)).await
     }
     async fn usage(&self, user: UserId) -> RepoResult<Usage> {
         self.read(move |db| db.usage(user)).await

@@ -7,7 +7,7 @@ use imageapi_core::jobs::ThumbnailJob;
 use sled::Transactional;
 
 use super::*;
-use crate::repo::{ImageFilter, ImageScan, SCAN_BUDGET};
+use crate::repo::{check_upload, ImageFilter, ImageScan, Inserted, SCAN_BUDGET};
 
 impl SledDb {
     // ---- images and thumbnails --------------------------------------------------------------
@@ -16,9 +16,10 @@ impl SledDb {
     /// atomically. The owner and tier are read inside the transaction, so an upload racing with
     /// a tier change or a user deletion either lands before it (and is reconciled or deleted
     /// with the rest) or sees its outcome: no image ever gets a stale tier's heights or an
-    /// owner that no longer exists. Returns the tier applied; `NotFound` if the owner is gone
-    /// or inactive.
-    pub fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> Result<crate::repo::NewImage, RepoError> {
+    /// owner that no longer exists. The content index and the tier's limits are checked in the
+    /// same transaction (sled runs transactions one at a time), so 16 racing uploads at one
+    /// image below `max_images` record exactly one. `NotFound` if the owner is gone or inactive.
+    pub fn insert_image(&self, image: &ImageRecord, job_id: JobId) -> Result<Inserted, RepoError> {
         let trees = (
             &self.users,
             &self.tiers,
@@ -28,43 +29,71 @@ impl SledDb {
             &self.thumbs,
             &self.pending,
             &self.outbox,
+            &self.image_by_content,
         );
-        let inserted = trees.transaction(|(users, tiers, images, user_images, usage, thumbs, pending, outbox)| {
-            let Some(owner) = users.get(image.owner.to_bytes())? else {
-                return abort(RepoError::NotFound);
-            };
-            let owner: UserRecord = tx_decode(&owner)?;
-            if !owner.is_active {
-                return abort(RepoError::NotFound);
-            }
-            let Some(tier) = tiers.get(owner.tier.as_str())? else {
-                return abort(RepoError::NotFound);
-            };
-            let tier: TierRecord = tx_decode(&tier)?;
-            images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
-            user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
-            let owner_usage = adjust_usage(usage.get(image.owner.to_bytes())?, (1, image.size_bytes as i64, 0));
-            usage.insert(&image.owner.to_bytes(), &owner_usage)?;
-            let state = tx_encode(&ThumbState::Pending)?;
-            let formats = tier.thumbnail_formats();
-            for h in tier.thumbnail_heights.iter() {
-                for &f in &formats {
-                    let key = thumb_key(image.id, h.get(), f);
-                    thumbs.insert(key.as_slice(), state.as_slice())?;
-                    pending.insert(key, &[])?;
+        let inserted = trees.transaction(
+            |(users, tiers, images, user_images, usage, thumbs, pending, outbox, image_by_content)| {
+                let Some(owner) = users.get(image.owner.to_bytes())? else {
+                    return abort(RepoError::NotFound);
+                };
+                let owner: UserRecord = tx_decode(&owner)?;
+                if !owner.is_active {
+                    return abort(RepoError::NotFound);
                 }
-            }
-            let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
-            let job = if heights.is_empty() {
-                None
-            } else {
-                let job = image.job(job_id, heights, formats);
-                outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
-                Some(job)
-            };
-            Ok(crate::repo::NewImage { tier, job })
-        })?;
+                let Some(tier) = tiers.get(owner.tier.as_str())? else {
+                    return abort(RepoError::NotFound);
+                };
+                let tier: TierRecord = tx_decode(&tier)?;
+                if let Some(sha256) = &image.sha256 {
+                    let key = content_key(image.owner, sha256);
+                    if let Some(held) = image_by_content.get(&key)? {
+                        if let Some(existing) = images.get(held)? {
+                            return Ok(Inserted::Existing(tx_decode(&existing)?));
+                        }
+                    }
+                    image_by_content.insert(key, &image.id.to_bytes())?;
+                }
+                let mut owner_usage = read_usage(usage.get(image.owner.to_bytes())?.as_deref());
+                if let Err(refusal) = check_upload(&tier.limits, &owner_usage, image.size_bytes, image.created_at) {
+                    return abort(RepoError::Quota(refusal));
+                }
+                owner_usage.images += 1;
+                owner_usage.original_bytes += image.size_bytes;
+                owner_usage.uploads.record(image.created_at);
+                usage.insert(&image.owner.to_bytes(), write_usage(&owner_usage))?;
+                images.insert(&image.id.to_bytes(), tx_encode(image)?)?;
+                user_images.insert(cat(&image.owner.to_bytes(), &image.id.to_bytes()), &[])?;
+                let state = tx_encode(&ThumbState::Pending)?;
+                let formats = tier.thumbnail_formats();
+                for h in tier.thumbnail_heights.iter() {
+                    for &f in &formats {
+                        let key = thumb_key(image.id, h.get(), f);
+                        thumbs.insert(key.as_slice(), state.as_slice())?;
+                        pending.insert(key, &[])?;
+                    }
+                }
+                let heights: Vec<u32> = tier.thumbnail_heights.iter().map(|h| h.get()).collect();
+                let job = if heights.is_empty() {
+                    None
+                } else {
+                    let job = image.job(job_id, heights, formats);
+                    outbox.insert(&job_id.to_bytes(), tx_encode(&job)?)?;
+                    Some(job)
+                };
+                Ok(Inserted::New(crate::repo::NewImage { tier, job }))
+            },
+        )?;
         Ok(inserted)
+    }
+
+    /// The owner's image of this content, if any.
+    pub fn image_by_content(&self, owner: UserId, sha256: &[u8; 32]) -> Result<Option<ImageRecord>, RepoError> {
+        let Some(id) = self.image_by_content.get(content_key(owner, sha256))? else { return Ok(None) };
+        match id16(&id).map(|id| self.image(ImageId::from_bytes(id))) {
+            Some(Ok(image)) => Ok(Some(image)),
+            Some(Err(RepoError::NotFound)) | None => Ok(None),
+            Some(Err(e)) => Err(e),
+        }
     }
 
     pub fn image(&self, id: ImageId) -> Result<ImageRecord, RepoError> {
@@ -222,12 +251,15 @@ impl SledDb {
                 Err(e) => return Err(e),
             }
         }
-        (&self.images, &self.user_images, &self.usage, &self.thumbs, &self.pending).transaction(
-            |(images, user_images, usage, thumbs, pending)| {
+        (&self.images, &self.user_images, &self.usage, &self.thumbs, &self.pending, &self.image_by_content).transaction(
+            |(images, user_images, usage, thumbs, pending, image_by_content)| {
                 if images.remove(&id.to_bytes())?.is_none() {
                     return abort(RepoError::NotFound);
                 }
                 user_images.remove(cat(&record.owner.to_bytes(), &id.to_bytes()))?;
+                if let Some(sha256) = &record.sha256 {
+                    image_by_content.remove(content_key(record.owner, sha256))?;
+                }
                 let mut thumbnail_bytes = 0i64;
                 for key in &thumb_keys {
                     if let Some(state) = thumbs.remove(key)? {
@@ -239,7 +271,7 @@ impl SledDb {
                 }
                 let delta = (-1, -(record.size_bytes as i64), -thumbnail_bytes);
                 let owner_usage = adjust_usage(usage.get(record.owner.to_bytes())?, delta);
-                usage.insert(&record.owner.to_bytes(), &owner_usage)?;
+                usage.insert(&record.owner.to_bytes(), owner_usage)?;
                 Ok(())
             },
         )?;

@@ -103,7 +103,7 @@ impl SledDb {
                     thumbs.insert(key.as_slice(), tx_encode(&state)?)?;
                 }
                 if let (Some(owner), true) = (owner, made_bytes > 0) {
-                    usage.insert(&owner.to_bytes(), &adjust_usage(usage.get(owner.to_bytes())?, (0, 0, made_bytes)))?;
+                    usage.insert(&owner.to_bytes(), adjust_usage(usage.get(owner.to_bytes())?, (0, 0, made_bytes)))?;
                 }
                 Ok(Applied { was_outstanding, orphans })
             },

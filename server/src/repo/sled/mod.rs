@@ -30,7 +30,7 @@ pub use adapter::SledRepo;
 
 use super::{
     ImageRecord, LinkRecord, ReconcileEntry, RepoError, ThumbState, ThumbStates, TierEdit, TierRecord, TokenRecord,
-    Usage, UserEdit, UserRecord,
+    UploadWindow, Usage, UserEdit, UserRecord,
 };
 
 /// Whether sled failed for lack of disk space. sled 0.34 then refuses every later write and
@@ -140,7 +140,9 @@ fn id16(bytes: &[u8]) -> Option<[u8; 16]> {
     bytes.try_into().ok()
 }
 
-/// A user's [`Usage`] as stored: three big-endian u64 (images, original bytes, thumbnail bytes).
+/// A user's [`Usage`] as stored: three big-endian u64 (images, original bytes, thumbnail
+/// bytes), then the upload window's entries (see [`UploadWindow::encode`]; absent in records
+/// written before it).
 fn read_usage(stored: Option<&[u8]>) -> Usage {
     let field = |i: usize| {
         stored.and_then(|v| v.get(i * 8..i * 8 + 8)).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes)
@@ -149,27 +151,35 @@ fn read_usage(stored: Option<&[u8]>) -> Usage {
         images: field(0).unwrap_or(0),
         original_bytes: field(1).unwrap_or(0),
         thumbnail_bytes: field(2).unwrap_or(0),
+        uploads: UploadWindow::decode(stored.and_then(|v| v.get(24..)).unwrap_or_default()),
     }
 }
 
-fn write_usage(usage: Usage) -> [u8; 24] {
-    let mut out = [0u8; 24];
-    out[..8].copy_from_slice(&usage.images.to_be_bytes());
-    out[8..16].copy_from_slice(&usage.original_bytes.to_be_bytes());
-    out[16..].copy_from_slice(&usage.thumbnail_bytes.to_be_bytes());
+fn write_usage(usage: &Usage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&usage.images.to_be_bytes());
+    out.extend_from_slice(&usage.original_bytes.to_be_bytes());
+    out.extend_from_slice(&usage.thumbnail_bytes.to_be_bytes());
+    out.extend_from_slice(&usage.uploads.encode());
     out
 }
 
 /// A change to a user's usage: images, original bytes, thumbnail bytes.
 type UsageDelta = (i64, i64, i64);
 
-fn adjust_usage(current: Option<IVec>, (images, original, thumbnails): UsageDelta) -> [u8; 24] {
+fn adjust_usage(current: Option<IVec>, (images, original, thumbnails): UsageDelta) -> Vec<u8> {
     let u = read_usage(current.as_deref());
-    write_usage(Usage {
+    write_usage(&Usage {
         images: u.images.saturating_add_signed(images),
         original_bytes: u.original_bytes.saturating_add_signed(original),
         thumbnail_bytes: u.thumbnail_bytes.saturating_add_signed(thumbnails),
+        uploads: u.uploads,
     })
+}
+
+/// The content index's key: owner, then the original's SHA-256.
+fn content_key(owner: UserId, sha256: &[u8; 32]) -> Vec<u8> {
+    cat(&owner.to_bytes(), sha256)
 }
 
 pub struct SledDb {
@@ -184,6 +194,8 @@ pub struct SledDb {
     user_images: Tree,
     /// Per user: [`Usage`] (see [`read_usage`]).
     usage: Tree,
+    /// `owner ++ sha256` → image id: the owner's image of that content (idempotent uploads).
+    image_by_content: Tree,
     thumbs: Tree,
     pending: Tree,
     links: Tree,
@@ -246,6 +258,7 @@ impl SledDb {
             images: tree("images")?,
             user_images: tree("user_images")?,
             usage: tree("usage")?,
+            image_by_content: tree("image_by_content")?,
             thumbs: tree("thumbs")?,
             pending: tree("pending")?,
             links: tree("links")?,
@@ -273,7 +286,7 @@ impl SledDb {
         };
         opened.ensure_usage()?;
         opened.ensure_link_expiry()?;
-        opened.ensure_tier_formats()?;
+        opened.ensure_tier_fields()?;
         Ok(opened)
     }
 
@@ -335,7 +348,7 @@ impl SledDb {
             }
         }
         for (user, usage) in totals {
-            self.usage.insert(user.to_bytes(), &write_usage(usage))?;
+            self.usage.insert(user.to_bytes(), write_usage(&usage))?;
         }
         self.db.drop_tree("image_counts")?;
         self.db.insert(USAGE_MARKER_KEY, &[])?;
@@ -397,6 +410,7 @@ mod tests {
         let user = user_on("basic");
         let image = ImageRecord {
             thumbhash: None,
+            sha256: None,
             id: crate::ids::new_image_id(),
             owner: user.id,
             name: "a.png".into(),
@@ -412,7 +426,7 @@ mod tests {
                 db.tiers.insert(tier.id.as_str(), encode(&tier).expect("encode")).expect("tier");
             }
             db.create_user(&user).expect("user");
-            let job = db.insert_image(&image, crate::ids::new_job_id()).expect("image").job.expect("job");
+            let job = db.insert_image(&image, crate::ids::new_job_id()).expect("image").created().job.expect("job");
             let outcome = ThumbnailOutcome {
                 variant: imageapi_core::image::ThumbnailFormat::Source,
                 image_id: image.id,
@@ -437,7 +451,7 @@ mod tests {
             assert!(db.close(std::time::Duration::from_secs(5)));
         }
         let db = SledDb::open(dir.path()).expect("reopen");
-        let expected = Usage { images: 1, original_bytes: 1234, thumbnail_bytes: 99 };
+        let expected = Usage { images: 1, original_bytes: 1234, thumbnail_bytes: 99, ..Usage::default() };
         assert_eq!(db.usage(user.id).expect("usage"), expected);
         assert!(!db.db.tree_names().iter().any(|n| n.as_ref() == b"image_counts"), "the old counts are gone");
         db.delete_image(image.id).expect("delete");
@@ -487,6 +501,7 @@ mod tests {
     fn image_of(owner: UserId, n: u64) -> ImageRecord {
         ImageRecord {
             thumbhash: None,
+            sha256: None,
             id: crate::ids::new_image_id(),
             owner,
             name: format!("photo-{n}.png"),
@@ -508,7 +523,7 @@ mod tests {
         use crate::repo::{ImageRepo, Repo, TierRepo, UserRepo};
         let Some(fs) = imageapi_shared::testing::small_fs::SmallFs::mount(32 << 20) else { return };
         let path = fs.path().join("db");
-        let user = user_on("premium");
+        let user = user_on("enterprise"); // unlimited: the disk, not a quota, is what fills
         let mut acknowledged = Vec::new();
         {
             let repo = SledRepo::new(SledDb::open(&path).expect("open"));

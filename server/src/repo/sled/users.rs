@@ -16,21 +16,28 @@ impl SledDb {
         Ok(())
     }
 
-    /// Gives tiers written before formats existed their `formats`: a builtin tier its builtin
-    /// formats, any other none (it granted nothing beyond the source; admins opt in). Only a
-    /// record without the field is touched, so this runs once per record and a later edit
-    /// (formats set to `[]` included) is never overwritten.
-    pub(super) fn ensure_tier_formats(&self) -> Result<(), RepoError> {
+    /// Gives tiers written before formats and limits existed those fields: a builtin tier its
+    /// builtin formats and limits, any other none and unlimited (it granted nothing beyond the
+    /// source and restricted nothing; admins opt in). Only a record without the field is
+    /// touched, so this runs once per record and a later edit (`[]` or unlimited included) is
+    /// never overwritten.
+    pub(super) fn ensure_tier_fields(&self) -> Result<(), RepoError> {
         let mut changed = false;
         for entry in self.tiers.iter() {
             let (key, value) = entry?;
             let stored: serde_json::Value = decode(&value)?;
-            if stored.get("formats").is_some() {
+            let (has_formats, has_limits) = (stored.get("formats").is_some(), stored.get("limits").is_some());
+            if has_formats && has_limits {
                 continue;
             }
             let mut tier: TierRecord = decode(&value)?;
-            if tier.builtin {
-                tier.formats = TierRecord::builtin_formats(&tier.id).unwrap_or_default();
+            if let Some(builtin) = TierRecord::builtin(&tier.id).filter(|_| tier.builtin) {
+                if !has_formats {
+                    tier.formats = builtin.formats;
+                }
+                if !has_limits {
+                    tier.limits = builtin.limits;
+                }
             }
             self.tiers.insert(key, encode(&tier)?)?;
             changed = true;

@@ -1,7 +1,7 @@
 //! Admin: tiers.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use imageapi_core::domain::{Formats, Heights, TierId, TierName};
+use imageapi_core::domain::{Formats, Heights, LimitField, TierId, TierLimits, TierName};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{TierEdit, TierRecord};
@@ -24,6 +24,37 @@ fn parse_formats(value: &serde_json::Value) -> Result<Formats, String> {
         .map(|v| v.as_str().ok_or(r#"formats must be names: "webp" or "avif""#))
         .collect::<Result<Vec<_>, _>>()?;
     Formats::parse(&names).map_err(|e| e.to_string())
+}
+
+/// One limit as sent: null is unlimited, else a whole number in the field's range.
+fn parse_limit(field: LimitField, value: &serde_json::Value, server_max_upload: u64) -> Result<Option<u64>, String> {
+    let (min, max) = TierLimits::range(field, server_max_upload);
+    let number = match value {
+        serde_json::Value::Null => return Ok(None),
+        other => whole_number(other)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| format!("must be a whole number from {min} to {max}, or null for unlimited"))?,
+    };
+    TierLimits::check(field, Some(number), server_max_upload).map_err(|e| e.to_string())
+}
+
+/// Parses the limits sent (`None`: not sent), recording a message per bad field.
+fn parse_limits<'a>(
+    sent: impl IntoIterator<Item = (LimitField, Option<&'a serde_json::Value>)>,
+    server_max_upload: u64,
+    errors: &mut FieldErrors,
+) -> Vec<(LimitField, Option<u64>)> {
+    let mut out = Vec::new();
+    for (field, value) in sent {
+        let Some(value) = value else { continue };
+        match parse_limit(field, value, server_max_upload) {
+            Ok(limit) => out.push((field, limit)),
+            Err(message) => {
+                errors.insert(field.as_str().to_owned(), vec![message]);
+            }
+        }
+    }
+    out
 }
 
 fn tier_id(raw: &str) -> Result<TierId, ApiError> {
@@ -70,9 +101,17 @@ pub async fn create(
         None => Some(Formats::default()),
         Some(value) => parse_formats(value).map_err(|e| errors.insert("formats".into(), vec![e])).ok(),
     };
+    let sent_limits = parse_limits(body.limits(), state.limits.max_bytes, &mut errors);
     let (Some(id), Some(name), Some(thumbnail_heights), Some(formats)) = (id, name, heights, formats) else {
         return Err(ApiError::Validation(errors));
     };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut limits = TierLimits::UNLIMITED;
+    for (field, value) in sent_limits {
+        limits.set(field, value);
+    }
     let tier = TierRecord {
         id,
         name,
@@ -81,6 +120,7 @@ pub async fn create(
         expiring_links: body.expiring_links,
         builtin: false,
         formats,
+        limits,
     };
     state.repo.create_tier(&tier).await?;
     Ok(HttpResponse::Created().json(views::tier_view(&tier, Some(0))))
@@ -145,6 +185,7 @@ pub async fn update(
         .map_err(|e| errors.insert("formats".into(), vec![e]))
         .ok()
         .flatten();
+    let limits = parse_limits(body.limits(), state.limits.max_bytes, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -154,6 +195,7 @@ pub async fn update(
         original_link: body.original_link,
         expiring_links: body.expiring_links,
         formats,
+        limits,
     };
     // Like any tier edit, a change of formats queues the tier's users for reconciliation (in
     // the same write), so their images get the newly granted variants.
@@ -192,6 +234,28 @@ mod tests {
         assert!(parse_heights(&json!([])).is_ok());
         for bad in [json!(200), json!([200.5]), json!(["200"]), json!([0]), json!([4097]), json!([5, 5])] {
             assert!(parse_heights(&bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn limits_are_null_or_whole_numbers_in_their_range() {
+        let max_upload = 25 << 20;
+        assert_eq!(parse_limit(LimitField::MaxImages, &json!(null), max_upload), Ok(None));
+        assert_eq!(parse_limit(LimitField::MaxImages, &json!(0), max_upload), Ok(Some(0)));
+        assert_eq!(parse_limit(LimitField::MaxImages, &json!(100.0), max_upload), Ok(Some(100)));
+        assert_eq!(parse_limit(LimitField::MaxUploadBytes, &json!(max_upload), max_upload), Ok(Some(max_upload)));
+        for (field, bad) in [
+            (LimitField::MaxImages, json!(-1)),
+            (LimitField::MaxImages, json!(1.5)),
+            (LimitField::MaxImages, json!("100")),
+            (LimitField::MaxImages, json!(1_000_000_001)),
+            (LimitField::MaxStorageBytes, json!(1u64 << 51)),
+            (LimitField::MaxUploadBytes, json!(0)),
+            (LimitField::MaxUploadBytes, json!(max_upload + 1)),
+            (LimitField::UploadsPerHour, json!(0)),
+            (LimitField::UploadsPerHour, json!([60])),
+        ] {
+            assert!(parse_limit(field, &bad, max_upload).is_err(), "{} = {bad} should be rejected", field.as_str());
         }
     }
 

@@ -1,7 +1,7 @@
 //! Admin: users and their API tokens.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use imageapi_core::domain::{Password, TierId, TokenId, UserId, Username};
+use imageapi_core::domain::{Password, TierId, TierLimits, TokenId, UserId, Username};
 
 use crate::error::{ApiError, FieldErrors};
 use crate::repo::{RepoError, TokenRecord, Usage, UserEdit, UserRecord};
@@ -41,17 +41,31 @@ async fn load_user_view(state: &AppState, id: UserId, with_tokens: bool) -> Resu
     let repo = &state.repo;
     let user = repo.user(id).await?;
     let tokens = if with_tokens { Some(repo.user_tokens(id).await?.iter().map(token_view).collect()) } else { None };
-    Ok(views::user_view(&user, repo.usage(id).await?, tokens))
+    let limits = tier_limits(state, &user.tier).await?;
+    Ok(views::user_view(&user, &repo.usage(id).await?, limits, state.clock.now(), tokens))
+}
+
+/// A tier's limits; unlimited if the tier is gone (a user is never left on a missing tier,
+/// but a view should not fail for it).
+async fn tier_limits(state: &AppState, tier: &TierId) -> Result<TierLimits, ApiError> {
+    match state.repo.tier(tier).await {
+        Ok(tier) => Ok(tier.limits),
+        Err(RepoError::NotFound) => Ok(TierLimits::UNLIMITED),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// All users, with what their images take up.
 #[utoipa::path(operation_id = "admin_list_users", tag = "admin", responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem)), security(("basic" = []), ("bearer" = [])))]
 #[get("/admin/users")]
 pub async fn list(state: web::Data<AppState>, _admin: AdminUser) -> Result<HttpResponse, ApiError> {
-    let users = state.repo.users().await?;
+    let (users, tiers) = futures_util::try_join!(state.repo.users(), state.repo.tiers())?;
+    let limits: std::collections::HashMap<TierId, TierLimits> = tiers.into_iter().map(|t| (t.id, t.limits)).collect();
+    let now = state.clock.now();
     let mut results = Vec::with_capacity(users.len());
     for user in &users {
-        results.push(views::user_view(user, state.repo.usage(user.id).await?, None));
+        let tier_limits = limits.get(&user.tier).copied().unwrap_or(TierLimits::UNLIMITED);
+        results.push(views::user_view(user, &state.repo.usage(user.id).await?, tier_limits, now, None));
     }
     Ok(HttpResponse::Ok().json(UserList { results }))
 }
@@ -96,7 +110,8 @@ pub async fn create(
         e => e.into(),
     })?;
     tracing::info!(user = %user.id, username = %user.username, "user created");
-    Ok(HttpResponse::Created().json(views::user_view(&user, Usage::default(), None)))
+    let limits = tier_limits(&state, &user.tier).await?;
+    Ok(HttpResponse::Created().json(views::user_view(&user, &Usage::default(), limits, state.clock.now(), None)))
 }
 
 /// One user, with their API tokens (ids only).
