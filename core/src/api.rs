@@ -145,12 +145,37 @@ pub struct TierView {
     /// Thumbnail formats granted beyond the source's own (which every tier gets).
     #[cfg_attr(feature = "openapi", schema(example = json!(["webp", "avif"])))]
     pub formats: Vec<crate::image::ExtraFormat>,
-    /// What a holder may keep and send (each null: unlimited).
-    #[serde(flatten)]
-    pub limits: crate::domain::TierLimits,
+    /// Most images a holder may keep (null: unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, example = 100))]
+    pub max_images: Option<u64>,
+    /// Most bytes of originals and ready thumbnails a holder may keep (null: unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, example = 1_073_741_824_i64))]
+    pub max_storage_bytes: Option<u64>,
+    /// Largest upload in bytes (null: the server's own limit).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, example = 10_485_760))]
+    pub max_upload_bytes: Option<u64>,
+    /// Most uploads in any 60 minutes (null: unlimited).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, example = 60))]
+    pub uploads_per_hour: Option<u64>,
     /// How many users hold the tier (admin views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_count: Option<u64>,
+}
+
+impl TierView {
+    /// The tier's limits as one value.
+    pub fn limits(&self) -> crate::domain::TierLimits {
+        crate::domain::TierLimits {
+            max_images: self.max_images,
+            max_storage_bytes: self.max_storage_bytes,
+            max_upload_bytes: self.max_upload_bytes,
+            uploads_per_hour: self.uploads_per_hour,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -83,7 +83,10 @@ pub fn tier_view(tier: &TierRecord, user_count: Option<u64>) -> TierView {
         expiring_links: tier.expiring_links,
         builtin: tier.builtin,
         formats: tier.formats.iter().collect(),
-        limits: tier.limits,
+        max_images: tier.limits.max_images,
+        max_storage_bytes: tier.limits.max_storage_bytes,
+        max_upload_bytes: tier.limits.max_upload_bytes,
+        uploads_per_hour: tier.limits.uploads_per_hour,
         user_count,
     }
 }

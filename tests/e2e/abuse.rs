@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::fixtures::{
-    cmyk_progressive_jpeg, jpeg, jpeg_seeded, png_with_chunks, rgb_gradient, streamed_png, zlib_zeros, SharedBuffer,
+    cmyk_progressive_jpeg, distinct, jpeg, jpeg_seeded, png_with_chunks, rgb_gradient, streamed_png, zlib_zeros, SharedBuffer,
 };
 use crate::helpers::{id_of, spawn_app, spawn_app_with, ServerOptions, TestApp, TestUser};
 
@@ -266,7 +266,8 @@ fn large_decodes_wait_for_the_render_memory_budget_instead_of_running_side_by_si
     });
     let user = app.create_user("basic");
     let png = big_16_bit_png(8000);
-    let ids: Vec<String> = (0..2).map(|n| id_of(&app.upload_ok(&user, &format!("big{n}.png"), &png)["id"])).collect();
+    let ids: Vec<String> =
+        (0..2).map(|n| id_of(&app.upload_ok(&user, &format!("big{n}.png"), &distinct(&png, n))["id"])).collect();
     for id in &ids {
         app.wait_until_ready_within(&user, id, Duration::from_secs(240));
     }
@@ -288,9 +289,10 @@ fn colour_profile_bombs_and_text_chunk_floods_cost_the_server_almost_nothing() {
     // The probe's attack: a 64×64 PNG whose iCCP chunk inflates to 1000 MiB of zeros (6.5 MB),
     // 8 at once from one Basic user. The png crate inflated such a profile up to its
     // allocation limit, 512 MiB per upload check and 800 MiB per render: the server went from
-    // 95 MB to 4 GB. Now no decoder is shown the chunk.
+    // 95 MB to 4 GB. Now no decoder is shown the chunk. (Premium: the 22 MB text flood is over
+    // Basic's own 10 MiB upload limit, and the server's 25 MiB is what this test is about.)
     let app = spawn_app();
-    let user = app.create_user("basic");
+    let user = app.create_user("premium");
     let bomb = zlib_zeros(1000);
     let files: Vec<(String, Vec<u8>)> = (0..8)
         .map(|n| {

@@ -428,3 +428,24 @@ fn expected_sizes_follow_the_contract() {
     assert_eq!(expected_thumbnail_size(1, 1000, 200), (1, 200));
     assert_eq!(expected_thumbnail_size(90, 60, 200), (90, 60));
 }
+
+/// The same picture as other bytes: a JPEG comment segment after SOI, or a PNG `tEXt` chunk
+/// after IHDR, carrying `n`. Uploads of the same bytes by one user are one image (idempotent
+/// uploads); tests that want many images of one file upload `distinct(file, n)`.
+pub fn distinct(bytes: &[u8], n: u64) -> Vec<u8> {
+    let text = format!("imageapi-e2e {n}").into_bytes();
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        let mut out = vec![0xff, 0xd8, 0xff, 0xfe];
+        out.extend_from_slice(&u16::try_from(text.len() + 2).expect("short").to_be_bytes());
+        out.extend_from_slice(&text);
+        out.extend_from_slice(&bytes[2..]);
+        return out;
+    }
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "distinct() takes a JPEG or a PNG");
+    let mut data = b"comment\0".to_vec();
+    data.extend_from_slice(&text);
+    let mut chunk = Vec::new();
+    png_chunk(&mut chunk, b"tEXt", &data);
+    // Signature (8) and IHDR (4 + 4 + 13 + 4) come first.
+    [&bytes[..33], &chunk[..], &bytes[33..]].concat()
+}

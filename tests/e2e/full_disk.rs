@@ -12,7 +12,7 @@ use std::time::Duration;
 use imageapi_shared::testing::small_fs::SmallFs;
 use serde_json::Value;
 
-use crate::fixtures::corpus;
+use crate::fixtures::{corpus, distinct};
 use crate::helpers::{
     eventually, id_of, metric_value, spawn_app_with, RedisServer, Reply, ServerOptions, TestApp, TestUser,
     WorkerOptions, WorkerProcess,
@@ -50,10 +50,12 @@ struct Filled {
 fn upload_until_refused(app: &TestApp, user: &TestUser, files: &[(&str, Vec<u8>)]) -> Filled {
     let mut filled = Filled { acknowledged: Vec::new(), refused: 0 };
     let mut refused_in_a_row = 0;
-    for (name, bytes) in files.iter().cycle().take(60) {
-        let reply = app.upload(user, name, bytes);
+    for (n, (name, file)) in files.iter().cycle().take(60).enumerate() {
+        // Each round's copy is other bytes: the same bytes again would be the image already held.
+        let bytes = distinct(file, n as u64);
+        let reply = app.upload(user, name, &bytes);
         if reply.status == 201 {
-            filled.acknowledged.push((id_of(&reply.json()["id"]), bytes.clone()));
+            filled.acknowledged.push((id_of(&reply.json()["id"]), bytes));
             refused_in_a_row = 0;
             continue;
         }
@@ -163,7 +165,7 @@ fn a_full_disk_answers_507_loses_nothing_acknowledged_and_recovers_after_a_resta
     for (id, _) in &acknowledged {
         app.wait_until_ready_within(&user, id, Duration::from_secs(120));
     }
-    app.upload_ok(&user, files[0].0, &files[0].1);
+    app.upload_ok(&user, files[0].0, &distinct(&files[0].1, 10_000));
     assert_eq!(readiness(&app)["checks"]["disk"], "ok");
 }
 
@@ -196,7 +198,7 @@ fn a_blob_write_that_meets_a_full_disk_is_507_and_leaves_nothing_behind() {
     // Free space is measured every second (and before refusing, unless the last measurement
     // is under 100 ms old): an upload may be refused once more right after the room came.
     let after = eventually(Duration::from_secs(5), "an upload accepted once there is room", || {
-        let reply = app.upload(&user, files[0].0, &files[0].1);
+        let reply = app.upload(&user, files[0].0, &distinct(&files[0].1, 10_000));
         (reply.status == 201).then(|| reply.json())
     });
     app.wait_until_ready(&user, &id_of(&after["id"]));
@@ -319,7 +321,7 @@ fn sled_on_a_full_disk_refuses_writes_serves_reads_and_is_whole_after_a_restart(
         .expect("a write meets the full disk");
     assert_out_of_space(&refusal);
 
-    assert_out_of_space(&app.upload(&user, name, bytes));
+    assert_out_of_space(&app.upload(&user, name, &distinct(bytes, 1)));
     let ready = readiness(&app);
     assert_eq!(
         (ready["status"].as_str(), ready["checks"]["metadata"].as_str()),
@@ -343,7 +345,7 @@ fn sled_on_a_full_disk_refuses_writes_serves_reads_and_is_whole_after_a_restart(
     for tier in &tiers {
         app.get_tier(tier).assert_status(200);
     }
-    let again = id_of(&app.upload_ok(&user, name, bytes)["id"]);
+    let again = id_of(&app.upload_ok(&user, name, &distinct(bytes, 2))["id"]);
     app.wait_until_ready(&user, &again);
     assert_eq!(readiness(&app)["status"], "ready");
 }

@@ -333,8 +333,8 @@ fn deleted_image_is_404_on_every_route_and_gone_from_the_list() {
     // Arrange
     let app = spawn_app();
     let user = app.create_user("enterprise");
-    let image_id = id_of(&app.upload_ok(&user, "gone.jpg", &jpeg(300, 300))["id"]);
-    let other_id = id_of(&app.upload_ok(&user, "stays.jpg", &jpeg(300, 300))["id"]);
+    let image_id = id_of(&app.upload_ok(&user, "gone.jpg", &jpeg_seeded(300, 300, 1))["id"]);
+    let other_id = id_of(&app.upload_ok(&user, "stays.jpg", &jpeg_seeded(300, 300, 2))["id"]);
     app.wait_until_ready(&user, &image_id);
     let link = app.create_link_ok(&user, &image_id, &json!({"expires_in": 300}));
     let link_url = link["url"].as_str().expect("a link url").to_owned();

@@ -93,6 +93,9 @@ fn assert_listed_and_ready(app: &TestApp, users: &[TestUser], uploaded: &BTreeSe
 fn four_hundred_concurrent_uploads_are_accepted_listed_and_made_then_sigterm_exits_zero() {
     let mut app = spawn_app();
     // Four users with four clients each: a user may have four uploads in flight.
+    // Load, not quotas, is the subject: the tiers' limits are lifted.
+    app.lift_limits("basic");
+    app.lift_limits("premium");
     let users =
         [app.create_user("basic"), app.create_user("premium"), app.create_user("basic"), app.create_user("premium")];
     let uploaded = upload_flood(&app, &users);
@@ -111,6 +114,9 @@ fn four_hundred_concurrent_uploads_through_redis_and_a_worker_process_all_get_ma
     let mut app = spawn_app_with(ServerOptions { redis_url: Some(redis.url()), ..ServerOptions::default() });
     let mut worker = WorkerProcess::spawn(&app, &redis, "load-w1", WorkerOptions::default());
     // Four users with four clients each: a user may have four uploads in flight.
+    // Load, not quotas, is the subject: the tiers' limits are lifted.
+    app.lift_limits("basic");
+    app.lift_limits("premium");
     let users =
         [app.create_user("basic"), app.create_user("premium"), app.create_user("basic"), app.create_user("premium")];
     let uploaded = upload_flood(&app, &users);
@@ -151,6 +157,7 @@ fn expect_one_of(reply: &Reply, allowed: &[u16]) {
 #[test]
 fn a_concurrent_mix_of_every_route_gives_only_expected_answers_and_a_consistent_state() {
     let app = spawn_app_with(ServerOptions { thumbnail_wait_secs: Some(2), ..ServerOptions::default() });
+    app.lift_limits("basic");
     let users = [app.create_user("enterprise"), app.create_user("enterprise"), app.create_user("basic")];
     const THREADS: usize = 12;
     const STEPS: usize = 60;

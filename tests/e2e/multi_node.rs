@@ -127,7 +127,9 @@ fn a_node_killed_during_a_burst_of_uploads_loses_nothing_it_acknowledged() {
                 scope.spawn(move || {
                     let mut ids = Vec::new();
                     for n in 0..40usize {
-                        let part = multipart::Part::bytes(images[(t + n) % images.len()].clone())
+                        // Other bytes each time: the same bytes again would be the image already held.
+                        let bytes = crate::fixtures::distinct(&images[(t + n) % images.len()], (t * 1000 + n) as u64);
+                        let part = multipart::Part::bytes(bytes)
                             .file_name(format!("burst-{t}-{n}.jpg"))
                             .mime_str("image/jpeg")
                             .expect("mime");

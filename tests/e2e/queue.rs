@@ -43,14 +43,19 @@ fn jobs_accepted_without_workers_wait_as_pending() {
 /// user's images are ready when the small one is (the rest are still waiting their turn).
 fn heavy_images_ready_before_a_newcomers(app: &crate::helpers::TestApp, heavy_count: usize) -> Option<usize> {
     let heavy_file = crate::fixtures::corpus("photo-altai-5120x2880-rgb.png")?;
+    app.lift_limits("basic");
     let heavy = app.create_user("basic");
     let light = app.create_user("basic");
     let heavy_ids: Vec<String> = std::thread::scope(|scope| {
-        let uploads: Vec<_> = (0..4)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..heavy_count / 4)
-                        .map(|_| id_of(&app.upload_ok(&heavy, "altai.png", &heavy_file)["id"]))
+        let uploads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (heavy, heavy_file) = (&heavy, &heavy_file);
+                scope.spawn(move || {
+                    (0..heavy_count as u64 / 4)
+                        .map(|n| {
+                            let bytes = crate::fixtures::distinct(heavy_file, t * 1000 + n);
+                            id_of(&app.upload_ok(heavy, "altai.png", &bytes)["id"])
+                        })
                         .collect::<Vec<_>>()
                 })
             })

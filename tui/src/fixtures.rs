@@ -56,7 +56,10 @@ pub fn tiers() -> Vec<Tier> {
         expiring_links: expiring,
         builtin,
         formats: formats.to_vec(),
-        limits: imageapi_core::domain::TierLimits::UNLIMITED,
+        max_images: None,
+        max_storage_bytes: None,
+        max_upload_bytes: None,
+        uploads_per_hour: None,
         user_count: Some(users),
     };
     vec![

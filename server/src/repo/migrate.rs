@@ -18,7 +18,8 @@ use super::{ImageRecord, LinkRecord, RepoError, ThumbState, TierRecord, TokenRec
 #[derive(Debug, Clone)]
 pub enum Exported {
     Tier(TierRecord),
-    User(UserRecord),
+    /// A user with their upload window (recent uploads, against `uploads_per_hour`).
+    User(UserRecord, crate::repo::UploadWindow),
     Token(TokenRecord, [u8; 32]),
     Image(ImageRecord),
     Thumbnail(ImageId, crate::repo::ThumbSlot, ThumbState),
@@ -33,7 +34,7 @@ impl Exported {
     pub fn table(&self) -> &'static str {
         match self {
             Exported::Tier(_) => "tiers",
-            Exported::User(_) => "users",
+            Exported::User(..) => "users",
             Exported::Token(..) => "tokens",
             Exported::Image(_) => "images",
             Exported::Thumbnail(..) => "thumbnails",

@@ -196,6 +196,14 @@ impl TestApp {
         .expect_json(201)
     }
 
+    /// Lifts a tier's limits on images, storage and uploads per hour (tests whose subject is
+    /// load or queueing, not quotas, upload more than the builtin tiers allow).
+    #[track_caller]
+    pub fn lift_limits(&self, tier_id: &str) {
+        let body = json!({"max_images": null, "max_storage_bytes": null, "uploads_per_hour": null});
+        self.patch_tier(tier_id, &body).assert_status(200);
+    }
+
     #[track_caller]
     pub fn patch_tier(&self, tier_id: &str, body: &Value) -> Reply {
         self.patch_json_as(&self.admin, &format!("/api/v1/admin/tiers/{tier_id}"), body)

@@ -49,9 +49,13 @@ impl PgRepo {
                     )
                     .await
                 }
-                Exported::User(user) => {
+                Exported::User(user, uploads) => {
                     insert_user_if_new(inner, user).await?;
-                    Ok(0)
+                    tx.execute(
+                        "UPDATE users SET upload_window = $2 WHERE id = $1",
+                        &[&user.id.to_bytes().as_slice(), &uploads.encode()],
+                    )
+                    .await
                 }
                 Exported::Token(token, hash) => {
                     tx.execute(

@@ -14,7 +14,9 @@ impl SledDb {
             emit(Exported::Tier(decode(&value?)?))?;
         }
         for value in self.users.iter().values() {
-            emit(Exported::User(decode(&value?)?))?;
+            let user: crate::repo::UserRecord = decode(&value?)?;
+            let usage = super::read_usage(self.usage.get(user.id.to_bytes())?.as_deref());
+            emit(Exported::User(user, usage.uploads))?;
         }
         for entry in self.tokens.iter() {
             let (hash, value) = entry?;
