@@ -153,11 +153,17 @@ fn draw_form(frame: &mut Frame, app: &App) {
             value.push('▏');
         }
         let style = if focused { Style::new().bold() } else { Style::new() };
-        lines.push(Line::from(vec![
+        let mut spans = vec![
             Span::raw(marker),
             Span::styled(format!("{:<27}", field.label), style),
             Span::styled(value, style.fg(Color::Cyan)),
-        ]));
+        ];
+        if let (Some(placeholder), FieldValue::Text(text)) = (field.placeholder, &field.value) {
+            if text.is_empty() {
+                spans.push(Span::raw(placeholder).fg(Color::DarkGray));
+            }
+        }
+        lines.push(Line::from(spans));
         if let Some(error) = &field.error {
             lines.push(Line::from(format!("    ↳ {error}")).fg(Color::Red));
         }
