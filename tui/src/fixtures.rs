@@ -6,6 +6,7 @@ use crate::action::{Action, Loaded};
 use imageapi_core::api::{
     QueueJobView as QueueJob, QueueWorkerView as QueueWorker, ThumbnailView as Thumbnail, TokenView as Token,
 };
+use imageapi_core::domain::TierLimits;
 
 use crate::api::{
     FailedJob, Image, ImageDetail, ImagePage, ImageQuery, Link, Queue, ThumbnailStatus, Tier, User, VariantView,
@@ -15,8 +16,27 @@ fn at(day: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, 9, 30, 0).single().expect("valid time")
 }
 
+/// The limits of the fixture tiers: basic and premium are limited, enterprise is not, tiny
+/// only counts images and storage.
+pub fn limits(tier: &str) -> TierLimits {
+    let limits = |images, storage, upload, hourly| TierLimits {
+        max_images: Some(images),
+        max_storage_bytes: Some(storage),
+        max_upload_bytes: upload,
+        uploads_per_hour: hourly,
+    };
+    match tier {
+        "basic" => limits(100, 1 << 30, Some(10 << 20), Some(60)),
+        "premium" => limits(1000, 10 << 30, Some(50 << 20), Some(600)),
+        "tiny" => limits(10, 500 << 20, None, None),
+        _ => TierLimits::UNLIMITED,
+    }
+}
+
+/// Bob is well inside premium's limits; carol, moved down to basic, holds more images than
+/// it allows and has used up the hour's uploads.
 pub fn users() -> Vec<User> {
-    let user = |id: &str, name: &str, tier: &str, admin: bool, active: bool, images: u64| User {
+    let user = |id: &str, name: &str, tier: &str, admin: bool, active: bool, images: u64, hourly: u64| User {
         id: id.to_owned(),
         username: name.to_owned(),
         tier: tier.to_owned(),
@@ -26,14 +46,14 @@ pub fn users() -> Vec<User> {
         image_count: images,
         original_bytes: images * 1_500_000,
         thumbnail_bytes: images * 40_000,
-        uploads_last_hour: 0,
-        limits: imageapi_core::domain::TierLimits::UNLIMITED,
+        uploads_last_hour: hourly,
+        limits: limits(tier),
         tokens: None,
     };
     vec![
-        user("01USERADMIN", "admin", "enterprise", true, true, 0),
-        user("01USERBOB", "bob", "premium", false, true, 12),
-        user("01USERCAROL", "carol", "basic", false, false, 3),
+        user("01USERADMIN", "admin", "enterprise", true, true, 0, 0),
+        user("01USERBOB", "bob", "premium", false, true, 12, 3),
+        user("01USERCAROL", "carol", "basic", false, false, 120, 60),
     ]
 }
 
@@ -56,10 +76,10 @@ pub fn tiers() -> Vec<Tier> {
         expiring_links: expiring,
         builtin,
         formats: formats.to_vec(),
-        max_images: None,
-        max_storage_bytes: None,
-        max_upload_bytes: None,
-        uploads_per_hour: None,
+        max_images: limits(id).max_images,
+        max_storage_bytes: limits(id).max_storage_bytes,
+        max_upload_bytes: limits(id).max_upload_bytes,
+        uploads_per_hour: limits(id).uploads_per_hour,
         user_count: Some(users),
     };
     vec![

@@ -6,7 +6,7 @@
 //!   tiers, images with previews, links, queue) owns its list, selection and part of `update`.
 //! - [`ui`]: drawing from `&App`.
 //! - [`net`]: runs commands on background tasks; [`tui`]: terminal setup and the event loop;
-//!   [`clipboard`]: copying through the terminal (OSC 52).
+//!   [`clipboard`]: copying through the terminal (OSC 52); [`units`]: byte sizes typed and read.
 
 mod action;
 mod api;
@@ -17,6 +17,7 @@ mod fixtures;
 mod net;
 mod tui;
 mod ui;
+mod units;
 
 use std::io::Read;
 

@@ -49,7 +49,7 @@ impl App {
 
     pub(super) fn submit_form(&mut self) -> Vec<Command> {
         let Some(form) = &mut self.form else { return vec![] };
-        if form.submitting {
+        if form.submitting || !form.check_locally() {
             return vec![];
         }
         form.submitting = true;
@@ -73,7 +73,7 @@ fn submission(form: &Form) -> Command {
             Command::UpdateUser { id: id.clone(), username: username.clone(), changes: body }
         }
         FormKind::CreateTier => Command::CreateTier(body),
-        FormKind::EditTier { id } => {
+        FormKind::EditTier { id, .. } => {
             let mut changes = body;
             if let Some(map) = changes.as_object_mut() {
                 map.remove("id");

@@ -1,10 +1,14 @@
-//! Forms for creating and editing users and tiers. A form only collects text and choices;
-//! the server validates, and its per-field errors are shown next to the fields.
+//! Forms for creating and editing users and tiers. A form mostly collects text and choices
+//! for the server to validate, and its per-field errors are shown next to the fields; a
+//! tier's limits are also checked here first, against the ranges the server uses.
 
 use std::collections::BTreeMap;
 
+use imageapi_core::domain::{LimitField, TierLimits};
 use imageapi_core::image::ExtraFormat;
 use serde_json::{json, Map, Value};
+
+use crate::units::{exact_bytes, parse_bytes};
 
 /// The label of a tier's formats field: what it grants beyond the source's own format.
 const FORMATS_LABEL: &str = "Extra formats (webp, avif)";
@@ -14,7 +18,7 @@ pub enum FormKind {
     CreateUser,
     EditUser { id: String, username: String },
     CreateTier,
-    EditTier { id: String },
+    EditTier { id: String, limits: TierLimits },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,21 +40,37 @@ pub struct Field {
     pub label: &'static str,
     pub value: FieldValue,
     pub error: Option<String>,
+    /// Shown dimmed while a text field is empty (what empty means).
+    pub placeholder: Option<&'static str>,
 }
 
 impl Field {
+    fn new(key: &'static str, label: &'static str, value: FieldValue) -> Self {
+        Self { key, label, value, error: None, placeholder: None }
+    }
     fn text(key: &'static str, label: &'static str, value: &str) -> Self {
-        Self { key, label, value: FieldValue::Text(value.to_owned()), error: None }
+        Self::new(key, label, FieldValue::Text(value.to_owned()))
     }
     fn secret(key: &'static str, label: &'static str) -> Self {
-        Self { key, label, value: FieldValue::Secret(String::new()), error: None }
+        Self::new(key, label, FieldValue::Secret(String::new()))
     }
     fn flag(key: &'static str, label: &'static str, on: bool) -> Self {
-        Self { key, label, value: FieldValue::Flag(on), error: None }
+        Self::new(key, label, FieldValue::Flag(on))
     }
     fn choice(key: &'static str, label: &'static str, options: Vec<String>, current: &str) -> Self {
         let index = options.iter().position(|o| o == current).unwrap_or(0);
-        Self { key, label, value: FieldValue::Choice { options, index }, error: None }
+        Self::new(key, label, FieldValue::Choice { options, index })
+    }
+    /// One of a tier's limits: empty is unlimited.
+    fn limit(field: LimitField, limits: &TierLimits) -> Self {
+        let label = match field {
+            LimitField::MaxImages => "Max images",
+            LimitField::MaxStorageBytes => "Max storage (e.g. 10GiB)",
+            LimitField::MaxUploadBytes => "Max upload (e.g. 10MiB)",
+            LimitField::UploadsPerHour => "Uploads per hour",
+        };
+        let text = limits.get(field).map(|v| if is_size(field) { exact_bytes(v) } else { v.to_string() });
+        Self { placeholder: Some("unlimited"), ..Self::text(field.as_str(), label, &text.unwrap_or_default()) }
     }
 
     /// What the field shows.
@@ -112,10 +132,14 @@ impl Form {
                 Field::flag("original_link", "Original link", false),
                 Field::flag("expiring_links", "Expiring links", false),
                 Field::text("formats", FORMATS_LABEL, ""),
-            ],
+            ]
+            .into_iter()
+            .chain(limit_fields(&TierLimits::UNLIMITED))
+            .collect(),
         )
     }
 
+    /// The tier as it is; its `limits` are kept to send only the changed ones.
     pub fn edit_tier(
         id: &str,
         name: &str,
@@ -123,18 +147,22 @@ impl Form {
         original: bool,
         expiring: bool,
         formats: &[ExtraFormat],
+        limits: TierLimits,
     ) -> Self {
         let heights = heights.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         let formats = formats.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ");
         Self::new(
-            FormKind::EditTier { id: id.to_owned() },
+            FormKind::EditTier { id: id.to_owned(), limits },
             vec![
                 Field::text("name", "Name", name),
                 Field::text("thumbnail_heights", "Heights (e.g. 200, 400)", &heights),
                 Field::flag("original_link", "Original link", original),
                 Field::flag("expiring_links", "Expiring links", expiring),
                 Field::text("formats", FORMATS_LABEL, &formats),
-            ],
+            ]
+            .into_iter()
+            .chain(limit_fields(&limits))
+            .collect(),
         )
     }
 
@@ -147,7 +175,7 @@ impl Form {
             FormKind::CreateUser => "New user".to_owned(),
             FormKind::EditUser { username, .. } => format!("Edit user {username}"),
             FormKind::CreateTier => "New tier".to_owned(),
-            FormKind::EditTier { id } => format!("Edit tier {id}"),
+            FormKind::EditTier { id, .. } => format!("Edit tier {id}"),
         }
     }
 
@@ -198,10 +226,17 @@ impl Form {
     }
 
     /// The JSON body for the API. Heights are sent as typed (numbers where they are numbers),
-    /// so the server's own validation speaks about them.
+    /// so the server's own validation speaks about them. Limits: on a create only those set;
+    /// on an edit only those changed, `null` for one cleared (unlimited).
     pub fn body(&self) -> Value {
         let mut body = Map::new();
         for field in &self.fields {
+            if let Some(limit) = limit_of(field) {
+                if let Some(value) = self.limit_json(limit, field) {
+                    body.insert(field.key.to_owned(), value);
+                }
+                continue;
+            }
             let value = match (&field.value, field.key) {
                 (FieldValue::Text(s), "thumbnail_heights") => heights_json(s),
                 (FieldValue::Text(s), "formats") => names_json(s),
@@ -217,6 +252,39 @@ impl Form {
             body.insert(field.key.to_owned(), value);
         }
         Value::Object(body)
+    }
+
+    /// What a limit's field adds to the body, if anything.
+    fn limit_json(&self, limit: LimitField, field: &Field) -> Option<Value> {
+        let FieldValue::Text(text) = &field.value else { return None };
+        // Unreadable text (not sent if the form was checked) goes as typed, for the server.
+        let Ok(value) = parse_limit(limit, text) else { return Some(json!(text.trim())) };
+        match &self.kind {
+            FormKind::EditTier { limits, .. } if limits.get(limit) == value => None,
+            FormKind::EditTier { .. } => Some(json!(value)),
+            _ => value.map(Value::from),
+        }
+    }
+
+    /// Checks what can be checked before sending (a tier's limits): false, with the reasons
+    /// by the fields and the focus on the first, if the form should not be sent.
+    pub fn check_locally(&mut self) -> bool {
+        let mut invalid = Vec::new();
+        for field in &mut self.fields {
+            let Some(limit) = limit_of(field) else { continue };
+            if let FieldValue::Text(text) = &field.value {
+                if let Err(why) = parse_limit(limit, text) {
+                    field.error = Some(why);
+                    invalid.push(field.key);
+                }
+            }
+        }
+        if invalid.is_empty() {
+            return true;
+        }
+        self.error = Some(format!("invalid field(s): {} (not sent)", invalid.join(", ")));
+        self.focus = self.fields.iter().position(|f| f.error.is_some()).unwrap_or(self.focus);
+        false
     }
 
     /// Shows the server's refusal: per-field messages by the fields, the rest below.
@@ -241,6 +309,43 @@ impl Form {
             self.focus = first;
         }
     }
+}
+
+fn limit_fields(limits: &TierLimits) -> impl Iterator<Item = Field> + '_ {
+    LimitField::ALL.into_iter().map(|field| Field::limit(field, limits))
+}
+
+/// The limit a field edits, if it is one.
+fn limit_of(field: &Field) -> Option<LimitField> {
+    LimitField::ALL.into_iter().find(|limit| limit.as_str() == field.key)
+}
+
+/// Whether a limit counts bytes (and so takes units: `10MiB`).
+fn is_size(field: LimitField) -> bool {
+    matches!(field, LimitField::MaxStorageBytes | LimitField::MaxUploadBytes)
+}
+
+/// What a limit's text means: empty is unlimited, sizes may carry units. Checked with the
+/// server's ranges ([`TierLimits::check`]); the top of `max_upload_bytes` is the server's own
+/// upload limit, which only the server knows, so that one it checks.
+pub fn parse_limit(field: LimitField, text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value = if is_size(field) {
+        parse_bytes(text)?
+    } else {
+        text.parse::<u64>().map_err(|_| "must be a whole number, or empty for unlimited".to_owned())?
+    };
+    TierLimits::check(field, Some(value), u64::MAX).map_err(|_| {
+        let (min, max) = TierLimits::range(field, u64::MAX);
+        match field {
+            LimitField::MaxUploadBytes => "must be at least 1 byte, or empty for unlimited".to_owned(),
+            LimitField::MaxStorageBytes => format!("must be at most {}, or empty for unlimited", exact_bytes(max)),
+            _ => format!("must be {min} to {max}, or empty for unlimited"),
+        }
+    })
 }
 
 /// `"200, 400"` → `[200, 400]`; a piece that is not a number is sent as text for the server
@@ -273,7 +378,8 @@ mod tests {
             form.type_char(c);
         }
         assert_eq!(form.body()["formats"], json!(["avif", "webp", "gif"]));
-        let edit = Form::edit_tier("gold", "Gold", &[100], false, false, &[ExtraFormat::Webp, ExtraFormat::Avif]);
+        let formats = [ExtraFormat::Webp, ExtraFormat::Avif];
+        let edit = Form::edit_tier("gold", "Gold", &[100], false, false, &formats, TierLimits::UNLIMITED);
         assert_eq!(edit.fields[4].display(), "webp, avif");
         assert_eq!(edit.body()["formats"], json!(["webp", "avif"]));
     }
@@ -298,6 +404,54 @@ mod tests {
             form.body(),
             json!({"id": "bronze", "name": "Bronze", "thumbnail_heights": [100, 300, "x"], "original_link": true, "expiring_links": false, "formats": []})
         );
+    }
+
+    #[test]
+    fn limits_are_read_with_the_servers_ranges_and_empty_is_unlimited() {
+        use LimitField::*;
+        assert_eq!(parse_limit(MaxImages, " "), Ok(None));
+        assert_eq!(parse_limit(MaxImages, "0"), Ok(Some(0)), "0 images: uploads closed");
+        assert_eq!(parse_limit(MaxImages, "1000000000"), Ok(Some(1_000_000_000)));
+        assert!(parse_limit(MaxImages, "1000000001").unwrap_err().contains("0 to 1000000000"));
+        assert!(parse_limit(MaxImages, "10MiB").unwrap_err().contains("whole number"), "counts take no units");
+        assert_eq!(parse_limit(MaxStorageBytes, "1PiB"), Ok(Some(1 << 50)));
+        assert!(parse_limit(MaxStorageBytes, "1025TiB").unwrap_err().contains("at most 1PiB"));
+        assert_eq!(parse_limit(MaxUploadBytes, "10 MiB"), Ok(Some(10 << 20)));
+        assert_eq!(parse_limit(MaxUploadBytes, "1TiB"), Ok(Some(1 << 40)), "the server knows its own limit");
+        assert!(parse_limit(MaxUploadBytes, "0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_limit(UploadsPerHour, "0").is_err());
+        assert!(parse_limit(UploadsPerHour, "1000001").is_err());
+        assert_eq!(parse_limit(UploadsPerHour, "60"), Ok(Some(60)));
+    }
+
+    #[test]
+    fn a_tier_edit_starts_from_its_limits_and_sends_only_the_changed_ones() {
+        let limits = TierLimits {
+            max_images: Some(100),
+            max_storage_bytes: Some(1 << 30),
+            max_upload_bytes: Some(10 << 20),
+            uploads_per_hour: None,
+        };
+        let mut form = Form::edit_tier("gold", "Gold", &[100], false, false, &[], limits);
+        let shown: Vec<_> = form.fields[5..].iter().map(|f| (f.key, f.display())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("max_images", "100".to_owned()),
+                ("max_storage_bytes", "1GiB".to_owned()),
+                ("max_upload_bytes", "10MiB".to_owned()),
+                ("uploads_per_hour", String::new()),
+            ]
+        );
+        let body = form.body();
+        assert!(LimitField::ALL.iter().all(|f| body.get(f.as_str()).is_none()), "nothing changed: {body}");
+        // 1024MiB is the same 1GiB; the images limit cleared; an hourly limit set.
+        form.fields[6].value = FieldValue::Text("1024MiB".into());
+        form.fields[5].value = FieldValue::Text(String::new());
+        form.fields[8].value = FieldValue::Text("30".into());
+        let body = form.body();
+        assert_eq!((body.get("max_images"), body.get("uploads_per_hour")), (Some(&Value::Null), Some(&json!(30))));
+        assert!(body.get("max_storage_bytes").is_none() && body.get("max_upload_bytes").is_none(), "{body}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn editing_a_tier_starts_from_its_formats_and_sends_the_changed_ones() {
     press(&mut app, KeyCode::Char('2'));
     press(&mut app, KeyCode::Char('e'));
     let form = app.form.as_ref().expect("the basic tier's form");
-    assert_eq!(form.fields.last().map(|f| (f.key, f.display())), Some(("formats", "webp".to_owned())));
+    assert_eq!(form.fields.get(4).map(|f| (f.key, f.display())), Some(("formats", "webp".to_owned())));
     for _ in 0..4 {
         press(&mut app, KeyCode::Tab);
     }
@@ -156,6 +156,123 @@ fn creating_a_tier_sends_the_form_and_server_errors_come_back_inline() {
     }));
     assert!(app.form.is_none());
     assert_eq!(app.message, Some(("created tier bronze".to_owned(), false)));
+}
+
+fn tab(app: &mut App, times: usize) {
+    for _ in 0..times {
+        press(app, KeyCode::Tab);
+    }
+}
+
+/// The Tiers view with a tier form open: `n` a new one, `e` the basic tier's.
+fn tier_form(key: char) -> App {
+    let mut app = loaded_app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char(key));
+    app
+}
+
+fn backspaces(app: &mut App, times: usize) {
+    for _ in 0..times {
+        press(app, KeyCode::Backspace);
+    }
+}
+
+#[test]
+fn creating_a_tier_sends_the_limits_set_and_leaves_out_the_empty_ones() {
+    let mut app = tier_form('n');
+    typed(&mut app, "bronze");
+    tab(&mut app, 1);
+    typed(&mut app, "Bronze");
+    tab(&mut app, 5);
+    typed(&mut app, "100");
+    tab(&mut app, 1);
+    typed(&mut app, "1GiB");
+    tab(&mut app, 2);
+    typed(&mut app, "60");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        commands,
+        vec![Command::CreateTier(json!({
+            "id": "bronze", "name": "Bronze", "thumbnail_heights": [], "original_link": false,
+            "expiring_links": false, "formats": [],
+            "max_images": 100, "max_storage_bytes": 1_073_741_824_u64, "uploads_per_hour": 60
+        }))],
+        "the empty upload limit is left out (unlimited)"
+    );
+}
+
+#[test]
+fn editing_a_tier_sends_only_the_changed_limits_and_null_for_a_cleared_one() {
+    let mut app = tier_form('e');
+    let form = app.form.as_ref().expect("the basic tier's form");
+    let shown: Vec<_> = form.fields[5..].iter().map(|f| f.display()).collect();
+    assert_eq!(shown, ["100", "1GiB", "10MiB", "60"], "basic's limits, sizes in their unit");
+    tab(&mut app, 7);
+    backspaces(&mut app, 3);
+    typed(&mut app, "0MiB");
+    tab(&mut app, 1);
+    backspaces(&mut app, 2);
+    let commands = press(&mut app, KeyCode::Enter);
+    let [Command::UpdateTier { id, changes }] = commands.as_slice() else { panic!("{commands:?}") };
+    assert_eq!(id, "basic");
+    assert_eq!((&changes["max_upload_bytes"], &changes["uploads_per_hour"]), (&json!(100_u64 << 20), &json!(null)));
+    assert!(changes.get("max_images").is_none() && changes.get("max_storage_bytes").is_none(), "{changes}");
+}
+
+#[test]
+fn an_invalid_limit_is_refused_here_by_its_field_and_nothing_is_sent() {
+    let mut app = tier_form('n');
+    typed(&mut app, "bronze");
+    tab(&mut app, 7);
+    typed(&mut app, "lots");
+    tab(&mut app, 2);
+    typed(&mut app, "0");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(press(&mut app, KeyCode::Enter), vec![], "not sent");
+    let form = app.form.as_ref().expect("the form stays open");
+    assert!(!form.submitting);
+    assert_eq!(form.error.as_deref(), Some("invalid field(s): max_storage_bytes, uploads_per_hour (not sent)"));
+    assert_eq!(form.focus, 7, "the first refused field");
+    assert!(form.fields[7].error.as_deref().is_some_and(|e| e.contains("not a size")), "{:?}", form.fields[7]);
+    assert!(form.fields[9].error.as_deref().is_some_and(|e| e.contains("1 to 1000000")), "{:?}", form.fields[9]);
+
+    backspaces(&mut app, "lots".len());
+    typed(&mut app, "2 GiB");
+    tab(&mut app, 2);
+    backspaces(&mut app, 1);
+    typed(&mut app, "600");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(commands.as_slice(), [Command::CreateTier(body)] if body["max_storage_bytes"] == json!(2_u64 << 30) && body["uploads_per_hour"] == json!(600)),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn the_servers_refusal_of_an_upload_limit_lands_under_that_field() {
+    let mut app = tier_form('e');
+    tab(&mut app, 7);
+    backspaces(&mut app, 3);
+    typed(&mut app, "0MiB");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(commands.as_slice(), [Command::UpdateTier { changes, .. }] if changes["max_upload_bytes"] == json!(100_u64 << 20)),
+        "the top of the range is the server's to judge: {commands:?}"
+    );
+    let message = "must be a whole number from 1 to 52428800 (the server's upload limit), or null for unlimited";
+    let refused = ApiError::Status {
+        status: 400,
+        detail: "invalid field(s): max_upload_bytes".into(),
+        fields: [("max_upload_bytes".to_owned(), vec![message.to_owned()])].into(),
+    };
+    app.update(Action::Loaded(Loaded::Changed {
+        done: "updated tier basic".into(),
+        attempt: "update tier basic".into(),
+        result: Err(refused),
+    }));
+    let form = app.form.as_ref().expect("the form stays open");
+    assert_eq!((form.focus, form.fields[7].error.as_deref()), (7, Some(message)));
 }
 
 #[test]

@@ -49,6 +49,14 @@ impl TiersView {
 
     pub fn edit_form(&self, filter: &str) -> Option<Form> {
         let t = self.list.selected(filter)?;
-        Some(Form::edit_tier(&t.id, &t.name, &t.thumbnail_heights, t.original_link, t.expiring_links, &t.formats))
+        Some(Form::edit_tier(
+            &t.id,
+            &t.name,
+            &t.thumbnail_heights,
+            t.original_link,
+            t.expiring_links,
+            &t.formats,
+            t.limits(),
+        ))
     }
 }

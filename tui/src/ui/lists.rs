@@ -2,13 +2,15 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
-use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::preview::{self, Graphics};
-use super::{human_bytes, title, variant_label};
-use crate::api::ThumbnailStatus;
+use super::{human_bytes, limit_bytes, title, usage_bytes, usage_count, variant_label, Standing};
+use crate::api::{ThumbnailStatus, User};
 use crate::app::{countdown, App, Pane, Remote};
+use imageapi_core::domain::TierLimits;
 
 fn highlight(focused: bool) -> Style {
     if focused {
@@ -60,37 +62,54 @@ fn table_or_empty(frame: &mut Frame, area: Rect, list: ListTable) {
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-/// The users view: the users, and the selected user's tokens below.
-pub fn users_layout(area: Rect) -> [Rect; 2] {
-    Layout::vertical([Constraint::Min(5), Constraint::Length(7)]).areas(area)
+/// The users view: the users; below, the selected user's usage and their tokens.
+pub fn users_layout(area: Rect) -> [Rect; 3] {
+    let [list, bottom] = Layout::vertical([Constraint::Min(5), Constraint::Length(7)]).areas(area);
+    let [usage, tokens] = Layout::horizontal([Constraint::Length(32), Constraint::Min(40)]).areas(bottom);
+    [list, usage, tokens]
+}
+
+/// A user's usage against their tier's limits: images, storage, uploads in the last hour.
+fn user_usage(u: &User) -> [(String, Standing); 3] {
+    [
+        usage_count(u.image_count, u.limits.max_images),
+        usage_bytes(u.storage_bytes(), u.limits.max_storage_bytes),
+        usage_count(u.uploads_last_hour, u.limits.uploads_per_hour),
+    ]
+}
+
+/// A usage cell: coloured at or over the limit, and marked `!` over it.
+fn usage_cell((text, standing): (String, Standing)) -> Cell<'static> {
+    let text = if standing == Standing::Over { format!("{text}!") } else { text };
+    Cell::from(text).style(standing.style())
 }
 
 pub fn users(frame: &mut Frame, app: &App, area: Rect) {
-    let [list, detail] = users_layout(area);
+    let [list, usage, detail] = users_layout(area);
     let users = app.users.list.visible(&app.filter);
     let rows = users
         .iter()
         .map(|u| {
-            Row::new(vec![
-                u.username.clone(),
-                u.tier.clone(),
-                yes(u.is_active).to_owned(),
-                yes(u.is_admin).to_owned(),
-                u.image_count.to_string(),
-                human_bytes(u.storage_bytes()),
-                u.created_at.format("%Y-%m-%d").to_string(),
-            ])
+            let mut cells = vec![
+                Cell::from(u.username.clone()),
+                Cell::from(u.tier.clone()),
+                Cell::from(yes(u.is_active)),
+                Cell::from(yes(u.is_admin)),
+            ];
+            cells.extend(user_usage(u).map(usage_cell));
+            Row::new(cells)
         })
         .collect();
-    let header = Row::new(["username", "tier", "active", "admin", "images", "storage", "created"]);
+    let header = Row::new(["username", "tier", "active", "admin", "images", "storage", "uploads/h"]);
+    // 78 columns with the spacing, as in the tiers table.
     let widths = [
-        Constraint::Min(12),
-        Constraint::Length(12),
+        Constraint::Min(17),
+        Constraint::Length(10),
         Constraint::Length(6),
         Constraint::Length(5),
-        Constraint::Length(6),
         Constraint::Length(9),
-        Constraint::Length(10),
+        Constraint::Length(16),
+        Constraint::Length(9),
     ];
     let block = Block::bordered().title(title("Users", users.len(), app.users.list.remote().error.as_deref()));
     let empty = empty_text(app.users.list.remote(), "users", &app.filter);
@@ -107,6 +126,7 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
             empty,
         },
     );
+    user_detail(frame, app.users.list.selected(&app.filter), usage);
 
     let focused = app.users.pane() == Pane::Detail;
     let block = Block::bordered().title(match app.users.list.selected(&app.filter) {
@@ -134,7 +154,55 @@ pub fn users(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
+/// The selected user's usage against their tier's limits, in words where one is reached.
+fn user_detail(frame: &mut Frame, user: Option<&User>, area: Rect) {
+    let Some(u) = user else {
+        frame.render_widget(Paragraph::new("select a user").fg(Color::DarkGray).block(Block::bordered()), area);
+        return;
+    };
+    let line = |label: &str, (text, standing): (String, Standing)| {
+        let note = match standing {
+            Standing::Within => "",
+            Standing::AtLimit => " at limit",
+            Standing::Over => " over",
+        };
+        Line::from(vec![Span::raw(format!("{label:<11}")), Span::styled(format!("{text}{note}"), standing.style())])
+    };
+    let [images, storage, hourly] = user_usage(u);
+    let upload = u.limits.max_upload_bytes.map_or_else(|| "server's limit".to_owned(), limit_bytes);
+    let lines = vec![
+        line("images", images),
+        line("storage", storage),
+        line("uploads/h", hourly),
+        Line::from(format!("{:<11}{upload}", "max upload")),
+        Line::from(format!("{:<11}{}", "created", u.created_at.format("%Y-%m-%d"))),
+    ];
+    let block = Block::bordered().title(format!(" Usage of {} ", u.username));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The tiers view: the tiers, and the selected tier's limits below.
+pub fn tiers_layout(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Min(5), Constraint::Length(4)]).areas(area)
+}
+
+/// A tier's limits in two lines, `unlimited` where there is none.
+fn limit_lines(limits: &TierLimits) -> Vec<Line<'static>> {
+    let count = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let bytes = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), limit_bytes);
+    let upload = limits.max_upload_bytes.map_or_else(|| "server's limit".to_owned(), limit_bytes);
+    vec![
+        Line::from(format!(
+            "max images  {:<16}max storage  {}",
+            count(limits.max_images),
+            bytes(limits.max_storage_bytes)
+        )),
+        Line::from(format!("max upload  {upload:<16}uploads/hour {}", count(limits.uploads_per_hour))),
+    ]
+}
+
 pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
+    let [area, limits] = tiers_layout(area);
     let tiers = app.tiers.list.visible(&app.filter);
     let rows = tiers
         .iter()
@@ -172,6 +240,13 @@ pub fn tiers(frame: &mut Frame, app: &App, area: Rect) {
         area,
         ListTable { block, header, rows, widths: &widths, selected: app.tiers.list.selection(), focused: true, empty },
     );
+    let paragraph = match app.tiers.list.selected(&app.filter) {
+        Some(t) => {
+            Paragraph::new(limit_lines(&t.limits())).block(Block::bordered().title(format!(" Limits of {} ", t.id)))
+        }
+        None => Paragraph::new("select a tier").fg(Color::DarkGray).block(Block::bordered().title(" Limits ")),
+    };
+    frame.render_widget(paragraph, limits);
 }
 
 /// The images view: users on the left; the user's images, and under them the selected

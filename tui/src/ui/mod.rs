@@ -153,11 +153,17 @@ fn draw_form(frame: &mut Frame, app: &App) {
             value.push('▏');
         }
         let style = if focused { Style::new().bold() } else { Style::new() };
-        lines.push(Line::from(vec![
+        let mut spans = vec![
             Span::raw(marker),
             Span::styled(format!("{:<27}", field.label), style),
             Span::styled(value, style.fg(Color::Cyan)),
-        ]));
+        ];
+        if let (Some(placeholder), FieldValue::Text(text)) = (field.placeholder, &field.value) {
+            if text.is_empty() {
+                spans.push(Span::raw(placeholder).fg(Color::DarkGray));
+            }
+        }
+        lines.push(Line::from(spans));
         if let Some(error) = &field.error {
             lines.push(Line::from(format!("    ↳ {error}")).fg(Color::Red));
         }
@@ -207,10 +213,10 @@ fn lists_on_screen(app: &App, screen: Rect) -> Vec<(List, Rect, usize)> {
     let [_, body, _, _] = screen_layout(screen);
     let areas = match app.view {
         View::Users => {
-            let [users, tokens] = lists::users_layout(body);
+            let [users, _, tokens] = lists::users_layout(body);
             vec![(List::Users, users), (List::Tokens, tokens)]
         }
-        View::Tiers => vec![(List::Tiers, body)],
+        View::Tiers => vec![(List::Tiers, lists::tiers_layout(body)[0])],
         View::Images => {
             let layout = lists::images_layout(body);
             vec![(List::ImageUsers, layout.users), (List::Images, layout.table)]
@@ -259,13 +265,64 @@ fn variant_label(variant: &VariantView) -> String {
     }
 }
 
-/// `4.2 MB`, `17 kB`, `512 B`.
+/// `4.2 MB`, `17 kB`, `512 B` (in 1024s).
 fn human_bytes(bytes: u64) -> String {
     match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / f64::from(1 << 30)),
         b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
         b if b >= 1 << 10 => format!("{:.0} kB", b as f64 / f64::from(1 << 10)),
         b => format!("{b} B"),
     }
+}
+
+/// A size limit as it was set: `1 GiB` when it is a whole number of a unit, else as
+/// [`human_bytes`] puts it.
+fn limit_bytes(bytes: u64) -> String {
+    let exact = crate::units::exact_bytes(bytes);
+    match exact.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(unit) => format!("{} {}", &exact[..unit], &exact[unit..]),
+        None => human_bytes(bytes),
+    }
+}
+
+/// Where a usage stands against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Within,
+    /// Reached: nothing more fits.
+    AtLimit,
+    /// Beyond it (after a downgrade, say).
+    Over,
+}
+
+impl Standing {
+    fn of(used: u64, limit: Option<u64>) -> Self {
+        match limit {
+            Some(limit) if used > limit => Standing::Over,
+            Some(limit) if used == limit => Standing::AtLimit,
+            _ => Standing::Within,
+        }
+    }
+
+    fn style(self) -> Style {
+        match self {
+            Standing::Within => Style::new(),
+            Standing::AtLimit => Style::new().fg(Color::Yellow),
+            Standing::Over => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        }
+    }
+}
+
+/// `12/100`, `3/∞`: a count against its limit.
+fn usage_count(used: u64, limit: Option<u64>) -> (String, Standing) {
+    let limit_text = limit.map_or_else(|| "∞".to_owned(), |l| l.to_string());
+    (format!("{used}/{limit_text}"), Standing::of(used, limit))
+}
+
+/// `17.6 MB/1 GiB`, `0 B/∞`: bytes against their limit.
+fn usage_bytes(used: u64, limit: Option<u64>) -> (String, Standing) {
+    let limit_text = limit.map_or_else(|| "∞".to_owned(), limit_bytes);
+    (format!("{}/{limit_text}", human_bytes(used)), Standing::of(used, limit))
 }
 
 /// A table's title line with the loading/error state of its data.

@@ -67,6 +67,42 @@ fn the_users_view_lists_users_with_tier_flags_and_image_counts() {
     assert!(lines[23].contains("n new") && lines[23].contains("? help"), "footer: {}", lines[23]);
 }
 
+/// The foreground colour of the first cell of `needle` on the screen.
+fn colour_of(app: &App, needle: &str) -> ratatui::style::Color {
+    let buffer = buffer(app);
+    let lines = render(app);
+    let (y, line) = lines.iter().enumerate().find(|(_, l)| l.contains(needle)).expect("on screen");
+    let x = line[..line.find(needle).expect("in the line")].chars().count();
+    buffer[(x as u16, y as u16)].fg
+}
+
+#[test]
+fn the_users_view_shows_usage_against_the_tiers_limits_and_marks_what_is_reached() {
+    use ratatui::style::Color;
+    let mut app = app();
+    let lines = render(&app);
+    assert!(line_with(&lines, "username").contains("uploads/h"), "{lines:#?}");
+    let admin = line_with(&lines, "enterprise");
+    assert!(admin.contains("0/∞") && admin.contains("0 B/∞"), "unlimited: {admin}");
+    let bob = line_with(&lines, "bob");
+    assert!(bob.contains("12/1000") && bob.contains("17.6 MB/10 GiB") && bob.contains("3/600"), "{bob}");
+    // Carol, moved down to basic, is over its 100 images and has used the hour's 60 uploads.
+    let carol = line_with(&lines, "carol");
+    assert!(carol.contains("120/100!") && carol.contains("176.2 MB/1 GiB") && carol.contains("60/60"), "{carol}");
+    assert_eq!(colour_of(&app, "120/100!"), Color::Red);
+    assert_eq!(colour_of(&app, "60/60"), Color::Yellow);
+    assert_eq!(colour_of(&app, "12/1000"), Color::Reset, "within the limit");
+
+    assert!(screen(&app).contains("Usage of admin") && screen(&app).contains("server's limit"));
+    app.update(Action::Down);
+    app.update(Action::Down);
+    let text = screen(&app);
+    assert!(text.contains("Usage of carol"), "{text}");
+    assert!(text.contains("images     120/100 over"), "{text}");
+    assert!(text.contains("uploads/h  60/60 at limit"), "{text}");
+    assert!(text.contains("max upload 10 MiB") && text.contains("created    2026-11-20"), "{text}");
+}
+
 #[test]
 fn an_empty_or_unreachable_server_is_said_plainly() {
     let mut app = App::new("http://127.0.0.1:8000", now());
@@ -91,6 +127,20 @@ fn the_tiers_view_shows_heights_formats_flags_builtin_and_holders() {
     assert!(line_with(&lines, "Basic").contains("webp "), "{lines:#?}");
     let tiny = line_with(&lines, "Tiny thumbs");
     assert!(tiny.contains("64,128") && tiny.contains(" - ") && tiny.contains(" 0"), "{tiny}");
+    assert!(line_with(&lines, "Limits of basic").starts_with('┌'));
+    assert!(
+        line_with(&lines, "max images").contains("max images  100 ")
+            && line_with(&lines, "max images").contains("max storage  1 GiB"),
+        "{lines:#?}"
+    );
+    let upload = line_with(&lines, "max upload");
+    assert!(upload.contains("max upload  10 MiB ") && upload.contains("uploads/hour 60"), "{upload}");
+    app.update(Action::Down);
+    app.update(Action::Down);
+    let lines = render(&app);
+    assert!(line_with(&lines, "Limits of enterprise").starts_with('┌'));
+    assert!(line_with(&lines, "max images").contains("unlimited"), "{lines:#?}");
+    assert!(line_with(&lines, "max upload").contains("server's limit"), "{lines:#?}");
     app.update(Action::StartFilter);
     for c in "zzz".chars() {
         app.update(Action::FilterChar(c));
@@ -188,6 +238,7 @@ fn a_form_shows_the_servers_errors_by_their_fields() {
     }));
     let text = screen(&app);
     assert!(text.contains("New tier"), "{text}");
+    assert!(text.contains("Max storage (e.g. 10GiB)   unlimited"), "limits, empty for none: {text}");
     assert!(text.contains("↳ use 1-32 of a-z 0-9 -"), "{text}");
     assert!(text.contains("invalid field(s): id"), "{text}");
     assert!(text.contains("Enter save"), "form keys in the footer: {text}");
