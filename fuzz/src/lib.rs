@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use imageapi_shared::pipeline;
 
-use imageapi_core::image::Limits;
+use imageapi_core::image::{Limits, ThumbnailFormat};
 
 /// What a run feeds its inputs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,9 @@ fn upload(input: &[u8]) -> bool {
         return false;
     }
     let heights = [400, 200];
-    if pipeline::render_memory_estimate(input, &heights, &limits) > limits.max_decode_memory {
+    // `make_thumbnails` below makes the source format only.
+    let estimate = pipeline::render_memory_estimate(input, &heights, &[ThumbnailFormat::Source], &limits);
+    if estimate > limits.max_decode_memory {
         return true;
     }
     // Errors (damaged data) are answers, not findings; only a panic is.

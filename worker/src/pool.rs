@@ -147,8 +147,8 @@ impl ThumbnailPool {
         // Reading the headers (through the decoders' header readers) is decoding work: never on
         // the async runtime's thread.
         let estimate = {
-            let (original, heights) = (original.clone(), heights.clone());
-            tokio::task::spawn_blocking(move || render_memory_estimate(&original, &heights, &limits))
+            let (original, heights, formats) = (original.clone(), heights.clone(), formats.clone());
+            tokio::task::spawn_blocking(move || render_memory_estimate(&original, &heights, &formats, &limits))
                 .await
                 .map_err(|e| RenderError::Unavailable(format!("estimating the render's memory: {e}")))?
         };

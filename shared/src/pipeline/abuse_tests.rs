@@ -11,6 +11,7 @@ use image::{DynamicImage, RgbImage};
 use crate::pipeline::structure::JpegFrame;
 use crate::pipeline::test_support::*;
 use crate::pipeline::{make_thumbnails, probe, Limits, ProbeError, ThumbnailError};
+use imageapi_core::image::ThumbnailFormat;
 
 /// Runs `f`, and returns how far the process's peak resident set rose above where it stood
 /// before (MiB), when the process is this test's alone.
@@ -70,7 +71,8 @@ fn a_colour_profile_bomb_is_never_inflated_by_the_upload_check_or_the_render() {
     let growth = peak_growth_mib(|| {
         let probed = probe(&png, &Limits::default()).expect("the image itself is fine");
         assert_eq!((probed.width, probed.height), (64, 64));
-        let estimate = crate::pipeline::render_memory_estimate(&png, &[32], &Limits::default());
+        let estimate =
+            crate::pipeline::render_memory_estimate(&png, &[32], &[ThumbnailFormat::Source], &Limits::default());
         assert!(estimate < 16 * 1024 * 1024, "{estimate}");
         let thumbs = make_thumbnails(&png, &[32], &Limits::default()).expect("thumbnails");
         assert_eq!((thumbs[0].width, thumbs[0].height), (32, 32));

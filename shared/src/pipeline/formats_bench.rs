@@ -87,6 +87,14 @@ fn formats_bench() {
     // Per setting: worst WebP and AVIF byte ratios, worst SSIM deltas, and how many rows met
     // the targets (WebP <= 0.75x JPEG, AVIF <= 0.55x, each at SSIM >= JPEG's - 0.005).
     let mut summary = vec![(0.0f64, 0.0f64, f64::MAX, f64::MAX, 0u32, 0u32, 0u32, 0.0f64, 0.0f64); settings.len()];
+    // Per setting: milliseconds of `render_with` (decode, both heights in all three formats),
+    // best of TIMED_RUNS, summed over the JPEG files and over the PNG files. Run pinned to one
+    // core (taskset -c 0) in a release build for figures comparable to bench-inprocess.
+    let runs: usize = std::env::var("FORMATS_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let mut millis = vec![(0.0f64, 0.0f64); settings.len()];
+    // Per setting, AVIF on the JPEG rows only: rows at SSIM >= JPEG's - 0.005, rows at <= 0.55x
+    // the JPEG's bytes, and the worst SSIM delta.
+    let mut avif_jpeg = vec![(0u32, 0u32, f64::MAX); settings.len()];
     println!("| image | px | source bytes | source SSIM | setting | WebP bytes (x) | WebP SSIM | AVIF bytes (x) | AVIF SSIM |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for name in FILES {
@@ -107,7 +115,19 @@ fn formats_bench() {
 
         for (i, (label, setting)) in settings.iter().enumerate() {
             let all = [ThumbnailFormat::Source, ThumbnailFormat::Webp, ThumbnailFormat::Avif];
-            let out = render_with(&bytes, &[200, 400], &all, false, setting, &Limits::default()).expect("render");
+            let mut best = f64::MAX;
+            let mut out = None;
+            for _ in 0..runs {
+                let started = std::time::Instant::now();
+                out = Some(render_with(&bytes, &[200, 400], &all, false, setting, &Limits::default()).expect("render"));
+                best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            let out = out.expect("at least one run");
+            if png {
+                millis[i].1 += best;
+            } else {
+                millis[i].0 += best;
+            }
             for t in &out.thumbnails {
                 let reference =
                     over_white(&original.resize_exact(t.width, t.height, image::imageops::FilterType::Lanczos3));
@@ -134,6 +154,10 @@ fn formats_bench() {
                 sum.5 += u32::from(r_wp <= 0.75 && s_wp >= s_src - 0.005);
                 sum.6 += u32::from(r_av <= 0.55 && s_av >= s_src - 0.005);
                 if !png {
+                    let a = &mut avif_jpeg[i];
+                    a.0 += u32::from(s_av >= s_src - 0.005);
+                    a.1 += u32::from(r_av <= 0.55);
+                    a.2 = a.2.min(s_av - s_src);
                     sum.7 += r_wp;
                     sum.8 += r_av;
                 }
@@ -141,9 +165,15 @@ fn formats_bench() {
         }
     }
     println!();
-    println!("| setting | rows | WebP meets | AVIF meets | worst WebP x | worst AVIF x | worst WebP dSSIM | worst AVIF dSSIM |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for ((label, _), s) in settings.iter().zip(&summary) {
-        println!("| {label} | {} | {} | {} | {:.2} | {:.2} | {:+.4} | {:+.4} |", s.4, s.5, s.6, s.0, s.1, s.2, s.3);
+    println!(
+        "| setting | rows | WebP meets | AVIF meets | worst WebP x | worst AVIF x | worst WebP dSSIM | worst AVIF dSSIM \
+         | JPEG rows: AVIF SSIM ok | AVIF bytes ok | worst AVIF dSSIM | JPEG ms | PNG ms |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (((label, _), s), (ms, a)) in settings.iter().zip(&summary).zip(millis.iter().zip(&avif_jpeg)) {
+        println!(
+            "| {label} | {} | {} | {} | {:.2} | {:.2} | {:+.4} | {:+.4} | {} | {} | {:+.4} | {:.0} | {:.0} |",
+            s.4, s.5, s.6, s.0, s.1, s.2, s.3, a.0, a.1, a.2, ms.0, ms.1
+        );
     }
 }

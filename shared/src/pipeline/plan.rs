@@ -18,10 +18,19 @@ use super::decoder_input::DecoderInput;
 use super::jpeg::{self, ScaledJpeg};
 use super::structure::{self, JpegFrame};
 use super::{read_orientation, swaps_dimensions, thumbnail_size, ImageFormat, Limits};
+use imageapi_core::image::ThumbnailFormat;
 
 const MIB: u64 = 1024 * 1024;
-/// The thumbnails' encoders, the resizer's coefficients and the decoders' small buffers.
+/// The source-format encoders, the resizer's coefficients and the decoders' small buffers.
 const MARGIN: u64 = 8 * MIB;
+/// libwebp's working memory per pixel of the thumbnail it encodes, rounded up: measured (peak
+/// RSS with and without the WebP variant, `/usr/bin/time -v` on `render-repeat`, one thread)
+/// at 5-11 bytes a pixel on 0.28 and 3.7 MP thumbnails of the corpus' safelanding and kay.
+const WEBP_BYTES_PER_PIXEL: u64 = 16;
+/// rav1e's (through ravif) working memory per pixel of the thumbnail it encodes, rounded up:
+/// measured the same way at 27-35 bytes a pixel on 3.7 MP thumbnails and 45 on a 0.28 MP one
+/// (its fixed part weighs more there), alpha plane included.
+const AVIF_BYTES_PER_PIXEL: u64 = 64;
 
 /// What a header read through a [`DecoderInput`] says (so no metadata but the orientation is
 /// read, whatever the file holds).
@@ -85,6 +94,9 @@ pub(super) struct Plan<'a> {
     /// The tallest thumbnail as stored (before orientation): the resizer's intermediate is
     /// the decoded width × this.
     tallest_stored: u32,
+    /// The largest thumbnail's pixels: the WebP and AVIF encoders work on one thumbnail at a
+    /// time.
+    largest_thumbnail_pixels: u64,
 }
 
 /// The header facts the costs need.
@@ -113,6 +125,7 @@ impl<'a> Plan<'a> {
         // A JPEG is decoded to a little more than the largest thumbnail, in stored orientation.
         let largest = distinct.last().copied().unwrap_or(1);
         let (thumb_width, thumb_height) = thumbnail_size(display_width, display_height, largest);
+        let largest_thumbnail_pixels = u64::from(thumb_width) * u64::from(thumb_height);
         let (need_width, need_height) = if swap { (thumb_height, thumb_width) } else { (thumb_width, thumb_height) };
         let min_size = jpeg::min_decoded_size(need_width, need_height);
 
@@ -150,6 +163,7 @@ impl<'a> Plan<'a> {
             original_len: original.len() as u64,
             thumbnail_pixels,
             tallest_stored,
+            largest_thumbnail_pixels,
         };
         plan.memory = match &plan.decoder {
             Decoder::Scaled { eighths, .. } => plan.scaled_memory(*eighths),
@@ -205,6 +219,21 @@ impl<'a> Plan<'a> {
             .saturating_add(MARGIN)
     }
 
+    /// What the WebP and AVIF encoders add for `formats`: they run one after the other on one
+    /// thumbnail at a time, so the costlier one on the largest thumbnail.
+    pub fn encoder_memory(&self, formats: &[ThumbnailFormat]) -> u64 {
+        let per_pixel = formats
+            .iter()
+            .map(|format| match format {
+                ThumbnailFormat::Source => 0,
+                ThumbnailFormat::Webp => WEBP_BYTES_PER_PIXEL,
+                ThumbnailFormat::Avif => AVIF_BYTES_PER_PIXEL,
+            })
+            .max()
+            .unwrap_or(0);
+        self.largest_thumbnail_pixels.saturating_mul(per_pixel)
+    }
+
     fn pixels(&self) -> u64 {
         u64::from(self.header.width) * u64::from(self.header.height)
     }
@@ -241,14 +270,15 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// How much memory rendering `heights` from `original` may take at most, from its headers
-/// alone (see [`Plan`]). Pessimistic by design, so that a worker can keep the renders it runs
-/// side by side within a budget: the bird photo (6028x3391, 200 and 400 px) is estimated at
-/// 30 MiB and peaks at 17 MB for the whole one-shot process; a 10000x10000 progressive CMYK
-/// JPEG at 1552 MiB, and peaks at 0.8 GB here (jpeg-decoder's queues stayed short). An
-/// unreadable header gives the margin and the file, as does one over the side or pixel limits:
-/// such a file fails at once.
-pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits) -> u64 {
+/// How much memory rendering `heights` in `formats` from `original` may take at most, from its
+/// headers alone (see [`Plan`], plus the WebP and AVIF encoders' working memory on the largest
+/// thumbnail). Pessimistic by design, so that a worker can keep the renders it runs side by
+/// side within a budget: the bird photo (6028x3391, 200 and 400 px, source format only) is
+/// estimated at 30 MiB and peaks at 17 MB for the whole one-shot process; a 10000x10000
+/// progressive CMYK JPEG at 1552 MiB, and peaks at 0.8 GB here (jpeg-decoder's queues stayed
+/// short). An unreadable header gives the margin and the file, as does one over the side or
+/// pixel limits: such a file fails at once.
+pub fn render_memory_estimate(original: &[u8], heights: &[u32], formats: &[ThumbnailFormat], limits: &Limits) -> u64 {
     let unreadable = MARGIN + original.len() as u64;
     let Some(format) = ImageFormat::detect(original) else { return unreadable };
     let Ok(header) = Header::read(original, format) else { return unreadable };
@@ -256,7 +286,8 @@ pub fn render_memory_estimate(original: &[u8], heights: &[u32], limits: &Limits)
         return unreadable;
     }
     let heights: Vec<u32> = heights.iter().map(|&h| h.max(1)).collect();
-    Plan::new(original, format, &header, &heights).memory
+    let plan = Plan::new(original, format, &header, &heights);
+    plan.memory.saturating_add(plan.encoder_memory(formats))
 }
 
 pub(super) use imageapi_core::image::mib;
@@ -340,11 +371,32 @@ mod tests {
     }
 
     #[test]
+    fn webp_and_avif_encoders_count_on_the_largest_thumbnail() {
+        let png = encode_png_rgb(&gradient_rgb(3000, 2000));
+        let limits = Limits::default();
+        let estimate = |formats: &[ThumbnailFormat]| render_memory_estimate(&png, &[400, 200], formats, &limits);
+        let source = estimate(&[ThumbnailFormat::Source]);
+        // The largest thumbnail is 600x400.
+        let largest = 600 * 400;
+        assert_eq!(
+            estimate(&[ThumbnailFormat::Source, ThumbnailFormat::Webp]),
+            source + largest * WEBP_BYTES_PER_PIXEL
+        );
+        // One encoder at a time: WebP and AVIF together cost what AVIF alone does.
+        let all = [ThumbnailFormat::Source, ThumbnailFormat::Webp, ThumbnailFormat::Avif];
+        assert_eq!(estimate(&all), source + largest * AVIF_BYTES_PER_PIXEL);
+        assert_eq!(estimate(&[ThumbnailFormat::Avif]), estimate(&all));
+    }
+
+    #[test]
     fn an_unreadable_header_costs_the_margin_and_the_file() {
         let limits = Limits::default();
-        assert_eq!(render_memory_estimate(b"not an image", &[200], &limits), MARGIN + 12);
+        assert_eq!(render_memory_estimate(b"not an image", &[200], &[ThumbnailFormat::Avif], &limits), MARGIN + 12);
         let mut broken = crate::pipeline::PNG_SIGNATURE.to_vec();
         broken.extend_from_slice(b"garbage");
-        assert_eq!(render_memory_estimate(&broken, &[200], &limits), MARGIN + broken.len() as u64);
+        assert_eq!(
+            render_memory_estimate(&broken, &[200], &[ThumbnailFormat::Avif], &limits),
+            MARGIN + broken.len() as u64
+        );
     }
 }
