@@ -254,6 +254,19 @@ fn is_scoped(path: &str) -> bool {
         || path.starts_with("/l/"))
 }
 
+/// States this server's upload limit as the largest `max_upload_bytes` a tier may set (the
+/// one bound of the API that is configuration, not code).
+pub fn state_upload_limit(doc: &mut utoipa::openapi::OpenApi, max_upload_bytes: u64) {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    let Some(components) = doc.components.as_mut() else { return };
+    for body in ["CreateTier", "UpdateTier"] {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body) else { continue };
+        if let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut("max_upload_bytes") {
+            field.maximum = usize::try_from(max_upload_bytes).ok().map(utoipa::Number::UInt);
+        }
+    }
+}
+
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let paths = std::mem::take(&mut doc.paths.paths);
@@ -280,6 +293,17 @@ mod tests {
         assert_eq!(known.allowed("/api/v1/images/"), None);
         assert_eq!(known.allowed("/api/v1/nothing"), None);
         assert_eq!(known.allowed("/api/v1/images/a/b"), None);
+    }
+
+    #[test]
+    fn the_servers_upload_limit_bounds_a_tiers() {
+        let mut doc = document();
+        state_upload_limit(&mut doc, 1234);
+        let json = serde_json::to_value(&doc).expect("json");
+        for body in ["CreateTier", "UpdateTier"] {
+            let field = &json["components"]["schemas"][body]["properties"]["max_upload_bytes"];
+            assert_eq!(field["maximum"], serde_json::json!(1234), "{body}: {field:#}");
+        }
     }
 
     #[test]

@@ -201,10 +201,11 @@ fn http_server(state: web::Data<AppState>, listener: TcpListener, grace: Duratio
     use actix_web::dev::AppConfig;
     use actix_web::ResponseError;
 
-    let doc = openapi::document();
+    let upload_limit = state.limits.max_bytes;
+    let mut doc = openapi::document();
+    openapi::state_upload_limit(&mut doc, upload_limit);
     let known_paths = web::Data::new(openapi::KnownPaths::new(&doc));
     let addr = listener.local_addr()?;
-    let upload_limit = state.limits.max_bytes;
     let builder = actix_server::Server::build();
     let shutdown_signal = builder.graceful_shutdown_signal();
     let server = builder
