@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -86,9 +87,27 @@ class Client:
             sys.exit(f"{method} {path}: {status} {data[:300]!r}")
         return json.loads(data) if data else None
 
-    def upload(self, data, filename="image.jpg"):
-        body, ctype = multipart(data, filename)
+    def upload(self, data, filename="image.jpg", distinct=True):
+        """Uploads `data`; by default as new bytes each time (see `unique`), since the same
+        bytes again from one user are the image already held (200), not a new one."""
+        body, ctype = multipart(unique(data) if distinct else data, filename)
         return self.request("POST", "/api/v1/images", body, ctype)
+
+
+_uploads = iter(range(1 << 62))
+
+
+def unique(data, tag=None):
+    """The same picture as new bytes: a JPEG comment segment after SOI, or a PNG tEXt chunk
+    after IHDR, carrying `tag` (by default a process-wide counter and the process id)."""
+    text = f"bench {os.getpid()}-{next(_uploads) if tag is None else tag}".encode()
+    if data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return data  # not an image: sent as it is (tests of refusals)
+    chunk = b"tEXt" + b"bench\x00" + text
+    crc = zlib.crc32(chunk).to_bytes(4, "big")
+    return data[:33] + (len(chunk) - 4).to_bytes(4, "big") + chunk + crc + data[33:]
 
 
 def wait_line(proc, prefix, timeout=120):
@@ -215,8 +234,13 @@ def scratch_database(admin_url=POSTGRES, prefix="imageapi_bench"):
         psql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def make_user(base, username, tier, password="bench-user-password"):
+def make_user(base, username, tier, password="bench-user-password", lift_limits=True):
+    """A user on `tier` and an API token. The tier's limits on images, storage and uploads per
+    hour are lifted first (benchmarks measure speed, not quotas) unless `lift_limits` is false."""
     admin = Client(base, basic(*ADMIN))
+    if lift_limits:
+        admin.json("PATCH", f"/api/v1/admin/tiers/{tier}",
+                   {"max_images": None, "max_storage_bytes": None, "uploads_per_hour": None})
     user = admin.json("POST", "/api/v1/admin/users", {"username": username, "password": password, "tier": tier})
     token = admin.json("POST", f"/api/v1/admin/users/{user['id']}/tokens")["token"]
     return user, password, token

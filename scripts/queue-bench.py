@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import benchlib as b  # noqa: E402
 from benchlib import free_port, wait_line  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -51,7 +52,9 @@ def request(method, url, auth, body=None, content_type=None):
 
 def upload(base, auth, path):
     boundary = "bench" + os.urandom(8).hex()
-    data = path.read_bytes()
+    # New bytes each time (a JPEG comment or PNG text chunk): the same bytes again from one
+    # user are the image already held, and would make no job.
+    data = b.unique(path.read_bytes())
     body = (
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
         f"Content-Type: application/octet-stream\r\n\r\n"
