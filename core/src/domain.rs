@@ -412,7 +412,10 @@ pub struct TierLimits {
     /// Most bytes a user's originals and ready thumbnails (every format) may take (null:
     /// unlimited).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_125_899_906_842_624_i64, example = 1_073_741_824_i64))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 1_125_899_906_842_624_i64, example = 1_073_741_824_i64)
+    )]
     pub max_storage_bytes: Option<u64>,
     /// Largest upload in bytes, at most the server's own limit (null: the server's limit).
     #[serde(default)]

@@ -221,7 +221,9 @@ impl ResponseError for ApiError {
             limit: None,
         };
         let problem = match self {
-            Self::QuotaExceeded(r) => Problem { quota: Some(r.quota), usage: Some(r.usage), limit: Some(r.limit), ..problem },
+            Self::QuotaExceeded(r) => {
+                Problem { quota: Some(r.quota), usage: Some(r.usage), limit: Some(r.limit), ..problem }
+            }
             _ => problem,
         };
         let mut response = HttpResponse::build(status);

@@ -12,7 +12,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::fixtures::{
-    cmyk_progressive_jpeg, distinct, jpeg, jpeg_seeded, png_with_chunks, rgb_gradient, streamed_png, zlib_zeros, SharedBuffer,
+    cmyk_progressive_jpeg, distinct, jpeg, jpeg_seeded, png_with_chunks, rgb_gradient, streamed_png, zlib_zeros,
+    SharedBuffer,
 };
 use crate::helpers::{id_of, spawn_app, spawn_app_with, ServerOptions, TestApp, TestUser};
 

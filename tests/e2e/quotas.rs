@@ -194,7 +194,9 @@ fn racing_uploads_on_two_servers_sharing_postgres_create_exactly_one_image() {
     // The upload rate is one count across both servers: it lives in the user's row.
     let (_, paced) = limited_user(&a, json!({"uploads_per_hour": 4}));
     for n in 0..4u8 {
-        [&a, &b][usize::from(n % 2)].upload(&paced, &format!("{n}.jpg"), &jpeg_seeded(48, 32, 200 + n)).assert_status(201);
+        [&a, &b][usize::from(n % 2)]
+            .upload(&paced, &format!("{n}.jpg"), &jpeg_seeded(48, 32, 200 + n))
+            .assert_status(201);
     }
     b.upload(&paced, "5.jpg", &jpeg_seeded(48, 32, 250)).assert_problem(429);
     a.upload(&paced, "6.jpg", &jpeg_seeded(48, 32, 251)).assert_problem(429);
@@ -265,7 +267,8 @@ fn me_and_the_admin_users_list_show_limits_and_usage() {
     );
 
     let users = app.list_users().expect_json(200);
-    let listed = users["results"].as_array().expect("results").iter().find(|u| u["id"] == json!(user.id)).expect("listed");
+    let listed =
+        users["results"].as_array().expect("results").iter().find(|u| u["id"] == json!(user.id)).expect("listed");
     assert_eq!(listed["image_count"], json!(1));
     assert_eq!(listed["uploads_last_hour"], json!(1));
     assert_eq!(listed["limits"]["max_images"], json!(100), "{listed:#}");
@@ -350,10 +353,12 @@ fn identical_uploads_racing_make_one_image() {
     let bytes = jpeg_seeded(320, 240, 77);
     let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
         let racers: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| {
-                let reply = app.upload(&user, "same.jpg", &bytes);
-                (reply.status, reply.json())
-            }))
+            .map(|_| {
+                s.spawn(|| {
+                    let reply = app.upload(&user, "same.jpg", &bytes);
+                    (reply.status, reply.json())
+                })
+            })
             .collect();
         racers.into_iter().map(|r| r.join().expect("racer")).collect()
     });
@@ -420,6 +425,8 @@ fn a_retry_after_the_connection_dropped_before_the_answer_makes_no_second_image(
 
     assert!(retry.status == 200 || retry.status == 201, "{}", retry.status);
     let id = id_of(&retry.json()["id"]);
-    eventually(Duration::from_secs(5), "the retry's image, alone", || (listed(&app, &user) == vec![id.clone()]).then_some(()));
+    eventually(Duration::from_secs(5), "the retry's image, alone", || {
+        (listed(&app, &user) == vec![id.clone()]).then_some(())
+    });
     assert_eq!(app.me(&user).expect_json(200)["usage"]["images"], json!(1));
 }

@@ -198,7 +198,10 @@ mod tests {
         assert_eq!((over.quota, over.usage, over.limit), (Quota::MaxStorageBytes, 900, 1000));
         let full = Usage { images: 2, ..usage.clone() };
         let refusal = check_upload(&limits, &full, 1, at(0)).expect_err("images");
-        assert_eq!((refusal.quota, refusal.usage, refusal.limit, refusal.retry_after_secs), (Quota::MaxImages, 2, 2, None));
+        assert_eq!(
+            (refusal.quota, refusal.usage, refusal.limit, refusal.retry_after_secs),
+            (Quota::MaxImages, 2, 2, None)
+        );
         assert_eq!(check_upload(&TierLimits::UNLIMITED, &full, u64::MAX, at(0)), Ok(()));
     }
 }

@@ -5,10 +5,10 @@ use actix_web::http::header::{Charset, ContentDisposition, CONTENT_LENGTH};
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use imageapi_core::domain::{is_invisible_format, ImageId};
 use imageapi_shared::pipeline::{probe, ProbeError};
 use imageapi_shared::store::{BlobKey, StoreError};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -100,7 +100,10 @@ fn too_large(limit: u64) -> ApiError {
 
 /// The refusal of an upload over the tier's own size limit (below the server's).
 fn too_large_for_tier(tier: &TierRecord, limit: u64) -> ApiError {
-    ApiError::PayloadTooLarge(format!("your tier ({}) limits uploads to {limit} bytes (max_upload_bytes)", tier.name.as_str()))
+    ApiError::PayloadTooLarge(format!(
+        "your tier ({}) limits uploads to {limit} bytes (max_upload_bytes)",
+        tier.name.as_str()
+    ))
 }
 
 /// The file field of an upload: its name, bytes and their SHA-256 (computed while reading).

@@ -21,10 +21,7 @@ use imageapi_core::domain::TierLimits;
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> Result<HttpResponse, ApiError> {
     let (tier, usage) = futures_util::try_join!(state.repo.tier(&user.tier), state.repo.usage(user.id))?;
-    let limits = TierLimits {
-        max_upload_bytes: Some(tier.limits.upload_limit(state.limits.max_bytes)),
-        ..tier.limits
-    };
+    let limits = TierLimits { max_upload_bytes: Some(tier.limits.upload_limit(state.limits.max_bytes)), ..tier.limits };
     Ok(HttpResponse::Ok().json(MeView {
         id: user.id.to_string(),
         username: user.username.to_string(),

@@ -174,7 +174,8 @@ async fn jobs_enter_the_queue_in_turns_per_owner_and_never_beyond_the_window() {
     }
     f.thumbnails.submitted(&heavy_jobs).await;
     assert_eq!(f.thumbnails.feed().await.expect("feed"), 3, "the window is full at 3");
-    let light_job = f.repo.insert_image(&image(light.id), crate::ids::new_job_id()).await.expect("insert").created().job;
+    let light_job =
+        f.repo.insert_image(&image(light.id), crate::ids::new_job_id()).await.expect("insert").created().job;
     let light_job = light_job.expect("a job");
     f.thumbnails.submitted(std::slice::from_ref(&light_job)).await;
 

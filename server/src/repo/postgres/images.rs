@@ -8,8 +8,8 @@ use imageapi_core::image::ThumbnailFormat;
 use imageapi_core::jobs::ThumbnailJob;
 
 use super::rows::{self, format_name, IMAGE_COLUMNS, THUMB_COLUMNS};
-use super::{db_error, PgRepo};
 use super::users::TIER_COLUMNS;
+use super::{db_error, PgRepo};
 use crate::repo::{
     check_upload, ImageFilter, ImageRecord, ImageRepo, ImageScan, Inserted, NewImage, ReconcileEntry, RepoError,
     RepoResult, ThumbState, ThumbStates, UploadWindow, Usage, UserRecord, SCAN_BUDGET,
@@ -191,7 +191,9 @@ impl ImageRepo for PgRepo {
     async fn usage(&self, user: UserId) -> RepoResult<Usage> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT image_count, original_bytes, thumbnail_bytes, upload_window FROM users WHERE id = $1")
+            .prepare_cached(
+                "SELECT image_count, original_bytes, thumbnail_bytes, upload_window FROM users WHERE id = $1",
+            )
             .await
             .map_err(db_error)?;
         let row = client.query_opt(&stmt, &[&user.to_bytes().as_slice()]).await.map_err(db_error)?;

@@ -148,7 +148,8 @@ pub fn image(row: &Row) -> RepoResult<ImageRecord> {
         thumbhash: get(row, "thumbhash")?,
         sha256: {
             let hash: Option<Vec<u8>> = get(row, "sha256")?;
-            hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt("sha256", "not 32 bytes"))).transpose()?
+            hash.map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| corrupt("sha256", "not 32 bytes")))
+                .transpose()?
         },
     })
 }

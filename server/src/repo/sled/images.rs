@@ -251,8 +251,8 @@ impl SledDb {
                 Err(e) => return Err(e),
             }
         }
-        (&self.images, &self.user_images, &self.usage, &self.thumbs, &self.pending, &self.image_by_content).transaction(
-            |(images, user_images, usage, thumbs, pending, image_by_content)| {
+        (&self.images, &self.user_images, &self.usage, &self.thumbs, &self.pending, &self.image_by_content)
+            .transaction(|(images, user_images, usage, thumbs, pending, image_by_content)| {
                 if images.remove(&id.to_bytes())?.is_none() {
                     return abort(RepoError::NotFound);
                 }
@@ -273,8 +273,7 @@ impl SledDb {
                 let owner_usage = adjust_usage(usage.get(record.owner.to_bytes())?, delta);
                 usage.insert(&record.owner.to_bytes(), owner_usage)?;
                 Ok(())
-            },
-        )?;
+            })?;
         Ok(record)
     }
 
