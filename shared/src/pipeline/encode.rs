@@ -8,27 +8,21 @@
 
 use image::DynamicImage;
 
+pub(crate) use super::avif::AvifSettings;
+
 /// WebP (lossy) quality, libwebp's 0-100 scale.
 pub const WEBP_QUALITY: f32 = 88.0;
 /// libwebp's effort (0 fastest .. 6 smallest). 4 is libwebp's (and cwebp's) default.
 pub const WEBP_METHOD: i32 = 4;
-/// AVIF quality, ravif's 1-100 scale (it maps to rav1e's quantizer).
-pub const AVIF_QUALITY: f32 = 85.0;
-/// rav1e's speed preset (0 slowest .. 10 fastest).
-pub const AVIF_SPEED: u8 = 8;
-
 /// How WebP and AVIF variants are encoded. Only the benchmark changes these; the pipeline
-/// uses [`EncodeSettings::default`], the constants above.
+/// uses [`EncodeSettings::default`], the constants above and [`AvifSettings::default`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct EncodeSettings {
     pub webp_quality: f32,
     pub webp_method: i32,
     /// Whether WebP variants of PNG sources are lossless (true) or lossy with an alpha plane.
     pub webp_png_lossless: bool,
-    pub avif_quality: f32,
-    pub avif_speed: u8,
-    /// AVIF bit depth: 8 or 10.
-    pub avif_depth: u8,
+    pub avif: AvifSettings,
 }
 
 impl Default for EncodeSettings {
@@ -37,9 +31,7 @@ impl Default for EncodeSettings {
             webp_quality: WEBP_QUALITY,
             webp_method: WEBP_METHOD,
             webp_png_lossless: false,
-            avif_quality: AVIF_QUALITY,
-            avif_speed: AVIF_SPEED,
-            avif_depth: 8,
+            avif: AvifSettings::default(),
         }
     }
 }
@@ -94,33 +86,4 @@ pub(crate) fn encode_webp(
     config.thread_level = 0;
     let encoded = encoder.encode_advanced(&config).map_err(|err| format!("libwebp: {err:?} ({width}x{height} px)"))?;
     Ok(encoded.to_vec())
-}
-
-/// Encodes an AVIF variant with rav1e through ravif: 4:4:4 YCbCr, full range, signalled as
-/// sRGB (BT.709 primaries, sRGB transfer, BT.601 matrix in the `colr` nclx box, all written by
-/// ravif), alpha as a separate lossless-quality plane when any pixel is not opaque (ravif
-/// drops an all-opaque alpha by itself). No EXIF.
-pub(crate) fn encode_avif(image: &DynamicImage, settings: &EncodeSettings) -> Result<Vec<u8>, String> {
-    use ravif::{AlphaColorMode, BitDepth, Encoder, Img, RGB8, RGBA8};
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let depth = if settings.avif_depth >= 10 { BitDepth::Ten } else { BitDepth::Eight };
-    let encoder = Encoder::new()
-        .with_quality(settings.avif_quality)
-        .with_alpha_quality(100.0)
-        .with_speed(settings.avif_speed)
-        .with_bit_depth(depth)
-        .with_num_threads(Some(1))
-        // Colour under fully transparent pixels is invisible: let it compress to nothing.
-        .with_alpha_color_mode(AlphaColorMode::UnassociatedClean);
-    let encoded = match packed(image) {
-        Packed::Rgb(p) => {
-            let pixels: Vec<RGB8> = p.chunks_exact(3).map(|c| RGB8::new(c[0], c[1], c[2])).collect();
-            encoder.encode_rgb(Img::new(pixels.as_slice(), width, height))
-        }
-        Packed::Rgba(p) => {
-            let pixels: Vec<RGBA8> = p.chunks_exact(4).map(|c| RGBA8::new(c[0], c[1], c[2], c[3])).collect();
-            encoder.encode_rgba(Img::new(pixels.as_slice(), width, height))
-        }
-    };
-    encoded.map(|e| e.avif_file).map_err(|err| format!("rav1e: {err} ({width}x{height} px)"))
 }

@@ -16,6 +16,7 @@
 //! holds what both halves share of decoding (orientation, the EXIF size bound). The module only uses `super::`/`crate::pipeline`
 //! paths so that the directory can be moved between crates unchanged.
 
+mod avif;
 mod cores;
 mod decoder_input;
 mod encode;
@@ -40,7 +41,7 @@ mod render_tests;
 mod test_support;
 
 pub use cores::set_thread_budget;
-pub use encode::{AVIF_QUALITY, AVIF_SPEED, WEBP_METHOD, WEBP_QUALITY};
+pub use encode::{WEBP_METHOD, WEBP_QUALITY};
 pub use plan::render_memory_estimate;
 pub use probe::{probe, Probe, ProbeError};
 pub use thumbhash::THUMBHASH_MAX_SIDE;

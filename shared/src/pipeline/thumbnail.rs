@@ -16,7 +16,8 @@ use image::{DynamicImage, ImageDecoder, ImageEncoder};
 use imageapi_core::image::ThumbnailFormat;
 
 use super::decoder_input::DecoderInput;
-use super::encode::{encode_avif, encode_webp, EncodeSettings};
+use super::avif::encode_avif;
+use super::encode::{encode_webp, EncodeSettings};
 use super::plan::{mib, Decoder, Header, Plan};
 use super::thumbhash::{hash_size, THUMBHASH_MAX_SIDE};
 use super::{jpeg, structure, swaps_dimensions, thumbnail_size, ImageFormat, Limits};
@@ -328,7 +329,7 @@ fn encode_variant(
             other => other.to_string(),
         }),
         ThumbnailFormat::Webp => encode_webp(pixels, source == ImageFormat::Png, settings),
-        ThumbnailFormat::Avif => encode_avif(pixels, settings),
+        ThumbnailFormat::Avif => encode_avif(pixels, &settings.avif),
     }
 }
 
