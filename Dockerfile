@@ -10,8 +10,9 @@ WORKDIR /src
 # member's manifest, including tests/, even though only two packages are built.
 COPY . .
 
-# rav1e (the AVIF encoder) assembles its SIMD code with nasm; libwebp builds with the image's gcc.
-RUN apt-get update && apt-get install -y --no-install-recommends nasm && rm -rf /var/lib/apt/lists/*
+# libavif and libaom (the AVIF encoder) build with cmake, libaom's SIMD code with nasm; libwebp
+# builds with the image's gcc.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake nasm && rm -rf /var/lib/apt/lists/*
 
 # Cache mounts keep downloaded crates and compiled dependencies between builds, so a source
 # change recompiles only the workspace crates. The target dir is a cache mount and therefore

@@ -1,147 +1,35 @@
-//! AVIF variants, encoded with rav1e directly and wrapped by `avif-serialize`.
+//! AVIF variants, encoded by libaom through libavif (both C, built from the sources bundled in
+//! `libavif-sys`/`libaom-sys` with cmake).
 //!
-//! Why not through `ravif` (which we used first): ravif ties every encoder knob to one speed
-//! number, and its fast presets (9, 10) allow only 16x16 partitions, which costs the grey and
-//! painted corpus images many bytes; its slower ones code chroma at full resolution, which is
-//! half of rav1e's work. Here each knob is chosen from the measurement in docs/BENCHMARKS.md
-//! ("Modern formats"): the cheap intra-only settings of rav1e's fast presets, the partition
-//! sizes and chroma subsampling picked for bytes and SSIM against our JPEG thumbnail.
+//! Why libaom and not rav1e (pure Rust, which we used first, through ravif and then directly):
+//! for still pictures libaom's all-intra mode is 3-4x faster at the same bytes and SSIM on our
+//! corpus thumbnails, and rav1e alone made the whole modern job 1.6x libvips' time (whose
+//! heifsave also encodes with libaom). Measured in docs/BENCHMARKS.md ("Modern formats").
 //!
 //! Colour: 8-bit YCbCr, BT.601 matrix, full range, signalled as sRGB (BT.709 primaries, sRGB
-//! transfer) in the `colr` box, as libavif and ravif write it. Alpha, when any pixel is not
-//! opaque, is a second AV1 image coded losslessly, so transparency and its edges stay exact.
+//! transfer) in the `colr` box; our conversion, so it matches what we signal. Gray images are
+//! coded as 4:0:0 (one plane). Alpha, when any pixel is not opaque, is a second AV1 image coded
+//! losslessly, so transparency and its edges stay exact. No metadata (no EXIF, XMP or ICC).
 
 use std::borrow::Cow;
 
 use image::DynamicImage;
-use rav1e::prelude::*;
 
 /// How an AVIF is encoded; [`AvifSettings::default`] is what the pipeline uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct AvifSettings {
-    /// 1..=100, on ravif's (and libavif's) scale, mapped to rav1e's quantizer.
-    pub quality: f32,
-    /// rav1e's speed preset the other settings start from (intra-only images use few of them).
+    /// libavif's quality, 0..=100 (100 lossless), mapped by libavif to libaom's quantizer.
+    pub quality: u8,
+    /// libavif's speed, 0 (slowest) ..= 10 (fastest); libaom's `cpu-used` in all-intra mode.
     pub speed: u8,
-    /// Smallest and largest partition rav1e may choose (4, 8, 16, 32 or 64 px).
-    pub partitions: (u8, u8),
     /// Chroma at half resolution both ways (4:2:0) instead of full (4:4:4).
     pub subsample_chroma: bool,
-    /// rav1e's psychovisual tuning (on) or plain PSNR (off; allows transform-domain distortion).
-    pub psychovisual: bool,
-    /// Transform types limited to the common ones (faster search).
-    pub reduced_tx_set: bool,
-    /// The constrained directional enhancement filter (searched per 64x64 block).
-    pub cdef: bool,
-    /// The loop restoration filter.
-    pub lrf: bool,
 }
 
 impl Default for AvifSettings {
     fn default() -> Self {
-        AvifSettings {
-            quality: 85.0,
-            speed: 8,
-            partitions: (8, 16),
-            subsample_chroma: false,
-            psychovisual: true,
-            reduced_tx_set: false,
-            cdef: true,
-            lrf: true,
-        }
+        AvifSettings { quality: 70, speed: 8, subsample_chroma: false }
     }
-}
-
-/// ravif's mapping of quality to rav1e's quantizer (0 = lossless .. 255), kept so that quality
-/// figures stay comparable with ravif's and with earlier measurements.
-fn quantizer(quality: f32) -> usize {
-    let q = (quality / 100.0).clamp(0.0, 1.0);
-    let x = if q >= 0.82 {
-        (1.0 - q) * 2.6
-    } else if q > 0.25 {
-        q.mul_add(-0.5, 1.0 - 0.125)
-    } else {
-        1.0 - q
-    };
-    (x * 255.0).round() as usize
-}
-
-fn block(size: u8) -> BlockSize {
-    match size {
-        4 => BlockSize::BLOCK_4X4,
-        8 => BlockSize::BLOCK_8X8,
-        16 => BlockSize::BLOCK_16X16,
-        32 => BlockSize::BLOCK_32X32,
-        _ => BlockSize::BLOCK_64X64,
-    }
-}
-
-fn speed_settings(settings: &AvifSettings) -> SpeedSettings {
-    let mut speed = SpeedSettings::from_preset(settings.speed);
-    // One still picture: nothing between frames to search.
-    speed.multiref = false;
-    speed.rdo_lookahead_frames = 1;
-    speed.scene_detection_mode = SceneDetectionSpeed::None;
-    speed.motion.include_near_mvs = false;
-    speed.lrf = settings.lrf;
-    speed.cdef = settings.cdef;
-    speed.fast_deblock = true;
-    speed.sgr_complexity = SGRComplexityLevel::Reduced;
-    speed.partition.encode_bottomup = false;
-    speed.transform.rdo_tx_decision = false;
-    speed.transform.reduced_tx_set = settings.reduced_tx_set;
-    speed.prediction.prediction_modes = PredictionModesSetting::Simple;
-    speed.prediction.fine_directional_intra = false;
-    speed.partition.partition_range = PartitionRange::new(block(settings.partitions.0), block(settings.partitions.1));
-    speed
-}
-
-/// One AV1 still picture of `planes` (luma first), each `stride` samples wide.
-fn encode_av1(
-    width: usize,
-    height: usize,
-    planes: &[(&[u8], usize)],
-    chroma: ChromaSampling,
-    colour: Option<ColorDescription>,
-    quantizer: usize,
-    settings: &AvifSettings,
-) -> Result<Vec<u8>, String> {
-    let config = Config::new()
-        .with_encoder_config(EncoderConfig {
-            width,
-            height,
-            bit_depth: 8,
-            chroma_sampling: chroma,
-            chroma_sample_position: ChromaSamplePosition::Unknown,
-            pixel_range: PixelRange::Full,
-            color_description: colour,
-            still_picture: true,
-            quantizer,
-            min_quantizer: u8::try_from(quantizer).unwrap_or(u8::MAX),
-            bitrate: 0,
-            tune: if settings.psychovisual { Tune::Psychovisual } else { Tune::Psnr },
-            tiles: 1,
-            speed_settings: speed_settings(settings),
-            ..EncoderConfig::default()
-        })
-        .with_threads(1);
-    let mut context: Context<u8> = config.new_context().map_err(|err| format!("rav1e config: {err}"))?;
-    let mut frame = context.new_frame();
-    for (plane, (samples, stride)) in frame.planes.iter_mut().zip(planes) {
-        plane.copy_from_raw_u8(samples, *stride, 1);
-    }
-    context.send_frame(frame).map_err(|err| format!("rav1e: {err}"))?;
-    context.flush();
-    let mut out = Vec::new();
-    loop {
-        match context.receive_packet() {
-            Ok(mut packet) => out.append(&mut packet.data),
-            Err(EncoderStatus::Encoded) => {}
-            Err(EncoderStatus::LimitReached) => break,
-            Err(err) => return Err(format!("rav1e: {err}")),
-        }
-    }
-    Ok(out)
 }
 
 /// Full-range BT.601 YCbCr of one sRGB pixel, as floats (rounded by the caller).
@@ -209,67 +97,183 @@ fn clean_transparent(rgba: &mut [u8], width: usize) {
 /// Encodes one thumbnail-sized image as AVIF (see the module's comment for the format).
 pub(crate) fn encode_avif(image: &DynamicImage, settings: &AvifSettings) -> Result<Vec<u8>, String> {
     let (width, height) = (image.width() as usize, image.height() as usize);
-    // Packed 8-bit RGB, or RGBA when the image has an alpha channel (gray is expanded).
+    let gray = !image.color().has_color();
+    // Packed 8-bit: gray (1 or 2 channels) or RGB/RGBA (3 or 4), alpha last when present.
     let (mut pixels, channels): (Cow<'_, [u8]>, usize) = match image {
         DynamicImage::ImageRgb8(rgb) => (Cow::Borrowed(rgb.as_raw()), 3),
         DynamicImage::ImageRgba8(rgba) => (Cow::Borrowed(rgba.as_raw()), 4),
+        DynamicImage::ImageLuma8(luma) => (Cow::Borrowed(luma.as_raw()), 1),
+        other if gray && other.color().has_alpha() => (Cow::Owned(other.to_luma_alpha8().into_raw()), 2),
+        other if gray => (Cow::Owned(other.to_luma8().into_raw()), 1),
         other if other.color().has_alpha() => (Cow::Owned(other.to_rgba8().into_raw()), 4),
         other => (Cow::Owned(other.to_rgb8().into_raw()), 3),
     };
-    let alpha: Option<Vec<u8>> = (channels == 4 && pixels.chunks_exact(4).any(|px| px[3] != 255))
-        .then(|| pixels.chunks_exact(4).map(|px| px[3]).collect());
-    if alpha.is_some() {
+    let has_alpha = channels % 2 == 0;
+    let alpha: Option<Vec<u8>> = (has_alpha && pixels.chunks_exact(channels).any(|px| px[channels - 1] != 255))
+        .then(|| pixels.chunks_exact(channels).map(|px| px[channels - 1]).collect());
+    if alpha.is_some() && channels == 4 {
         clean_transparent(pixels.to_mut(), width);
     }
 
-    let subsample = settings.subsample_chroma;
-    let [y, cb, cr] = ycbcr_planes(&pixels, channels, width, height, subsample);
-    let chroma_stride = if subsample { width.div_ceil(2) } else { width };
-    let colour = ColorDescription {
-        color_primaries: ColorPrimaries::BT709,
-        transfer_characteristics: TransferCharacteristics::SRGB,
-        matrix_coefficients: MatrixCoefficients::BT601,
+    let layout = if gray {
+        Layout::Gray
+    } else if settings.subsample_chroma {
+        Layout::Yuv420
+    } else {
+        Layout::Yuv444
     };
-    let chroma = if subsample { ChromaSampling::Cs420 } else { ChromaSampling::Cs444 };
-    let colour_av1 = encode_av1(
-        width,
-        height,
-        &[(&y, width), (&cb, chroma_stride), (&cr, chroma_stride)],
-        chroma,
-        Some(colour),
-        quantizer(settings.quality),
-        settings,
-    )
-    .map_err(|err| format!("{err} ({width}x{height} px)"))?;
-    let alpha_av1 = match &alpha {
-        Some(alpha) => Some(
-            encode_av1(width, height, &[(alpha, width)], ChromaSampling::Cs400, None, 0, settings)
-                .map_err(|err| format!("alpha: {err} ({width}x{height} px)"))?,
-        ),
-        None => None,
+    let planes: Vec<Vec<u8>> = match layout {
+        Layout::Gray => vec![pixels.chunks_exact(channels).map(|px| px[0]).collect()],
+        Layout::Yuv420 | Layout::Yuv444 => {
+            ycbcr_planes(&pixels, channels, width, height, layout == Layout::Yuv420).into()
+        }
     };
+    let planes: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+    libavif::encode(width, height, layout, &planes, alpha.as_deref(), settings)
+        .map_err(|err| format!("libavif: {err} ({width}x{height} px)"))
+}
 
-    let mut container = avif_serialize::Aviffy::new();
-    container
-        .set_matrix_coefficients(avif_serialize::constants::MatrixCoefficients::Bt601)
-        .set_color_primaries(avif_serialize::constants::ColorPrimaries::Bt709)
-        .set_transfer_characteristics(avif_serialize::constants::TransferCharacteristics::Srgb)
-        .set_full_color_range(true)
-        .set_chroma_subsampling((subsample, subsample));
-    let (w, h) = (u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX));
-    Ok(container.to_vec(&colour_av1, alpha_av1.as_deref(), w, h, 8))
+/// Which planes an AVIF's colour image has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Gray,
+    Yuv420,
+    Yuv444,
+}
+
+/// The only unsafe code of the pipeline: libavif's C API, wrapped so that every allocation it
+/// makes is freed by a `Drop` and every plane copy stays inside the sizes libavif allocated
+/// (checked against the row lengths and counts it reports, not assumed).
+#[allow(unsafe_code)]
+mod libavif {
+    use libavif_sys as sys;
+
+    use super::{AvifSettings, Layout};
+
+    struct Image(*mut sys::avifImage);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            // SAFETY: created by avifImageCreate, destroyed once.
+            unsafe { sys::avifImageDestroy(self.0) }
+        }
+    }
+
+    struct Encoder(*mut sys::avifEncoder);
+    impl Drop for Encoder {
+        fn drop(&mut self) {
+            // SAFETY: created by avifEncoderCreate, destroyed once.
+            unsafe { sys::avifEncoderDestroy(self.0) }
+        }
+    }
+
+    struct Output(sys::avifRWData);
+    impl Drop for Output {
+        fn drop(&mut self) {
+            // SAFETY: filled by avifEncoderWrite (or still empty); freeing empty data is a no-op.
+            unsafe { sys::avifRWDataFree(&mut self.0) }
+        }
+    }
+
+    fn check(result: sys::avifResult) -> Result<(), String> {
+        if result == sys::AVIF_RESULT_OK {
+            return Ok(());
+        }
+        // SAFETY: avifResultToString returns a static NUL-terminated string for every value.
+        let text = unsafe { std::ffi::CStr::from_ptr(sys::avifResultToString(result)) };
+        Err(text.to_string_lossy().into_owned())
+    }
+
+    /// Copies `rows` rows of `row_len` bytes from `source` into a plane libavif allocated.
+    ///
+    /// SAFETY (of the caller): `dest` points to a plane of at least `rows` rows of `dest_stride`
+    /// bytes each, as libavif allocated it for this image.
+    unsafe fn copy_plane(
+        source: &[u8],
+        row_len: usize,
+        rows: usize,
+        dest: *mut u8,
+        dest_stride: usize,
+    ) -> Result<(), String> {
+        if dest.is_null() || row_len > dest_stride || source.len() != row_len * rows {
+            return Err(format!("plane of {} bytes does not fit {rows} rows of {row_len}", source.len()));
+        }
+        for (row, line) in source.chunks_exact(row_len).enumerate() {
+            // SAFETY: row < rows and row_len <= dest_stride, within the caller's promise.
+            unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), dest.add(row * dest_stride), row_len) };
+        }
+        Ok(())
+    }
+
+    pub(super) fn encode(
+        width: usize,
+        height: usize,
+        layout: Layout,
+        planes: &[&[u8]],
+        alpha: Option<&[u8]>,
+        settings: &AvifSettings,
+    ) -> Result<Vec<u8>, String> {
+        let (w, h) = (u32::try_from(width).map_err(|_| "width")?, u32::try_from(height).map_err(|_| "height")?);
+        let (format, chroma) = match layout {
+            Layout::Gray => (sys::AVIF_PIXEL_FORMAT_YUV400, None),
+            Layout::Yuv420 => (sys::AVIF_PIXEL_FORMAT_YUV420, Some((width.div_ceil(2), height.div_ceil(2)))),
+            Layout::Yuv444 => (sys::AVIF_PIXEL_FORMAT_YUV444, Some((width, height))),
+        };
+        // SAFETY: plain constructor; null is checked.
+        let image = Image(unsafe { sys::avifImageCreate(w, h, 8, format) });
+        if image.0.is_null() {
+            return Err("out of memory".into());
+        }
+        // SAFETY: image.0 is a valid avifImage owned by `image` for the rest of this function.
+        let img = unsafe { &mut *image.0 };
+        img.yuvRange = sys::AVIF_RANGE_FULL;
+        img.colorPrimaries = sys::AVIF_COLOR_PRIMARIES_BT709 as _;
+        img.transferCharacteristics = sys::AVIF_TRANSFER_CHARACTERISTICS_SRGB as _;
+        img.matrixCoefficients = sys::AVIF_MATRIX_COEFFICIENTS_BT601 as _;
+        let wanted = sys::AVIF_PLANES_YUV | if alpha.is_some() { sys::AVIF_PLANES_A } else { 0 };
+        // SAFETY: allocates the planes of this image per its size and format.
+        check(unsafe { sys::avifImageAllocatePlanes(image.0, wanted) })?;
+
+        let luma = planes.first().ok_or("no luma plane")?;
+        // SAFETY (each copy): libavif allocated plane i with yuvRowBytes[i] per row for `height`
+        // rows (luma, 4:4:4 chroma) or height/2 rounded up (4:2:0 chroma).
+        unsafe { copy_plane(luma, width, height, img.yuvPlanes[0], img.yuvRowBytes[0] as usize)? };
+        if let Some((cw, ch)) = chroma {
+            for i in 1..3 {
+                let plane = planes.get(i).ok_or("missing chroma plane")?;
+                unsafe { copy_plane(plane, cw, ch, img.yuvPlanes[i], img.yuvRowBytes[i] as usize)? };
+            }
+        }
+        if let Some(alpha) = alpha {
+            // SAFETY: the alpha plane was allocated above with alphaRowBytes per row.
+            unsafe { copy_plane(alpha, width, height, img.alphaPlane, img.alphaRowBytes as usize)? };
+        }
+
+        // SAFETY: plain constructor; null is checked.
+        let encoder = Encoder(unsafe { sys::avifEncoderCreate() });
+        if encoder.0.is_null() {
+            return Err("out of memory".into());
+        }
+        // SAFETY: encoder.0 is valid and owned by `encoder`.
+        let enc = unsafe { &mut *encoder.0 };
+        enc.codecChoice = sys::AVIF_CODEC_CHOICE_AOM;
+        enc.maxThreads = 1;
+        enc.speed = i32::from(settings.speed.min(10));
+        enc.quality = i32::from(settings.quality.min(100));
+        enc.qualityAlpha = 100;
+        let mut output = Output(sys::avifRWData { data: std::ptr::null_mut(), size: 0 });
+        // SAFETY: valid encoder and image; output is an empty avifRWData libavif fills.
+        check(unsafe { sys::avifEncoderWrite(encoder.0, image.0, &mut output.0) })?;
+        if output.0.data.is_null() {
+            return Err("no output".into());
+        }
+        // SAFETY: libavif wrote `size` bytes at `data`; copied before `output` frees them.
+        Ok(unsafe { std::slice::from_raw_parts(output.0.data, output.0.size) }.to_vec())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quality_maps_like_ravif() {
-        assert_eq!(quantizer(100.0), 0);
-        assert_eq!(quantizer(85.0), 99);
-        assert_eq!(quantizer(50.0), 159);
-    }
 
     #[test]
     fn subsampled_chroma_averages_each_two_by_two_block_and_keeps_odd_edges() {
@@ -291,5 +295,27 @@ mod tests {
         let mut rgba = vec![9, 9, 9, 0, 10, 20, 30, 255, 1, 2, 3, 0, 40, 50, 60, 128, 7, 7, 7, 0];
         clean_transparent(&mut rgba, 5);
         assert_eq!(rgba, vec![10, 20, 30, 0, 10, 20, 30, 255, 10, 20, 30, 0, 40, 50, 60, 128, 40, 50, 60, 0]);
+    }
+
+    #[test]
+    fn every_layout_encodes_at_odd_sizes_and_a_plane_of_the_wrong_size_is_an_error() {
+        let settings = AvifSettings::default();
+        for (w, h) in [(1u32, 1u32), (3, 5), (33, 17)] {
+            let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7) as u8, (y * 5) as u8, 90])
+            }));
+            let luma = DynamicImage::ImageLuma8(image::GrayImage::from_fn(w, h, |x, _| image::Luma([(x * 9) as u8])));
+            let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_fn(w, h, |x, _| {
+                image::Rgba([200, 10, 10, (x * 40 % 256) as u8])
+            }));
+            for image in [&rgb, &luma, &rgba] {
+                for subsample_chroma in [false, true] {
+                    let bytes = encode_avif(image, &AvifSettings { subsample_chroma, ..settings }).expect("encodes");
+                    assert_eq!(&bytes[4..12], b"ftypavif", "{w}x{h}");
+                }
+            }
+        }
+        let err = libavif::encode(4, 4, Layout::Gray, &[&[0u8; 15]], None, &settings).expect_err("short plane");
+        assert!(err.contains("does not fit"), "{err}");
     }
 }

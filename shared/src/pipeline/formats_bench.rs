@@ -6,10 +6,8 @@
 //! Ignored (minutes of work); the figures do not depend on the build profile:
 //!   FORMATS_SETTINGS="80:60:8 75:55:8" cargo test -p imageapi-shared --lib \
 //!       formats_bench -- --ignored --nocapture
-//! Each setting is WEBP_QUALITY:AVIF_QUALITY:AVIF_SPEED[:FLAG...], flags changing the AVIF
-//! defaults: `420` (chroma subsampled), `psnr` (no psychovisual tuning), `rtx` (reduced
-//! transform set), `nocdef`, `nolrf` (filters off), `pMIN-MAX` (partition sizes, e.g. `p8-32`); `lossless` makes PNG sources'
-//! WebP lossless. AVIF is
+//! Each setting is WEBP_QUALITY:AVIF_QUALITY:AVIF_SPEED[:FLAG...], AVIF on libavif's scales;
+//! flags: `420` (AVIF chroma subsampled), `lossless` (PNG sources' WebP lossless). AVIF is
 //! decoded for SSIM with libvips' `vips` command (Debian `libvips-tools`).
 
 use std::io::Cursor;
@@ -70,26 +68,14 @@ fn settings_list() -> Vec<(String, EncodeSettings)> {
     spec.split_whitespace()
         .map(|one| {
             let parts: Vec<&str> = one.split(':').collect();
-            let mut s = EncodeSettings {
-                webp_quality: parts[0].parse().expect("webp quality"),
-                ..EncodeSettings::default()
-            };
+            let mut s =
+                EncodeSettings { webp_quality: parts[0].parse().expect("webp quality"), ..EncodeSettings::default() };
             s.avif.quality = parts[1].parse().expect("avif quality");
             s.avif.speed = parts[2].parse().expect("avif speed");
             for flag in &parts[3..] {
                 match *flag {
                     "420" => s.avif.subsample_chroma = true,
-                    "444" => s.avif.subsample_chroma = false,
-                    "psnr" => s.avif.psychovisual = false,
-                    "psy" => s.avif.psychovisual = true,
-                    "rtx" => s.avif.reduced_tx_set = true,
-                    "nocdef" => s.avif.cdef = false,
-                    "nolrf" => s.avif.lrf = false,
                     "lossless" => s.webp_png_lossless = true,
-                    partitions if partitions.starts_with('p') => {
-                        let (min, max) = partitions[1..].split_once('-').expect("pMIN-MAX");
-                        s.avif.partitions = (min.parse().expect("min"), max.parse().expect("max"));
-                    }
                     other => panic!("unknown flag {other}"),
                 }
             }

@@ -27,7 +27,7 @@ const MARGIN: u64 = 8 * MIB;
 /// RSS with and without the WebP variant, `/usr/bin/time -v` on `render-repeat`, one thread)
 /// at 5-11 bytes a pixel on 0.28 and 3.7 MP thumbnails of the corpus' safelanding and kay.
 const WEBP_BYTES_PER_PIXEL: u64 = 16;
-/// rav1e's (through ravif) working memory per pixel of the thumbnail it encodes, rounded up:
+/// rav1e's working memory per pixel of the thumbnail it encodes, rounded up:
 /// measured the same way at 27-35 bytes a pixel on 3.7 MP thumbnails and 45 on a 0.28 MP one
 /// (its fixed part weighs more there), alpha plane included.
 const AVIF_BYTES_PER_PIXEL: u64 = 64;

@@ -15,8 +15,8 @@ use image::{DynamicImage, ImageDecoder, ImageEncoder};
 
 use imageapi_core::image::ThumbnailFormat;
 
-use super::decoder_input::DecoderInput;
 use super::avif::encode_avif;
+use super::decoder_input::DecoderInput;
 use super::encode::{encode_webp, EncodeSettings};
 use super::plan::{mib, Decoder, Header, Plan};
 use super::thumbhash::{hash_size, THUMBHASH_MAX_SIDE};
